@@ -1,0 +1,63 @@
+"""Where a change came from (request id, source address), carried to ``audit_record``
+without every service having to pass it along."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class Origin:
+    request_id: str = ""
+    source_ip: str | None = None
+
+
+_origin: ContextVar[Origin] = ContextVar("audit_origin", default=Origin())  # noqa: B039 - frozen dataclass
+
+
+def current() -> Origin:
+    return _origin.get()
+
+
+@contextmanager
+def origin(request_id: str = "", source_ip: str | None = None) -> Iterator[Origin]:
+    """Set the origin for code outside a request (commands, tasks)."""
+    value = Origin(request_id or uuid.uuid4().hex, source_ip)
+    token = _origin.set(value)
+    try:
+        yield value
+    finally:
+        _origin.reset(token)
+
+
+def _source_ip(request: HttpRequest) -> str | None:
+    if settings.AUDIT_TRUST_X_FORWARDED_FOR:
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        if forwarded:
+            return forwarded.split(",")[-1].strip() or None
+    return request.META.get("REMOTE_ADDR") or None
+
+
+class RequestContextMiddleware:
+    """Give every request an id (the caller's X-Request-ID if well-formed) and echo it back."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        given = request.headers.get("X-Request-ID", "")
+        request_id = given if _REQUEST_ID_RE.match(given) else uuid.uuid4().hex
+        with origin(request_id, _source_ip(request)):
+            response = self.get_response(request)
+        response["X-Request-ID"] = request_id
+        return response

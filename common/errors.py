@@ -1,0 +1,48 @@
+"""Domain errors. Services raise these; ``common.api.exception_handler`` turns each into
+``{"code", "message", "fields"}`` with its HTTP status, and the admin shows the message."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    status = 400
+    code = "invalid"
+
+    def __init__(self, message: str, *, fields: dict[str, list[str]] | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.fields = fields or {}
+        if code:
+            self.code = code
+
+
+class ValidationFailed(DomainError):
+    """Bad input: the message names the field and the rule."""
+
+    status = 400
+    code = "invalid"
+
+    @classmethod
+    def on(cls, field: str, rule: str) -> ValidationFailed:
+        return cls(f"{field}: {rule}", fields={field: [rule]})
+
+
+class PermissionDenied(DomainError):
+    status = 403
+    code = "permission_denied"
+
+
+class NotFound(DomainError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    """The request is valid but clashes with the current state (duplicate, wrong state)."""
+
+    status = 409
+    code = "conflict"
+
+    @classmethod
+    def on(cls, field: str, rule: str) -> Conflict:
+        return cls(f"{field}: {rule}", fields={field: [rule]})

@@ -1,0 +1,19 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from common.views import healthz
+
+admin.site.site_header = "Warden"
+admin.site.site_title = "Warden"
+admin.site.index_title = "Model registry and governance"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/v1/", include("registry.api.urls")),
+    path("api/v1/", include("audit.api.urls")),
+    path("api-auth/", include("rest_framework.urls")),
+    path("healthz", healthz, name="healthz"),
+]

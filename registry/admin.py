@@ -1,0 +1,200 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from common.admin import ServiceBackedAdmin
+from common.errors import DomainError
+from common.policy import can_use_admin
+from registry import policies, selectors, services
+from registry.models import Alias, ApiToken, Dataset, DatasetVersion, ModelVersion, RegisteredModel
+
+MODEL_FORM_FIELDS = (
+    "name",
+    *services.MODEL_TEXT_FIELDS,
+    *services.MODEL_CONTROL_FIELDS,
+    "tags",
+)
+
+
+class VersionInline(admin.TabularInline):
+    model = ModelVersion
+    fields = ["number", "state", "artifact_sha256", "framework", "created_by", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    ordering = ["-number"]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).select_related("created_by")
+
+
+@admin.register(RegisteredModel)
+class RegisteredModelAdmin(ServiceBackedAdmin):
+    list_display = [
+        "name",
+        "display_name",
+        "team",
+        "owner",
+        "risk_tier",
+        "status",
+        "restricted",
+        "updated_at",
+    ]
+    list_filter = ["risk_tier", "status", "restricted", "team"]
+    search_fields = ["name", "display_name"]
+    readonly_fields = ["risk_tier", "status", "created_by", "created_at", "updated_at"]
+    inlines = [VersionInline]
+    list_select_related = ["team", "owner"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return policies.visible_models(request.user).select_related("team", "owner")
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [*MODEL_FORM_FIELDS, *self.readonly_fields]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [*self.readonly_fields, "name"] if obj else list(self.readonly_fields)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return bool(can_use_admin(request.user))
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if not can_use_admin(request.user):
+            return False
+        return obj is None or bool(policies.can_edit_model(request.user, obj))
+
+    def save_model(self, request: HttpRequest, obj: RegisteredModel, form: Any, change: bool) -> None:
+        data = form.cleaned_data
+        if not change:
+            registered = services.model_register(
+                actor=request.user,
+                **{name: data[name] for name in MODEL_FORM_FIELDS if name in data},
+            )
+            obj.pk = registered.pk
+            return
+        changes = {name: data[name] for name in form.changed_data if name in MODEL_FORM_FIELDS}
+        services.model_update(actor=request.user, model=obj, changes=changes)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        """Versions are read-only here; nothing related to save."""
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(ServiceBackedAdmin):
+    list_display = ["__str__", "state", "framework", "created_by", "created_at"]
+    list_filter = ["state", "framework"]
+    search_fields = ["model__name", "=artifact_sha256"]
+    list_select_related = ["model", "created_by"]
+    fields = [
+        "model",
+        "number",
+        "state",
+        "artifact_uri",
+        "artifact_sha256",
+        "framework",
+        "source_run_id",
+        "source_code_commit",
+        "source_pipeline_url",
+        "parameters",
+        "metrics",
+        "signature",
+        "description",
+        "tags",
+        "created_by",
+        "created_at",
+        "updated_at",
+    ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [name for name in self.fields if name not in services.VERSION_EDITABLE_FIELDS]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return selectors.versions_for(request.user)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # versions are registered through the API or the mlflow client
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if not can_use_admin(request.user):
+            return False
+        return obj is None or bool(policies.can_edit_version(request.user, obj.model))
+
+    def save_model(self, request: HttpRequest, obj: ModelVersion, form: Any, change: bool) -> None:
+        data = form.cleaned_data
+        services.version_update(
+            actor=request.user,
+            version=obj,
+            description=data.get("description"),
+            tags=data.get("tags"),
+        )
+
+
+class ReadOnlyAdmin(ServiceBackedAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Dataset)
+class DatasetAdmin(ReadOnlyAdmin):
+    list_display = ["name", "team", "created_by", "created_at"]
+    search_fields = ["name"]
+    list_select_related = ["team", "created_by"]
+
+
+@admin.register(DatasetVersion)
+class DatasetVersionAdmin(ReadOnlyAdmin):
+    list_display = ["__str__", "digest", "row_count", "created_by", "created_at"]
+    search_fields = ["dataset__name", "=digest"]
+    list_select_related = ["dataset", "created_by"]
+
+
+@admin.register(Alias)
+class AliasAdmin(ReadOnlyAdmin):
+    list_display = ["__str__", "version", "updated_by", "updated_at"]
+    search_fields = ["model__name", "name"]
+    list_select_related = ["model", "version__model", "updated_by"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).filter(model__in=policies.visible_models(request.user))
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(ReadOnlyAdmin):
+    list_display = [
+        "name",
+        "user",
+        "prefix",
+        "created_at",
+        "expires_at",
+        "revoked_at",
+        "last_used_at",
+    ]
+    list_filter = ["revoked_at"]
+    search_fields = ["name", "user__username", "prefix"]
+    list_select_related = ["user"]
+    actions = ["revoke"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        queryset = super().get_queryset(request)
+        return queryset if policies.can_revoke_any_token(request.user) else queryset.filter(user=request.user)
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for token in queryset:
+            try:
+                services.token_revoke(actor=request.user, token=token)
+            except DomainError as exc:
+                self.message_user(request, f"{token}: {exc.message}", level=messages.ERROR)
+                return
+        self.message_user(request, f"Revoked {queryset.count()} token(s).")

@@ -1,0 +1,119 @@
+"""Query-string filters for the registry's lists (django-filter)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import django_filters as filters
+from django.db.models import Q, QuerySet
+from django.db.models.fields.json import KeyTextTransform
+
+from common.errors import ValidationFailed
+from common.validation import tag_key
+from registry.models import (
+    Dataset,
+    DatasetUsage,
+    DatasetVersion,
+    ModelStatus,
+    ModelVersion,
+    RegisteredModel,
+    RiskTier,
+    VersionState,
+)
+
+
+def filter_by_tag(queryset: QuerySet, name: str, value: str) -> QuerySet:
+    """``tag=key`` (has the tag) or ``tag=key=value`` (has it with that value)."""
+    key, sep, tag_value = value.partition("=")
+    tag_key("tag", key)
+    if not sep:
+        return queryset.filter(tags__has_key=key)
+    return queryset.alias(_tag_value=KeyTextTransform(key, "tags")).filter(_tag_value=tag_value)
+
+
+class ModelFilter(filters.FilterSet):
+    name = filters.CharFilter(help_text="exact name")
+    search = filters.CharFilter(method="filter_search", help_text="part of the name or display name")
+    owner = filters.CharFilter(field_name="owner__username")
+    team = filters.CharFilter(field_name="team__name")
+    tier = filters.TypedChoiceFilter(field_name="risk_tier", choices=RiskTier.choices, coerce=int)
+    status = filters.ChoiceFilter(choices=ModelStatus.choices)
+    restricted = filters.BooleanFilter()
+    tag = filters.CharFilter(method=filter_by_tag, help_text="key, or key=value")
+    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    uses_dataset = filters.CharFilter(method="filter_uses_dataset", help_text="dataset name (any of its versions)")
+    uses_dataset_version = filters.NumberFilter(method="filter_uses_dataset_version", help_text="dataset version id")
+
+    class Meta:
+        model = RegisteredModel
+        fields: list[str] = []
+
+    def filter_search(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return queryset.filter(Q(name__icontains=value) | Q(display_name__icontains=value))
+
+    def filter_uses_dataset(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        used = DatasetUsage.objects.filter(dataset_version__dataset__name=value).values("version__model_id")
+        return queryset.filter(pk__in=used)
+
+    def filter_uses_dataset_version(self, queryset: QuerySet, name: str, value: Any) -> QuerySet:
+        used = DatasetUsage.objects.filter(dataset_version_id=_id(name, value)).values("version__model_id")
+        return queryset.filter(pk__in=used)
+
+
+class VersionFilter(filters.FilterSet):
+    model = filters.CharFilter(field_name="model__name")
+    number = filters.NumberFilter(min_value=1, max_value=2**31 - 1)
+    state = filters.ChoiceFilter(choices=VersionState.choices)
+    created_by = filters.CharFilter(field_name="created_by__username")
+    framework = filters.CharFilter()
+    artifact_sha256 = filters.CharFilter(method="filter_digest", help_text="the artifact's SHA-256")
+    tag = filters.CharFilter(method=filter_by_tag, help_text="key, or key=value")
+    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    uses_dataset = filters.CharFilter(method="filter_uses_dataset", help_text="dataset name (any of its versions)")
+    uses_dataset_version = filters.NumberFilter(method="filter_uses_dataset_version", help_text="dataset version id")
+
+    class Meta:
+        model = ModelVersion
+        fields: list[str] = []
+
+    def filter_digest(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return queryset.filter(artifact_sha256=value.strip().lower())
+
+    def filter_uses_dataset(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        used = DatasetUsage.objects.filter(dataset_version__dataset__name=value).values("version_id")
+        return queryset.filter(pk__in=used)
+
+    def filter_uses_dataset_version(self, queryset: QuerySet, name: str, value: Any) -> QuerySet:
+        used = DatasetUsage.objects.filter(dataset_version_id=_id(name, value)).values("version_id")
+        return queryset.filter(pk__in=used)
+
+
+class DatasetFilter(filters.FilterSet):
+    name = filters.CharFilter()
+    search = filters.CharFilter(field_name="name", lookup_expr="icontains")
+    team = filters.CharFilter(field_name="team__name")
+    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = Dataset
+        fields: list[str] = []
+
+
+class DatasetVersionFilter(filters.FilterSet):
+    digest = filters.CharFilter(method="filter_digest")
+
+    class Meta:
+        model = DatasetVersion
+        fields: list[str] = []
+
+    def filter_digest(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return queryset.filter(digest=value.strip().lower())
+
+
+def _id(name: str, value: Any) -> int:
+    if value != int(value) or not 1 <= value < 2**63:
+        raise ValidationFailed.on(name, "must be a positive whole number")
+    return int(value)

@@ -1,0 +1,127 @@
+"""Who may see and change what in the registry. The only place these questions are asked:
+the API, the admin, commands and services all call in here.
+
+Superusers see everything; when writing, they follow the same rules as everyone else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Q, QuerySet
+
+from common.policy import ALLOW, Decision, deny
+from common.roles import Role, has_oversight, has_role
+from registry.models import (
+    Dataset,
+    RegisteredModel,
+    RegisteredModelGroupObjectPermission,
+    RegisteredModelUserObjectPermission,
+)
+
+VIEW_PERMISSION = "view_registeredmodel"
+
+
+def is_team_member(user: Any, team_id: int) -> bool:
+    return user.groups.filter(pk=team_id).exists()
+
+
+# --- visibility --------------------------------------------------------------------------
+
+
+def visible_models(user: Any, queryset: QuerySet[RegisteredModel] | None = None) -> QuerySet[RegisteredModel]:
+    """Models the user may see: every unrestricted one; a restricted one only for its owning
+    team, the governance roles and auditors, and those granted access (django-guardian)."""
+    queryset = RegisteredModel.objects.all() if queryset is None else queryset
+    if not getattr(user, "is_authenticated", False):
+        return queryset.none()
+    if has_oversight(user):
+        return queryset
+    granted_to_user = RegisteredModelUserObjectPermission.objects.filter(
+        user=user, permission__codename=VIEW_PERMISSION
+    ).values("content_object_id")
+    granted_to_groups = RegisteredModelGroupObjectPermission.objects.filter(
+        group__user=user, permission__codename=VIEW_PERMISSION
+    ).values("content_object_id")
+    return queryset.filter(
+        Q(restricted=False)
+        | Q(team_id__in=user.groups.values("pk"))
+        | Q(pk__in=granted_to_user)
+        | Q(pk__in=granted_to_groups)
+    )
+
+
+def can_view_model(user: Any, model: RegisteredModel) -> Decision:
+    if visible_models(user, RegisteredModel.objects.filter(pk=model.pk)).exists():
+        return ALLOW
+    return deny("This model is restricted to its owning team and those granted access.")
+
+
+# --- writes ------------------------------------------------------------------------------
+
+
+def can_register_model(user: Any, *, team_id: int) -> Decision:
+    if not (has_role(user, Role.MODEL_DEVELOPER) or has_role(user, Role.MODEL_OWNER)):
+        return deny("Only model developers and model owners register models.")
+    if not is_team_member(user, team_id):
+        return deny("You can only register models for a team you belong to.")
+    return ALLOW
+
+
+def can_edit_model(user: Any, model: RegisteredModel) -> Decision:
+    if user.pk == model.owner_id or is_team_member(user, model.team_id):
+        return ALLOW
+    return deny(f"Only the owner or the owning team ({model.team.name}) may change model {model.name}.")
+
+
+def can_reassign_model(user: Any, model: RegisteredModel) -> Decision:
+    """Changing owner, team or the restricted flag moves who controls the model."""
+    if user.pk == model.owner_id or has_role(user, Role.RISK_OFFICER):
+        return ALLOW
+    return deny("Only the model's owner or a risk officer may change its owner, team or restriction.")
+
+
+def can_add_version(user: Any, model: RegisteredModel) -> Decision:
+    if is_team_member(user, model.team_id):
+        return ALLOW
+    return deny(f"Only the owning team ({model.team.name}) adds versions to model {model.name}.")
+
+
+def can_edit_version(user: Any, model: RegisteredModel) -> Decision:
+    """Description, tags, lineage and aliases: the owning team's business."""
+    if is_team_member(user, model.team_id):
+        return ALLOW
+    return deny(f"Only the owning team ({model.team.name}) may change versions of model {model.name}.")
+
+
+def can_grant_access(user: Any, model: RegisteredModel) -> Decision:
+    if user.pk == model.owner_id or has_role(user, Role.RISK_OFFICER):
+        return ALLOW
+    return deny("Only the model's owner or a risk officer may grant or revoke access to it.")
+
+
+def can_record_risk_tier(user: Any) -> Decision:
+    if has_role(user, Role.RISK_OFFICER):
+        return ALLOW
+    return deny("Only a risk officer records a model's risk tier.")
+
+
+def can_create_dataset(user: Any, *, team_id: int) -> Decision:
+    if not (has_role(user, Role.MODEL_DEVELOPER) or has_role(user, Role.MODEL_OWNER)):
+        return deny("Only model developers and model owners register datasets.")
+    if not is_team_member(user, team_id):
+        return deny("You can only register datasets for a team you belong to.")
+    return ALLOW
+
+
+def can_add_dataset_version(user: Any, dataset: Dataset) -> Decision:
+    if is_team_member(user, dataset.team_id):
+        return ALLOW
+    return deny(f"Only the owning team ({dataset.team.name}) adds versions to dataset {dataset.name}.")
+
+
+def can_revoke_any_token(user: Any) -> Decision:
+    """Anyone revokes their own tokens; revoking someone else's is incident response."""
+    if user.is_superuser or has_role(user, Role.RISK_OFFICER):
+        return ALLOW
+    return deny("You can only revoke your own tokens.")

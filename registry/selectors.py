@@ -1,0 +1,191 @@
+"""Reads that involve rules: always narrowed to what the user may see, and shaped so that
+a page costs the same number of queries whatever its size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import connection
+from django.db.models import Prefetch, QuerySet
+from django.db.models.expressions import RawSQL
+
+from common.errors import NotFound
+from registry import policies
+from registry.models import (
+    Alias,
+    ApiToken,
+    Dataset,
+    DatasetUsage,
+    DatasetVersion,
+    ModelVersion,
+    RegisteredModel,
+    VersionParent,
+)
+
+MAX_LINEAGE_DEPTH = 50
+
+
+def models_for(user: Any) -> QuerySet[RegisteredModel]:
+    return policies.visible_models(user).select_related("owner", "team")
+
+
+def model_get(user: Any, name: str) -> RegisteredModel:
+    """Fetch and authorise in one call: a model the user may not see does not exist for them."""
+    model = models_for(user).filter(name=name).first()
+    if model is None:
+        raise NotFound(f"No model named {name!r}.")
+    return model
+
+
+def versions_for(user: Any) -> QuerySet[ModelVersion]:
+    return (
+        ModelVersion.objects.filter(model__in=policies.visible_models(user))
+        .select_related("model", "created_by")
+        .prefetch_related(
+            Prefetch("parent_edges", queryset=VersionParent.objects.select_related("parent__model")),
+            Prefetch(
+                "dataset_usages",
+                queryset=DatasetUsage.objects.select_related("dataset_version__dataset"),
+            ),
+        )
+    )
+
+
+def version_get(
+    user: Any, *, pk: int | None = None, model_name: str | None = None, number: int | None = None
+) -> ModelVersion:
+    queryset = versions_for(user)
+    version = (
+        queryset.filter(pk=pk).first()
+        if pk is not None
+        else queryset.filter(model__name=model_name, number=number).first()
+    )
+    if version is None:
+        raise NotFound("No such model version." if pk is not None else f"Model {model_name!r} has no version {number}.")
+    return version
+
+
+def datasets_for(user: Any) -> QuerySet[Dataset]:
+    """Datasets are visible to every signed-in user; models that use them may not be."""
+    return Dataset.objects.select_related("team", "created_by") if user.is_authenticated else Dataset.objects.none()
+
+
+def dataset_get(user: Any, name: str) -> Dataset:
+    dataset = datasets_for(user).filter(name=name).first()
+    if dataset is None:
+        raise NotFound(f"No dataset named {name!r}.")
+    return dataset
+
+
+def dataset_versions_for(user: Any) -> QuerySet[DatasetVersion]:
+    if not user.is_authenticated:
+        return DatasetVersion.objects.none()
+    return DatasetVersion.objects.select_related("dataset", "created_by")
+
+
+def dataset_version_get(user: Any, pk: int) -> DatasetVersion:
+    dataset_version = dataset_versions_for(user).filter(pk=pk).first()
+    if dataset_version is None:
+        raise NotFound("No such dataset version.")
+    return dataset_version
+
+
+def aliases_for(user: Any, model: RegisteredModel) -> QuerySet[Alias]:
+    return Alias.objects.filter(model=model).select_related("model", "version", "updated_by")
+
+
+def tokens_for(user: Any) -> QuerySet[ApiToken]:
+    return ApiToken.objects.filter(user=user) if user.is_authenticated else ApiToken.objects.none()
+
+
+# --- lineage -----------------------------------------------------------------------------
+# Each walk is one recursive query (PostgreSQL and SQLite alike). UNION drops rows already
+# seen, so a walk visits each version once; depth-limited walks carry the depth and keep the
+# shortest one.
+
+
+def _walk_sql(direction: str) -> str:
+    edges = VersionParent._meta.db_table
+    src, dst = ("child_id", "parent_id") if direction == "upstream" else ("parent_id", "child_id")
+    return f"""
+        WITH RECURSIVE walk(id, depth) AS (
+            SELECT {dst}, 1 FROM {edges} WHERE {src} = %s
+            UNION
+            SELECT e.{dst}, w.depth + 1 FROM {edges} e JOIN walk w ON e.{src} = w.id WHERE w.depth < %s
+        )
+        SELECT id, MIN(depth) FROM walk GROUP BY id
+    """
+
+
+def _walk(version_id: int, direction: str, depth: int) -> dict[int, int]:
+    with connection.cursor() as cursor:
+        cursor.execute(_walk_sql(direction), [version_id, depth])
+        return dict(cursor.fetchall())
+
+
+def ancestor_ids(version: ModelVersion) -> set[int]:
+    """Every version ``version`` descends from, at any depth."""
+    return set(_walk(version.pk, "upstream", MAX_LINEAGE_DEPTH * 1000))
+
+
+@dataclass
+class LineageGraph:
+    root: ModelVersion
+    versions: list[ModelVersion]
+    depth_of: dict[int, int]
+    edges: list[VersionParent]
+    datasets: list[DatasetUsage]
+    hidden: int = 0
+    directions: list[str] = field(default_factory=list)
+
+
+def lineage(user: Any, version: ModelVersion, *, direction: str = "both", depth: int = 3) -> LineageGraph:
+    """The versions ``version`` comes from (upstream) and that come from it (downstream), to
+    ``depth`` steps, with the edges between them and the datasets each was trained on.
+    Versions of models the user may not see are left out and counted in ``hidden``."""
+    directions = ["upstream", "downstream"] if direction == "both" else [direction]
+    depth_of: dict[int, int] = {version.pk: 0}
+    for walk_direction in directions:
+        sign = -1 if walk_direction == "upstream" else 1
+        for pk, steps in _walk(version.pk, walk_direction, depth).items():
+            depth_of.setdefault(pk, sign * steps)
+    visible = list(versions_for(user).filter(pk__in=depth_of.keys()).order_by("model__name", "number"))
+    ids = {v.pk for v in visible}
+    edges = list(VersionParent.objects.filter(child_id__in=ids, parent_id__in=ids).order_by("child_id", "parent_id"))
+    datasets = list(
+        DatasetUsage.objects.filter(version_id__in=ids)
+        .select_related("dataset_version__dataset")
+        .order_by("version_id", "dataset_version_id", "role")
+    )
+    return LineageGraph(
+        root=version,
+        versions=visible,
+        depth_of={pk: d for pk, d in depth_of.items() if pk in ids},
+        edges=edges,
+        datasets=datasets,
+        hidden=len(depth_of) - len(ids),
+        directions=directions,
+    )
+
+
+def impact_ids_sql() -> str:
+    usages = DatasetUsage._meta.db_table
+    edges = VersionParent._meta.db_table
+    return f"""
+        WITH RECURSIVE impacted(id) AS (
+            SELECT version_id FROM {usages} WHERE dataset_version_id = %s
+            UNION
+            SELECT e.child_id FROM {edges} e JOIN impacted i ON e.parent_id = i.id
+        )
+        SELECT id FROM impacted
+    """
+
+
+def impacted_versions(user: Any, dataset_version: DatasetVersion) -> tuple[QuerySet[ModelVersion], int]:
+    """Every model version that used ``dataset_version`` directly or through an ancestor, as
+    one query; and how many such versions the user may not see."""
+    impacted = ModelVersion.objects.filter(pk__in=RawSQL(impact_ids_sql(), [dataset_version.pk]))
+    visible = versions_for(user).filter(pk__in=impacted.values("pk")).order_by("model__name", "number")
+    hidden = impacted.count() - visible.count()
+    return visible, hidden

@@ -1,0 +1,588 @@
+"""Every write to the registry. Each function checks the policy, validates, saves, and
+records its audit event in the same transaction; the API, the admin and the commands call
+these and nothing else."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Max, Model
+from django.utils import timezone
+from guardian.shortcuts import assign_perm, remove_perm
+
+from audit.services import audit_record
+from common import validation
+from common.errors import Conflict, ValidationFailed
+from registry import policies, selectors
+from registry.models import (
+    Alias,
+    ApiToken,
+    Dataset,
+    DatasetRole,
+    DatasetUsage,
+    DatasetVersion,
+    ModelStatus,
+    ModelVersion,
+    ParentRelation,
+    RegisteredModel,
+    RiskTier,
+    VersionState,
+)
+
+MODEL_TEXT_FIELDS = (
+    "display_name",
+    "description",
+    "business_purpose",
+    "intended_use",
+    "limitations",
+)
+MODEL_CONTROL_FIELDS = ("owner", "team", "restricted")
+# A version's content is frozen at creation; these are all that may change afterwards.
+VERSION_EDITABLE_FIELDS = frozenset({"description", "tags"})
+ALIAS_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+RESERVED_ALIAS_RE = re.compile(r"^(latest|v\d+)$", re.IGNORECASE)
+TOKEN_PREFIX = "wdn_"
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def _snapshot(obj: Model, fields: Iterable[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in fields:
+        value = getattr(obj, name)
+        if isinstance(value, Model):
+            value = str(value)
+        out[name] = value
+    return out
+
+
+def _clean(obj: Model, *, exclude: Sequence[str] = ()) -> None:
+    """Run the model's field validators; report failures as one 400 naming each field."""
+    try:
+        obj.full_clean(exclude=list(exclude), validate_unique=False, validate_constraints=False)
+    except DjangoValidationError as exc:
+        fields = {name: [str(m) for m in messages] for name, messages in exc.message_dict.items()}
+        message = "; ".join(f"{name}: {' '.join(rules)}" for name, rules in fields.items())
+        raise ValidationFailed(message, fields=fields) from None
+
+
+def _merge_tags(
+    current: dict[str, str],
+    tags: dict[str, str] | None,
+    set_tags: dict[str, str] | None,
+    delete_tags: Iterable[str],
+) -> dict[str, str]:
+    merged = dict(validation.tags("tags", tags) if tags is not None else current)
+    merged.update(validation.tags("tags", set_tags or {}))
+    for key in delete_tags:
+        validation.tag_key("tags", key)
+        merged.pop(key, None)
+    return merged
+
+
+def _pg_lock(name: str) -> None:
+    """Serialise a critical section across connections on PostgreSQL. SQLite needs no lock:
+    its IMMEDIATE transactions already admit one writer at a time."""
+    if connection.vendor == "postgresql":
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+
+
+# --- models ------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def model_register(
+    *,
+    actor: Any,
+    name: str,
+    team: Group,
+    owner: Any = None,
+    display_name: str = "",
+    description: str = "",
+    business_purpose: str = "",
+    intended_use: str = "",
+    limitations: str = "",
+    tags: dict[str, str] | None = None,
+    restricted: bool = False,
+) -> RegisteredModel:
+    policies.can_register_model(actor, team_id=team.pk).ensure()
+    owner = owner or actor
+    if not policies.is_team_member(owner, team.pk):
+        raise ValidationFailed.on("owner", f"the owner must be a member of the owning team ({team.name})")
+    model = RegisteredModel(
+        name=name,
+        team=team,
+        owner=owner,
+        display_name=display_name or name,
+        description=description,
+        business_purpose=business_purpose,
+        intended_use=intended_use,
+        limitations=limitations,
+        tags=validation.tags("tags", tags or {}),
+        restricted=restricted,
+        created_by=actor,
+    )
+    _clean(model)
+    if RegisteredModel.objects.filter(name=name).exists():
+        raise Conflict.on("name", f"a model named {name!r} already exists")
+    try:
+        with transaction.atomic():
+            model.save(force_insert=True)
+    except IntegrityError:
+        raise Conflict.on("name", f"a model named {name!r} already exists") from None
+    audit_record(
+        actor=actor,
+        action="model.registered",
+        obj=model,
+        model_name=model.name,
+        after=_snapshot(model, ("name", *MODEL_TEXT_FIELDS, *MODEL_CONTROL_FIELDS, "tags")),
+    )
+    return model
+
+
+@transaction.atomic
+def model_update(
+    *,
+    actor: Any,
+    model: RegisteredModel,
+    changes: dict[str, Any] | None = None,
+    set_tags: dict[str, str] | None = None,
+    delete_tags: Iterable[str] = (),
+) -> RegisteredModel:
+    """Change a model's descriptive fields, tags, or (owner / risk officer) its owner, team
+    and restriction. ``changes`` may hold MODEL_TEXT_FIELDS, MODEL_CONTROL_FIELDS and ``tags``."""
+    changes = dict(changes or {})
+    unknown = set(changes) - {*MODEL_TEXT_FIELDS, *MODEL_CONTROL_FIELDS, "tags"}
+    if unknown:
+        field = sorted(unknown)[0]
+        raise ValidationFailed.on(field, "cannot be changed here")
+    model = RegisteredModel.objects.select_for_update().select_related("team", "owner").get(pk=model.pk)
+    policies.can_edit_model(actor, model).ensure()
+    changes["tags"] = _merge_tags(model.tags, changes.get("tags"), set_tags, delete_tags)
+    changed = {name: value for name, value in changes.items() if getattr(model, name) != value}
+    if not changed:
+        return model
+    if set(changed) & set(MODEL_CONTROL_FIELDS):
+        policies.can_reassign_model(actor, model).ensure()
+    before = _snapshot(model, changed)
+    for name, value in changed.items():
+        setattr(model, name, value)
+    if ("owner" in changed or "team" in changed) and not policies.is_team_member(model.owner, model.team_id):
+        raise ValidationFailed.on("owner", f"the owner must be a member of the owning team ({model.team.name})")
+    _clean(model)
+    model.save(update_fields=[*changed, "updated_at"])
+    audit_record(
+        actor=actor,
+        action="model.updated",
+        obj=model,
+        model_name=model.name,
+        before=before,
+        after=_snapshot(model, changed),
+    )
+    return model
+
+
+@transaction.atomic
+def model_record_risk_tier(*, actor: Any, model: RegisteredModel, tier: int, reason: str) -> RegisteredModel:
+    """Record the model's current risk tier (governance's assessment calls this)."""
+    policies.can_record_risk_tier(actor).ensure()
+    if tier not in RiskTier.values:
+        raise ValidationFailed.on("risk_tier", "must be 1, 2, 3 or 4 (T1 critical … T4 low)")
+    if not reason.strip():
+        raise ValidationFailed.on("reason", "a reason is required when recording a risk tier")
+    model = RegisteredModel.objects.select_for_update().get(pk=model.pk)
+    before = {"risk_tier": model.risk_tier}
+    model.risk_tier = tier
+    model.save(update_fields=["risk_tier", "updated_at"])
+    audit_record(
+        actor=actor,
+        action="model.risk_tier_recorded",
+        obj=model,
+        model_name=model.name,
+        before=before,
+        after={"risk_tier": tier},
+        reason=reason,
+    )
+    return model
+
+
+@transaction.atomic
+def model_grant_access(*, actor: Any, model: RegisteredModel, user: Any = None, group: Group | None = None) -> None:
+    """Let a user or group outside the owning team see a restricted model."""
+    _change_access(actor=actor, model=model, user=user, group=group, grant=True)
+
+
+@transaction.atomic
+def model_revoke_access(*, actor: Any, model: RegisteredModel, user: Any = None, group: Group | None = None) -> None:
+    _change_access(actor=actor, model=model, user=user, group=group, grant=False)
+
+
+def _change_access(*, actor: Any, model: RegisteredModel, user: Any, group: Group | None, grant: bool) -> None:
+    if (user is None) == (group is None):
+        raise ValidationFailed.on("user", "give exactly one of user or group")
+    model = RegisteredModel.objects.select_for_update().select_related("team").get(pk=model.pk)
+    policies.can_grant_access(actor, model).ensure()
+    grantee = user if user is not None else group
+    (assign_perm if grant else remove_perm)(policies.VIEW_PERMISSION, grantee, model)
+    audit_record(
+        actor=actor,
+        action="model.access_granted" if grant else "model.access_revoked",
+        obj=model,
+        model_name=model.name,
+        after={"user": user.get_username()} if user is not None else {"group": group.name},  # type: ignore[union-attr]
+    )
+
+
+# --- versions ----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def version_create(
+    *,
+    actor: Any,
+    model: RegisteredModel,
+    artifact_uri: str,
+    artifact_sha256: str = "",
+    framework: str = "",
+    source_run_id: str = "",
+    source_code_commit: str = "",
+    source_pipeline_url: str = "",
+    parameters: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    signature: dict[str, Any] | None = None,
+    description: str = "",
+    tags: dict[str, str] | None = None,
+    parents: Sequence[tuple[ModelVersion, str]] = (),
+    datasets: Sequence[tuple[DatasetVersion, str]] = (),
+) -> ModelVersion:
+    """Register the next version of ``model``, with its lineage. Numbers are 1, 2, 3… with no
+    gap: the model row is locked while the number is taken."""
+    model = RegisteredModel.objects.select_for_update().select_related("team").get(pk=model.pk)
+    policies.can_add_version(actor, model).ensure()
+    if model.status != ModelStatus.ACTIVE:
+        raise Conflict(f"Model {model.name} is {model.status}: it takes no new versions.")
+    digest = validation.sha256_digest("artifact_sha256", artifact_sha256) if artifact_sha256 else ""
+    _check_metrics(metrics or {})
+    version = ModelVersion(
+        model=model,
+        number=(model.versions.aggregate(n=Max("number"))["n"] or 0) + 1,
+        artifact_uri=artifact_uri,
+        artifact_sha256=digest,
+        framework=framework,
+        source_run_id=source_run_id,
+        source_code_commit=source_code_commit,
+        source_pipeline_url=source_pipeline_url,
+        parameters=validation.json_document("parameters", parameters or {}),
+        metrics=metrics or {},
+        signature=validation.json_document("signature", signature or {}),
+        description=description,
+        tags=validation.tags("tags", tags or {}),
+        created_by=actor,
+    )
+    _clean(version, exclude=["model"])
+    if digest:
+        clash = model.versions.filter(artifact_sha256=digest).values_list("number", flat=True).first()
+        if clash is not None:
+            raise Conflict.on("artifact_sha256", f"version {clash} of {model.name} already has this digest")
+    version.save(force_insert=True)
+    for parent, relation in parents:
+        _add_parent(actor=actor, child=version, parent=parent, relation=relation)
+    for dataset_version, role in datasets:
+        _add_dataset(actor=actor, version=version, dataset_version=dataset_version, role=role)
+    audit_record(
+        actor=actor,
+        action="version.created",
+        obj=version,
+        model_name=model.name,
+        after={
+            **_snapshot(version, ("number", "artifact_uri", "artifact_sha256", "framework", "state")),
+            "parents": [{"version_id": p.pk, "relation": r} for p, r in parents],
+            "datasets": [{"dataset_version_id": d.pk, "role": r} for d, r in datasets],
+        },
+    )
+    return version
+
+
+def _check_metrics(metrics: Any) -> None:
+    validation.json_document("metrics", metrics)
+    for name, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValidationFailed.on(f"metrics.{name}", "metric values must be numbers")
+
+
+@transaction.atomic
+def version_update(
+    *,
+    actor: Any,
+    version: ModelVersion,
+    description: str | None = None,
+    tags: dict[str, str] | None = None,
+    set_tags: dict[str, str] | None = None,
+    delete_tags: Iterable[str] = (),
+) -> ModelVersion:
+    """Change what may change after creation: the description and the tags."""
+    version = ModelVersion.objects.select_for_update().select_related("model__team").get(pk=version.pk)
+    policies.can_edit_version(actor, version.model).ensure()
+    changed: dict[str, Any] = {}
+    if description is not None and description != version.description:
+        changed["description"] = description
+    new_tags = _merge_tags(version.tags, tags, set_tags, delete_tags)
+    if new_tags != version.tags:
+        changed["tags"] = new_tags
+    if not changed:
+        return version
+    before = _snapshot(version, changed)
+    for name, value in changed.items():
+        setattr(version, name, value)
+    version.save(update_fields=[*changed, "updated_at"])
+    audit_record(
+        actor=actor,
+        action="version.updated",
+        obj=version,
+        model_name=version.model.name,
+        before=before,
+        after=_snapshot(version, changed),
+    )
+    return version
+
+
+# --- lineage -----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def lineage_add_parent(*, actor: Any, child: ModelVersion, parent: ModelVersion, relation: str) -> None:
+    """Record that ``child`` derives from ``parent``. Refused if it would close a cycle."""
+    child = _lock_draft_for_lineage(actor, child)
+    _add_parent(actor=actor, child=child, parent=parent, relation=relation)
+    audit_record(
+        actor=actor,
+        action="lineage.parent_added",
+        obj=child,
+        model_name=child.model.name,
+        after={"parent_version_id": parent.pk, "relation": relation},
+    )
+
+
+@transaction.atomic
+def lineage_add_dataset(*, actor: Any, version: ModelVersion, dataset_version: DatasetVersion, role: str) -> None:
+    version = _lock_draft_for_lineage(actor, version)
+    _add_dataset(actor=actor, version=version, dataset_version=dataset_version, role=role)
+    audit_record(
+        actor=actor,
+        action="lineage.dataset_added",
+        obj=version,
+        model_name=version.model.name,
+        after={"dataset_version_id": dataset_version.pk, "role": role},
+    )
+
+
+def _lock_draft_for_lineage(actor: Any, version: ModelVersion) -> ModelVersion:
+    version = ModelVersion.objects.select_for_update().select_related("model__team").get(pk=version.pk)
+    policies.can_edit_version(actor, version.model).ensure()
+    if version.state != VersionState.DRAFT:
+        raise Conflict(
+            f"Version {version.number} of {version.model.name} is {version.state}: "
+            "its lineage is frozen with its content; register a new version."
+        )
+    return version
+
+
+def _add_parent(*, actor: Any, child: ModelVersion, parent: ModelVersion, relation: str) -> None:
+    if relation not in ParentRelation.values:
+        raise ValidationFailed.on("relation", f"must be one of {', '.join(ParentRelation.values)}")
+    if not policies.can_view_model(actor, parent.model):
+        raise ValidationFailed.on("parent", f"model version {parent.pk} does not exist")
+    if parent.pk == child.pk:
+        raise ValidationFailed.on("parent", "a version cannot be its own parent (lineage cycle)")
+    # One lineage writer at a time, so two concurrent edges cannot close a cycle together.
+    _pg_lock("registry.lineage")
+    if child.pk in selectors.ancestor_ids(parent):
+        raise ValidationFailed.on(
+            "parent",
+            f"{parent} already descends from {child}: adding it as a parent would create a lineage cycle",
+        )
+    if child.parent_edges.filter(parent=parent).exists():
+        raise Conflict.on("parent", f"{parent} is already a parent of {child}")
+    child.parent_edges.create(parent=parent, relation=relation)
+
+
+def _add_dataset(*, actor: Any, version: ModelVersion, dataset_version: DatasetVersion, role: str) -> None:
+    if role not in DatasetRole.values:
+        raise ValidationFailed.on("role", f"must be one of {', '.join(DatasetRole.values)}")
+    if DatasetUsage.objects.filter(version=version, dataset_version=dataset_version, role=role).exists():
+        raise Conflict.on("dataset_version", f"{dataset_version} is already recorded as {role} data")
+    DatasetUsage.objects.create(version=version, dataset_version=dataset_version, role=role)
+
+
+# --- datasets ----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def dataset_create(*, actor: Any, name: str, team: Group, description: str = "") -> Dataset:
+    policies.can_create_dataset(actor, team_id=team.pk).ensure()
+    dataset = Dataset(name=name, team=team, description=description, created_by=actor)
+    _clean(dataset)
+    if Dataset.objects.filter(name=name).exists():
+        raise Conflict.on("name", f"a dataset named {name!r} already exists")
+    try:
+        with transaction.atomic():
+            dataset.save(force_insert=True)
+    except IntegrityError:
+        raise Conflict.on("name", f"a dataset named {name!r} already exists") from None
+    audit_record(
+        actor=actor,
+        action="dataset.created",
+        obj=dataset,
+        after=_snapshot(dataset, ("name", "team")),
+    )
+    return dataset
+
+
+@transaction.atomic
+def dataset_version_create(
+    *,
+    actor: Any,
+    dataset: Dataset,
+    uri: str,
+    digest: str,
+    row_count: int | None = None,
+    schema_summary: dict[str, Any] | None = None,
+) -> DatasetVersion:
+    dataset = Dataset.objects.select_for_update().select_related("team").get(pk=dataset.pk)
+    policies.can_add_dataset_version(actor, dataset).ensure()
+    digest = validation.sha256_digest("digest", digest)
+    dataset_version = DatasetVersion(
+        dataset=dataset,
+        number=(dataset.versions.aggregate(n=Max("number"))["n"] or 0) + 1,
+        uri=uri,
+        digest=digest,
+        row_count=row_count,
+        schema_summary=validation.json_document("schema_summary", schema_summary or {}),
+        created_by=actor,
+    )
+    _clean(dataset_version, exclude=["dataset"])
+    clash = dataset.versions.filter(digest=digest).values_list("number", flat=True).first()
+    if clash is not None:
+        raise Conflict.on("digest", f"version {clash} of dataset {dataset.name} already has this digest")
+    dataset_version.save(force_insert=True)
+    audit_record(
+        actor=actor,
+        action="dataset_version.created",
+        obj=dataset_version,
+        after=_snapshot(dataset_version, ("number", "uri", "digest", "row_count")),
+    )
+    return dataset_version
+
+
+# --- aliases -----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def alias_set(*, actor: Any, model: RegisteredModel, name: str, version: ModelVersion) -> Alias:
+    model = RegisteredModel.objects.select_for_update().select_related("team").get(pk=model.pk)
+    policies.can_edit_version(actor, model).ensure()
+    if not ALIAS_NAME_RE.match(name):
+        raise ValidationFailed.on("alias", "1-100 letters, digits, '_' or '-'")
+    if RESERVED_ALIAS_RE.match(name):
+        raise ValidationFailed.on("alias", f"{name!r} is reserved ('latest' and 'v<number>' name versions)")
+    if version.model_id != model.pk:
+        raise ValidationFailed.on("version", f"version {version.pk} belongs to another model")
+    alias = Alias.objects.filter(model=model, name=name).select_related("version").first()
+    before = {"version": alias.version.number} if alias else None
+    if alias and alias.version_id == version.pk:
+        return alias
+    if alias:
+        alias.version = version
+        alias.updated_by = actor
+        alias.save(update_fields=["version", "updated_by", "updated_at"])
+    else:
+        alias = Alias.objects.create(model=model, name=name, version=version, updated_by=actor)
+    audit_record(
+        actor=actor,
+        action="alias.set",
+        object_type="registry.alias",
+        object_id=f"{model.name}@{name}",
+        model_name=model.name,
+        before=before,
+        after={"version": version.number},
+    )
+    return alias
+
+
+@transaction.atomic
+def alias_delete(*, actor: Any, alias: Alias) -> None:
+    model = RegisteredModel.objects.select_for_update().select_related("team").get(pk=alias.model_id)
+    policies.can_edit_version(actor, model).ensure()
+    alias = Alias.objects.select_related("version").get(pk=alias.pk)
+    before = {"version": alias.version.number}
+    alias.delete()
+    audit_record(
+        actor=actor,
+        action="alias.deleted",
+        object_type="registry.alias",
+        object_id=f"{model.name}@{alias.name}",
+        model_name=model.name,
+        before=before,
+    )
+
+
+# --- API tokens --------------------------------------------------------------------------
+
+
+def hash_token(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@transaction.atomic
+def token_create(*, actor: Any, name: str, expires_at: datetime | None = None) -> tuple[ApiToken, str]:
+    """Create a token for ``actor``. Returns the token and its secret, which is not stored."""
+    if not name.strip() or len(name) > 100:
+        raise ValidationFailed.on("name", "a token needs a name of 1-100 characters")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationFailed.on("expires_at", "must be in the future")
+    if ApiToken.objects.filter(user=actor, name=name, revoked_at=None).exists():
+        raise Conflict.on("name", f"you already have an active token named {name!r}")
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(
+        user=actor,
+        name=name,
+        prefix=secret[:12],
+        key_hash=hash_token(secret),
+        expires_at=expires_at,
+    )
+    audit_record(
+        actor=actor,
+        action="token.created",
+        obj=token,
+        after={"name": name, "prefix": token.prefix, "expires_at": expires_at},
+    )
+    return token, secret
+
+
+@transaction.atomic
+def token_revoke(*, actor: Any, token: ApiToken) -> ApiToken:
+    token = ApiToken.objects.select_for_update().get(pk=token.pk)
+    if token.user_id != actor.pk:
+        policies.can_revoke_any_token(actor).ensure()
+    if token.revoked_at is not None:
+        return token
+    token.revoked_at = timezone.now()
+    token.save(update_fields=["revoked_at"])
+    audit_record(
+        actor=actor,
+        action="token.revoked",
+        obj=token,
+        after={"name": token.name, "prefix": token.prefix, "user": token.user_id},
+    )
+    return token

@@ -1,0 +1,80 @@
+"""Personas: real users in real groups, as PRODUCT.md describes them.
+
+Two teams: credit-risk (developer, owner) and pricing (outsider). Governance roles belong
+to no team."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Group
+from django.core.cache import cache
+from django.db import connection
+from rest_framework.test import APIClient
+
+from common.roles import Role
+from tests.factories import UserFactory
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache() -> None:
+    cache.clear()
+
+
+@pytest.fixture
+def teams(db: Any) -> dict[str, Group]:
+    return {name: Group.objects.get_or_create(name=name)[0] for name in ("credit-risk", "pricing")}
+
+
+@pytest.fixture
+def developer(teams: Any) -> Any:
+    return UserFactory(username="dev", groups=[Role.MODEL_DEVELOPER, "credit-risk"])
+
+
+@pytest.fixture
+def owner(teams: Any) -> Any:
+    return UserFactory(username="owner", groups=[Role.MODEL_OWNER, "credit-risk"])
+
+
+@pytest.fixture
+def outsider(teams: Any) -> Any:
+    """A model developer on another team."""
+    return UserFactory(username="outsider", groups=[Role.MODEL_DEVELOPER, "pricing"])
+
+
+@pytest.fixture
+def validator(teams: Any) -> Any:
+    return UserFactory(username="validator", groups=[Role.VALIDATOR], is_staff=True)
+
+
+@pytest.fixture
+def risk_officer(teams: Any) -> Any:
+    return UserFactory(username="risk", groups=[Role.RISK_OFFICER], is_staff=True)
+
+
+@pytest.fixture
+def committee_member(teams: Any) -> Any:
+    return UserFactory(username="committee", groups=[Role.COMMITTEE_MEMBER], is_staff=True)
+
+
+@pytest.fixture
+def auditor(teams: Any) -> Any:
+    return UserFactory(username="auditor", groups=[Role.AUDITOR], is_staff=True)
+
+
+@pytest.fixture
+def api() -> Any:
+    """``api(user)`` → an API client signed in as ``user``; ``api()`` → anonymous."""
+
+    def client(user: Any = None) -> APIClient:
+        c = APIClient()
+        if user is not None:
+            c.force_authenticate(user)
+        return c
+
+    return client
+
+
+def on_postgres() -> bool:
+    return connection.vendor == "postgresql"

@@ -1,0 +1,67 @@
+"""Test data. Users come from factory_boy; everything governed is made through services."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from typing import Any
+
+import factory
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+
+from registry import services
+from registry.models import Dataset, DatasetVersion, ModelVersion, RegisteredModel
+
+_counter = itertools.count(1)
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
+    password = factory.PostGenerationMethodCall("set_password", "correct horse battery staple")
+
+    @factory.post_generation
+    def groups(self, create: bool, extracted: Any, **kwargs: Any) -> None:
+        if create and extracted:
+            self.groups.add(*(Group.objects.get_or_create(name=name)[0] for name in extracted))
+        self.save()
+
+
+def digest(seed: str | None = None) -> str:
+    return hashlib.sha256((seed or f"artifact-{next(_counter)}").encode()).hexdigest()
+
+
+def make_model(actor: Any, *, team: str = "credit-risk", name: str | None = None, **kwargs: Any) -> RegisteredModel:
+    return services.model_register(
+        actor=actor,
+        name=name or f"model-{next(_counter)}",
+        team=Group.objects.get(name=team),
+        **kwargs,
+    )
+
+
+def make_version(actor: Any, model: RegisteredModel, **kwargs: Any) -> ModelVersion:
+    kwargs.setdefault("artifact_uri", f"s3://models/{model.name}/{next(_counter)}")
+    kwargs.setdefault("artifact_sha256", digest())
+    return services.version_create(actor=actor, model=model, **kwargs)
+
+
+def make_dataset_version(actor: Any, *, team: str = "credit-risk", name: str | None = None) -> DatasetVersion:
+    dataset = Dataset.objects.filter(name=name).first() if name else None
+    if dataset is None:
+        dataset = services.dataset_create(
+            actor=actor, name=name or f"dataset-{next(_counter)}", team=Group.objects.get(name=team)
+        )
+    return services.dataset_version_create(
+        actor=actor,
+        dataset=dataset,
+        uri=f"s3://data/{dataset.name}/{next(_counter)}",
+        digest=digest(),
+        row_count=1000,
+    )
