@@ -77,9 +77,9 @@ DATABASES = {
     "default": env.database("DATABASE_URL", f"sqlite:///{DATA_DIR / 'warden.sqlite3'}"),
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # A file, not :memory:, so that tests with real threads share one database.
-    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-warden.sqlite3")}
-    DATA_DIR.mkdir(exist_ok=True)
+    # Tests use a file beside the database, not :memory:, so that threads share it.
+    DATABASES["default"]["TEST"] = {"NAME": f"{DATABASES['default']['NAME']}.test"}
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Background work: with REDIS_URL, Celery workers on Redis; without it, tasks run in-process.

@@ -12,7 +12,7 @@ from common.policy import can_use_admin
 from registry import policies, selectors, services
 from registry.models import Alias, ApiToken, Dataset, DatasetVersion, ModelVersion, RegisteredModel
 
-MODEL_FORM_FIELDS = (
+MODEL_FORM_FIELDS: tuple[str, ...] = (
     "name",
     *services.MODEL_TEXT_FIELDS,
     *services.MODEL_CONTROL_FIELDS,
@@ -22,8 +22,7 @@ MODEL_FORM_FIELDS = (
 
 class VersionInline(admin.TabularInline):
     model = ModelVersion
-    fields = ["number", "state", "artifact_sha256", "framework", "created_by", "created_at"]
-    readonly_fields = fields
+    fields = readonly_fields = ("number", "state", "artifact_sha256", "framework", "created_by", "created_at")
     extra = 0
     can_delete = False
     show_change_link = True
@@ -57,10 +56,10 @@ class RegisteredModelAdmin(ServiceBackedAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return policies.visible_models(request.user).select_related("team", "owner")
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return [*MODEL_FORM_FIELDS, *self.readonly_fields]
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return [*self.readonly_fields, "name"] if obj else list(self.readonly_fields)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -93,7 +92,7 @@ class ModelVersionAdmin(ServiceBackedAdmin):
     list_filter = ["state", "framework"]
     search_fields = ["model__name", "=artifact_sha256"]
     list_select_related = ["model", "created_by"]
-    fields = [
+    version_fields = (
         "model",
         "number",
         "state",
@@ -111,10 +110,11 @@ class ModelVersionAdmin(ServiceBackedAdmin):
         "created_by",
         "created_at",
         "updated_at",
-    ]
+    )
+    fields = version_fields
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return [name for name in self.fields if name not in services.VERSION_EDITABLE_FIELDS]
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return [name for name in self.version_fields if name not in services.VERSION_EDITABLE_FIELDS]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return selectors.versions_for(request.user)

@@ -6,7 +6,7 @@ from typing import Any
 
 import django_filters as filters
 from django.db.models import Q, QuerySet
-from django.db.models.fields.json import KeyTextTransform
+from django.db.models.fields.json import KeyTransform
 
 from common.errors import ValidationFailed
 from common.validation import tag_key
@@ -28,7 +28,9 @@ def filter_by_tag(queryset: QuerySet, name: str, value: str) -> QuerySet:
     tag_key("tag", key)
     if not sep:
         return queryset.filter(tags__has_key=key)
-    return queryset.alias(_tag_value=KeyTextTransform(key, "tags")).filter(_tag_value=tag_value)
+    # KeyTransform, not KeyTextTransform: its exact lookup JSON-encodes the value, which SQLite's
+    # JSON_EXTRACT needs (a bare string there is "malformed JSON").
+    return queryset.alias(_tag_value=KeyTransform(key, "tags")).filter(_tag_value=tag_value)
 
 
 class ModelFilter(filters.FilterSet):

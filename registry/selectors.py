@@ -56,11 +56,11 @@ def version_get(
     user: Any, *, pk: int | None = None, model_name: str | None = None, number: int | None = None
 ) -> ModelVersion:
     queryset = versions_for(user)
-    version = (
-        queryset.filter(pk=pk).first()
-        if pk is not None
-        else queryset.filter(model__name=model_name, number=number).first()
-    )
+    if pk is not None:
+        version = queryset.filter(pk=pk).first()
+    else:
+        assert model_name is not None and number is not None, "give pk, or model_name and number"
+        version = queryset.filter(model__name=model_name, number=number).first()
     if version is None:
         raise NotFound("No such model version." if pk is not None else f"Model {model_name!r} has no version {number}.")
     return version

@@ -185,7 +185,9 @@ class VersionCreateIn(serializers.Serializer):
     source_code_commit = serializers.CharField(max_length=200, required=False, allow_blank=True)
     source_pipeline_url = serializers.CharField(max_length=1000, required=False, allow_blank=True)
     parameters = _json_object_field()
-    metrics = serializers.DictField(child=serializers.FloatField(), required=False)
+    # Not DictField(child=FloatField()): that turns true into 1.0 and "0.9" into 0.9, hiding
+    # the service's rule that metric values are numbers.
+    metrics = serializers.DictField(required=False, help_text="name: number")
     signature = _json_object_field()
     description = serializers.CharField(required=False, allow_blank=True)
     tags = _tags_field()
@@ -233,7 +235,7 @@ class LineageDatasetOut(serializers.Serializer):
 
 
 class LineageOut(serializers.Serializer):
-    root = serializers.IntegerField(source="root.pk")
+    root = serializers.IntegerField(source="root.pk")  # type: ignore[assignment]  # a field, not Serializer.root
     nodes = serializers.SerializerMethodField()
     edges = LineageEdgeOut(many=True)
     datasets = LineageDatasetOut(many=True)

@@ -16,8 +16,8 @@ from audit import selectors as audit_selectors
 from audit.api.serializers import AuditEventOut
 from audit.api.views import AuditEventPagination
 from common.errors import NotFound, ValidationFailed
-from common.roles import ROLE_NAMES
-from registry import policies, selectors, services
+from common.roles import ROLE_NAMES, roles_of
+from registry import selectors, services
 from registry.api import serializers as s
 from registry.filters import DatasetFilter, DatasetVersionFilter, ModelFilter, VersionFilter
 from registry.models import Alias, DatasetVersion, ModelVersion
@@ -94,12 +94,13 @@ class ModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         return Response(s.ModelOut(model).data)
 
     @extend_schema(responses={200: AuditEventOut(many=True)})
-    @action(detail=True, methods=["get"], pagination_class=AuditEventPagination, filterset_class=None)
+    @action(detail=True, methods=["get"], filterset_class=None, filter_backends=[])
     def history(self, request: Request, name: str) -> Response:
         """The audit trail of this model, newest first."""
         model = self.get_object()
-        page = self.paginate_queryset(audit_selectors.model_history(model.name))
-        return self.get_paginated_response(AuditEventOut(page, many=True).data)
+        paginator = AuditEventPagination()  # ordered by the trail's own order, not this view's
+        page = paginator.paginate_queryset(audit_selectors.model_history(model.name), request)
+        return paginator.get_paginated_response(AuditEventOut(page, many=True).data)
 
     @extend_schema(request=s.AccessIn, responses={204: None})
     @action(detail=True, methods=["post"], url_path="access")
@@ -360,14 +361,17 @@ class AliasViewSet(viewsets.GenericViewSet):
         model = selectors.model_get(self.request.user, self.kwargs["model_name"])
         return selectors.aliases_for(self.request.user, model)
 
+    def get_object(self) -> Alias:
+        found = self.get_queryset().filter(name=self.kwargs["alias"]).first()
+        if found is None:
+            raise NotFound(f"Model {self.kwargs['model_name']} has no alias {self.kwargs['alias']!r}.")
+        return found
+
     def list(self, request: Request, model_name: str) -> Response:
         return Response(s.AliasOut(self.get_queryset(), many=True).data)
 
     def retrieve(self, request: Request, model_name: str, alias: str) -> Response:
-        found = self.get_queryset().filter(name=alias).first()
-        if found is None:
-            raise NotFound(f"Model {model_name} has no alias {alias!r}.")
-        return Response(s.AliasOut(found).data)
+        return Response(s.AliasOut(self.get_object()).data)
 
     @extend_schema(request=s.AliasSetIn, responses={200: s.AliasOut})
     def update(self, request: Request, model_name: str, alias: str) -> Response:
@@ -380,10 +384,7 @@ class AliasViewSet(viewsets.GenericViewSet):
         return Response(s.AliasOut(selectors.aliases_for(request.user, model).get(pk=found.pk)).data)
 
     def destroy(self, request: Request, model_name: str, alias: str) -> Response:
-        found = self.get_queryset().filter(name=alias).first()
-        if found is None:
-            raise NotFound(f"Model {model_name} has no alias {alias!r}.")
-        services.alias_delete(actor=request.user, alias=found)
+        services.alias_delete(actor=request.user, alias=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -430,7 +431,7 @@ class MeView(APIView):
         return Response(
             {
                 "username": request.user.get_username(),
-                "roles": sorted(policies.roles_of(request.user)),
+                "roles": sorted(roles_of(request.user)),
                 "teams": sorted(g for g in groups if g not in ROLE_NAMES),
             }
         )

@@ -1,0 +1,241 @@
+"""Load a living demo registry: a user per role, two teams, ~20 models across the four tiers
+with versions, datasets and lineage. Everything goes through the services, so the audit
+trail shows the demo's history like any other."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from audit.context import origin
+from common.roles import Role
+from registry import services
+from registry.models import DatasetVersion, ModelVersion, RegisteredModel
+
+User = get_user_model()
+
+TEAMS = ("credit-risk", "pricing")
+# username, roles, team, staff
+USERS: list[tuple[str, list[str], str | None, bool]] = [
+    ("admin", [], None, True),
+    ("dev.credit", [Role.MODEL_DEVELOPER], "credit-risk", False),
+    ("owner.credit", [Role.MODEL_OWNER], "credit-risk", True),
+    ("dev.pricing", [Role.MODEL_DEVELOPER], "pricing", False),
+    ("owner.pricing", [Role.MODEL_OWNER], "pricing", True),
+    ("validator", [Role.VALIDATOR], None, True),
+    ("risk.officer", [Role.RISK_OFFICER], None, True),
+    ("committee", [Role.COMMITTEE_MEMBER], None, True),
+    ("deployer", [Role.DEPLOYER], None, False),
+    ("auditor", [Role.AUDITOR], None, True),
+]
+DATASETS = {
+    "credit-risk": ["loan-applications", "bureau-scores", "repayment-history", "collections-outcomes"],
+    "pricing": ["motor-quotes", "home-quotes", "claims-history", "web-sessions"],
+}
+# name, team, tier, restricted, versions, datasets used, purpose
+MODELS: list[tuple[str, str, int, bool, int, list[str], str]] = [
+    (
+        "pd-retail",
+        "credit-risk",
+        1,
+        False,
+        4,
+        ["loan-applications", "bureau-scores"],
+        "Probability of default, retail loans; regulatory capital (IRB)",
+    ),
+    (
+        "pd-smb",
+        "credit-risk",
+        1,
+        True,
+        3,
+        ["loan-applications", "repayment-history"],
+        "Probability of default, small business lending; regulatory capital",
+    ),
+    (
+        "lgd-mortgage",
+        "credit-risk",
+        1,
+        False,
+        2,
+        ["repayment-history", "collections-outcomes"],
+        "Loss given default for mortgages (IFRS 9 and capital)",
+    ),
+    (
+        "credit-limit",
+        "credit-risk",
+        2,
+        False,
+        3,
+        ["loan-applications", "bureau-scores"],
+        "Automated credit-limit assignment for cards",
+    ),
+    (
+        "application-score",
+        "credit-risk",
+        2,
+        False,
+        3,
+        ["loan-applications"],
+        "Accept / refer / decline on new applications",
+    ),
+    ("fraud-card", "credit-risk", 2, True, 4, ["loan-applications", "web-sessions"], "Card transaction fraud scoring"),
+    ("collections-priority", "credit-risk", 3, False, 2, ["collections-outcomes"], "Orders the collections queue"),
+    ("early-warning", "credit-risk", 3, False, 2, ["repayment-history"], "Flags accounts drifting towards arrears"),
+    ("income-estimator", "credit-risk", 3, False, 2, ["bureau-scores"], "Estimates income where not declared"),
+    ("doc-classifier", "credit-risk", 4, False, 2, [], "Routes uploaded documents to the right queue"),
+    ("motor-pricing", "pricing", 1, False, 4, ["motor-quotes", "claims-history"], "Automated motor premium pricing"),
+    (
+        "home-pricing",
+        "pricing",
+        2,
+        False,
+        3,
+        ["home-quotes", "claims-history"],
+        "Automated home insurance premium pricing",
+    ),
+    ("claims-triage", "pricing", 2, False, 3, ["claims-history"], "Fast-track or investigate incoming claims"),
+    ("retention-offer", "pricing", 2, False, 2, ["motor-quotes", "web-sessions"], "Renewal discount eligibility"),
+    ("conversion-propensity", "pricing", 3, False, 3, ["web-sessions", "motor-quotes"], "Likelihood a quote converts"),
+    ("churn-propensity", "pricing", 3, False, 2, ["web-sessions"], "Likelihood a customer leaves at renewal"),
+    ("quote-anomaly", "pricing", 3, False, 2, ["motor-quotes"], "Flags quotes with implausible inputs"),
+    ("marketing-mix", "pricing", 4, False, 2, ["web-sessions"], "Channel spend attribution"),
+    ("call-summariser", "pricing", 4, False, 1, [], "Summarises contact-centre calls for agents"),
+    ("address-matcher", "pricing", 4, False, 2, [], "Normalises and matches postal addresses"),
+]
+FRAMEWORKS = ["scikit-learn", "xgboost", "lightgbm", "pytorch"]
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()
+
+
+class Command(BaseCommand):
+    help = "Load demo users, teams, models, versions, datasets and lineage (once)."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument(
+            "--reset-passwords", action="store_true", help="give the demo users new passwords and print them"
+        )
+
+    def handle(self, *args: Any, reset_passwords: bool = False, **options: Any) -> None:
+        if User.objects.filter(username="dev.credit").exists():
+            if reset_passwords:
+                self._print_logins(self._set_passwords())
+            else:
+                self.stdout.write(
+                    "Demo data is already loaded. Passwords were printed when it was created; "
+                    "new ones: manage.py demo_seed --reset-passwords"
+                )
+            return
+        with origin("demo-seed"), transaction.atomic():
+            passwords = self._create_users()
+            self._create_registry()
+            dev = User.objects.get(username="dev.credit")
+            _, token = services.token_create(actor=dev, name="demo")
+        self._print_logins(passwords, token)
+
+    def _create_users(self) -> dict[str, str]:
+        for team in TEAMS:
+            Group.objects.get_or_create(name=team)
+        for username, roles, user_team, staff in USERS:
+            user = User.objects.create(
+                username=username,
+                email=f"{username}@example.com",
+                is_staff=staff,
+                is_superuser=username == "admin",
+            )
+            user.groups.add(*(Group.objects.get(name=name) for name in [*roles, *([user_team] if user_team else [])]))
+        return self._set_passwords()
+
+    def _set_passwords(self) -> dict[str, str]:
+        passwords = {}
+        for username, *_ in USERS:
+            user = User.objects.get(username=username)
+            passwords[username] = secrets.token_urlsafe(9)
+            user.set_password(passwords[username])
+            user.save(update_fields=["password"])
+        return passwords
+
+    def _create_registry(self) -> None:
+        devs = {team: User.objects.get(username=f"dev.{team.split('-')[0]}") for team in TEAMS}
+        owners = {team: User.objects.get(username=f"owner.{team.split('-')[0]}") for team in TEAMS}
+        risk_officer = User.objects.get(username="risk.officer")
+        dataset_versions: dict[str, list[DatasetVersion]] = {}
+        for team, names in DATASETS.items():
+            for name in names:
+                dataset = services.dataset_create(
+                    actor=devs[team], name=name, team=Group.objects.get(name=team), description=f"Demo {name} data"
+                )
+                dataset_versions[name] = [
+                    services.dataset_version_create(
+                        actor=devs[team],
+                        dataset=dataset,
+                        uri=f"s3://warden-demo/datasets/{name}/{year}.parquet",
+                        digest=_digest(name, year),
+                        row_count=100_000 * (year - 2022),
+                        schema_summary={"columns": 20 + year - 2024},
+                    )
+                    for year in (2024, 2025)
+                ]
+        latest: dict[str, ModelVersion] = {}
+        for index, (name, team, tier, restricted, count, used, purpose) in enumerate(MODELS):
+            model = services.model_register(
+                actor=owners[team],
+                name=name,
+                team=Group.objects.get(name=team),
+                display_name=name.replace("-", " ").capitalize(),
+                business_purpose=purpose,
+                intended_use="Decision support within the documented portfolio and limits.",
+                limitations="Not validated outside the training population.",
+                tags={"line": "lending" if team == "credit-risk" else "insurance"},
+                restricted=restricted,
+            )
+            services.model_record_risk_tier(
+                actor=risk_officer, model=model, tier=tier, reason="Demo: initial assessment on the default scorecard"
+            )
+            previous: ModelVersion | None = None
+            for number in range(1, count + 1):
+                newest = number == count
+                parents = [(previous, "retrained_from")] if previous else []
+                if name == "pd-smb" and number == 1:
+                    parents = [(latest["pd-retail"], "fine_tuned_from")]
+                data = [
+                    (dataset_versions[ds][1 if newest else 0], "training" if i == 0 else "validation")
+                    for i, ds in enumerate(used)
+                ]
+                previous = services.version_create(
+                    actor=devs[team],
+                    model=model,
+                    artifact_uri=f"s3://warden-demo/models/{name}/{number}/model.pkl",
+                    artifact_sha256=_digest(name, number),
+                    framework=FRAMEWORKS[index % len(FRAMEWORKS)],
+                    source_run_id=_digest("run", name, number)[:32],
+                    source_code_commit=_digest("commit", name, number)[:40],
+                    parameters={"max_depth": 4 + number, "learning_rate": 0.1},
+                    metrics={"auc": round(0.70 + 0.02 * number, 3), "gini": round(0.40 + 0.04 * number, 3)},
+                    signature={"inputs": [{"name": "features", "type": "tensor"}], "outputs": [{"name": "score"}]},
+                    description=f"Version {number} of {name}",
+                    parents=parents,
+                    datasets=data,
+                )
+            assert previous is not None
+            latest[name] = previous
+            services.alias_set(actor=devs[team], model=model, name="champion", version=previous)
+        assert RegisteredModel.objects.count() == len(MODELS)
+
+    def _print_logins(self, passwords: dict[str, str], token: str | None = None) -> None:
+        roles = {username: ", ".join(roles) or "superuser" for username, roles, *_ in USERS}
+        self.stdout.write(self.style.SUCCESS("Demo logins (shown once; admin at http://127.0.0.1:8000/admin/):"))
+        for username, password in passwords.items():
+            self.stdout.write(f"  {username:<14} {password:<14} {roles[username]}")
+        if token:
+            self.stdout.write(self.style.SUCCESS("API token for dev.credit (shown once):"))
+            self.stdout.write(f"  {token}")
+            self.stdout.write("  curl -H 'Authorization: Bearer <token>' http://127.0.0.1:8000/api/v1/models/")

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import pytest
+from django.db import transaction
+
+from audit.models import AuditEvent
+from audit.services import audit_record
+from registry import services
+from tests.factories import make_model
+
+
+def test_every_registry_write_records_who_what_and_where(api, developer):
+    response = api(developer).post(
+        "/api/v1/models/", {"name": "m1", "team": "credit-risk"}, format="json", REMOTE_ADDR="10.1.2.3"
+    )
+    event = AuditEvent.objects.get()
+    assert (event.actor_name, event.action, event.object_type, event.object_id) == (
+        "dev",
+        "model.registered",
+        "registry.registeredmodel",
+        str(response.data["id"]),
+    )
+    assert event.source_ip == "10.1.2.3"
+    assert event.request_id == response["X-Request-ID"]
+    assert event.occurred_at is not None
+
+
+def test_audit_events_cannot_be_changed_or_deleted_through_the_orm(developer):
+    make_model(developer, name="m1")
+    event = AuditEvent.objects.get()
+    event.reason = "rewritten"
+    with pytest.raises(TypeError, match="append-only"):
+        event.save()
+    with pytest.raises(TypeError, match="append-only"):
+        event.delete()
+    with pytest.raises(TypeError, match="append-only"):
+        AuditEvent.objects.filter(pk=event.pk).update(reason="x")
+    with pytest.raises(TypeError, match="append-only"):
+        AuditEvent.objects.all().delete()
+    assert AuditEvent.objects.get().reason == ""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_audit_record_refuses_to_run_outside_a_transaction(developer):
+    with pytest.raises(RuntimeError, match="inside the transaction"):
+        audit_record(actor=developer, action="x.y", object_type="x", object_id=1)
+
+
+def test_a_failed_change_leaves_neither_the_change_nor_its_event(developer):
+    with pytest.raises(RuntimeError), transaction.atomic():
+        make_model(developer, name="m1")
+        raise RuntimeError("the caller's transaction fails after the service ran")
+    assert not AuditEvent.objects.exists()
+
+
+def test_a_refused_change_writes_no_event(api, developer, outsider):
+    make_model(developer, name="m1")
+    before = AuditEvent.objects.count()
+    assert (
+        api(outsider).post("/api/v1/models/m1/versions/", {"artifact_uri": "s3://x"}, format="json").status_code == 403
+    )
+    assert AuditEvent.objects.count() == before
+
+
+def test_auditors_read_the_whole_trail_others_only_their_own_actions(api, developer, outsider, auditor):
+    make_model(developer, name="m1")
+    make_model(outsider, name="p1", team="pricing")
+    assert {e["model_name"] for e in api(auditor).get("/api/v1/audit-events/").data["results"]} == {"m1", "p1"}
+    assert [e["model_name"] for e in api(outsider).get("/api/v1/audit-events/").data["results"]] == ["p1"]
+
+
+def test_the_trail_is_read_only_over_the_api(api, auditor):
+    response = api(auditor).post("/api/v1/audit-events/", {}, format="json")
+    assert response.status_code == 405
+    assert response.data["code"] == "method_not_allowed"
+
+
+def test_model_history_is_shown_to_whoever_may_see_the_model(api, developer, owner, outsider):
+    model = make_model(developer, name="m1")
+    services.model_update(actor=owner, model=model, changes={"description": "d"})
+    response = api(outsider).get("/api/v1/models/m1/history/")
+    assert response.status_code == 200
+    assert [e["action"] for e in response.data["results"]] == ["model.updated", "model.registered"]
+    services.model_update(actor=developer, model=model, changes={"restricted": True})
+    assert api(outsider).get("/api/v1/models/m1/history/").status_code == 404
+
+
+def test_audit_events_are_filtered(api, developer, auditor):
+    make_model(developer, name="m1")
+    make_model(developer, name="m2")
+    response = api(auditor).get("/api/v1/audit-events/?model_name=m2&action=model.registered")
+    assert [e["model_name"] for e in response.data["results"]] == ["m2"]
+    assert api(auditor).get("/api/v1/audit-events/?occurred_after=not-a-date").status_code == 400
+
+
+def test_listing_the_trail_costs_the_same_queries_at_10_and_100_rows(
+    api, developer, auditor, django_assert_max_num_queries
+):
+    for i in range(100):
+        make_model(developer, name=f"m{i}")
+    client = api(auditor)
+    for size in (10, 100):
+        with django_assert_max_num_queries(2):
+            response = client.get(f"/api/v1/audit-events/?page_size={size}")
+        assert len(response.data["results"]) == size

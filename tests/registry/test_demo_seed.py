@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from io import StringIO
+
+from django.contrib.auth import authenticate
+from django.core.management import call_command
+
+from audit.models import AuditEvent
+from common.roles import Role
+from registry.models import DatasetUsage, ModelVersion, RegisteredModel, VersionParent
+
+
+def test_demo_seed_loads_a_living_registry_and_prints_working_logins(db):
+    out = StringIO()
+    call_command("demo_seed", stdout=out)
+    text = out.getvalue()
+
+    assert RegisteredModel.objects.count() == 20
+    assert set(RegisteredModel.objects.values_list("risk_tier", flat=True)) == {1, 2, 3, 4}
+    assert ModelVersion.objects.count() > 40
+    assert VersionParent.objects.filter(relation="fine_tuned_from").exists()
+    assert DatasetUsage.objects.exists()
+    assert AuditEvent.objects.filter(action="version.created").count() == ModelVersion.objects.count()
+
+    rows = [line.split() for line in text.splitlines() if line.startswith("  ")]
+    logins = {row[0]: row[1] for row in rows if len(row) >= 3 and row[0] != "curl"}
+    for role in Role:
+        assert role.value in text
+    assert authenticate(username="risk.officer", password=logins["risk.officer"]) is not None
+
+    again = StringIO()
+    call_command("demo_seed", stdout=again)
+    assert "already loaded" in again.getvalue()
+    assert RegisteredModel.objects.count() == 20

@@ -1,0 +1,188 @@
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from audit.models import AuditEvent
+from common.errors import PermissionDenied
+from registry import services
+from registry.models import ApiToken
+
+
+def _bearer(secret: str) -> APIClient:
+    """A client that signs in the way a script does: with the token, nothing else."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    return client
+
+
+def test_token_secret_is_shown_once_and_only_its_hash_is_stored(api, developer):
+    response = api(developer).post("/api/v1/tokens/", {"name": "ci"}, format="json")
+    assert response.status_code == 201, response.data
+    secret = response.data["token"]
+    assert secret.startswith("wdn_")
+    assert len(secret) > 40
+    assert response.data["prefix"] == secret[:12]
+    token = ApiToken.objects.get()
+    assert token.key_hash == hashlib.sha256(secret.encode()).hexdigest() != secret
+    assert not [name for name, value in ApiToken.objects.values().get().items() if secret in str(value)]
+    assert "token" not in api(developer).get(f"/api/v1/tokens/{token.pk}/").data
+    assert [t["name"] for t in api(developer).get("/api/v1/tokens/").data["results"]] == ["ci"]
+
+
+def test_token_creation_is_audited_without_the_secret(api, developer):
+    secret = api(developer).post("/api/v1/tokens/", {"name": "ci"}, format="json").data["token"]
+    event = AuditEvent.objects.get(action="token.created")
+    assert (event.actor, event.object_id) == (developer, str(ApiToken.objects.get().pk))
+    assert (event.after["name"], event.after["prefix"]) == ("ci", secret[:12])
+    assert secret not in str(event.after)
+
+
+def test_bearer_token_signs_the_user_in_and_records_its_use(developer):
+    token, secret = services.token_create(actor=developer, name="ci")
+    assert token.last_used_at is None
+    response = _bearer(secret).get("/api/v1/me/")
+    assert response.status_code == 200
+    assert response.data["username"] == "dev"
+    assert response.data["teams"] == ["credit-risk"]
+    token.refresh_from_db()
+    assert token.last_used_at is not None
+
+
+def test_a_script_can_register_a_model_with_a_token_and_is_the_actor(developer):
+    _, secret = services.token_create(actor=developer, name="ci")
+    response = _bearer(secret).post("/api/v1/models/", {"name": "m1", "team": "credit-risk"}, format="json")
+    assert response.status_code == 201, response.data
+    assert AuditEvent.objects.get(action="model.registered").actor == developer
+
+
+def test_a_revoked_token_no_longer_signs_in(api, developer):
+    token, secret = services.token_create(actor=developer, name="ci")
+    client = _bearer(secret)
+    assert client.get("/api/v1/me/").status_code == 200
+    response = client.delete(f"/api/v1/tokens/{token.pk}/")
+    assert response.status_code == 200
+    assert response.data["revoked_at"] is not None
+    response = client.get("/api/v1/me/")
+    assert response.status_code == 401
+    assert response.data == {"code": "not_authenticated", "message": "Invalid or revoked token.", "fields": {}}
+    assert response["WWW-Authenticate"] == 'Bearer realm="warden"'
+    event = AuditEvent.objects.get(action="token.revoked")
+    assert (event.actor, event.after["name"]) == (developer, "ci")
+
+
+def test_revoking_twice_is_harmless_and_audited_once(api, developer):
+    token, _ = services.token_create(actor=developer, name="ci")
+    client = api(developer)
+    first = client.delete(f"/api/v1/tokens/{token.pk}/").data["revoked_at"]
+    assert client.delete(f"/api/v1/tokens/{token.pk}/").data["revoked_at"] == first
+    assert AuditEvent.objects.filter(action="token.revoked").count() == 1
+
+
+def test_an_expired_token_is_refused(developer, monkeypatch):
+    now = timezone.now()
+    _, secret = services.token_create(actor=developer, name="ci", expires_at=now + timedelta(hours=1))
+    assert _bearer(secret).get("/api/v1/me/").status_code == 200
+    monkeypatch.setattr(timezone, "now", lambda: now + timedelta(hours=2))  # the clock moves past the expiry
+    response = _bearer(secret).get("/api/v1/me/")
+    assert response.status_code == 401
+    assert response.data["code"] == "not_authenticated"
+    assert "expired" in response.data["message"]
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Bearer", "Bearer wdn_one wdn_two", "Bearer wdn_not-a-real-token", "Token wdn_not-a-real-token", "Bearer wdn_é"],
+)
+def test_a_malformed_or_unknown_token_is_refused(developer, header):
+    services.token_create(actor=developer, name="ci")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=header)
+    response = client.get("/api/v1/me/")
+    assert response.status_code == 401
+    assert response.data["code"] == "not_authenticated"
+    assert set(response.data) == {"code", "message", "fields"}
+
+
+def test_a_token_of_an_inactive_user_is_refused(developer):
+    _, secret = services.token_create(actor=developer, name="ci")
+    developer.is_active = False
+    developer.save()
+    response = _bearer(secret).get("/api/v1/me/")
+    assert response.status_code == 401
+    assert response.data["message"] == "This token's user is inactive."
+
+
+def test_you_cannot_see_or_revoke_another_users_token(api, developer, owner):
+    token, secret = services.token_create(actor=owner, name="ci")
+    client = api(developer)
+    assert client.get("/api/v1/tokens/").data["results"] == []
+    assert client.get(f"/api/v1/tokens/{token.pk}/").status_code == 404
+    response = client.delete(f"/api/v1/tokens/{token.pk}/")
+    assert response.status_code == 404
+    assert response.data == {"code": "not_found", "message": "No such token.", "fields": {}}
+    token.refresh_from_db()
+    assert token.revoked_at is None
+    assert _bearer(secret).get("/api/v1/me/").status_code == 200
+
+
+def test_a_risk_officer_revokes_another_users_token(developer, risk_officer):
+    token, secret = services.token_create(actor=developer, name="ci")
+    services.token_revoke(actor=risk_officer, token=token)
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+    assert _bearer(secret).get("/api/v1/me/").status_code == 401
+    event = AuditEvent.objects.get(action="token.revoked")
+    assert (event.actor, event.after["user"]) == (risk_officer, developer.pk)
+
+
+def test_a_developer_cannot_revoke_another_users_token_through_the_service(developer, owner):
+    token, _ = services.token_create(actor=owner, name="ci")
+    with pytest.raises(PermissionDenied, match=r"^You can only revoke your own tokens\.$"):
+        services.token_revoke(actor=developer, token=token)
+    token.refresh_from_db()
+    assert token.revoked_at is None
+
+
+def test_a_second_active_token_with_the_same_name_is_a_conflict(api, developer):
+    token, _ = services.token_create(actor=developer, name="ci")
+    client = api(developer)
+    response = client.post("/api/v1/tokens/", {"name": "ci"}, format="json")
+    assert response.status_code == 409
+    assert response.data["fields"] == {"name": ["you already have an active token named 'ci'"]}
+    services.token_revoke(actor=developer, token=token)
+    assert client.post("/api/v1/tokens/", {"name": "ci"}, format="json").status_code == 201
+
+
+def test_another_user_may_use_the_same_token_name(api, developer, owner):
+    services.token_create(actor=owner, name="ci")
+    assert api(developer).post("/api/v1/tokens/", {"name": "ci"}, format="json").status_code == 201
+
+
+def test_expiry_in_the_past_is_refused(api, developer):
+    yesterday = timezone.now() - timedelta(days=1)
+    response = api(developer).post(
+        "/api/v1/tokens/", {"name": "ci", "expires_at": yesterday.isoformat()}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.data["fields"] == {"expires_at": ["must be in the future"]}
+    assert not ApiToken.objects.exists()
+    assert not AuditEvent.objects.exists()
+
+
+@pytest.mark.parametrize("name", ["", "   ", "x" * 101])
+def test_a_token_needs_a_name(api, developer, name):
+    response = api(developer).post("/api/v1/tokens/", {"name": name}, format="json")
+    assert response.status_code == 400
+    assert list(response.data["fields"]) == ["name"]
+    assert not ApiToken.objects.exists()
+
+
+def test_anonymous_users_cannot_create_tokens(api, db):
+    response = api().post("/api/v1/tokens/", {"name": "ci"}, format="json")
+    assert response.status_code == 401
+    assert not ApiToken.objects.exists()

@@ -1,0 +1,320 @@
+from __future__ import annotations
+
+import pytest
+
+from audit.models import AuditEvent
+from registry.models import ModelVersion
+from tests.factories import digest, make_dataset_version, make_model, make_version
+
+
+def test_versions_are_numbered_1_2_3_and_each_is_audited(api, developer):
+    make_model(developer, name="m1")
+    client = api(developer)
+    numbers = [
+        client.post("/api/v1/models/m1/versions/", {"artifact_uri": f"s3://m1/{i}"}, format="json").data["number"]
+        for i in range(3)
+    ]
+    assert numbers == [1, 2, 3]
+    events = AuditEvent.objects.filter(action="version.created").order_by("id")
+    assert [(e.model_name, e.after["number"], e.actor) for e in events] == [
+        ("m1", 1, developer),
+        ("m1", 2, developer),
+        ("m1", 3, developer),
+    ]
+
+
+def test_created_version_is_a_draft_with_what_was_given(api, developer):
+    make_model(developer, name="m1")
+    sha = digest("weights")
+    response = api(developer).post(
+        "/api/v1/models/m1/versions/",
+        {"artifact_uri": "s3://m1/1", "artifact_sha256": sha.upper(), "metrics": {"auc": 0.81}, "tags": {"k": "v"}},
+        format="json",
+    )
+    assert response.status_code == 201, response.data
+    assert (response.data["state"], response.data["artifact_sha256"]) == ("draft", sha)
+    assert (response.data["metrics"], response.data["tags"], response.data["created_by"]) == (
+        {"auc": 0.81},
+        {"k": "v"},
+        "dev",
+    )
+
+
+@pytest.mark.parametrize("bad", ["abc", "g" * 64, "a" * 63, "a" * 65])
+def test_bad_artifact_digest_is_refused_naming_the_field(api, developer, bad):
+    make_model(developer, name="m1")
+    response = api(developer).post(
+        "/api/v1/models/m1/versions/", {"artifact_uri": "s3://m1/1", "artifact_sha256": bad}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.data == {
+        "code": "invalid",
+        "message": "artifact_sha256: must be a SHA-256 digest: 64 hexadecimal characters",
+        "fields": {"artifact_sha256": ["must be a SHA-256 digest: 64 hexadecimal characters"]},
+    }
+    assert not ModelVersion.objects.exists()
+    assert not AuditEvent.objects.filter(action="version.created").exists()
+
+
+def test_a_draft_may_have_no_digest_yet(api, developer):
+    make_model(developer, name="m1")
+    response = api(developer).post("/api/v1/models/m1/versions/", {"artifact_uri": "s3://m1/1"}, format="json")
+    assert response.status_code == 201
+    assert response.data["artifact_sha256"] == ""
+    second = api(developer).post("/api/v1/models/m1/versions/", {"artifact_uri": "s3://m1/2"}, format="json")
+    assert second.status_code == 201
+
+
+def test_the_same_digest_twice_in_one_model_is_a_conflict(api, developer):
+    m1 = make_model(developer, name="m1")
+    sha = digest("weights")
+    make_version(developer, m1, artifact_sha256=sha)
+    response = api(developer).post(
+        "/api/v1/models/m1/versions/", {"artifact_uri": "s3://m1/2", "artifact_sha256": sha}, format="json"
+    )
+    assert response.status_code == 409
+    assert response.data["code"] == "conflict"
+    assert response.data["fields"] == {"artifact_sha256": ["version 1 of m1 already has this digest"]}
+    assert m1.versions.count() == 1
+
+
+def test_the_same_digest_on_another_model_is_allowed(api, developer):
+    make_version(developer, make_model(developer, name="m1"), artifact_sha256=digest("weights"))
+    make_model(developer, name="m2")
+    response = api(developer).post(
+        "/api/v1/models/m2/versions/",
+        {"artifact_uri": "s3://m2/1", "artifact_sha256": digest("weights")},
+        format="json",
+    )
+    assert response.status_code == 201
+    assert (response.data["model"], response.data["number"]) == ("m2", 1)
+
+
+def test_outsider_cannot_add_a_version_to_another_teams_model(api, owner, outsider):
+    make_model(owner, name="m1")
+    response = api(outsider).post("/api/v1/models/m1/versions/", {"artifact_uri": "s3://m1/1"}, format="json")
+    assert response.status_code == 403
+    assert response.data == {
+        "code": "permission_denied",
+        "message": "Only the owning team (credit-risk) adds versions to model m1.",
+        "fields": {},
+    }
+    assert not ModelVersion.objects.exists()
+
+
+@pytest.mark.parametrize("value", ["high", "0.9", True, None, [0.9], {"x": 1}])
+def test_non_numeric_metric_value_is_refused(api, developer, value):
+    make_model(developer, name="m1")
+    response = api(developer).post(
+        "/api/v1/models/m1/versions/", {"artifact_uri": "s3://m1/1", "metrics": {"auc": value}}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.data["fields"] == {"metrics.auc": ["metric values must be numbers"]}
+    assert not ModelVersion.objects.exists()
+
+
+def test_version_is_read_by_number_and_by_id(api, developer):
+    version = make_version(developer, make_model(developer, name="m1"))
+    by_number = api(developer).get("/api/v1/models/m1/versions/1/")
+    by_id = api(developer).get(f"/api/v1/versions/{version.pk}/")
+    assert by_number.status_code == by_id.status_code == 200
+    assert by_number.data == by_id.data
+    assert (by_id.data["id"], by_id.data["model"], by_id.data["number"]) == (version.pk, "m1", 1)
+
+
+def test_unknown_version_number_is_a_404(api, developer):
+    make_version(developer, make_model(developer, name="m1"))
+    response = api(developer).get("/api/v1/models/m1/versions/2/")
+    assert response.status_code == 404
+    assert response.data == {"code": "not_found", "message": "Model 'm1' has no version 2.", "fields": {}}
+
+
+def test_versions_of_a_restricted_model_are_404_to_those_who_cannot_see_it(api, owner, outsider):
+    version = make_version(owner, make_model(owner, name="secret", restricted=True))
+    client = api(outsider)
+    assert client.get("/api/v1/models/secret/versions/").status_code == 404
+    assert client.get("/api/v1/models/secret/versions/1/").status_code == 404
+    assert client.get(f"/api/v1/versions/{version.pk}/").status_code == 404
+    assert client.patch(f"/api/v1/versions/{version.pk}/", {"description": "x"}, format="json").status_code == 404
+    assert client.post("/api/v1/models/secret/versions/", {"artifact_uri": "s3://x"}, format="json").status_code == 404
+    assert version.pk not in [v["id"] for v in client.get("/api/v1/versions/").data["results"]]
+
+
+def test_description_and_tags_change_with_before_and_after_audited(api, developer):
+    make_version(developer, make_model(developer, name="m1"), description="old", tags={"a": "1"})
+    response = api(developer).patch(
+        "/api/v1/models/m1/versions/1/", {"description": "new", "tags": {"b": "2"}}, format="json"
+    )
+    assert response.status_code == 200, response.data
+    assert (response.data["description"], response.data["tags"]) == ("new", {"b": "2"})
+    event = AuditEvent.objects.get(action="version.updated")
+    assert (event.model_name, event.before, event.after) == (
+        "m1",
+        {"description": "old", "tags": {"a": "1"}},
+        {"description": "new", "tags": {"b": "2"}},
+    )
+
+
+def test_patch_by_id_changes_the_description(api, developer):
+    version = make_version(developer, make_model(developer, name="m1"))
+    response = api(developer).patch(f"/api/v1/versions/{version.pk}/", {"description": "by id"}, format="json")
+    assert response.status_code == 200
+    version.refresh_from_db()
+    assert version.description == "by id"
+
+
+def test_patch_that_changes_nothing_writes_no_audit_event(api, developer):
+    make_version(developer, make_model(developer, name="m1"), description="same")
+    response = api(developer).patch("/api/v1/models/m1/versions/1/", {"description": "same"}, format="json")
+    assert response.status_code == 200
+    assert not AuditEvent.objects.filter(action="version.updated").exists()
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("artifact_uri", "s3://elsewhere"),
+        ("metrics", {"auc": 0.99}),
+        ("artifact_sha256", "a" * 64),
+        ("state", "approved"),
+    ],
+)
+def test_frozen_fields_cannot_be_patched(api, developer, field, value):
+    version = make_version(developer, make_model(developer, name="m1"), metrics={"auc": 0.5})
+    before = ModelVersion.objects.filter(pk=version.pk).values().get()
+    response = api(developer).patch(
+        "/api/v1/models/m1/versions/1/", {field: value, "description": "sneaked in"}, format="json"
+    )
+    assert response.status_code == 400
+    assert list(response.data["fields"]) == [field]
+    assert "frozen" in response.data["fields"][field][0]
+    assert ModelVersion.objects.filter(pk=version.pk).values().get() == before
+    assert not AuditEvent.objects.filter(action="version.updated").exists()
+
+
+def test_outsider_cannot_patch_a_version(api, owner, outsider):
+    make_version(owner, make_model(owner, name="m1"))
+    response = api(outsider).patch("/api/v1/models/m1/versions/1/", {"description": "x"}, format="json")
+    assert response.status_code == 403
+    assert response.data["message"] == "Only the owning team (credit-risk) may change versions of model m1."
+
+
+def test_version_tags_are_set_and_deleted_one_by_one(api, developer):
+    version = make_version(developer, make_model(developer, name="m1"))
+    client = api(developer)
+    response = client.put("/api/v1/models/m1/versions/1/tags/stage/", {"value": "candidate"}, format="json")
+    assert response.status_code == 200
+    assert response.data["tags"] == {"stage": "candidate"}
+    response = client.put(f"/api/v1/versions/{version.pk}/tags/owner note/", {"value": "x"}, format="json")
+    assert response.data["tags"] == {"stage": "candidate", "owner note": "x"}
+    assert client.delete("/api/v1/models/m1/versions/1/tags/stage/").data["tags"] == {"owner note": "x"}
+    assert client.delete(f"/api/v1/versions/{version.pk}/tags/owner note/").data["tags"] == {}
+    missing = client.delete("/api/v1/models/m1/versions/1/tags/stage/")
+    assert missing.status_code == 404
+    assert missing.data["message"] == "Version 1 of m1 has no tag 'stage'."
+    assert AuditEvent.objects.filter(action="version.updated").count() == 4
+
+
+def test_outsider_cannot_tag_a_version(api, owner, outsider):
+    make_version(owner, make_model(owner, name="m1"))
+    response = api(outsider).put("/api/v1/models/m1/versions/1/tags/stage/", {"value": "x"}, format="json")
+    assert response.status_code == 403
+    assert ModelVersion.objects.get().tags == {}
+
+
+@pytest.fixture
+def catalogue(developer):
+    """m1 v1 (trained on `loans`, tagged stage=prod), v2 (tagged stage=dev), v3 (no tags)."""
+    m1 = make_model(developer, name="m1")
+    loans = make_dataset_version(developer, name="loans")
+    v1 = make_version(developer, m1, tags={"stage": "prod"}, datasets=[(loans, "training")])
+    v2 = make_version(developer, m1, tags={"stage": "dev"})
+    v3 = make_version(developer, m1)
+    return {"v1": v1, "v2": v2, "v3": v3, "loans": loans}
+
+
+@pytest.mark.parametrize(
+    "query, expected",
+    [
+        ("state=draft", [3, 2, 1]),
+        ("state=approved", []),
+        ("tag=stage", [2, 1]),
+        ("tag=stage=prod", [1]),
+        ("uses_dataset=loans", [1]),
+        ("uses_dataset=nothing", []),
+    ],
+)
+def test_versions_of_a_model_are_filtered(api, developer, catalogue, query, expected):
+    response = api(developer).get(f"/api/v1/models/m1/versions/?{query}")
+    assert response.status_code == 200, response.data
+    assert [v["number"] for v in response.data["results"]] == expected
+
+
+def test_versions_are_filtered_by_dataset_version_digest_and_creation_time(api, developer, catalogue):
+    client = api(developer)
+
+    def numbers(**params):
+        response = client.get("/api/v1/models/m1/versions/", params)
+        assert response.status_code == 200, response.data
+        return [v["number"] for v in response.data["results"]]
+
+    assert numbers(uses_dataset_version=catalogue["loans"].pk) == [1]
+    assert numbers(artifact_sha256=catalogue["v2"].artifact_sha256.upper()) == [2]
+    assert numbers(created_after=client.get("/api/v1/models/m1/versions/2/").data["created_at"]) == [3, 2]
+
+
+@pytest.mark.parametrize("query", ["state=flying", "created_after=yesterday", "uses_dataset_version=1.5"])
+def test_bad_version_filter_is_a_400_naming_the_filter(api, developer, catalogue, query):
+    response = api(developer).get(f"/api/v1/models/m1/versions/?{query}")
+    assert response.status_code == 400
+    assert list(response.data["fields"]) == [query.partition("=")[0]]
+
+
+def test_all_versions_list_filters_by_model(api, developer):
+    make_version(developer, make_model(developer, name="m1"))
+    make_version(developer, make_model(developer, name="m2"))
+    response = api(developer).get("/api/v1/versions/?model=m2")
+    assert [(v["model"], v["number"]) for v in response.data["results"]] == [("m2", 1)]
+
+
+def _many_versions_with_lineage(developer, count):
+    """``count`` versions of m1, each with a parent, a dataset and tags, so that every related
+    field a list row shows has something in it."""
+    m1 = make_model(developer, name="m1")
+    base = make_version(developer, make_model(developer, name="base"))
+    data = make_dataset_version(developer, name="loans")
+    for i in range(count):
+        make_version(
+            developer,
+            m1,
+            tags={"i": str(i)},
+            parents=[(base, "retrained_from")],
+            datasets=[(data, "training")],
+        )
+
+
+def test_listing_versions_of_a_model_costs_the_same_queries_at_10_and_100_rows(
+    api, developer, django_assert_num_queries
+):
+    _many_versions_with_lineage(developer, 100)
+    client = api(developer)
+    with django_assert_num_queries(4) as small:
+        response = client.get("/api/v1/models/m1/versions/?page_size=10")
+    assert len(response.data["results"]) == 10
+    assert response.data["results"][0]["parents"][0]["model"] == "base"
+    assert response.data["results"][0]["datasets"][0]["dataset"] == "loans"
+    with django_assert_num_queries(4) as large:
+        response = client.get("/api/v1/models/m1/versions/?page_size=100")
+    assert len(response.data["results"]) == 100
+    assert len(small.captured_queries) == len(large.captured_queries)
+
+
+def test_listing_all_versions_costs_the_same_queries_at_10_and_100_rows(api, developer, django_assert_num_queries):
+    _many_versions_with_lineage(developer, 100)
+    client = api(developer)
+    with django_assert_num_queries(3):
+        response = client.get("/api/v1/versions/?page_size=10")
+    assert len(response.data["results"]) == 10
+    with django_assert_num_queries(3):
+        response = client.get("/api/v1/versions/?page_size=100")
+    assert len(response.data["results"]) == 100
