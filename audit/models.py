@@ -5,7 +5,8 @@ from typing import Any, NoReturn
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
-from django.db.models.functions import Now
+
+from audit.ledger import GENESIS
 
 
 class AppendOnlyQuerySet(models.QuerySet):
@@ -17,16 +18,16 @@ class AppendOnlyQuerySet(models.QuerySet):
 
 
 class AuditEvent(models.Model):
-    """One recorded change: who, what, when, why, and where from. Written only by
-    ``audit.services.audit_record``, in the transaction of the change it records."""
+    """One recorded change: who, what, when, why, and where from, chained to the event before
+    it. Written only by ``audit.services.audit_record``, last, in the transaction of the change
+    it records. The database refuses UPDATE, DELETE and TRUNCATE on this table."""
 
-    occurred_at = models.DateTimeField(db_default=Now(), db_index=True, editable=False)
+    seq = models.BigIntegerField(unique=True, editable=False, help_text="1, 2, 3… with no gap")
+    occurred_at = models.DateTimeField(
+        db_index=True, editable=False, help_text="database time, taken under the chain lock"
+    )
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        on_delete=models.PROTECT,
-        related_name="+",
-        editable=False,
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+", editable=False
     )
     actor_name = models.CharField(max_length=150, editable=False)
     action = models.CharField(max_length=64, db_index=True, editable=False)
@@ -38,15 +39,19 @@ class AuditEvent(models.Model):
     reason = models.TextField(blank=True, editable=False)
     request_id = models.CharField(max_length=64, blank=True, editable=False)
     source_ip = models.GenericIPAddressField(null=True, editable=False)
+    canonical = models.TextField(editable=False, help_text="the exact text that entry_hash is the SHA-256 of")
+    entry_hash = models.CharField(max_length=64, editable=False)
+    prev_hash = models.CharField(max_length=64, unique=True, editable=False, help_text="unique: the chain cannot fork")
+    chain_hash = models.CharField(max_length=64, editable=False, help_text="SHA-256(prev_hash ‖ entry_hash)")
 
     objects = AppendOnlyQuerySet.as_manager()
 
     class Meta:
-        ordering = ["-id"]
+        ordering = ["-seq"]
         indexes = [models.Index(fields=["object_type", "object_id"])]
 
     def __str__(self) -> str:
-        return f"#{self.pk} {self.action} {self.object_type}:{self.object_id} by {self.actor_name}"
+        return f"#{self.seq} {self.action} {self.object_type}:{self.object_id} by {self.actor_name}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
@@ -55,3 +60,20 @@ class AuditEvent(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise TypeError("Audit events are append-only: they cannot be deleted.")
+
+
+class ChainHead(models.Model):
+    """The single row every append locks (SELECT … FOR UPDATE): the sequence number, the last
+    chain hash and the last timestamp are read and advanced under that lock, so concurrent
+    writers queue instead of forking the chain."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    seq = models.BigIntegerField(default=0)
+    chain_hash = models.CharField(max_length=64, default=GENESIS)
+    occurred_at = models.DateTimeField(null=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="audit_chain_head_is_one_row")]
+
+    def __str__(self) -> str:
+        return f"head at #{self.seq}"

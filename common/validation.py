@@ -36,6 +36,11 @@ def _walk(field: str, value: Any, depth: int) -> None:
     if isinstance(value, str):
         if "\x00" in value:
             raise ValidationFailed.on(field, "must not contain NUL characters")
+        if not value.isascii():
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                raise ValidationFailed.on(field, "must be valid Unicode (no lone surrogates)") from None
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise ValidationFailed.on(field, "numbers must be finite (no NaN or Infinity)")

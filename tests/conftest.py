@@ -11,8 +11,10 @@ import pytest
 from django.contrib.auth.models import Group
 from django.core.cache import cache
 from django.db import connection
+from django.db.backends.base.operations import BaseDatabaseOperations
 from rest_framework.test import APIClient
 
+from audit import triggers
 from common.roles import Role
 from tests.factories import UserFactory
 
@@ -20,6 +22,21 @@ from tests.factories import UserFactory
 @pytest.fixture(autouse=True)
 def _clear_cache() -> None:
     cache.clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _flush_past_the_ledger_protection() -> Any:
+    """Transactional tests end with a flush (TRUNCATE / DELETE of every table), which the
+    ledger's triggers refuse. The suite's database owner lifts them for the flush only."""
+    original = BaseDatabaseOperations.execute_sql_flush
+
+    def execute_sql_flush(self: BaseDatabaseOperations, sql_list: Any) -> None:
+        with triggers.suspended(self.connection):
+            original(self, sql_list)
+
+    BaseDatabaseOperations.execute_sql_flush = execute_sql_flush  # type: ignore[method-assign]
+    yield
+    BaseDatabaseOperations.execute_sql_flush = original  # type: ignore[method-assign]
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ class AuditEventOut(serializers.ModelSerializer):
     class Meta:
         model = AuditEvent
         fields = [
-            "id",
+            "seq",
             "occurred_at",
             "actor_id",
             "actor_name",
@@ -20,5 +20,8 @@ class AuditEventOut(serializers.ModelSerializer):
             "reason",
             "request_id",
             "source_ip",
+            "entry_hash",
+            "prev_hash",
+            "chain_hash",
         ]
         read_only_fields = fields

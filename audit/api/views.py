@@ -11,7 +11,7 @@ class AuditEventPagination(CursorPagination):
     page_size = 100
     page_size_query_param = "page_size"
     max_page_size = 1000
-    ordering = "-id"
+    ordering = "-seq"
 
 
 class AuditEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -21,8 +21,9 @@ class AuditEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     serializer_class = AuditEventOut
     filterset_class = AuditEventFilter
     pagination_class = AuditEventPagination
-    ordering_fields = ["id"]
-    ordering = ["-id"]
+    ordering_fields = ["seq"]
+    ordering = ["-seq"]
+    lookup_field = "seq"
     lookup_value_regex = r"[0-9]{1,18}"
 
     def get_queryset(self) -> QuerySet:

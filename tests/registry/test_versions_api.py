@@ -318,3 +318,15 @@ def test_listing_all_versions_costs_the_same_queries_at_10_and_100_rows(api, dev
     with django_assert_num_queries(3):
         response = client.get("/api/v1/versions/?page_size=100")
     assert len(response.data["results"]) == 100
+
+
+def test_json_documents_with_lone_surrogates_are_refused_naming_the_field(api, developer):
+    make_model(developer, name="m-unicode")
+    response = api(developer).generic(
+        "POST",
+        "/api/v1/models/m-unicode/versions/",
+        '{"artifact_uri": "s3://x", "parameters": {"k": "a\\ud800"}}',
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    assert response.data["fields"] == {"parameters": ["must be valid Unicode (no lone surrogates)"]}

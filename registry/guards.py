@@ -1,0 +1,63 @@
+"""The bypass guard (PostgreSQL): the registry's governed state — a version's state and the
+aliases — may change only in a transaction that also writes the matching audit event. A
+deferred constraint trigger checks at commit, so ``ModelVersion.objects.filter(…).update(
+state=…)`` or raw SQL outside the services fails loudly instead of passing silently.
+
+The event matches when it was written by the same top-level transaction (the ledger's
+``txid`` column, PostgreSQL only) about the same object (``object_type``, ``object_id``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_GUARD = """
+CREATE OR REPLACE FUNCTION registry_version_requires_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM audit_auditevent
+        WHERE txid = txid_current() AND object_type = 'registry.modelversion' AND object_id = NEW.id::text
+    ) THEN
+        RAISE EXCEPTION 'model version % changed state to % without an audit event: change it through the services', NEW.id, NEW.state
+            USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE FUNCTION registry_alias_requires_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    alias_model bigint := CASE WHEN TG_OP = 'DELETE' THEN OLD.model_id ELSE NEW.model_id END;
+    alias_name text := CASE WHEN TG_OP = 'DELETE' THEN OLD.name ELSE NEW.name END;
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM audit_auditevent e JOIN registry_registeredmodel m ON m.id = alias_model
+        WHERE e.txid = txid_current() AND e.object_type = 'registry.alias' AND e.object_id = m.name || '@' || alias_name
+    ) THEN
+        RAISE EXCEPTION 'alias % of model % changed (%) without an audit event: change it through the services', alias_name, alias_model, TG_OP
+            USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    RETURN NULL;
+END $$;
+
+DROP TRIGGER IF EXISTS registry_version_created_audited ON registry_modelversion;
+CREATE CONSTRAINT TRIGGER registry_version_created_audited AFTER INSERT ON registry_modelversion
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION registry_version_requires_audit();
+DROP TRIGGER IF EXISTS registry_version_state_audited ON registry_modelversion;
+CREATE CONSTRAINT TRIGGER registry_version_state_audited AFTER UPDATE OF state ON registry_modelversion
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state)
+    EXECUTE FUNCTION registry_version_requires_audit();
+DROP TRIGGER IF EXISTS registry_alias_audited ON registry_alias;
+CREATE CONSTRAINT TRIGGER registry_alias_audited AFTER INSERT OR UPDATE OR DELETE ON registry_alias
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION registry_alias_requires_audit();
+
+ALTER TABLE registry_modelversion ENABLE ALWAYS TRIGGER registry_version_created_audited;
+ALTER TABLE registry_modelversion ENABLE ALWAYS TRIGGER registry_version_state_audited;
+ALTER TABLE registry_alias ENABLE ALWAYS TRIGGER registry_alias_audited;
+"""
+
+
+def install(connection: Any) -> None:
+    """Idempotent; PostgreSQL only (SQLite, the embedded mode, has no roles to guard against)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_GUARD)
