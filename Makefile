@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 PG_URL ?= postgres://postgres@127.0.0.1:5432/warden
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 
+# pytest exits 5 when it collected no tests: that is a failure, said out loud.
+PYTEST = $(BIN)/pytest --create-db || { rc=$$?; [ $$rc -ne 5 ] || echo "pytest collected no tests" >&2; exit $$rc; }
+
 .PHONY: install run test test-postgres test-sqlite lint check fuzz-api ci
 
 $(BIN)/.installed: pyproject.toml
@@ -22,13 +25,13 @@ run: install
 	$(BIN)/python manage.py runserver 127.0.0.1:8000
 
 test: install
-	$(BIN)/pytest
+	$(PYTEST)
 
 test-postgres: install
-	DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_TEST_URL) $(BIN)/pytest --create-db
+	DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_TEST_URL) $(PYTEST)
 
 test-sqlite: install
-	DATABASE_URL= REDIS_URL= $(BIN)/pytest --create-db
+	DATABASE_URL= REDIS_URL= $(PYTEST)
 
 lint: install
 	$(BIN)/ruff check .

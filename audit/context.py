@@ -10,8 +10,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+
+from common.http import client_address
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -40,14 +41,6 @@ def origin(request_id: str = "", source_ip: str | None = None) -> Iterator[Origi
         _origin.reset(token)
 
 
-def _source_ip(request: HttpRequest) -> str | None:
-    if settings.AUDIT_TRUST_X_FORWARDED_FOR:
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        if forwarded:
-            return forwarded.split(",")[-1].strip() or None
-    return request.META.get("REMOTE_ADDR") or None
-
-
 class RequestContextMiddleware:
     """Give every request an id (the caller's X-Request-ID if well-formed) and echo it back."""
 
@@ -57,7 +50,7 @@ class RequestContextMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         given = request.headers.get("X-Request-ID", "")
         request_id = given if _REQUEST_ID_RE.match(given) else uuid.uuid4().hex
-        with origin(request_id, _source_ip(request)):
+        with origin(request_id, client_address(request)):
             response = self.get_response(request)
         response["X-Request-ID"] = request_id
         return response

@@ -48,6 +48,7 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-seq"]
+        base_manager_name = "objects"  # no plain manager that could update or delete
         indexes = [models.Index(fields=["object_type", "object_id"])]
 
     def __str__(self) -> str:

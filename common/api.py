@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
-from rest_framework import exceptions, pagination, status
+from django.http import Http404, HttpRequest, JsonResponse
+from rest_framework import exceptions, pagination, parsers, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -34,7 +34,10 @@ def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
     if isinstance(detail, dict):
         out: dict[str, list[str]] = {}
         for key, value in detail.items():
-            name = f"{prefix}.{key}" if prefix else str(key)
+            if isinstance(key, int):  # DRF reports list items by index: parents[0].version_id
+                name = f"{prefix}[{key}]"
+            else:
+                name = f"{prefix}.{key}" if prefix else str(key)
             out.update(_flatten(value, name))
         return out
     if isinstance(detail, list):
@@ -75,3 +78,39 @@ class CursorPagination(pagination.CursorPagination):
     page_size_query_param = "page_size"
     max_page_size = 500
     ordering = "-created_at"
+
+    def decode_cursor(self, request: Any) -> Any:
+        try:
+            return super().decode_cursor(request)
+        except exceptions.NotFound:
+            raise exceptions.ValidationError({self.cursor_query_param: ["not a cursor this API returned"]}) from None
+
+
+class JSONParser(parsers.JSONParser):
+    """DRF's parser, plus: absurdly nested documents are bad input, not a server error."""
+
+    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise exceptions.ParseError("JSON parse error - nested too deeply") from None
+
+
+class StrictSerializer(serializers.Serializer):
+    """An input serializer that refuses fields it does not know, naming them, instead of
+    silently ignoring them (a client that sends ``name`` in a PATCH must learn it cannot)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: [self.unknown_field_message(name)] for name in unknown})
+        return super().to_internal_value(data)
+
+    def unknown_field_message(self, name: str) -> str:
+        return "unknown field, or one that cannot be set here"
+
+
+def api_not_found(request: HttpRequest, path: str = "") -> JsonResponse:
+    """Unmatched URLs under /api/ answer in the API's error shape, not with an HTML page."""
+    return JsonResponse(error_body("not_found", f"No API endpoint at {request.path}."), status=404)

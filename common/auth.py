@@ -11,9 +11,7 @@ from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
-
-def _client_address(request: HttpRequest | None) -> str:
-    return request.META.get("REMOTE_ADDR", "") if request is not None else ""
+from common.http import client_address
 
 
 def _key(username: str, address: str) -> str:
@@ -35,16 +33,18 @@ class ThrottledModelBackend(ModelBackend):
     ) -> Any:
         if username is None:
             username = kwargs.get(self._username_field(), "")
-        key = _key(username or "", _client_address(request))
-        if cache.get(key, 0) >= settings.LOGIN_FAILURE_LIMIT:
+        key = _key(username or "", client_address(request) or "")
+        # Count the attempt before checking the password, atomically, so that parallel
+        # attempts cannot all slip under the limit.
+        cache.add(key, 0, timeout=settings.LOGIN_FAILURE_WINDOW)
+        try:
+            attempts = cache.incr(key)
+        except ValueError:  # the window closed between add and incr
+            cache.set(key, attempts := 1, timeout=settings.LOGIN_FAILURE_WINDOW)
+        if attempts > settings.LOGIN_FAILURE_LIMIT:
             raise PermissionDenied("Too many failed sign-in attempts; try again later.")
         user = super().authenticate(request, username=username, password=password, **kwargs)
-        if user is None:
-            try:
-                cache.incr(key)
-            except ValueError:
-                cache.set(key, 1, timeout=settings.LOGIN_FAILURE_WINDOW)
-        else:
+        if user is not None:
             cache.delete(key)
         return user
 

@@ -39,3 +39,8 @@ def has_role(user: Any, role: Role) -> bool:
 def has_oversight(user: Any) -> bool:
     """Superusers, governance roles and auditors see every model and the whole trail."""
     return bool(getattr(user, "is_superuser", False) or roles_of(user) & OVERSIGHT_ROLES)
+
+
+def is_team(group_name: str) -> bool:
+    """Teams are the groups that are not roles."""
+    return group_name not in ROLE_NAMES

@@ -62,6 +62,14 @@ def integer(name: str, default: int, *, minimum: int = 0) -> int:
     return number
 
 
+def choice(name: str, default: str, choices: list[str]) -> str:
+    value = string(name, default)
+    assert value is not None
+    if value.upper() not in choices:
+        raise ImproperlyConfigured(f"{name}: expected one of {', '.join(choices)}, got {value!r}.")
+    return value.upper()
+
+
 def csv(name: str, default: list[str]) -> list[str]:
     value = _raw(name)
     if value is None:
@@ -116,11 +124,17 @@ def database(name: str, default: str) -> dict[str, Any]:
             "PASSWORD": unquote(parts.password or ""),
             "HOST": parts.hostname or "",
             "PORT": str(port or ""),
-            "CONN_MAX_AGE": int(options.pop("conn_max_age", 60)),
+            "CONN_MAX_AGE": _whole_number(name, "conn_max_age", options.pop("conn_max_age", "60")),
             "CONN_HEALTH_CHECKS": True,
             "OPTIONS": options,
         }
     raise ImproperlyConfigured(f"{name}: unsupported scheme {parts.scheme!r}; use postgres://… or sqlite:///…")
+
+
+def _whole_number(name: str, option: str, value: str) -> int:
+    if not value.isdigit():
+        raise ImproperlyConfigured(f"{name}: {option} must be a whole number of seconds, got {value!r}.")
+    return int(value)
 
 
 def redis_url(name: str) -> str | None:

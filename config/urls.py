@@ -1,7 +1,8 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from common.api import api_not_found
 from common.views import healthz
 
 admin.site.site_header = "Warden"
@@ -16,4 +17,5 @@ urlpatterns = [
     path("api/v1/", include("audit.api.urls")),
     path("api-auth/", include("rest_framework.urls")),
     path("healthz", healthz, name="healthz"),
+    re_path(r"^api/(?P<path>.*)$", api_not_found),
 ]

@@ -68,7 +68,7 @@ class RegisteredModelAdmin(ServiceBackedAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         if not can_use_admin(request.user):
             return False
-        return obj is None or bool(policies.can_edit_model(request.user, obj))
+        return obj is None or bool(policies.can_update_model(request.user, obj, fields=()))
 
     def save_model(self, request: HttpRequest, obj: RegisteredModel, form: Any, change: bool) -> None:
         data = form.cleaned_data
@@ -186,8 +186,7 @@ class ApiTokenAdmin(ReadOnlyAdmin):
     actions = ["revoke"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        queryset = super().get_queryset(request)
-        return queryset if policies.can_revoke_any_token(request.user) else queryset.filter(user=request.user)
+        return policies.visible_tokens(request.user, super().get_queryset(request))
 
     @admin.action(description="Revoke the selected tokens")
     def revoke(self, request: HttpRequest, queryset: QuerySet) -> None:

@@ -6,13 +6,16 @@ Superusers see everything; when writing, they follow the same rules as everyone 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
+from django.contrib.auth.models import Group
 from django.db.models import Q, QuerySet
 
 from common.policy import ALLOW, Decision, deny
-from common.roles import Role, has_oversight, has_role
+from common.roles import ROLE_NAMES, Role, has_oversight, has_role
 from registry.models import (
+    ApiToken,
     Dataset,
     RegisteredModel,
     RegisteredModelGroupObjectPermission,
@@ -20,10 +23,16 @@ from registry.models import (
 )
 
 VIEW_PERMISSION = "view_registeredmodel"
+CONTROL_FIELDS = frozenset({"owner", "team", "restricted"})
+
+
+def teams_of(user: Any) -> QuerySet[Group]:
+    """The user's teams: their groups that are not roles."""
+    return user.groups.exclude(name__in=ROLE_NAMES)
 
 
 def is_team_member(user: Any, team_id: int) -> bool:
-    return user.groups.filter(pk=team_id).exists()
+    return teams_of(user).filter(pk=team_id).exists()
 
 
 # --- visibility --------------------------------------------------------------------------
@@ -41,11 +50,11 @@ def visible_models(user: Any, queryset: QuerySet[RegisteredModel] | None = None)
         user=user, permission__codename=VIEW_PERMISSION
     ).values("content_object_id")
     granted_to_groups = RegisteredModelGroupObjectPermission.objects.filter(
-        group__user=user, permission__codename=VIEW_PERMISSION
+        group__in=user.groups.all(), permission__codename=VIEW_PERMISSION
     ).values("content_object_id")
     return queryset.filter(
         Q(restricted=False)
-        | Q(team_id__in=user.groups.values("pk"))
+        | Q(team_id__in=teams_of(user).values("pk"))
         | Q(pk__in=granted_to_user)
         | Q(pk__in=granted_to_groups)
     )
@@ -68,17 +77,16 @@ def can_register_model(user: Any, *, team_id: int) -> Decision:
     return ALLOW
 
 
-def can_edit_model(user: Any, model: RegisteredModel) -> Decision:
+def can_update_model(user: Any, model: RegisteredModel, fields: Iterable[str]) -> Decision:
+    """Descriptive fields and tags: the owner or the owning team. Owner, team and the
+    restricted flag move who controls the model: the owner or a risk officer."""
+    if set(fields) & CONTROL_FIELDS:
+        if user.pk == model.owner_id or has_role(user, Role.RISK_OFFICER):
+            return ALLOW
+        return deny("Only the model's owner or a risk officer may change its owner, team or restriction.")
     if user.pk == model.owner_id or is_team_member(user, model.team_id):
         return ALLOW
     return deny(f"Only the owner or the owning team ({model.team.name}) may change model {model.name}.")
-
-
-def can_reassign_model(user: Any, model: RegisteredModel) -> Decision:
-    """Changing owner, team or the restricted flag moves who controls the model."""
-    if user.pk == model.owner_id or has_role(user, Role.RISK_OFFICER):
-        return ALLOW
-    return deny("Only the model's owner or a risk officer may change its owner, team or restriction.")
 
 
 def can_add_version(user: Any, model: RegisteredModel) -> Decision:
@@ -125,3 +133,21 @@ def can_revoke_any_token(user: Any) -> Decision:
     if user.is_superuser or has_role(user, Role.RISK_OFFICER):
         return ALLOW
     return deny("You can only revoke your own tokens.")
+
+
+def visible_datasets(user: Any, queryset: QuerySet[Dataset]) -> QuerySet[Dataset]:
+    """Datasets are visible to every signed-in user; the models that use them may not be."""
+    return queryset if getattr(user, "is_authenticated", False) else queryset.none()
+
+
+def visible_tokens(user: Any, queryset: QuerySet[ApiToken]) -> QuerySet[ApiToken]:
+    """Your own tokens; a risk officer or superuser sees everyone's (to revoke them)."""
+    if not getattr(user, "is_authenticated", False):
+        return queryset.none()
+    return queryset if can_revoke_any_token(user) else queryset.filter(user=user)
+
+
+def can_revoke_token(user: Any, token: ApiToken) -> Decision:
+    if token.user_id == user.pk:
+        return ALLOW
+    return can_revoke_any_token(user)

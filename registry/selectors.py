@@ -39,11 +39,17 @@ def model_get(user: Any, name: str) -> RegisteredModel:
 
 
 def versions_for(user: Any) -> QuerySet[ModelVersion]:
+    """Versions of the models the user may see; a parent from a model they may not see is
+    left out of ``parents`` (lineage endpoints count such versions in ``hidden``)."""
+    visible = policies.visible_models(user)
     return (
-        ModelVersion.objects.filter(model__in=policies.visible_models(user))
+        ModelVersion.objects.filter(model__in=visible)
         .select_related("model", "created_by")
         .prefetch_related(
-            Prefetch("parent_edges", queryset=VersionParent.objects.select_related("parent__model")),
+            Prefetch(
+                "parent_edges",
+                queryset=VersionParent.objects.filter(parent__model__in=visible).select_related("parent__model"),
+            ),
             Prefetch(
                 "dataset_usages",
                 queryset=DatasetUsage.objects.select_related("dataset_version__dataset"),
@@ -67,8 +73,7 @@ def version_get(
 
 
 def datasets_for(user: Any) -> QuerySet[Dataset]:
-    """Datasets are visible to every signed-in user; models that use them may not be."""
-    return Dataset.objects.select_related("team", "created_by") if user.is_authenticated else Dataset.objects.none()
+    return policies.visible_datasets(user, Dataset.objects.select_related("team", "created_by"))
 
 
 def dataset_get(user: Any, name: str) -> Dataset:
@@ -79,9 +84,8 @@ def dataset_get(user: Any, name: str) -> Dataset:
 
 
 def dataset_versions_for(user: Any) -> QuerySet[DatasetVersion]:
-    if not user.is_authenticated:
-        return DatasetVersion.objects.none()
-    return DatasetVersion.objects.select_related("dataset", "created_by")
+    visible = policies.visible_datasets(user, Dataset.objects.all())
+    return DatasetVersion.objects.filter(dataset__in=visible).select_related("dataset", "created_by")
 
 
 def dataset_version_get(user: Any, pk: int) -> DatasetVersion:
@@ -96,6 +100,7 @@ def aliases_for(user: Any, model: RegisteredModel) -> QuerySet[Alias]:
 
 
 def tokens_for(user: Any) -> QuerySet[ApiToken]:
+    """The user's own tokens (the API's /tokens/ is "your tokens")."""
     return ApiToken.objects.filter(user=user) if user.is_authenticated else ApiToken.objects.none()
 
 

@@ -20,7 +20,8 @@ from guardian.shortcuts import assign_perm, remove_perm
 
 from audit.services import audit_record
 from common import validation
-from common.errors import Conflict, ValidationFailed
+from common.errors import Conflict, NotFound, ValidationFailed
+from common.roles import is_team
 from registry import policies, selectors
 from registry.models import (
     Alias,
@@ -33,6 +34,8 @@ from registry.models import (
     ModelVersion,
     ParentRelation,
     RegisteredModel,
+    RegisteredModelGroupObjectPermission,
+    RegisteredModelUserObjectPermission,
     RiskTier,
     VersionState,
 )
@@ -50,6 +53,7 @@ VERSION_EDITABLE_FIELDS = frozenset({"description", "tags"})
 ALIAS_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 RESERVED_ALIAS_RE = re.compile(r"^(latest|v\d+)$", re.IGNORECASE)
 TOKEN_PREFIX = "wdn_"
+LINEAGE_LOCK = "registry.lineage"
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -76,6 +80,7 @@ def _clean(obj: Model, *, exclude: Sequence[str] = ()) -> None:
 
 
 def _merge_tags(
+    subject: str,
     current: dict[str, str],
     tags: dict[str, str] | None,
     set_tags: dict[str, str] | None,
@@ -85,8 +90,14 @@ def _merge_tags(
     merged.update(validation.tags("tags", set_tags or {}))
     for key in delete_tags:
         validation.tag_key("tags", key)
-        merged.pop(key, None)
+        if merged.pop(key, None) is None:
+            raise NotFound(f"{subject} has no tag {key!r}.")
     return merged
+
+
+def _ensure_team(field: str, group: Group) -> None:
+    if not is_team(group.name):
+        raise ValidationFailed.on(field, f"{group.name!r} is a role, not a team")
 
 
 def _pg_lock(name: str) -> None:
@@ -116,6 +127,7 @@ def model_register(
     tags: dict[str, str] | None = None,
     restricted: bool = False,
 ) -> RegisteredModel:
+    _ensure_team("team", team)
     policies.can_register_model(actor, team_id=team.pk).ensure()
     owner = owner or actor
     if not policies.is_team_member(owner, team.pk):
@@ -167,14 +179,19 @@ def model_update(
     if unknown:
         field = sorted(unknown)[0]
         raise ValidationFailed.on(field, "cannot be changed here")
-    model = RegisteredModel.objects.select_for_update().select_related("team", "owner").get(pk=model.pk)
-    policies.can_edit_model(actor, model).ensure()
-    changes["tags"] = _merge_tags(model.tags, changes.get("tags"), set_tags, delete_tags)
+    model = (
+        RegisteredModel.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("team", "owner")
+        .get(pk=model.pk)
+    )
+    requested = set(changes) | ({"tags"} if set_tags or delete_tags else set())
+    policies.can_update_model(actor, model, requested).ensure()
+    changes["tags"] = _merge_tags(f"Model {model.name}", model.tags, changes.get("tags"), set_tags, delete_tags)
     changed = {name: value for name, value in changes.items() if getattr(model, name) != value}
     if not changed:
         return model
-    if set(changed) & set(MODEL_CONTROL_FIELDS):
-        policies.can_reassign_model(actor, model).ensure()
+    if "team" in changed:
+        _ensure_team("team", changed["team"])
     before = _snapshot(model, changed)
     for name, value in changed.items():
         setattr(model, name, value)
@@ -201,7 +218,7 @@ def model_record_risk_tier(*, actor: Any, model: RegisteredModel, tier: int, rea
         raise ValidationFailed.on("risk_tier", "must be 1, 2, 3 or 4 (T1 critical … T4 low)")
     if not reason.strip():
         raise ValidationFailed.on("reason", "a reason is required when recording a risk tier")
-    model = RegisteredModel.objects.select_for_update().get(pk=model.pk)
+    model = RegisteredModel.objects.select_for_update(no_key=True).get(pk=model.pk)
     before = {"risk_tier": model.risk_tier}
     model.risk_tier = tier
     model.save(update_fields=["risk_tier", "updated_at"])
@@ -231,9 +248,16 @@ def model_revoke_access(*, actor: Any, model: RegisteredModel, user: Any = None,
 def _change_access(*, actor: Any, model: RegisteredModel, user: Any, group: Group | None, grant: bool) -> None:
     if (user is None) == (group is None):
         raise ValidationFailed.on("user", "give exactly one of user or group")
-    model = RegisteredModel.objects.select_for_update().select_related("team").get(pk=model.pk)
+    model = RegisteredModel.objects.select_for_update(of=("self",), no_key=True).select_related("team").get(pk=model.pk)
     policies.can_grant_access(actor, model).ensure()
     grantee = user if user is not None else group
+    grants = (
+        RegisteredModelUserObjectPermission.objects.filter(user=user)
+        if user is not None
+        else RegisteredModelGroupObjectPermission.objects.filter(group=group)
+    )
+    if grants.filter(content_object=model, permission__codename=policies.VIEW_PERMISSION).exists() == grant:
+        return  # nothing changes, so there is nothing to record
     (assign_perm if grant else remove_perm)(policies.VIEW_PERMISSION, grantee, model)
     audit_record(
         actor=actor,
@@ -268,7 +292,9 @@ def version_create(
 ) -> ModelVersion:
     """Register the next version of ``model``, with its lineage. Numbers are 1, 2, 3… with no
     gap: the model row is locked while the number is taken."""
-    model = RegisteredModel.objects.select_for_update().select_related("team").get(pk=model.pk)
+    if parents:
+        _pg_lock(LINEAGE_LOCK)  # before any row lock: the lineage lock is always taken first
+    model = RegisteredModel.objects.select_for_update(of=("self",), no_key=True).select_related("team").get(pk=model.pk)
     policies.can_add_version(actor, model).ensure()
     if model.status != ModelStatus.ACTIVE:
         raise Conflict(f"Model {model.name} is {model.status}: it takes no new versions.")
@@ -296,8 +322,8 @@ def version_create(
         if clash is not None:
             raise Conflict.on("artifact_sha256", f"version {clash} of {model.name} already has this digest")
     version.save(force_insert=True)
-    for parent, relation in parents:
-        _add_parent(actor=actor, child=version, parent=parent, relation=relation)
+    for index, (parent, relation) in enumerate(parents):
+        _add_parent(actor=actor, child=version, parent=parent, relation=relation, field=f"parents[{index}].version_id")
     for dataset_version, role in datasets:
         _add_dataset(actor=actor, version=version, dataset_version=dataset_version, role=role)
     audit_record(
@@ -332,12 +358,18 @@ def version_update(
     delete_tags: Iterable[str] = (),
 ) -> ModelVersion:
     """Change what may change after creation: the description and the tags."""
-    version = ModelVersion.objects.select_for_update().select_related("model__team").get(pk=version.pk)
+    version = (
+        ModelVersion.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("model__team")
+        .get(pk=version.pk)
+    )
     policies.can_edit_version(actor, version.model).ensure()
     changed: dict[str, Any] = {}
     if description is not None and description != version.description:
         changed["description"] = description
-    new_tags = _merge_tags(version.tags, tags, set_tags, delete_tags)
+    new_tags = _merge_tags(
+        f"Version {version.number} of {version.model.name}", version.tags, tags, set_tags, delete_tags
+    )
     if new_tags != version.tags:
         changed["tags"] = new_tags
     if not changed:
@@ -363,8 +395,9 @@ def version_update(
 @transaction.atomic
 def lineage_add_parent(*, actor: Any, child: ModelVersion, parent: ModelVersion, relation: str) -> None:
     """Record that ``child`` derives from ``parent``. Refused if it would close a cycle."""
+    _pg_lock(LINEAGE_LOCK)  # before any row lock: the lineage lock is always taken first
     child = _lock_draft_for_lineage(actor, child)
-    _add_parent(actor=actor, child=child, parent=parent, relation=relation)
+    _add_parent(actor=actor, child=child, parent=parent, relation=relation, field="version_id")
     audit_record(
         actor=actor,
         action="lineage.parent_added",
@@ -388,7 +421,11 @@ def lineage_add_dataset(*, actor: Any, version: ModelVersion, dataset_version: D
 
 
 def _lock_draft_for_lineage(actor: Any, version: ModelVersion) -> ModelVersion:
-    version = ModelVersion.objects.select_for_update().select_related("model__team").get(pk=version.pk)
+    version = (
+        ModelVersion.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("model__team")
+        .get(pk=version.pk)
+    )
     policies.can_edit_version(actor, version.model).ensure()
     if version.state != VersionState.DRAFT:
         raise Conflict(
@@ -398,22 +435,20 @@ def _lock_draft_for_lineage(actor: Any, version: ModelVersion) -> ModelVersion:
     return version
 
 
-def _add_parent(*, actor: Any, child: ModelVersion, parent: ModelVersion, relation: str) -> None:
+def _add_parent(*, actor: Any, child: ModelVersion, parent: ModelVersion, relation: str, field: str) -> None:
+    """The caller holds the lineage lock, so two concurrent edges cannot close a cycle together."""
     if relation not in ParentRelation.values:
         raise ValidationFailed.on("relation", f"must be one of {', '.join(ParentRelation.values)}")
     if not policies.can_view_model(actor, parent.model):
-        raise ValidationFailed.on("parent", f"model version {parent.pk} does not exist")
+        raise ValidationFailed.on(field, f"model version {parent.pk} does not exist")
     if parent.pk == child.pk:
-        raise ValidationFailed.on("parent", "a version cannot be its own parent (lineage cycle)")
-    # One lineage writer at a time, so two concurrent edges cannot close a cycle together.
-    _pg_lock("registry.lineage")
+        raise ValidationFailed.on(field, "a version cannot be its own parent (lineage cycle)")
     if child.pk in selectors.ancestor_ids(parent):
         raise ValidationFailed.on(
-            "parent",
-            f"{parent} already descends from {child}: adding it as a parent would create a lineage cycle",
+            field, f"{parent} already descends from {child}: adding it as a parent would create a lineage cycle"
         )
     if child.parent_edges.filter(parent=parent).exists():
-        raise Conflict.on("parent", f"{parent} is already a parent of {child}")
+        raise Conflict.on(field, f"{parent} is already a parent of {child}")
     child.parent_edges.create(parent=parent, relation=relation)
 
 
@@ -430,6 +465,7 @@ def _add_dataset(*, actor: Any, version: ModelVersion, dataset_version: DatasetV
 
 @transaction.atomic
 def dataset_create(*, actor: Any, name: str, team: Group, description: str = "") -> Dataset:
+    _ensure_team("team", team)
     policies.can_create_dataset(actor, team_id=team.pk).ensure()
     dataset = Dataset(name=name, team=team, description=description, created_by=actor)
     _clean(dataset)
@@ -459,7 +495,7 @@ def dataset_version_create(
     row_count: int | None = None,
     schema_summary: dict[str, Any] | None = None,
 ) -> DatasetVersion:
-    dataset = Dataset.objects.select_for_update().select_related("team").get(pk=dataset.pk)
+    dataset = Dataset.objects.select_for_update(of=("self",), no_key=True).select_related("team").get(pk=dataset.pk)
     policies.can_add_dataset_version(actor, dataset).ensure()
     digest = validation.sha256_digest("digest", digest)
     dataset_version = DatasetVersion(
@@ -489,15 +525,17 @@ def dataset_version_create(
 
 
 @transaction.atomic
-def alias_set(*, actor: Any, model: RegisteredModel, name: str, version: ModelVersion) -> Alias:
-    model = RegisteredModel.objects.select_for_update().select_related("team").get(pk=model.pk)
+def alias_set(*, actor: Any, model: RegisteredModel, name: str, number: int) -> Alias:
+    """Point alias ``name`` of ``model`` at its version ``number``."""
+    model = RegisteredModel.objects.select_for_update(of=("self",), no_key=True).select_related("team").get(pk=model.pk)
     policies.can_edit_version(actor, model).ensure()
     if not ALIAS_NAME_RE.match(name):
         raise ValidationFailed.on("alias", "1-100 letters, digits, '_' or '-'")
     if RESERVED_ALIAS_RE.match(name):
         raise ValidationFailed.on("alias", f"{name!r} is reserved ('latest' and 'v<number>' name versions)")
-    if version.model_id != model.pk:
-        raise ValidationFailed.on("version", f"version {version.pk} belongs to another model")
+    version = model.versions.filter(number=number).first()
+    if version is None:
+        raise ValidationFailed.on("version", f"model {model.name} has no version {number}")
     alias = Alias.objects.filter(model=model, name=name).select_related("version").first()
     before = {"version": alias.version.number} if alias else None
     if alias and alias.version_id == version.pk:
@@ -522,7 +560,11 @@ def alias_set(*, actor: Any, model: RegisteredModel, name: str, version: ModelVe
 
 @transaction.atomic
 def alias_delete(*, actor: Any, alias: Alias) -> None:
-    model = RegisteredModel.objects.select_for_update().select_related("team").get(pk=alias.model_id)
+    model = (
+        RegisteredModel.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("team")
+        .get(pk=alias.model_id)
+    )
     policies.can_edit_version(actor, model).ensure()
     alias = Alias.objects.select_related("version").get(pk=alias.pk)
     before = {"version": alias.version.number}
@@ -545,22 +587,29 @@ def hash_token(secret: str) -> str:
 
 
 @transaction.atomic
-def token_create(*, actor: Any, name: str, expires_at: datetime | None = None) -> tuple[ApiToken, str]:
-    """Create a token for ``actor``. Returns the token and its secret, which is not stored."""
+def token_create(
+    *, actor: Any, name: str, expires_at: datetime | None = None, via: ApiToken | None = None
+) -> tuple[ApiToken, str]:
+    """Create a token for ``actor``. Returns the token and its secret, which is not stored.
+    ``via``: the token the request was made with; a token cannot outlive the one that made it."""
     if not name.strip() or len(name) > 100:
         raise ValidationFailed.on("name", "a token needs a name of 1-100 characters")
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationFailed.on("expires_at", "must be in the future")
+    if via is not None and via.expires_at is not None and (expires_at is None or expires_at > via.expires_at):
+        raise ValidationFailed.on(
+            "expires_at", f"a token cannot outlive the token that creates it (expires {via.expires_at.isoformat()})"
+        )
     if ApiToken.objects.filter(user=actor, name=name, revoked_at=None).exists():
         raise Conflict.on("name", f"you already have an active token named {name!r}")
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = ApiToken.objects.create(
-        user=actor,
-        name=name,
-        prefix=secret[:12],
-        key_hash=hash_token(secret),
-        expires_at=expires_at,
-    )
+    try:
+        with transaction.atomic():
+            token = ApiToken.objects.create(
+                user=actor, name=name, prefix=secret[:12], key_hash=hash_token(secret), expires_at=expires_at
+            )
+    except IntegrityError:
+        raise Conflict.on("name", f"you already have an active token named {name!r}") from None
     audit_record(
         actor=actor,
         action="token.created",
@@ -572,9 +621,8 @@ def token_create(*, actor: Any, name: str, expires_at: datetime | None = None) -
 
 @transaction.atomic
 def token_revoke(*, actor: Any, token: ApiToken) -> ApiToken:
-    token = ApiToken.objects.select_for_update().get(pk=token.pk)
-    if token.user_id != actor.pk:
-        policies.can_revoke_any_token(actor).ensure()
+    token = ApiToken.objects.select_for_update(no_key=True).get(pk=token.pk)
+    policies.can_revoke_token(actor, token).ensure()
     if token.revoked_at is not None:
         return token
     token.revoked_at = timezone.now()

@@ -88,6 +88,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 "ordering": ["-seq"],
+                "base_manager_name": "objects",
                 "indexes": [models.Index(fields=["object_type", "object_id"], name="audit_audit_object__0e78a5_idx")],
             },
         ),

@@ -10,6 +10,8 @@ from django.contrib.auth.models import Group
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from common.api import StrictSerializer
+from common.roles import ROLE_NAMES
 from registry.models import (
     Alias,
     ApiToken,
@@ -43,7 +45,7 @@ class UsernameField(serializers.SlugRelatedField):
 
 class TeamField(serializers.SlugRelatedField):
     def __init__(self, **kwargs: Any):
-        super().__init__(slug_field="name", queryset=Group.objects.all(), **kwargs)
+        super().__init__(slug_field="name", queryset=Group.objects.exclude(name__in=ROLE_NAMES), **kwargs)
 
 
 # --- models ------------------------------------------------------------------------------
@@ -77,7 +79,7 @@ class ModelOut(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ModelCreateIn(serializers.Serializer):
+class ModelCreateIn(StrictSerializer):
     name = serializers.SlugField(max_length=100, help_text="Unique; letters, digits, '-' and '_'")
     team = TeamField()
     owner = UsernameField(required=False, help_text="Defaults to you")
@@ -90,7 +92,7 @@ class ModelCreateIn(serializers.Serializer):
     restricted = serializers.BooleanField(required=False, default=False)
 
 
-class ModelUpdateIn(serializers.Serializer):
+class ModelUpdateIn(StrictSerializer):
     display_name = serializers.CharField(max_length=200, required=False, allow_blank=True)
     description = serializers.CharField(required=False, allow_blank=True)
     business_purpose = serializers.CharField(required=False, allow_blank=True)
@@ -102,7 +104,7 @@ class ModelUpdateIn(serializers.Serializer):
     restricted = serializers.BooleanField(required=False)
 
 
-class AccessIn(serializers.Serializer):
+class AccessIn(StrictSerializer):
     user = UsernameField(required=False)
     group = TeamField(required=False)
 
@@ -163,17 +165,21 @@ class VersionOut(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ParentIn(serializers.Serializer):
-    version_id = serializers.PrimaryKeyRelatedField(queryset=ModelVersion.objects.select_related("model"))
+class ParentIn(StrictSerializer):
+    # A version the caller may not see gets the same answer as one that does not exist.
+    version_id = serializers.PrimaryKeyRelatedField(
+        queryset=ModelVersion.objects.select_related("model"),
+        error_messages={"does_not_exist": "model version {pk_value} does not exist"},
+    )
     relation = serializers.ChoiceField(choices=ParentRelation.choices)
 
 
-class DatasetUsageIn(serializers.Serializer):
+class DatasetUsageIn(StrictSerializer):
     dataset_version_id = serializers.PrimaryKeyRelatedField(queryset=DatasetVersion.objects.select_related("dataset"))
     role = serializers.ChoiceField(choices=DatasetRole.choices)
 
 
-class VersionCreateIn(serializers.Serializer):
+class VersionCreateIn(StrictSerializer):
     artifact_uri = serializers.CharField(max_length=1000)
     artifact_sha256 = serializers.CharField(
         required=False,
@@ -195,20 +201,14 @@ class VersionCreateIn(serializers.Serializer):
     datasets = DatasetUsageIn(many=True, required=False)
 
 
-class VersionUpdateIn(serializers.Serializer):
+class VersionUpdateIn(StrictSerializer):
     description = serializers.CharField(required=False, allow_blank=True)
     tags = _tags_field()
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        frozen = sorted(set(self.initial_data) - VERSION_EDITABLE_FIELDS) if isinstance(self.initial_data, dict) else []
-        if frozen:
-            raise serializers.ValidationError(
-                {
-                    name: "frozen at creation: only description and tags change; register a new version"
-                    for name in frozen
-                }
-            )
-        return attrs
+    def unknown_field_message(self, name: str) -> str:
+        return (
+            f"frozen at creation: only {' and '.join(sorted(VERSION_EDITABLE_FIELDS))} change; register a new version"
+        )
 
 
 class LineageNodeOut(serializers.Serializer):
@@ -274,7 +274,7 @@ class DatasetOut(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class DatasetCreateIn(serializers.Serializer):
+class DatasetCreateIn(StrictSerializer):
     name = serializers.SlugField(max_length=100)
     team = TeamField()
     description = serializers.CharField(required=False, allow_blank=True)
@@ -300,7 +300,7 @@ class DatasetVersionOut(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class DatasetVersionCreateIn(serializers.Serializer):
+class DatasetVersionCreateIn(StrictSerializer):
     uri = serializers.CharField(max_length=1000)
     digest = serializers.CharField(help_text="SHA-256 of the data, 64 hex characters")
     row_count = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=2**62)
@@ -322,11 +322,11 @@ class AliasOut(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class AliasSetIn(serializers.Serializer):
+class AliasSetIn(StrictSerializer):
     version = serializers.IntegerField(min_value=1, max_value=2**31 - 1, help_text="the version number")
 
 
-class TagIn(serializers.Serializer):
+class TagIn(StrictSerializer):
     value = serializers.CharField(allow_blank=True, max_length=5000, trim_whitespace=False)
 
 
@@ -345,7 +345,7 @@ class TokenCreatedOut(TokenOut):
         read_only_fields = fields
 
 
-class TokenCreateIn(serializers.Serializer):
+class TokenCreateIn(StrictSerializer):
     name = serializers.CharField(max_length=100)
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
 

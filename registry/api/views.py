@@ -16,13 +16,15 @@ from audit import selectors as audit_selectors
 from audit.api.serializers import AuditEventOut
 from audit.api.views import AuditEventPagination
 from common.errors import NotFound, ValidationFailed
-from common.roles import ROLE_NAMES, roles_of
-from registry import selectors, services
+from common.roles import roles_of
+from registry import policies, selectors, services
 from registry.api import serializers as s
 from registry.filters import DatasetFilter, DatasetVersionFilter, ModelFilter, VersionFilter
-from registry.models import Alias, DatasetVersion, ModelVersion
+from registry.models import Alias, ApiToken, DatasetVersion, ModelVersion
 
 IMPACT_LIMIT = 1000
+# Tag keys and alias names are checked by the services, which name the rule; URLs take any segment.
+TAG_PATH = r"tags/(?P<key>[^/]+)"
 
 
 def _validated(serializer_class: type, request: Request, **kwargs: Any) -> dict[str, Any]:
@@ -78,7 +80,7 @@ class ModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         return Response(s.ModelOut(model).data)
 
     @extend_schema(request=s.TagIn, responses={200: s.ModelOut})
-    @action(detail=True, methods=["put"], url_path=r"tags/(?P<key>[A-Za-z0-9_.\- ]{1,250})")
+    @action(detail=True, methods=["put"], url_path=TAG_PATH)
     def tag(self, request: Request, name: str, key: str) -> Response:
         value = _validated(s.TagIn, request)["value"]
         model = services.model_update(actor=request.user, model=self.get_object(), set_tags={key: value})
@@ -87,10 +89,7 @@ class ModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     @extend_schema(request=None, responses={200: s.ModelOut})
     @tag.mapping.delete
     def delete_tag(self, request: Request, name: str, key: str) -> Response:
-        model = self.get_object()
-        if key not in model.tags:
-            raise NotFound(f"Model {model.name} has no tag {key!r}.")
-        model = services.model_update(actor=request.user, model=model, delete_tags=[key])
+        model = services.model_update(actor=request.user, model=self.get_object(), delete_tags=[key])
         return Response(s.ModelOut(model).data)
 
     @extend_schema(responses={200: AuditEventOut(many=True)})
@@ -153,16 +152,11 @@ class VersionViewSetBase(mixins.ListModelMixin, viewsets.GenericViewSet):
         return Response(s.VersionOut(self._reload(version)).data)
 
     def _delete_tag(self, request: Request, version: ModelVersion, key: str) -> Response:
-        if key not in version.tags:
-            raise NotFound(f"Version {version.number} of {version.model.name} has no tag {key!r}.")
         version = services.version_update(actor=request.user, version=version, delete_tags=[key])
         return Response(s.VersionOut(self._reload(version)).data)
 
     def _reload(self, version: ModelVersion) -> ModelVersion:
         return selectors.version_get(self.request.user, pk=version.pk)
-
-
-TAG_PATH = r"tags/(?P<key>[A-Za-z0-9_.\- ]{1,250})"
 
 
 class ModelVersionViewSet(VersionViewSetBase):
@@ -351,7 +345,7 @@ class AliasViewSet(viewsets.GenericViewSet):
     serializer_class = s.AliasOut
     pagination_class = None
     lookup_field = "alias"
-    lookup_value_regex = r"[A-Za-z0-9_-]{1,100}"
+    lookup_value_regex = r"[^/]+"
 
     queryset = Alias.objects.none()
 
@@ -377,10 +371,7 @@ class AliasViewSet(viewsets.GenericViewSet):
     def update(self, request: Request, model_name: str, alias: str) -> Response:
         number = _validated(s.AliasSetIn, request)["version"]
         model = selectors.model_get(request.user, model_name)
-        version = model.versions.filter(number=number).first()
-        if version is None:
-            raise ValidationFailed.on("version", f"model {model_name} has no version {number}")
-        found = services.alias_set(actor=request.user, model=model, name=alias, version=version)
+        found = services.alias_set(actor=request.user, model=model, name=alias, number=number)
         return Response(s.AliasOut(selectors.aliases_for(request.user, model).get(pk=found.pk)).data)
 
     def destroy(self, request: Request, model_name: str, alias: str) -> Response:
@@ -406,7 +397,8 @@ class TokenViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     @extend_schema(request=s.TokenCreateIn, responses={201: s.TokenCreatedOut})
     def create(self, request: Request) -> Response:
-        token, secret = services.token_create(actor=request.user, **_validated(s.TokenCreateIn, request))
+        via = request.auth if isinstance(request.auth, ApiToken) else None
+        token, secret = services.token_create(actor=request.user, via=via, **_validated(s.TokenCreateIn, request))
         token.token = secret  # type: ignore[attr-defined]
         return Response(s.TokenCreatedOut(token).data, status=status.HTTP_201_CREATED)
 
@@ -427,11 +419,10 @@ class MeView(APIView):
     @extend_schema(responses={200: s.MeOut})
     def get(self, request: Request) -> Response:
         """Who you are signed in as, your roles and your teams."""
-        groups = list(request.user.groups.values_list("name", flat=True))
         return Response(
             {
                 "username": request.user.get_username(),
                 "roles": sorted(roles_of(request.user)),
-                "teams": sorted(g for g in groups if g not in ROLE_NAMES),
+                "teams": sorted(policies.teams_of(request.user).values_list("name", flat=True)),
             }
         )

@@ -115,3 +115,12 @@ def test_check_deploy_is_clean_with_debug_off():
     )
     assert result.returncode == 0, result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+def test_a_bad_log_level_and_a_bad_connection_age_name_their_variable(monkeypatch):
+    monkeypatch.setenv("LOG_LEVEL", "verbose")
+    with pytest.raises(ImproperlyConfigured, match="LOG_LEVEL: expected one of DEBUG, INFO, WARNING, ERROR"):
+        env.choice("LOG_LEVEL", "INFO", ["DEBUG", "INFO", "WARNING", "ERROR"])
+    monkeypatch.setenv("DATABASE_URL", "postgres://h/db?conn_max_age=soon")
+    with pytest.raises(ImproperlyConfigured, match="DATABASE_URL: conn_max_age must be a whole number"):
+        env.database("DATABASE_URL", "sqlite:///x")

@@ -76,7 +76,7 @@ def test_an_engineer_registers_a_model_with_lineage_and_asks_for_impact(develope
         f"/api/v1/versions/{v1['id']}/parents/", {"version_id": v3["id"], "relation": "retrained_from"}, format="json"
     )
     assert cycle.status_code == 400
-    assert "cycle" in cycle.json()["fields"]["parent"][0]
+    assert "cycle" in cycle.json()["fields"]["version_id"][0]
 
     elsewhere = bearer(outsider).post("/api/v1/models/scorecard/versions/", {"artifact_uri": "s3://x"}, format="json")
     assert elsewhere.status_code == 403

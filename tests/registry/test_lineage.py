@@ -80,7 +80,7 @@ def test_the_same_parent_twice_is_a_conflict(api, developer):
         f"/api/v1/versions/{v2.pk}/parents/", {"version_id": v1.pk, "relation": "distilled_from"}, format="json"
     )
     assert response.status_code == 409
-    assert list(response.data["fields"]) == ["parent"]
+    assert list(response.data["fields"]) == ["version_id"]
     assert VersionParent.objects.count() == 1
 
 
@@ -92,7 +92,7 @@ def test_a_parent_that_would_close_a_cycle_is_refused_and_nothing_is_written(api
     )
     assert response.status_code == 400
     assert response.data["code"] == "invalid"
-    assert list(response.data["fields"]) == ["parent"]
+    assert list(response.data["fields"]) == ["version_id"]
     assert "cycle" in response.data["message"]
     assert not VersionParent.objects.filter(child=a).exists()
     assert VersionParent.objects.count() == 2
@@ -105,7 +105,7 @@ def test_a_version_cannot_be_its_own_parent(api, developer):
         f"/api/v1/versions/{v1.pk}/parents/", {"version_id": v1.pk, "relation": "retrained_from"}, format="json"
     )
     assert response.status_code == 400
-    assert response.data["fields"] == {"parent": ["a version cannot be its own parent (lineage cycle)"]}
+    assert response.data["fields"] == {"version_id": ["a version cannot be its own parent (lineage cycle)"]}
     assert not VersionParent.objects.exists()
 
 
@@ -116,7 +116,7 @@ def test_a_parent_from_a_model_you_cannot_see_does_not_exist_for_you(api, owner,
         "/api/v1/models/p1/versions/1/parents/", {"version_id": hidden.pk, "relation": "retrained_from"}, format="json"
     )
     assert response.status_code == 400
-    assert response.data["fields"] == {"parent": [f"model version {hidden.pk} does not exist"]}
+    assert response.data["fields"] == {"version_id": [f"model version {hidden.pk} does not exist"]}
 
 
 def test_bad_relation_and_role_are_refused_naming_the_field(api, developer):

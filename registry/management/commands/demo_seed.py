@@ -227,7 +227,7 @@ class Command(BaseCommand):
                 )
             assert previous is not None
             latest[name] = previous
-            services.alias_set(actor=devs[team], model=model, name="champion", version=previous)
+            services.alias_set(actor=devs[team], model=model, name="champion", number=previous.number)
         assert RegisteredModel.objects.count() == len(MODELS)
 
     def _print_logins(self, passwords: dict[str, str], token: str | None = None) -> None:
