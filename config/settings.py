@@ -118,7 +118,7 @@ GUARDIAN_ANONYMOUS_USER_NAME = None
 ANONYMOUS_USER_NAME = None
 
 STATIC_URL = "static/"
-STATIC_ROOT = env.string("STATIC_ROOT", str(DATA_DIR / "static"))
+STATIC_ROOT = env.string("STATIC_ROOT") or str(DATA_DIR / "static")
 Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)  # WhiteNoise serves from here after collectstatic
 
 # Behind a TLS-terminating proxy. Secure by default when DEBUG is off; each can be relaxed.

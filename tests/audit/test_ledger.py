@@ -1,0 +1,241 @@
+"""The ledger: canonical bytes, the chain, the database's refusals, the bypass guard, and the
+verifier naming each kind of tampering with its exit code and sequence numbers."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import DatabaseError, connection, transaction
+
+from audit import ledger, triggers
+from audit.models import AuditEvent, ChainHead
+from audit.verify import GAP_OR_FORK, TAMPERED_ROW, verify
+from registry import services
+from registry.models import ModelVersion
+from tests.conftest import on_postgres
+from tests.factories import make_model, make_version
+
+postgres_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL-only protection")
+
+
+def sql(statement: str, params: list | None = None) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params or [])
+
+
+def exit_code_of_verify() -> tuple[int, str]:
+    try:
+        call_command("audit_verify")
+    except CommandError as exc:
+        return exc.returncode, str(exc)
+    return 0, ""
+
+
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        (1.0, "1"),
+        (0.5, "0.5"),
+        (1e21, "1e+21"),
+        (1e-7, "1e-7"),
+        (123456789012345680000.0, "123456789012345680000"),
+        (-0.0, "0"),
+        (0.1 + 0.2, "0.30000000000000004"),
+        (1e-6, "0.000001"),
+    ],
+)
+def test_numbers_take_their_rfc_8785_form(value, text):
+    assert ledger._encode(value) == text
+
+
+def test_the_canonical_form_sorts_keys_and_keeps_unicode():
+    fields = dict.fromkeys(ledger.HASHED_FIELDS, "")
+    fields |= {"after": {"b": 1, "a": "é\n"}, "seq": 1}
+    text = ledger.canonical(fields)
+    assert text.startswith('{"action":"","actor_id":"","after":{"a":"é\\n","b":1},')
+    assert ledger.entry_hash(text) == ledger.entry_hash(text.encode().decode())
+
+
+def test_each_event_links_to_the_one_before_and_the_trail_verifies(developer):
+    model = make_model(developer, name="m1")
+    make_version(developer, model)
+    services.model_update(actor=developer, model=model, changes={"description": "d"})
+    events = list(AuditEvent.objects.order_by("seq"))
+    assert [e.seq for e in events] == [1, 2, 3]
+    assert events[0].prev_hash == ledger.GENESIS
+    for before, after in itertools.pairwise(events):
+        assert after.prev_hash == before.chain_hash
+        assert after.chain_hash == ledger.chain_hash(before.chain_hash, ledger.entry_hash(after.canonical))
+        assert after.occurred_at >= before.occurred_at
+    head = ChainHead.objects.get()
+    assert (head.seq, head.chain_hash) == (3, events[-1].chain_hash)
+    assert exit_code_of_verify() == (0, "")
+
+
+def test_a_rolled_back_change_leaves_no_gap(developer):
+    make_model(developer, name="m1")
+    with pytest.raises(RuntimeError), transaction.atomic():
+        make_model(developer, name="m2")
+        raise RuntimeError("the change fails after its event was written")
+    make_model(developer, name="m3")
+    assert list(AuditEvent.objects.order_by("seq").values_list("seq", "model_name")) == [(1, "m1"), (2, "m3")]
+    assert verify().code == 0
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_auditevent SET reason = 'rewritten'",
+        "DELETE FROM audit_auditevent",
+        "UPDATE audit_chainhead SET seq = seq + 5",
+        "DELETE FROM audit_chainhead",
+    ],
+)
+def test_the_database_refuses_to_change_the_trail(developer, statement):
+    make_model(developer, name="m1")
+    with pytest.raises(DatabaseError, match=r"append-only|only moves"), transaction.atomic():
+        sql(statement)
+    assert AuditEvent.objects.get().reason == ""
+
+
+@postgres_only
+@pytest.mark.parametrize("statement", ["TRUNCATE audit_auditevent", "TRUNCATE audit_chainhead CASCADE"])
+def test_postgres_refuses_truncate(developer, statement):
+    make_model(developer, name="m1")
+    settle_deferred_checks()
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        sql(statement)
+
+
+@postgres_only
+def test_replica_mode_does_not_switch_the_triggers_off(developer):
+    make_model(developer, name="m1")
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        sql("SET LOCAL session_replication_role = replica")
+        sql("DELETE FROM audit_auditevent")
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_changing_version_state_outside_the_services_fails_at_commit(developer):
+    version = make_version(developer, make_model(developer, name="m1"))
+    with pytest.raises(DatabaseError, match="without an audit event"), transaction.atomic():
+        ModelVersion.objects.filter(pk=version.pk).update(state="approved")
+    assert ModelVersion.objects.get(pk=version.pk).state == "draft"
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_moving_an_alias_with_raw_sql_fails_at_commit(developer):
+    model = make_model(developer, name="m1")
+    make_version(developer, model)
+    make_version(developer, model)
+    services.alias_set(actor=developer, model=model, name="champion", number=1)
+    with pytest.raises(DatabaseError, match="without an audit event"), transaction.atomic():
+        sql(
+            "UPDATE registry_alias SET version_id = (SELECT id FROM registry_modelversion WHERE number = 2) "
+            "WHERE name = 'champion'"
+        )
+    assert model.aliases.get().version.number == 1
+
+
+@postgres_only
+def test_the_services_satisfy_the_bypass_guard(developer):
+    model = make_model(developer, name="m1")
+    make_version(developer, model)
+    with transaction.atomic():
+        services.alias_set(actor=developer, model=model, name="champion", number=1)
+        sql("SET CONSTRAINTS ALL IMMEDIATE")
+
+
+# --- tampering by someone who can lift the protection (the tables' owner) ------------------
+
+
+@pytest.fixture
+def trail(developer):
+    for i in range(5):
+        make_model(developer, name=f"m{i}")
+    return list(AuditEvent.objects.order_by("seq"))
+
+
+def settle_deferred_checks() -> None:
+    """Run the checks PostgreSQL defers to commit (foreign keys, the bypass guard) now: a table
+    with pending checks cannot be altered or truncated in the same transaction."""
+    if on_postgres():
+        sql("SET CONSTRAINTS ALL IMMEDIATE")
+
+
+def tamper(*statements: str) -> None:
+    settle_deferred_checks()
+    with triggers.suspended(connection):
+        for statement in statements:
+            sql(statement)
+
+
+def test_editing_a_column_only_is_named_as_a_tampered_row(trail):
+    tamper("UPDATE audit_auditevent SET model_name = 'other' WHERE seq = 3")
+    assert exit_code_of_verify()[0] == TAMPERED_ROW
+    assert [f.message for f in verify().findings] == ["#3: column(s) model_name differ from the hashed canonical text"]
+
+
+def test_editing_the_canonical_text_only_is_named_as_a_tampered_row(trail):
+    text = trail[1].canonical.replace('"m1"', '"mX"')
+    settle_deferred_checks()
+    with triggers.suspended(connection):
+        sql("UPDATE audit_auditevent SET canonical = %s WHERE seq = 2", [text])
+    report = verify()
+    assert report.code == TAMPERED_ROW
+    assert {f.seq for f in report.findings} == {2}
+
+
+def test_deleting_a_middle_row_is_named_as_a_gap(trail):
+    tamper("DELETE FROM audit_auditevent WHERE seq = 3")
+    report = verify()
+    assert exit_code_of_verify()[0] == GAP_OR_FORK
+    assert [f.message for f in report.findings] == [
+        "sequence gap: expected #3, found #4",
+        "#4 does not link to the row before it (#2)",
+    ]
+
+
+def test_swapping_two_rows_is_named_as_a_break_in_the_chain(trail):
+    tamper(
+        "UPDATE audit_auditevent SET seq = -1 WHERE seq = 2",
+        "UPDATE audit_auditevent SET seq = 2 WHERE seq = 3",
+        "UPDATE audit_auditevent SET seq = 3 WHERE seq = -1",
+    )
+    report = verify()
+    assert report.code in (TAMPERED_ROW, GAP_OR_FORK)
+    assert {f.seq for f in report.findings} >= {2, 3}
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_sixteen_concurrent_writers_never_fork_the_chain(developer):
+    model = make_model(developer, name="contended")
+    writers, appends = 16, 8
+    barrier = threading.Barrier(writers)
+    errors: list[BaseException] = []
+
+    def write(i: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            for j in range(appends):
+                services.model_update(actor=developer, model=model, set_tags={f"w{i}": str(j)})
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    seqs = list(AuditEvent.objects.order_by("seq").values_list("seq", flat=True))
+    assert seqs == list(range(1, writers * appends + 2))
+    assert verify().findings == []
