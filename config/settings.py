@@ -81,6 +81,10 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Tests use a file beside the database, not :memory:, so that threads share it.
     DATABASES["default"]["TEST"] = {"NAME": f"{DATABASES['default']['NAME']}.test"}
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+# Optional: the tables' owner, for `migrate --database owner` and `audit_grants`, when the
+# application itself connects (DATABASE_URL) as a runtime role that owns nothing.
+if env.string("DATABASE_OWNER_URL", secret=True):
+    DATABASES["owner"] = env.database("DATABASE_OWNER_URL", "")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Background work: with REDIS_URL, Celery workers on Redis; without it, tasks run in-process.

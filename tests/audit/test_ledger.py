@@ -239,3 +239,46 @@ def test_sixteen_concurrent_writers_never_fork_the_chain(developer):
     seqs = list(AuditEvent.objects.order_by("seq").values_list("seq", flat=True))
     assert seqs == list(range(1, writers * appends + 2))
     assert verify().findings == []
+
+
+RUNTIME_ROLE = "warden_runtime_test"
+
+
+@pytest.fixture
+def runtime_role(db):
+    sql(f"DO $$ BEGIN CREATE ROLE {RUNTIME_ROLE}; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+    call_command("audit_grants", RUNTIME_ROLE)
+    return RUNTIME_ROLE
+
+
+@postgres_only
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_auditevent SET reason = 'x'",
+        "DELETE FROM audit_auditevent",
+        "TRUNCATE audit_auditevent",
+        "ALTER TABLE audit_auditevent DISABLE TRIGGER ALL",
+        "DROP TABLE audit_auditevent",
+        "DELETE FROM audit_chainhead",
+    ],
+)
+def test_the_runtime_role_cannot_change_or_drop_the_trail(developer, runtime_role, statement):
+    make_model(developer, name="m1")
+    settle_deferred_checks()
+    with pytest.raises(DatabaseError, match=r"permission denied|must be owner"), transaction.atomic():
+        sql(f"SET LOCAL ROLE {runtime_role}")
+        sql(statement)
+
+
+@postgres_only
+def test_the_runtime_role_appends_through_the_services(developer, runtime_role):
+    with transaction.atomic():
+        sql(f"SET LOCAL ROLE {runtime_role}")
+        make_model(developer, name="m1")
+    assert verify().findings == []
+
+
+def test_audit_grants_refuses_a_role_name_that_is_not_plain():
+    with pytest.raises(CommandError, match="not a plain PostgreSQL role name"):
+        call_command("audit_grants", "x; DROP TABLE y", "--print")

@@ -1,0 +1,38 @@
+"""Two database roles (PostgreSQL): the owner runs migrations and owns every table; the
+runtime role, which the application connects as, may read and write the registry but only
+append to the ledger. It cannot UPDATE, DELETE or TRUNCATE the audit tables, and as it owns
+nothing it cannot ALTER or DROP them or switch their triggers off."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from audit.triggers import EVENTS, HEAD
+
+ROLE_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def runtime_grants(role: str) -> list[str]:
+    if not ROLE_RE.match(role):
+        raise ValueError(f"{role!r} is not a plain PostgreSQL role name (lower case letters, digits, '_')")
+    return [
+        f"GRANT USAGE ON SCHEMA public TO {role}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
+        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
+        f"REVOKE UPDATE, DELETE, TRUNCATE, TRIGGER, REFERENCES ON {EVENTS} FROM {role}",
+        f"GRANT SELECT, INSERT ON {EVENTS} TO {role}",
+        f"REVOKE DELETE, TRUNCATE, TRIGGER, REFERENCES ON {HEAD} FROM {role}",
+        f"GRANT SELECT, UPDATE ON {HEAD} TO {role}",
+    ]
+
+
+def grant_runtime(connection: Any, role: str) -> list[str]:
+    """Apply the runtime role's privileges (idempotent; run again after each migrate)."""
+    if connection.vendor != "postgresql":
+        raise NotImplementedError("database roles are a PostgreSQL feature; SQLite has none")
+    statements = runtime_grants(role)
+    with connection.cursor() as cursor:
+        for statement in statements:
+            cursor.execute(statement)
+    return statements
