@@ -1,10 +1,10 @@
 from django.db.models import QuerySet
 from rest_framework import mixins, viewsets
-from rest_framework.pagination import CursorPagination
 
 from audit.api.serializers import AuditEventOut
 from audit.filters import AuditEventFilter
 from audit.selectors import events_for
+from common.api import CursorPagination
 
 
 class AuditEventPagination(CursorPagination):

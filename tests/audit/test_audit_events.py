@@ -103,3 +103,31 @@ def test_listing_the_trail_costs_the_same_queries_at_10_and_100_rows(
         with django_assert_max_num_queries(2):
             response = client.get(f"/api/v1/audit-events/?page_size={size}")
         assert len(response.data["results"]) == size
+
+
+def test_one_event_is_read_by_its_sequence_number(api, developer, outsider, auditor):
+    make_model(developer, name="m1")
+    response = api(auditor).get("/api/v1/audit-events/1/")
+    assert response.status_code == 200
+    assert (response.data["seq"], response.data["action"]) == (1, "model.registered")
+    assert api(outsider).get("/api/v1/audit-events/1/").status_code == 404  # not theirs to read
+    assert api(auditor).get("/api/v1/audit-events/first/").json()["code"] == "not_found"
+
+
+def test_model_history_refuses_a_bad_cursor(api, developer):
+    make_model(developer, name="m1")
+    response = api(developer).get("/api/v1/models/m1/history/?cursor=bogus")
+    assert response.status_code == 400
+    assert list(response.data["fields"]) == ["cursor"]
+
+
+def test_only_the_owner_or_a_risk_officer_revokes_access(api, owner, developer, outsider):
+    make_model(owner, name="secret", restricted=True)
+    api(owner).post("/api/v1/models/secret/access/", {"user": "outsider"}, format="json")
+    response = api(developer).post("/api/v1/models/secret/access/revoke/", {"user": "outsider"}, format="json")
+    assert response.status_code == 403
+    assert api(outsider).get("/api/v1/models/secret/").status_code == 200
+
+
+def test_me_needs_a_signed_in_user(api):
+    assert api().get("/api/v1/me/").status_code == 401
