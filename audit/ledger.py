@@ -63,6 +63,11 @@ def _number(value: float) -> str:
     return f"{mantissa.removesuffix('.0')}e{'-' if exponent.startswith('-') else '+'}{int(exponent.lstrip('+-'))}"
 
 
+def encode(value: Any) -> str:
+    """Any JSON-able value in canonical form."""
+    return _encode(value)
+
+
 def _encode(value: Any) -> str:
     if value is None or isinstance(value, bool | str):
         return json.dumps(value, ensure_ascii=False)

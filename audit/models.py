@@ -78,3 +78,28 @@ class ChainHead(models.Model):
 
     def __str__(self) -> str:
         return f"head at #{self.seq}"
+
+
+class Checkpoint(models.Model):
+    """A signed statement of the ledger at one size: the Merkle root over the first ``size``
+    entry hashes and the chain hash there, chained to the previous checkpoint. A copy goes to
+    a witness directory outside the database. Append-only, like the events."""
+
+    size = models.BigIntegerField(unique=True)
+    root_hash = models.CharField(max_length=64)
+    chain_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+    prev_hash = models.CharField(max_length=64, unique=True, help_text="SHA-256 of the previous checkpoint's body")
+    body = models.TextField(help_text="the canonical text that is signed")
+    signature = models.CharField(max_length=128, help_text="Ed25519 over body, hex")
+    key_id = models.CharField(max_length=64, help_text="SHA-256 of the public key, hex")
+    frontier = models.JSONField(help_text="the Merkle tree's right edge, to continue from here")
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-size"]
+        base_manager_name = "objects"
+
+    def __str__(self) -> str:
+        return f"checkpoint at #{self.size}"

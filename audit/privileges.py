@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from audit.triggers import EVENTS, HEAD
+from audit.triggers import CHECKPOINTS, EVENTS, HEAD
 
 ROLE_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -22,6 +22,8 @@ def runtime_grants(role: str) -> list[str]:
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
         f"REVOKE UPDATE, DELETE, TRUNCATE, TRIGGER, REFERENCES ON {EVENTS} FROM {role}",
         f"GRANT SELECT, INSERT ON {EVENTS} TO {role}",
+        f"REVOKE UPDATE, DELETE, TRUNCATE, TRIGGER, REFERENCES ON {CHECKPOINTS} FROM {role}",
+        f"GRANT SELECT, INSERT ON {CHECKPOINTS} TO {role}",
         f"REVOKE DELETE, TRUNCATE, TRIGGER, REFERENCES ON {HEAD} FROM {role}",
         f"GRANT SELECT, UPDATE ON {HEAD} TO {role}",
     ]

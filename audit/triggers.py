@@ -17,6 +17,7 @@ from audit.ledger import GENESIS
 
 EVENTS = "audit_auditevent"
 HEAD = "audit_chainhead"
+CHECKPOINTS = "audit_checkpoint"
 
 _POSTGRES = f"""
 CREATE OR REPLACE FUNCTION warden_audit_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -46,6 +47,12 @@ CREATE TRIGGER audit_event_append_only BEFORE UPDATE OR DELETE ON {EVENTS}
 DROP TRIGGER IF EXISTS audit_event_no_truncate ON {EVENTS};
 CREATE TRIGGER audit_event_no_truncate BEFORE TRUNCATE ON {EVENTS}
     FOR EACH STATEMENT EXECUTE FUNCTION warden_audit_refuse();
+DROP TRIGGER IF EXISTS audit_checkpoint_append_only ON {CHECKPOINTS};
+CREATE TRIGGER audit_checkpoint_append_only BEFORE UPDATE OR DELETE ON {CHECKPOINTS}
+    FOR EACH ROW EXECUTE FUNCTION warden_audit_refuse();
+DROP TRIGGER IF EXISTS audit_checkpoint_no_truncate ON {CHECKPOINTS};
+CREATE TRIGGER audit_checkpoint_no_truncate BEFORE TRUNCATE ON {CHECKPOINTS}
+    FOR EACH STATEMENT EXECUTE FUNCTION warden_audit_refuse();
 DROP TRIGGER IF EXISTS audit_head_advance ON {HEAD};
 CREATE TRIGGER audit_head_advance BEFORE UPDATE ON {HEAD}
     FOR EACH ROW EXECUTE FUNCTION warden_audit_head_advance();
@@ -58,6 +65,8 @@ CREATE TRIGGER audit_head_no_truncate BEFORE TRUNCATE ON {HEAD}
 
 ALTER TABLE {EVENTS} ENABLE ALWAYS TRIGGER audit_event_append_only;
 ALTER TABLE {EVENTS} ENABLE ALWAYS TRIGGER audit_event_no_truncate;
+ALTER TABLE {CHECKPOINTS} ENABLE ALWAYS TRIGGER audit_checkpoint_append_only;
+ALTER TABLE {CHECKPOINTS} ENABLE ALWAYS TRIGGER audit_checkpoint_no_truncate;
 ALTER TABLE {HEAD} ENABLE ALWAYS TRIGGER audit_head_advance;
 ALTER TABLE {HEAD} ENABLE ALWAYS TRIGGER audit_head_no_delete;
 ALTER TABLE {HEAD} ENABLE ALWAYS TRIGGER audit_head_no_truncate;
@@ -70,6 +79,10 @@ _SQLITE = [
         BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only: UPDATE on {EVENTS} is refused'); END""",
     f"""CREATE TRIGGER IF NOT EXISTS audit_event_no_delete BEFORE DELETE ON {EVENTS}
         BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only: DELETE on {EVENTS} is refused'); END""",
+    f"""CREATE TRIGGER IF NOT EXISTS audit_checkpoint_no_update BEFORE UPDATE ON {CHECKPOINTS}
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only: UPDATE on {CHECKPOINTS} is refused'); END""",
+    f"""CREATE TRIGGER IF NOT EXISTS audit_checkpoint_no_delete BEFORE DELETE ON {CHECKPOINTS}
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only: DELETE on {CHECKPOINTS} is refused'); END""",
     f"""CREATE TRIGGER IF NOT EXISTS audit_head_advance BEFORE UPDATE ON {HEAD}
         WHEN NEW.seq <> OLD.seq + 1 OR NOT EXISTS (
             SELECT 1 FROM {EVENTS}
@@ -79,7 +92,14 @@ _SQLITE = [
         BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only: DELETE on {HEAD} is refused'); END""",
     f"INSERT OR IGNORE INTO {HEAD} (id, seq, chain_hash) VALUES (1, 0, '{GENESIS}')",
 ]
-_SQLITE_TRIGGERS = ["audit_event_no_update", "audit_event_no_delete", "audit_head_advance", "audit_head_no_delete"]
+_SQLITE_TRIGGERS = [
+    "audit_event_no_update",
+    "audit_event_no_delete",
+    "audit_checkpoint_no_update",
+    "audit_checkpoint_no_delete",
+    "audit_head_advance",
+    "audit_head_no_delete",
+]
 
 
 def install(connection: Any) -> None:
@@ -99,7 +119,8 @@ def suspended(connection: Any) -> Iterator[None]:
     suite's database flush only: the application's runtime role cannot do this."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute(f"ALTER TABLE {EVENTS} DISABLE TRIGGER USER; ALTER TABLE {HEAD} DISABLE TRIGGER USER;")
+            for table in (EVENTS, HEAD, CHECKPOINTS):
+                cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
         else:
             for name in _SQLITE_TRIGGERS:
                 cursor.execute(f"DROP TRIGGER IF EXISTS {name}")

@@ -12,12 +12,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from audit import ledger
-from audit.models import AuditEvent, ChainHead
+from django.conf import settings
+
+from audit import ledger, signing
+from audit.checkpoints import body_hash, witness_read
+from audit.merkle import Accumulator
+from audit.models import AuditEvent, ChainHead, Checkpoint
 
 INTACT = 0
 TAMPERED_ROW = 2
 GAP_OR_FORK = 3
+CHECKPOINT_DISAGREES = 4
 
 _COLUMNS = (*ledger.HASHED_FIELDS, "canonical", "entry_hash", "prev_hash", "chain_hash")
 
@@ -39,10 +44,10 @@ class Report:
 
     @property
     def code(self) -> int:
+        """The most specific finding decides: a tampered row, else a gap or fork, else a
+        disagreement with a checkpoint."""
         codes = {f.code for f in self.findings or []}
-        if TAMPERED_ROW in codes:
-            return TAMPERED_ROW
-        return max(codes, default=INTACT)
+        return min(codes, default=INTACT)
 
 
 def _rows(chunk_size: int) -> Iterator[dict[str, Any]]:
@@ -58,6 +63,9 @@ def verify(*, chunk_size: int = 5000) -> Report:
     report = Report(findings=[])
     findings = report.findings
     assert findings is not None
+    checkpoints = {c.size: c for c in Checkpoint.objects.order_by("size")}
+    findings.extend(_check_signatures(list(checkpoints.values())))
+    tree = Accumulator()
     expected_seq, previous_seq, previous_chain, previous_time = 1, 0, ledger.GENESIS, None
     for row in _rows(chunk_size):
         seq = row["seq"]
@@ -74,11 +82,30 @@ def verify(*, chunk_size: int = 5000) -> Report:
             findings.append(Finding(TAMPERED_ROW, seq, f"#{seq}: chain_hash is not SHA-256(prev_hash ‖ entry_hash)"))
         if previous_time is not None and row["occurred_at"] < previous_time:
             findings.append(Finding(TAMPERED_ROW, seq, f"#{seq} is timestamped before #{previous_seq}"))
+        tree.add(bytes.fromhex(row["entry_hash"]))
+        checkpoint = checkpoints.get(tree.size)
+        if checkpoint is not None and (tree.root(), row["chain_hash"]) != (checkpoint.root_hash, checkpoint.chain_hash):
+            findings.append(
+                Finding(
+                    CHECKPOINT_DISAGREES,
+                    seq,
+                    f"the chain up to #{seq} differs from the signed checkpoint at #{checkpoint.size}: "
+                    "rewritten since it was signed",
+                )
+            )
         report.events += 1
         report.first_seq = report.first_seq or seq
         report.last_seq = seq
         expected_seq, previous_seq, previous_chain, previous_time = seq + 1, seq, row["chain_hash"], row["occurred_at"]
     report.head_hash = previous_chain
+    last = report.last_seq or 0
+    for size in sorted(size for size in checkpoints if size > last):
+        findings.append(
+            Finding(
+                CHECKPOINT_DISAGREES, size, f"a signed checkpoint at #{size} but the chain ends at #{last}: truncated"
+            )
+        )
+    findings.extend(_check_witness(checkpoints, last))
     head = ChainHead.objects.filter(pk=1).first()
     if head is None or (head.seq, head.chain_hash) != (report.last_seq or 0, previous_chain):
         at = f"#{head.seq}" if head else "missing"
@@ -105,3 +132,50 @@ def _differences(columns: dict[str, Any], canonical_text: str) -> str:
     if changed:
         return f"column(s) {', '.join(changed)} differ from the hashed canonical text"
     return "the canonical text is not in canonical form"
+
+
+def _verify_keys() -> dict[str, str]:
+    """key id → public key: AUDIT_VERIFY_KEYS, or the signing key's own public half."""
+    keys = list(settings.AUDIT_VERIFY_KEYS)
+    if not keys and settings.AUDIT_SIGNING_KEY:
+        keys = [signing.public_hex(signing.signing_key())]
+    return {signing.key_id(key): key for key in keys}
+
+
+def _check_signatures(checkpoints: list[Checkpoint]) -> list[Finding]:
+    findings, keys, previous = [], _verify_keys(), ledger.GENESIS
+    for checkpoint in checkpoints:
+        at = f"checkpoint #{checkpoint.size}"
+        public = keys.get(checkpoint.key_id)
+        if public is None:
+            findings.append(Finding(CHECKPOINT_DISAGREES, checkpoint.size, f"{at} is signed by an unknown key"))
+        elif not signing.verify(public, checkpoint.body, checkpoint.signature):
+            findings.append(Finding(CHECKPOINT_DISAGREES, checkpoint.size, f"{at}: the signature does not verify"))
+        stated = json.loads(checkpoint.body)
+        columns = {"size": checkpoint.size, "root": checkpoint.root_hash, "chain_hash": checkpoint.chain_hash}
+        if any(stated.get(name) != value for name, value in columns.items()) or stated.get("prev") != previous:
+            findings.append(
+                Finding(CHECKPOINT_DISAGREES, checkpoint.size, f"{at}: its columns or link differ from what was signed")
+            )
+        previous = body_hash(checkpoint.body)
+    return findings
+
+
+def _check_witness(checkpoints: dict[int, Checkpoint], last: int) -> list[Finding]:
+    """Every witness copy must be in the database unchanged; one the database lacks means its
+    checkpoints (and perhaps the events under them) were removed."""
+    findings = []
+    for copy in witness_read():
+        size = json.loads(copy["body"])["size"]
+        stored = checkpoints.get(size)
+        if stored is None:
+            findings.append(
+                Finding(
+                    CHECKPOINT_DISAGREES,
+                    size,
+                    f"the witness holds a checkpoint at #{size} that the database does not (the chain ends at #{last})",
+                )
+            )
+        elif (stored.body, stored.signature) != (copy["body"], copy["signature"]):
+            findings.append(Finding(CHECKPOINT_DISAGREES, size, f"checkpoint #{size} differs from its witness copy"))
+    return findings

@@ -141,6 +141,17 @@ SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = env.integer("SESSION_COOKIE_AGE", 8 * 3600, minimum=60)
 X_FRAME_OPTIONS = "DENY"
+# Signed checkpoints of the audit ledger: the Ed25519 private key (hex; manage.py audit_keygen),
+# the public keys verify accepts (comma-separated; default: the signing key's), a directory
+# outside the database for witness copies, and how often a checkpoint is made.
+AUDIT_SIGNING_KEY = env.string("AUDIT_SIGNING_KEY", secret=True)
+AUDIT_VERIFY_KEYS = env.csv("AUDIT_VERIFY_KEYS", [])
+AUDIT_WITNESS_DIR = env.string("AUDIT_WITNESS_DIR") or str(DATA_DIR / "witness")
+AUDIT_CHECKPOINT_EVERY_MINUTES = env.integer("AUDIT_CHECKPOINT_EVERY_MINUTES", 10, minimum=1)
+AUDIT_CHECKPOINT_EVERY_EVENTS = env.integer("AUDIT_CHECKPOINT_EVERY_EVENTS", 1000, minimum=1)
+CELERY_BEAT_SCHEDULE = {
+    "audit-checkpoint": {"task": "audit.tasks.checkpoint", "schedule": 60.0},
+}
 # Only trust X-Forwarded-For for the audit trail's source address when a proxy sets it.
 AUDIT_TRUST_X_FORWARDED_FOR = env.boolean("AUDIT_TRUST_X_FORWARDED_FOR", False)
 
