@@ -4,17 +4,18 @@ verifier naming each kind of tampering with its exit code and sequence numbers."
 from __future__ import annotations
 
 import itertools
-import threading
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.utils import timezone
 
 from audit import ledger, triggers
 from audit.models import AuditEvent, ChainHead
 from audit.verify import GAP_OR_FORK, TAMPERED_ROW, verify
 from registry import services
 from registry.models import ModelVersion
+from tests.concurrency import run_at_once
 from tests.conftest import on_postgres
 from tests.factories import make_model, make_version
 
@@ -217,25 +218,12 @@ def test_swapping_two_rows_is_named_as_a_break_in_the_chain(trail):
 def test_sixteen_concurrent_writers_never_fork_the_chain(developer):
     model = make_model(developer, name="contended")
     writers, appends = 16, 8
-    barrier = threading.Barrier(writers)
-    errors: list[BaseException] = []
 
     def write(i: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            for j in range(appends):
-                services.model_update(actor=developer, model=model, set_tags={f"w{i}": str(j)})
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+        for j in range(appends):
+            services.model_update(actor=developer, model=model, set_tags={f"w{i}": str(j)})
 
-    threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert errors == []
+    assert run_at_once(writers, write) == []
     seqs = list(AuditEvent.objects.order_by("seq").values_list("seq", flat=True))
     assert seqs == list(range(1, writers * appends + 2))
     assert verify().findings == []
@@ -282,3 +270,40 @@ def test_the_runtime_role_appends_through_the_services(developer, runtime_role):
 def test_audit_grants_refuses_a_role_name_that_is_not_plain():
     with pytest.raises(CommandError, match="not a plain PostgreSQL role name"):
         call_command("audit_grants", "x; DROP TABLE y", "--print")
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_the_same_harness_catches_forks_from_a_naive_append(developer):
+    """Proof that the concurrent-writers test can fail: appending after "the latest row" without
+    the chain head's lock makes writers claim the same predecessor, which the unique prev_hash
+    (the fork guard) refuses."""
+
+    def naive_append(i: int) -> None:
+        for j in range(8):
+            with transaction.atomic():
+                last = AuditEvent.objects.order_by("-seq").first()
+                fields = dict.fromkeys(ledger.HASHED_FIELDS, "") | {
+                    "seq": (last.seq if last else 0) + 1,
+                    "occurred_at": ledger.format_time(timezone.now()),
+                    "actor_id": None,
+                    "before": None,
+                    "after": {"writer": i, "append": j},
+                    "source_ip": None,
+                }
+                canonical = ledger.canonical(fields)
+                prev = last.chain_hash if last else ledger.GENESIS
+                entry = ledger.entry_hash(canonical)
+                AuditEvent(
+                    **(fields | {"occurred_at": timezone.now()}),
+                    actor_name="naive",
+                    canonical=canonical,
+                    entry_hash=entry,
+                    prev_hash=prev,
+                    chain_hash=ledger.chain_hash(prev, entry),
+                ).save(force_insert=True)
+
+    errors = run_at_once(16, naive_append)
+    assert errors, "naive appends at 16 writers should have collided"
+    assert all(isinstance(e, IntegrityError) for e in errors)
+    assert AuditEvent.objects.values("prev_hash").distinct().count() == AuditEvent.objects.count()
