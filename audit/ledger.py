@@ -44,10 +44,6 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def parse_time(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-
-
 def _number(value: float) -> str:
     """ECMAScript Number-to-String, as RFC 8785 requires: the shortest round-trip digits, in
     fixed notation from 1e-6 up to 1e21 and in exponent notation outside that range."""
