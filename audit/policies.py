@@ -8,7 +8,8 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from common.roles import has_oversight
+from common.policy import ALLOW, Decision, deny
+from common.roles import Role, has_oversight, has_role
 
 
 def visible_events(user: Any, queryset: QuerySet) -> QuerySet:
@@ -17,3 +18,10 @@ def visible_events(user: Any, queryset: QuerySet) -> QuerySet:
     if has_oversight(user):
         return queryset
     return queryset.filter(actor=user)
+
+
+def can_export(user: Any) -> Decision:
+    """Exports carry the whole trail out of Warden: auditors and administrators only."""
+    if getattr(user, "is_active", False) and (getattr(user, "is_superuser", False) or has_role(user, Role.AUDITOR)):
+        return ALLOW
+    return deny("Only auditors and administrators can export the audit trail.")

@@ -46,3 +46,10 @@ class Conflict(DomainError):
     @classmethod
     def on(cls, field: str, rule: str) -> Conflict:
         return cls(f"{field}: {rule}", fields={field: [rule]})
+
+
+class Unavailable(DomainError):
+    """The service cannot do this as configured (a missing key, say): the operator must act."""
+
+    status = 503
+    code = "unavailable"

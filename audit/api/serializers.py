@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from audit.models import AuditEvent
+from common.api import StrictSerializer
 
 
 class AuditEventOut(serializers.ModelSerializer):
@@ -25,3 +26,12 @@ class AuditEventOut(serializers.ModelSerializer):
             "chain_hash",
         ]
         read_only_fields = fields
+
+
+class ExportIn(StrictSerializer):
+    occurred_after = serializers.DateTimeField(required=False, help_text="events at or after this time")
+    occurred_before = serializers.DateTimeField(required=False, help_text="events before this time")
+    model = serializers.CharField(required=False, default="", allow_blank=True, max_length=100)
+    actor = serializers.CharField(required=False, default="", allow_blank=True, max_length=150, help_text="username")
+    action = serializers.CharField(required=False, default="", allow_blank=True, max_length=64)
+    reason = serializers.CharField(required=False, default="", allow_blank=True, max_length=2000)

@@ -1,7 +1,8 @@
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from audit.api.views import AuditEventViewSet
+from audit.api.views import AuditEventViewSet, AuditExportView
 
 router = SimpleRouter()
 router.register("audit-events", AuditEventViewSet, basename="audit-event")
-urlpatterns = router.urls
+urlpatterns = [path("audit-exports/", AuditExportView.as_view(), name="audit-export"), *router.urls]

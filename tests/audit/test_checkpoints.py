@@ -18,14 +18,6 @@ from tests.factories import make_model
 
 
 @pytest.fixture
-def signing_key(settings, tmp_path):
-    settings.AUDIT_SIGNING_KEY, public = signing.generate()
-    settings.AUDIT_VERIFY_KEYS = [public]
-    settings.AUDIT_WITNESS_DIR = str(tmp_path / "witness")
-    return public
-
-
-@pytest.fixture
 def checkpointed(developer, signing_key, django_capture_on_commit_callbacks):
     for i in range(5):
         make_model(developer, name=f"m{i}")

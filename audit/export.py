@@ -1,0 +1,401 @@
+"""Exports for auditors: a signed bundle of (part of) the trail that anyone can verify offline
+with ``python -m audit.offline_verify``, trusting neither Warden nor its database.
+
+A bundle is a directory (or the same files in a zip):
+
+``events.jsonl``
+    The selected events in sequence order, one JSON object a line: the hashed fields exactly as
+    the event's canonical text states them, ``actor_name``, the ``canonical`` text itself and
+    ``entry_hash``, ``prev_hash``, ``chain_hash``. It is the electronic copy that is verified.
+``events.csv``
+    The same events for people. A cell that begins with ``= + - @``, a tab or a carriage return
+    is prefixed with ``'`` so a spreadsheet shows it instead of running it (and so is one that
+    begins with ``'``, so the prefix can always be taken off again).
+``proofs.jsonl``
+    An inclusion proof of every exported event against one signed checkpoint: the Merkle nodes
+    (``first``..``last`` sequence numbers and hash) that, with the exported events' entry
+    hashes, rebuild that checkpoint's root. For a single event these are exactly its RFC 9162
+    audit path; events that sit together share nodes; an export of the whole trail needs none.
+``checkpoints.jsonl``
+    Every signed checkpoint up to the one the proofs use, chained by ``prev``.
+``manifest.json`` and ``manifest.sig``
+    What was asked for and what is inside (filters, counts, sequence ranges, the SHA-256 and
+    size of every other file, generator version, key fingerprint) as canonical JSON, and its
+    Ed25519 signature in hex.
+
+Starting an export is itself an audited change: the ``audit.exported`` event (who, which
+filters, why) is written before any data leaves, and a checkpoint is signed at that event, so
+the bundle covers the trail up to and including the record of its own making. Rows are
+streamed from the database and written as they come, so memory stays flat however many events
+are exported (the manifest keeps one pair of numbers per contiguous run of sequence numbers).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Generator, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import IO, Any
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
+from django.db.models import BooleanField, ExpressionWrapper, Q
+from django.utils import timezone
+
+from audit import ledger, signing
+from audit.checkpoints import checkpoint_make
+from audit.merkle import leaf_hash, node_hash
+from audit.models import AuditEvent, Checkpoint
+from audit.services import audit_record
+from common.errors import Unavailable, ValidationFailed
+
+FORMAT = "warden-audit-export/1"
+FILES = ("events.jsonl", "events.csv", "proofs.jsonl", "checkpoints.jsonl")
+CSV_COLUMNS = (
+    "seq",
+    "occurred_at",
+    "actor_id",
+    "actor_name",
+    "action",
+    "object_type",
+    "object_id",
+    "model_name",
+    "reason",
+    "request_id",
+    "source_ip",
+    "before",
+    "after",
+    "entry_hash",
+    "prev_hash",
+    "chain_hash",
+)
+_NEUTRALISED = ("=", "+", "-", "@", "\t", "\r", "'")
+_CHUNK = 10_000
+Node = tuple[int, int, bytes | None]  # a Merkle subtree: first leaf index, end index, hash
+_quote = json.encoder.encode_basestring  # type: ignore[attr-defined]  # the C string encoder, UTF-8 kept
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which events to export: the query, and the filters as the manifest and the export's own
+    audit event record them."""
+
+    q: Q
+    filters: dict[str, Any]
+
+
+def select(
+    *,
+    occurred_after: datetime | None = None,
+    occurred_before: datetime | None = None,
+    model: str = "",
+    actor: str = "",
+    action: str = "",
+) -> Selection:
+    """The export's filters: events at or after ``occurred_after`` and before
+    ``occurred_before``, about one model, by one user (a username; the trail holds the user's
+    id, so a later rename does not hide their events), with one action."""
+    if occurred_after and occurred_before and occurred_after >= occurred_before:
+        raise ValidationFailed.on("occurred_before", "must be later than occurred_after")
+    q, filters = Q(), {}
+    if occurred_after:
+        q &= Q(occurred_at__gte=occurred_after)
+        filters["occurred_after"] = ledger.format_time(occurred_after)
+    if occurred_before:
+        q &= Q(occurred_at__lt=occurred_before)
+        filters["occurred_before"] = ledger.format_time(occurred_before)
+    if model:
+        q &= Q(model_name=model)
+        filters["model"] = model
+    if actor:
+        user = get_user_model().objects.filter(username=actor).first()
+        if user is None:
+            raise ValidationFailed.on("actor", f"there is no user {actor!r}")
+        q &= Q(actor_id=user.pk)
+        filters["actor"] = actor
+    if action:
+        q &= Q(action=action)
+        filters["action"] = action
+    return Selection(q, filters)
+
+
+def select_events(queryset: Any, description: str) -> Selection:
+    """Events picked some other way (the admin's selection), described in words."""
+    return Selection(Q(pk__in=queryset.values("pk")), {"selection": description})
+
+
+@dataclass(frozen=True)
+class Export:
+    selection: Selection
+    record: AuditEvent
+    checkpoint: Checkpoint
+
+
+def export_begin(*, actor: Any, selection: Selection, reason: str = "") -> Export:
+    """Record the export and sign a checkpoint at that record, in one transaction; the bundle
+    is then written from what the checkpoint covers. Refuses before recording anything when no
+    signing key is configured."""
+    try:
+        signing.signing_key()
+    except ImproperlyConfigured as exc:
+        raise Unavailable(f"Exports are signed, and no signing key is configured: {exc}") from None
+    with transaction.atomic():
+        record = audit_record(
+            actor=actor,
+            action="audit.exported",
+            object_type="audit.trail",
+            object_id="export",
+            after={"filters": selection.filters, "format": FORMAT},
+            reason=reason,
+        )
+        checkpoint = checkpoint_make(force=True)
+    assert checkpoint is not None and checkpoint.size == record.seq
+    return Export(selection, record, checkpoint)
+
+
+@dataclass
+class _HashedFile:
+    """A file being written, with its SHA-256 and size kept as it grows."""
+
+    handle: IO[bytes]
+    sha256: Any = field(default_factory=hashlib.sha256)
+    size: int = 0
+
+    def write(self, text: str) -> None:
+        data = text.encode()
+        self.sha256.update(data)
+        self.size += len(data)
+        self.handle.write(data)
+
+    def summary(self) -> dict[str, Any]:
+        return {"sha256": self.sha256.hexdigest(), "bytes": self.size}
+
+
+def write_bundle(export: Export, directory: Path) -> dict[str, Any]:
+    """Write the bundle's files into ``directory`` (made if missing, and must hold no bundle
+    yet); returns the manifest."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if any((directory / name).exists() for name in (*FILES, "manifest.json")):
+        raise FileExistsError(f"{directory} already holds an export bundle")
+    files: dict[str, dict[str, Any]] = {}
+    with (
+        (directory / "events.jsonl").open("wb") as jsonl_handle,
+        (directory / "events.csv").open("wb") as csv_handle,
+    ):
+        jsonl, table = _HashedFile(jsonl_handle), _HashedFile(csv_handle)
+        count, ranges = _write_events(export, jsonl, table)
+    files["events.jsonl"], files["events.csv"] = jsonl.summary(), table.summary()
+    for name, lines in (("proofs.jsonl", _proof_lines(export)), ("checkpoints.jsonl", _checkpoint_lines(export))):
+        with (directory / name).open("wb") as handle:
+            hashed = _HashedFile(handle)
+            for line in lines:
+                hashed.write(line)
+        files[name] = hashed.summary()
+    checkpoint = export.checkpoint
+    manifest = {
+        "format": FORMAT,
+        "generator": f"warden {_version()}",
+        "created_at": timezone.now(),
+        "export_event": export.record.seq,
+        "exported_by": export.record.actor_name,
+        "filters": export.selection.filters,
+        "events": count,
+        "seq_ranges": ranges,
+        "checkpoint": {"size": checkpoint.size, "root": checkpoint.root_hash, "chain_hash": checkpoint.chain_hash},
+        "key_id": checkpoint.key_id,
+        "files": files,
+    }
+    body = ledger.encode(manifest)
+    signature, _ = signing.sign(body)
+    (directory / "manifest.json").write_text(body + "\n", encoding="utf-8")
+    (directory / "manifest.sig").write_text(signature + "\n", encoding="ascii")
+    return manifest
+
+
+def _write_events(export: Export, jsonl: _HashedFile, table: _HashedFile) -> tuple[int, list[list[int]]]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    table.write(buffer.getvalue())
+    rows = (
+        AuditEvent.objects.filter(export.selection.q, seq__lte=export.checkpoint.size)
+        .order_by("seq")
+        .values_list("seq", "actor_name", "canonical", "entry_hash", "prev_hash", "chain_hash")
+        .iterator(chunk_size=_CHUNK)
+    )
+    count = 0
+    ranges: list[list[int]] = []
+    lines: list[str] = []
+    cells: list[list[str]] = []
+    for seq, actor_name, canonical, entry, prev, chain in rows:
+        lines.append(
+            f'{canonical[:-1]},"actor_name":{_quote(actor_name)},"canonical":{_quote(canonical)},'
+            f'"chain_hash":"{chain}","entry_hash":"{entry}","prev_hash":"{prev}"}}\n'
+        )
+        cells.append(_csv_row(json.loads(canonical), actor_name, entry, prev, chain))
+        if ranges and ranges[-1][1] == seq - 1:
+            ranges[-1][1] = seq
+        else:
+            ranges.append([seq, seq])
+        count += 1
+        if len(lines) == _CHUNK:
+            _flush(lines, cells, jsonl, table, buffer, writer)
+    _flush(lines, cells, jsonl, table, buffer, writer)
+    return count, ranges
+
+
+def _flush(
+    lines: list[str], cells: list[list[str]], jsonl: _HashedFile, table: _HashedFile, buffer: Any, writer: Any
+) -> None:
+    jsonl.write("".join(lines))
+    buffer.seek(0)
+    buffer.truncate()
+    writer.writerows(cells)
+    table.write(buffer.getvalue())
+    lines.clear()
+    cells.clear()
+
+
+def _csv_row(event: dict[str, Any], actor_name: str, entry: str, prev: str, chain: str) -> list[str]:
+    values = {**event, "actor_name": actor_name, "entry_hash": entry, "prev_hash": prev, "chain_hash": chain}
+    row = []
+    for name in CSV_COLUMNS:
+        value = values[name]
+        if name in ("before", "after"):
+            text = "" if value is None else ledger.encode(value)
+        else:
+            text = "" if value is None else str(value)
+        row.append("'" + text if text.startswith(_NEUTRALISED) else text)
+    return row
+
+
+def _proof_lines(export: Export) -> Iterator[str]:
+    q = export.selection.q
+    if not q:  # everything up to the checkpoint is exported: the leaves alone rebuild the root
+        return iter(())
+    leaves = (
+        AuditEvent.objects.filter(seq__lte=export.checkpoint.size)
+        .order_by("seq")
+        .annotate(exported=ExpressionWrapper(q, output_field=BooleanField()))
+        .values_list("entry_hash", "exported")
+        .iterator(chunk_size=_CHUNK)
+    )
+    return proof_nodes(leaves)
+
+
+def proof_nodes(leaves: Iterable[tuple[str, bool]]) -> Iterator[str]:
+    """The Merkle nodes a verifier needs besides the exported leaves to rebuild the root over
+    ``leaves`` (every entry hash in sequence order, each marked exported or not): for each
+    node with exported leaves under one child and none under the other, the other child's
+    hash, as a ``proofs.jsonl`` line. One pass keeping only the tree's right edge (O(log n)
+    memory); only subtrees without exported leaves are hashed."""
+    edge: list[Node] = []  # a hash is None where exported leaves are under the subtree
+    for index, (entry, exported) in enumerate(leaves):
+        node = (index, index + 1, None if exported else leaf_hash(bytes.fromhex(entry)))
+        while edge and edge[-1][1] - edge[-1][0] == node[1] - node[0]:
+            node = yield from _join(edge.pop(), node)
+        edge.append(node)
+    while len(edge) > 1:  # the right edge of a tree whose size is not a power of two
+        right = edge.pop()
+        edge.append((yield from _join(edge.pop(), right)))
+
+
+def _join(left: Node, right: Node) -> Generator[str, None, Node]:
+    """The parent of two adjacent subtrees. When exactly one of them holds exported leaves,
+    the other's hash is part of the proof: yield it (leaf indexes become sequence numbers)."""
+    (first, _, left_hash), (_, end, right_hash) = left, right
+    if (left_hash is None) != (right_hash is None):
+        start, stop, digest = left if right_hash is None else right
+        assert digest is not None
+        yield f'{{"first":{start + 1},"hash":"{digest.hex()}","last":{stop}}}\n'
+    return first, end, None if left_hash is None or right_hash is None else node_hash(left_hash, right_hash)
+
+
+def _checkpoint_lines(export: Export) -> Iterator[str]:
+    checkpoints = Checkpoint.objects.filter(size__lte=export.checkpoint.size).order_by("size")
+    for body, signature, key_id in checkpoints.values_list("body", "signature", "key_id").iterator():
+        yield ledger.encode({"body": body, "key_id": key_id, "signature": signature}) + "\n"
+
+
+def _version() -> str:
+    try:
+        return version("warden")
+    except PackageNotFoundError:  # run from a checkout that was not installed
+        return "unknown"
+
+
+def export_to(export: Export, destination: Path) -> dict[str, Any]:
+    """Write the bundle as a directory, or as a zip when ``destination`` ends in ``.zip``."""
+    if destination.suffix != ".zip":
+        return write_bundle(export, destination)
+    if destination.exists():
+        raise FileExistsError(f"{destination} already exists")
+    with tempfile.TemporaryDirectory() as scratch:
+        manifest = write_bundle(export, Path(scratch))
+        with destination.open("wb") as out:
+            for chunk in zip_stream(Path(scratch)):
+                out.write(chunk)
+    return manifest
+
+
+class _Pipe(io.RawIOBase):
+    """A write-only, unseekable stream whose bytes are collected and handed on in pieces."""
+
+    def __init__(self) -> None:
+        self.pieces: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.pieces.append(bytes(data))
+        return len(data)
+
+    def drain(self) -> bytes:
+        data = b"".join(self.pieces)
+        self.pieces.clear()
+        return data
+
+
+def zip_stream(directory: Path, *, cleanup: bool = False) -> Iterator[bytes]:
+    """The bundle in ``directory`` as a zip, produced piece by piece (zip's streaming form, with
+    data descriptors), so a response can send it while it is made. With ``cleanup`` the
+    directory is removed afterwards, also when the consumer stops early."""
+    try:
+        pipe = _Pipe()
+        with zipfile.ZipFile(pipe, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+            for name in (*FILES, "manifest.json", "manifest.sig"):
+                with (directory / name).open("rb") as source, archive.open(name, "w", force_zip64=True) as target:
+                    while block := source.read(1 << 20):
+                        target.write(block)
+                        yield pipe.drain()
+        yield pipe.drain()
+    finally:
+        if cleanup:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def zip_bundle(export: Export) -> Iterator[bytes]:
+    """Write the bundle to a scratch directory now, then hand it out as a zip, piece by piece;
+    the scratch copy is removed when the last piece is out or the consumer stops early."""
+    directory = Path(tempfile.mkdtemp(prefix="warden-export-"))
+    try:
+        write_bundle(export, directory)
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    return zip_stream(directory, cleanup=True)
+
+
+def bundle_name(export: Export) -> str:
+    return f"warden-audit-export-{export.checkpoint.size:012d}.zip"

@@ -1,0 +1,392 @@
+"""Exports for auditors and the offline verifier: what an auditor gets, what it proves, and
+that every kind of tampering with a bundle is refused with its name."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import random
+import subprocess
+import sys
+import zipfile
+from contextlib import redirect_stderr, redirect_stdout
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import CommandError, call_command
+from django.db import transaction
+from django.test import Client
+
+from audit import export, merkle, offline_verify, signing
+from audit.models import AuditEvent, Checkpoint
+from audit.services import audit_record
+from tests.factories import make_model, make_version
+
+
+def run_export(tmp_path: Path, *args: str, name: str = "bundle") -> Path:
+    destination = tmp_path / name
+    call_command("audit_export", str(destination), *args, stdout=io.StringIO())
+    return destination
+
+
+def offline(bundle: Path, *keys: str) -> tuple[int, str]:
+    """The offline verifier's exit status and everything it printed."""
+    out = io.StringIO()
+    with redirect_stdout(out), redirect_stderr(out):
+        code = offline_verify.main([str(bundle), *[arg for key in keys for arg in ("--pubkey", key)]])
+    return code, out.getvalue()
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture
+def trail(developer, owner):
+    """Two models with versions, by two people: 6 events."""
+    scorecard = make_model(developer, name="scorecard")
+    pricing = make_model(owner, name="pricing")
+    make_version(developer, scorecard)
+    make_version(owner, pricing)
+    make_version(developer, scorecard)
+    make_version(owner, pricing)
+    return AuditEvent.objects.count()
+
+
+def test_the_whole_trail_exports_verifies_offline_and_records_the_export(trail, auditor, signing_key, tmp_path):
+    bundle = run_export(tmp_path, "--as", "auditor", "--reason", "annual review")
+
+    code, output = offline(bundle, signing_key)
+    assert code == 0, output
+    record = AuditEvent.objects.order_by("-seq").first()
+    assert output.startswith(f"verified: {trail + 1} events (#1..#{record.seq} in 1 run(s))")
+    assert (record.action, record.actor, record.reason) == ("audit.exported", auditor, "annual review")
+    assert record.after == {"filters": {}, "format": "warden-audit-export/1"}
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["export_event"] == record.seq == manifest["checkpoint"]["size"]
+    assert Checkpoint.objects.get(size=record.seq).root_hash == manifest["checkpoint"]["root"]
+    assert manifest["events"] == trail + 1 and manifest["seq_ranges"] == [[1, record.seq]]
+    assert manifest["key_id"] == signing.key_id(signing_key)
+    assert (bundle / "proofs.jsonl").read_text() == ""  # every leaf is there: nothing more to prove
+    events = lines(bundle / "events.jsonl")
+    assert [e["seq"] for e in events] == list(range(1, record.seq + 1))
+    assert events[-1]["actor_name"] == "auditor" and events[-1]["action"] == "audit.exported"
+    stored = AuditEvent.objects.get(seq=1)
+    assert events[0]["canonical"] == stored.canonical and events[0]["chain_hash"] == stored.chain_hash
+
+
+def test_a_models_trail_is_proven_event_by_event_against_the_signed_checkpoint(trail, signing_key, tmp_path):
+    bundle = run_export(tmp_path, "--model", "scorecard")
+
+    code, output = offline(bundle, signing_key)
+    assert code == 0, output
+    events = lines(bundle / "events.jsonl")
+    assert {e["model_name"] for e in events} == {"scorecard"}
+    assert [e["seq"] for e in events] == list(
+        AuditEvent.objects.filter(model_name="scorecard").order_by("seq").values_list("seq", flat=True)
+    )
+    assert lines(bundle / "proofs.jsonl")  # the other model's events are proven absent-but-counted by hashes
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["filters"] == {"model": "scorecard"}
+    assert manifest["seq_ranges"] == [[1, 1], [3, 3], [5, 5]]
+
+
+def test_filters_by_actor_action_and_time(trail, developer, signing_key, tmp_path):
+    by_developer = lines(run_export(tmp_path, "--actor", "dev", name="a") / "events.jsonl")
+    assert {e["actor_id"] for e in by_developer} == {developer.pk} and len(by_developer) == 3
+
+    created = lines(run_export(tmp_path, "--action", "version.created", name="b") / "events.jsonl")
+    assert [e["action"] for e in created] == ["version.created"] * 4
+
+    third = AuditEvent.objects.get(seq=3).occurred_at
+    fifth = AuditEvent.objects.get(seq=5).occurred_at
+    window = run_export(tmp_path, "--from", third.isoformat(), "--to", fifth.isoformat(), name="c")
+    assert [e["seq"] for e in lines(window / "events.jsonl")] == [3, 4]
+    for name in "abc":
+        assert offline(tmp_path / name, signing_key)[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--actor", "nobody"], "actor: there is no user 'nobody'"),
+        (["--from", "2026-02-01T00:00Z", "--to", "2026-01-01T00:00Z"], "occurred_before: must be later than"),
+        (["--from", "yesterday"], "--from: expected an ISO 8601 date and time"),
+        (["--as", "dev"], "--as: Only auditors and administrators can export the audit trail."),
+    ],
+)
+def test_bad_filters_are_refused_before_anything_is_written(trail, developer, signing_key, tmp_path, args, message):
+    with pytest.raises(CommandError, match=message):
+        run_export(tmp_path, *args)
+    assert AuditEvent.objects.count() == trail
+    assert not (tmp_path / "bundle").exists()
+
+
+def test_without_a_signing_key_nothing_is_exported_or_recorded(trail, settings, tmp_path):
+    settings.AUDIT_SIGNING_KEY = ""
+    with pytest.raises(CommandError, match=r"no signing key is configured.*audit_keygen"):
+        run_export(tmp_path)
+    assert AuditEvent.objects.count() == trail
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(developer, signing_key, tmp_path):
+    reasons = ['=HYPERLINK("http://evil")', "+1", "-1", "@SUM(A1)", "\tx", "'=quoted", "plain"]
+    for reason in reasons:
+        with transaction.atomic():
+            audit_record(actor=developer, action="note", object_type="test", object_id="1", reason=reason)
+    bundle = run_export(tmp_path)
+
+    with (bundle / "events.csv").open(newline="") as handle:
+        cells = [row["reason"] for row in csv.DictReader(handle)][: len(reasons)]
+    assert cells == ['\'=HYPERLINK("http://evil")', "'+1", "'-1", "'@SUM(A1)", "'\tx", "''=quoted", "plain"]
+    assert offline(bundle, signing_key)[0] == 0  # and the human copy still matches the verified one
+
+
+def test_a_zip_bundle_verifies_and_the_verifier_needs_no_django(trail, signing_key, tmp_path):
+    bundle = run_export(tmp_path, "--model", "pricing", name="bundle.zip")
+    assert zipfile.ZipFile(bundle).namelist() == [
+        "events.jsonl",
+        "events.csv",
+        "proofs.jsonl",
+        "checkpoints.jsonl",
+        "manifest.json",
+        "manifest.sig",
+    ]
+    key_file = tmp_path / "warden.pub"
+    key_file.write_text(signing_key + "\n")
+    no_django = (
+        "import sys, runpy; sys.modules['django'] = None; runpy.run_module('audit.offline_verify', run_name='__main__')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", no_django, str(bundle), "--pubkey", str(key_file)],
+        capture_output=True,
+        text=True,
+        cwd=settings.BASE_DIR,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("verified: 3 events (#2..#6 in 3 run(s))")
+
+
+# Tampering with a bundle: each is refused, exit status 1, naming what failed.
+
+
+@pytest.fixture
+def bundle(trail, signing_key, tmp_path):
+    return run_export(tmp_path, "--model", "scorecard")
+
+
+def test_a_flipped_byte_is_refused(bundle, signing_key):
+    path = bundle / "events.jsonl"
+    data = bytearray(path.read_bytes())
+    data[data.index(b'"action":"model.registered"') + 12] ^= 0x01  # model.registered → model/registered
+    path.write_bytes(bytes(data))
+
+    code, output = offline(bundle, signing_key)
+    assert code == 1
+    assert "events.jsonl: its SHA-256 or size differs from the manifest's (changed after export)" in output
+    assert "events.jsonl line 1 (#1): entry_hash is not the SHA-256 of its canonical text" not in output
+    assert "events.jsonl line 1 (#1): its fields differ from its canonical text" in output
+
+
+def test_a_dropped_line_is_refused(bundle, signing_key):
+    path = bundle / "events.jsonl"
+    kept = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(kept[:1] + kept[2:]))
+
+    code, output = offline(bundle, signing_key)
+    assert code == 1
+    assert "events.jsonl: its SHA-256 or size differs from the manifest's" in output
+    assert "events.jsonl holds 2 events in 2 run(s); the manifest states 3 in 3" in output
+    assert "proofs.jsonl lacks the node for #3..#4: inclusion cannot be shown" in output
+    assert "events.csv holds 3 events, events.jsonl 2" in output
+
+
+def test_an_edited_manifest_is_refused(bundle, signing_key):
+    path = bundle / "manifest.json"
+    path.write_text(path.read_text().replace('"filters":{"model":"scorecard"}', '"filters":{"model":"pricing"}'))
+
+    code, output = offline(bundle, signing_key)
+    assert code == 1
+    assert "manifest.sig: the manifest is not signed by the given key (or was changed after signing)" in output
+
+
+def test_a_bundle_signed_by_a_foreign_key_is_refused(trail, signing_key, settings, tmp_path):
+    """Someone who made their own key pair can sign whatever they like; the verifier holds
+    Warden's key, obtained separately, and refuses the rest."""
+    settings.AUDIT_SIGNING_KEY, foreign = signing.generate()
+    bundle = run_export(tmp_path, "--model", "scorecard")
+    size = json.loads((bundle / "manifest.json").read_text())["checkpoint"]["size"]
+
+    code, output = offline(bundle, signing_key)
+    assert code == 1
+    foreign_id, own_id = signing.key_id(foreign), signing.key_id(signing_key)
+    assert f"manifest.json names signing key {foreign_id}, not a given key ({own_id})" in output
+    assert f"checkpoints.jsonl line 1 (checkpoint #{size}): not signed by a given key" in output
+    assert offline(bundle, foreign)[0] == 0  # it is the key, and only the key, that says who made it
+
+
+def test_an_event_rewritten_with_recomputed_hashes_and_manifest_fails_without_the_key(bundle, signing_key):
+    """The forger recomputes everything a hash covers but cannot sign: the checkpoint's root and
+    the manifest's signature give them away."""
+    path = bundle / "events.jsonl"
+    events = lines(path)
+    canonical = json.loads(events[0]["canonical"])
+    canonical["reason"] = "nothing to see"
+    events[0]["canonical"] = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+    events[0]["reason"] = "nothing to see"
+    events[0]["entry_hash"] = hashlib.sha256(events[0]["canonical"].encode()).hexdigest()
+    events[0]["chain_hash"] = offline_verify.chain_hash(events[0]["prev_hash"], events[0]["entry_hash"])
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["files"]["events.jsonl"] = {
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "bytes": path.stat().st_size,
+    }
+    (bundle / "manifest.json").write_text(json.dumps(manifest) + "\n")
+
+    code, output = offline(bundle, signing_key)
+    assert code == 1
+    assert "manifest.sig: the manifest is not signed by the given key" in output
+    assert "the exported events and proofs.jsonl do not rebuild the root of signed checkpoint" in output
+    assert "events.jsonl: its SHA-256" not in output  # the forger's file hashes are consistent
+
+
+def test_an_extra_file_or_a_missing_one_is_refused(bundle, signing_key):
+    (bundle / "notes.txt").write_text("trust me")
+    (bundle / "proofs.jsonl").unlink()
+
+    code, output = offline(bundle, signing_key)
+    assert code == 1
+    assert "notes.txt: a file the manifest does not list" in output
+    assert "proofs.jsonl: listed in the manifest but missing" in output
+
+
+# The proofs themselves.
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 31, 33, 64, 100])
+def test_proofs_rebuild_the_root_for_any_selection_and_use_every_node(size):
+    rng = random.Random(size)
+    entries = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(size)]
+    expected = merkle.root([bytes.fromhex(e) for e in entries])
+    for density in (0.02, 0.2, 0.5, 0.9, 1.0):
+        chosen = {i for i in range(size) if rng.random() < density} or {rng.randrange(size)}
+        proof = [json.loads(line) for line in export.proof_nodes((e, i in chosen) for i, e in enumerate(entries))]
+        nodes = {(n["first"] - 1, n["last"]): bytes.fromhex(n["hash"]) for n in proof}
+        leaves = {i: bytes.fromhex(entries[i]) for i in chosen}
+        root, used = offline_verify.rebuild_root(size, leaves, nodes)
+        assert root.hex() == expected and used == set(nodes)
+        if len(chosen) == 1:  # one event: exactly its RFC 9162 audit path
+            assert len(nodes) == len(_audit_path(next(iter(chosen)), size))
+
+
+def _audit_path(index: int, size: int) -> list[tuple[int, int]]:
+    """RFC 9162 section 2.1.3.1, PATH(m, D[n]), as subtree ranges."""
+    if size <= 1:
+        return []
+    split = 1 << ((size - 1).bit_length() - 1)
+    if index < split:
+        return [*_audit_path(index, split), (split, size)]
+    return [*[(lo + split, hi + split) for lo, hi in _audit_path(index - split, size - split)], (0, split)]
+
+
+def test_a_proof_node_cannot_stand_in_for_an_exported_event():
+    entries = [bytes([i]) * 32 for i in range(8)]
+    whole = {(0, 8): merkle.leaf_hash(b"")}  # a node claiming to cover the exported leaf
+    with pytest.raises(offline_verify.Failed, match=r"lacks the node for #1\.\.#2"):
+        offline_verify.rebuild_root(8, {3: entries[3]}, whole)
+
+
+# The API and the admin.
+
+
+def test_an_auditor_downloads_a_bundle_from_the_api(api, trail, auditor, signing_key, tmp_path):
+    response = api(auditor).post("/api/v1/audit-exports/", {"model": "pricing", "reason": "sample"}, format="json")
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/zip"
+    record = AuditEvent.objects.order_by("-seq").first()
+    assert response["Content-Disposition"] == f'attachment; filename="warden-audit-export-{record.seq:012d}.zip"'
+    path = tmp_path / "download.zip"
+    path.write_bytes(b"".join(response.streaming_content))
+    code, output = offline(path, signing_key)
+    assert code == 0, output
+    assert (record.actor, record.action, record.reason) == (auditor, "audit.exported", "sample")
+    assert record.after["filters"] == {"model": "pricing"}
+
+
+@pytest.mark.parametrize("who", ["developer", "risk_officer", "validator"])
+def test_only_auditors_and_administrators_export(api, trail, signing_key, who, request):
+    response = api(request.getfixturevalue(who)).post("/api/v1/audit-exports/", {}, format="json")
+    assert response.status_code == 403
+    assert response.json()["message"] == "Only auditors and administrators can export the audit trail."
+    assert AuditEvent.objects.count() == trail
+
+
+def test_the_api_names_a_bad_filter(api, trail, auditor, signing_key):
+    client = api(auditor)
+    response = client.post("/api/v1/audit-exports/", {"colour": "red"}, format="json")
+    assert response.status_code == 400
+    assert response.json()["fields"] == {"colour": ["unknown field, or one that cannot be set here"]}
+    response = client.post("/api/v1/audit-exports/", {"occurred_after": "soon"}, format="json")
+    assert response.status_code == 400
+    assert list(response.json()["fields"]) == ["occurred_after"]
+    later = "2026-01-02T00:00:00Z"
+    response = client.post(
+        "/api/v1/audit-exports/", {"occurred_after": later, "occurred_before": "2026-01-01T00:00:00Z"}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json()["fields"] == {"occurred_before": ["must be later than occurred_after"]}
+    assert AuditEvent.objects.count() == trail
+
+
+def test_the_api_says_when_exports_cannot_be_signed(api, trail, auditor, settings):
+    settings.AUDIT_SIGNING_KEY = ""
+    response = api(auditor).post("/api/v1/audit-exports/", {}, format="json")
+    assert response.status_code == 503
+    assert "no signing key is configured" in response.json()["message"]
+    assert AuditEvent.objects.count() == trail
+
+
+def test_an_auditor_exports_selected_events_from_the_admin(trail, auditor, validator, signing_key, tmp_path):
+    chosen = list(AuditEvent.objects.filter(model_name="pricing").values_list("pk", flat=True))
+    client = Client()
+    client.force_login(auditor)
+    assert b"Export the selected events as a signed bundle" in client.get("/admin/audit/auditevent/").content
+
+    response = client.post("/admin/audit/auditevent/", {"action": "export_bundle", "_selected_action": chosen})
+
+    assert response.status_code == 200 and response["Content-Type"] == "application/zip"
+    path = tmp_path / "admin.zip"
+    path.write_bytes(b"".join(response.streaming_content))
+    code, output = offline(path, signing_key)
+    assert code == 0, output
+    assert output.startswith("verified: 3 events (#2..#6 in 3 run(s))")
+    record = AuditEvent.objects.order_by("-seq").first()
+    assert record.actor == auditor and record.after["filters"]["selection"].startswith("selected in the admin")
+
+    client.force_login(validator)
+    assert b"Export the selected events" not in client.get("/admin/audit/auditevent/").content
+
+
+def test_the_export_checkpoint_reaches_the_witness_directory(
+    trail, signing_key, tmp_path, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        bundle = run_export(tmp_path)
+    size = json.loads((bundle / "manifest.json").read_text())["checkpoint"]["size"]
+    assert (Path(settings.AUDIT_WITNESS_DIR) / f"checkpoint-{size:012d}.json").exists()
+
+
+def test_an_export_spans_only_what_its_checkpoint_covers(trail, developer, signing_key, tmp_path):
+    begun = export.export_begin(actor=None, selection=export.select())
+    make_model(developer, name="later")  # written while the bundle is being made
+    manifest = export.write_bundle(begun, tmp_path / "b")
+    assert manifest["seq_ranges"] == [[1, begun.record.seq]]
+    assert offline(tmp_path / "b", signing_key)[0] == 0
+    assert timedelta(0) <= begun.checkpoint.created_at - begun.record.occurred_at < timedelta(minutes=1)
