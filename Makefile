@@ -19,9 +19,15 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+# Unless a signing key is configured, the demo makes one in data/ so exports and checkpoints work;
+# auditors verify with data/audit-verify.pub.
 run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py demo_seed
+	@if [ -z "$$AUDIT_SIGNING_KEY$$AUDIT_SIGNING_KEY_FILE" ]; then \
+		[ -f data/audit-signing.key ] || $(BIN)/python manage.py audit_keygen --out data; \
+		export AUDIT_SIGNING_KEY_FILE=data/audit-signing.key; \
+	fi; \
 	$(BIN)/python manage.py runserver 127.0.0.1:8000
 
 test: install

@@ -390,3 +390,16 @@ def test_an_export_spans_only_what_its_checkpoint_covers(trail, developer, signi
     assert manifest["seq_ranges"] == [[1, begun.record.seq]]
     assert offline(tmp_path / "b", signing_key)[0] == 0
     assert timedelta(0) <= begun.checkpoint.created_at - begun.record.occurred_at < timedelta(minutes=1)
+
+
+def test_keygen_writes_a_secret_key_file_and_a_key_for_auditors(tmp_path):
+    call_command("audit_keygen", "--out", str(tmp_path), stdout=io.StringIO())
+    secret, shared = tmp_path / "audit-signing.key", tmp_path / "audit-verify.pub"
+    assert secret.stat().st_mode & 0o777 == 0o600
+    private = secret.read_text().strip()
+    assert (
+        signing.public_hex(signing.Ed25519PrivateKey.from_private_bytes(bytes.fromhex(private)))
+        == shared.read_text().strip()
+    )
+    with pytest.raises(CommandError, match="exists: a new key would not verify what the old one signed"):
+        call_command("audit_keygen", "--out", str(tmp_path), stdout=io.StringIO())
