@@ -50,8 +50,9 @@ from typing import IO, Any
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
-from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
+from django.db.models import BooleanField, ExpressionWrapper, F, Func, Q, QuerySet, TextField, Value, Window
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import Concat, Left, Length, RowNumber
 from django.utils import timezone
 
 from audit import ledger, signing
@@ -85,7 +86,6 @@ _NEUTRALISED = ("=", "+", "-", "@", "\t", "\r", "'")
 _CHUNK = 10_000
 Node = tuple[int, int, bytes | None]  # a Merkle subtree: first leaf index, end index, hash
 _json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
-_quote = json.encoder.encode_basestring  # type: ignore[attr-defined]  # the C string encoder, UTF-8 kept
 
 
 @dataclass(frozen=True)
@@ -232,31 +232,65 @@ def _exported(export: Export) -> QuerySet[AuditEvent]:
     return AuditEvent.objects.filter(export.selection.q, seq__lte=export.checkpoint.size).order_by("seq")
 
 
-def _write_jsonl(export: Export, out: _HashedFile) -> tuple[int, list[list[int]]]:
-    """One line per event, from its canonical text: what the hashes cover."""
-    rows = (
-        _exported(export)
-        .values_list("seq", "actor_name", "canonical", "entry_hash", "prev_hash", "chain_hash")
-        .iterator(chunk_size=_CHUNK)
+class _JsonString(Func):
+    """A text as a JSON string literal, escaped by the database."""
+
+    template = "to_json(%(expressions)s)::text"
+    output_field = TextField()
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(compiler, connection, template="json_quote(%(expressions)s)", **extra)
+
+
+def _jsonl_line() -> Concat:
+    """An event's line: its canonical text, with ``actor_name``, the canonical text itself and
+    the hashes added as further members. Made by the database, which is quicker at it."""
+    return Concat(
+        Left("canonical", Length("canonical") - 1),
+        Value(',"actor_name":'),
+        _JsonString("actor_name"),
+        Value(',"canonical":'),
+        _JsonString("canonical"),
+        Value(',"chain_hash":"'),
+        "chain_hash",
+        Value('","entry_hash":"'),
+        "entry_hash",
+        Value('","prev_hash":"'),
+        "prev_hash",
+        Value('"}'),
+        output_field=TextField(),
     )
-    count = 0
-    ranges: list[list[int]] = []
-    lines: list[str] = []
-    for seq, actor_name, canonical, entry, prev, chain in rows:
-        lines.append(
-            f'{canonical[:-1]},"actor_name":{_quote(actor_name)},"canonical":{_quote(canonical)},'
-            f'"chain_hash":"{chain}","entry_hash":"{entry}","prev_hash":"{prev}"}}\n'
-        )
-        if ranges and ranges[-1][1] == seq - 1:
-            ranges[-1][1] = seq
-        else:
-            ranges.append([seq, seq])
-        count += 1
-        if len(lines) == _CHUNK:
-            out.write("".join(lines))
-            lines.clear()
-    out.write("".join(lines))
-    return count, ranges
+
+
+def _write_jsonl(export: Export, out: _HashedFile) -> tuple[int, list[list[int]]]:
+    """One line per event, from its canonical text (what the hashes cover). On PostgreSQL the
+    lines come out of COPY as they are: a JSON line holds no control character, so with those
+    as CSV delimiter and quote nothing is quoted or escaped."""
+    lines = _exported(export).annotate(line=_jsonl_line()).values_list("line", flat=True)
+    if connection.vendor == "postgresql":
+        _copy(lines, out, "FORMAT csv, DELIMITER E'\\x01', QUOTE E'\\x02'")
+    else:
+        rows = lines.iterator(chunk_size=_CHUNK)
+        while chunk := list(islice(rows, _CHUNK)):
+            out.write("".join(f"{line}\n" for line in chunk))
+    numbered = (
+        _exported(export)
+        .annotate(run=F("seq") - Window(RowNumber(), order_by=F("seq").asc()))
+        .values_list("seq", "run")
+    )
+    sql, params = numbered.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT min(seq), max(seq) FROM ({sql}) AS numbered GROUP BY run ORDER BY 1", params)
+        ranges = [[first, last] for first, last in cursor.fetchall()]
+    return sum(last - first + 1 for first, last in ranges), ranges
+
+
+def _copy(queryset: QuerySet, out: _HashedFile, options: str) -> None:
+    """Stream a query's rows through PostgreSQL's COPY … TO STDOUT, formatted by the server."""
+    sql, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        query = cursor.mogrify(sql, params).decode()
+        cursor.copy_expert(f"COPY ({query}) TO STDOUT WITH ({options})", out)
 
 
 def _write_csv(export: Export, out: _HashedFile) -> None:
@@ -291,10 +325,7 @@ def _csv_cell(value: Any) -> Any:
 def _copy_csv(queryset: QuerySet[AuditEvent], out: _HashedFile) -> None:
     """The cells ``_csv_cell`` makes, made by PostgreSQL."""
     cells = {f"csv_{name}": RawSQL(_PG_CELLS.get(name, _pg_text(name)), []) for name in CSV_COLUMNS}
-    sql, params = queryset.annotate(**cells).values_list(*cells).query.sql_with_params()
-    with connection.cursor() as cursor:
-        query = cursor.mogrify(sql, params).decode()
-        cursor.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT csv)", out)
+    _copy(queryset.annotate(**cells).values_list(*cells), out, "FORMAT csv")
 
 
 def _pg_text(column: str, expression: str = "") -> str:

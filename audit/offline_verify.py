@@ -30,6 +30,7 @@ import bisect
 import csv
 import hashlib
 import io
+import itertools
 import json
 import sys
 import zipfile
@@ -292,11 +293,15 @@ class Verifier:
         with self.bundle.open("events.csv") as handle:
             rows = csv.DictReader(io.TextIOWrapper(handle, encoding="utf-8", newline=""))
             events = (event for _, event in self.bundle.lines("events.jsonl"))
-            for number, (row, event) in enumerate(zip(rows, events, strict=False), start=2):
+            in_csv = in_jsonl = 0
+            for row, event in itertools.zip_longest(rows, events):
+                in_csv, in_jsonl = in_csv + (row is not None), in_jsonl + (event is not None)
+                if row is None or event is None:
+                    continue
                 if not all(_same(cell, event.get(name), name) for name, cell in row.items()):
-                    self.fail(f"events.csv line {number}: differs from event #{event.get('seq')} in events.jsonl")
-            if rows.line_num - 1 != len(self.leaves):
-                self.fail(f"events.csv holds {max(rows.line_num - 1, 0)} events, events.jsonl {len(self.leaves)}")
+                    self.fail(f"events.csv record {in_csv}: differs from event #{event.get('seq')} in events.jsonl")
+        if in_csv != in_jsonl:
+            self.fail(f"events.csv holds {in_csv} events, events.jsonl {in_jsonl}")
 
 
 def _same(cell: str, value: Any, name: str) -> bool:

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
-from django.db import transaction
+from django.db import connection, transaction
 from django.test import Client
 
-from audit import export, merkle, offline_verify, signing
+from audit import export, merkle, offline_verify, signing, triggers
 from audit.models import AuditEvent, Checkpoint
 from audit.services import audit_record
 from tests.factories import make_model, make_version
@@ -134,7 +134,16 @@ def test_without_a_signing_key_nothing_is_exported_or_recorded(trail, settings, 
 
 
 def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(developer, signing_key, tmp_path):
-    reasons = ['=HYPERLINK("http://evil")', "+1", "-1", "@SUM(A1)", "\tx", "'=quoted", "plain"]
+    reasons = [
+        '=HYPERLINK("http://evil")',
+        "+1",
+        "-1",
+        "@SUM(A1)",
+        "\tx",
+        "'=quoted",
+        "plain",
+        'two\nlines, "quotes", \\ and ✓ naïve',
+    ]
     for reason in reasons:
         with transaction.atomic():
             audit_record(actor=developer, action="note", object_type="test", object_id="1", reason=reason)
@@ -142,8 +151,18 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(developer, signi
 
     with (bundle / "events.csv").open(newline="") as handle:
         cells = [row["reason"] for row in csv.DictReader(handle)][: len(reasons)]
-    assert cells == ['\'=HYPERLINK("http://evil")', "'+1", "'-1", "'@SUM(A1)", "'\tx", "''=quoted", "plain"]
-    assert offline(bundle, signing_key)[0] == 0  # and the human copy still matches the verified one
+    assert cells == [
+        '\'=HYPERLINK("http://evil")',
+        "'+1",
+        "'-1",
+        "'@SUM(A1)",
+        "'\tx",
+        "''=quoted",
+        "plain",
+        reasons[-1],
+    ]
+    code, output = offline(bundle, signing_key)
+    assert code == 0, output  # and the human copy still matches the verified one
 
 
 def test_a_zip_bundle_verifies_and_the_verifier_needs_no_django(trail, signing_key, tmp_path):
@@ -403,3 +422,19 @@ def test_keygen_writes_a_secret_key_file_and_a_key_for_auditors(tmp_path):
     )
     with pytest.raises(CommandError, match="exists: a new key would not verify what the old one signed"):
         call_command("audit_keygen", "--out", str(tmp_path), stdout=io.StringIO())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_column_edited_behind_the_hashes_back_shows_in_the_export(trail, signing_key, tmp_path):
+    """The CSV comes from the columns and the JSONL from the hashed text: the verifier's
+    comparison of the two exposes an edit that left the hashes alone."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        with triggers.suspended(connection):
+            cursor.execute("UPDATE audit_auditevent SET reason = 'approved by the board' WHERE seq = 3")
+    bundle = run_export(tmp_path, "--model", "scorecard")
+
+    code, output = offline(bundle, signing_key)
+    assert code == 1
+    assert "events.csv record 2: differs from event #3 in events.jsonl" in output
