@@ -1,20 +1,35 @@
 """Check the ledger as stored: every row's hashes, the links between rows, the sequence, that
 each column says what the hashed canonical text says, and that time never runs backwards.
+Signed checkpoints (which also catch a consistent rewrite of the tail, or its truncation) are
+checked on top of this.
 
-Streams the table in sequence order in constant memory. Signed checkpoints (which also catch a
-consistent rewrite of the tail, or its truncation) are checked on top of this.
+The rows are walked one of two ways, with the same findings:
+
+- In Python (SQLite, and the reference): streams the table in sequence order in constant memory,
+  re-encoding every row's canonical form. About 14k rows/s.
+- On PostgreSQL, set-based: one query checks every row where it is stored and returns only the
+  rows that fail something (and the few needed to report: the first, the last, the ones at a
+  checkpoint). Each failing row is then checked again by the Python walk's own code, with the
+  row before it, so its findings and their messages are the reference's. The Merkle roots at
+  the checkpoints are computed in Python from the entry hashes, level by level in blocks, in a
+  thread reading through a second connection while the query runs. Most of its time is
+  PostgreSQL parsing every canonical text as JSON and hashing it (bench/verify_speed.py).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+import psycopg2
 from django.conf import settings
+from django.db import DataError, connection, transaction
 
-from audit import ledger, signing
+from audit import ledger, merkle, signing
 from audit.checkpoints import body_hash, witness_read
 from audit.merkle import Accumulator
 from audit.models import AuditEvent, ChainHead, Checkpoint
@@ -25,6 +40,9 @@ GAP_OR_FORK = 3
 CHECKPOINT_DISAGREES = 4
 
 _COLUMNS = (*ledger.HASHED_FIELDS, "canonical", "entry_hash", "prev_hash", "chain_hash")
+# More failing rows than this and the set-based walk hands over to the Python one: the ledger is
+# broadly damaged, and the streaming walk names every row without holding them all.
+RECHECK_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -50,55 +68,41 @@ class Report:
         return min(codes, default=INTACT)
 
 
-def _rows(chunk_size: int) -> Iterator[dict[str, Any]]:
-    queryset = AuditEvent.objects.order_by("seq").values(*_COLUMNS)
-    yield from queryset.iterator(chunk_size=chunk_size)
+@dataclass(frozen=True)
+class _Before:
+    """What a row is checked against: the row before it in sequence order."""
+
+    seq: int = 0
+    chain_hash: str = ledger.GENESIS
+    occurred_at: datetime | None = None
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> _Before:
+        return cls(row["seq"], row["chain_hash"], row["occurred_at"])
 
 
-def _column_form(row: dict[str, Any]) -> dict[str, Any]:
-    return {name: row[name] for name in ledger.HASHED_FIELDS} | {"occurred_at": ledger.format_time(row["occurred_at"])}
+@dataclass
+class _Walk:
+    """The per-row and per-checkpoint findings of a walk over the rows, and where it ended."""
+
+    findings: list[Finding] = field(default_factory=list)
+    events: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    head_hash: str = ledger.GENESIS
 
 
-def verify(*, chunk_size: int = 5000) -> Report:
-    report = Report(findings=[])
-    findings = report.findings
-    assert findings is not None
+def verify(*, chunk_size: int = 5000, set_based: bool | None = None) -> Report:
+    """``set_based``: walk the rows in SQL (PostgreSQL only; the default there) or in Python."""
+    if set_based is None:
+        set_based = connection.vendor == "postgresql"
+    if set_based and connection.vendor != "postgresql":
+        raise ValueError("the set-based walk needs PostgreSQL")
     checkpoints = {c.size: c for c in Checkpoint.objects.order_by("size")}
-    findings.extend(_check_signatures(list(checkpoints.values())))
-    tree = Accumulator()
-    expected_seq, previous_seq, previous_chain, previous_time = 1, 0, ledger.GENESIS, None
-    for row in _rows(chunk_size):
-        seq = row["seq"]
-        if seq != expected_seq:
-            findings.append(Finding(GAP_OR_FORK, seq, f"sequence gap: expected #{expected_seq}, found #{seq}"))
-        if row["prev_hash"] != previous_chain:
-            findings.append(Finding(GAP_OR_FORK, seq, f"#{seq} does not link to the row before it (#{previous_seq})"))
-        columns = _column_form(row)
-        if ledger.canonical(columns) != row["canonical"]:
-            findings.append(Finding(TAMPERED_ROW, seq, f"#{seq}: {_differences(columns, row['canonical'])}"))
-        if ledger.entry_hash(row["canonical"]) != row["entry_hash"]:
-            findings.append(Finding(TAMPERED_ROW, seq, f"#{seq}: entry_hash is not the SHA-256 of its canonical text"))
-        if ledger.chain_hash(row["prev_hash"], row["entry_hash"]) != row["chain_hash"]:
-            findings.append(Finding(TAMPERED_ROW, seq, f"#{seq}: chain_hash is not SHA-256(prev_hash ‖ entry_hash)"))
-        if previous_time is not None and row["occurred_at"] < previous_time:
-            findings.append(Finding(TAMPERED_ROW, seq, f"#{seq} is timestamped before #{previous_seq}"))
-        tree.add(bytes.fromhex(row["entry_hash"]))
-        checkpoint = checkpoints.get(tree.size)
-        if checkpoint is not None and (tree.root(), row["chain_hash"]) != (checkpoint.root_hash, checkpoint.chain_hash):
-            findings.append(
-                Finding(
-                    CHECKPOINT_DISAGREES,
-                    seq,
-                    f"the chain up to #{seq} differs from the signed checkpoint at #{checkpoint.size}: "
-                    "rewritten since it was signed",
-                )
-            )
-        report.events += 1
-        report.first_seq = report.first_seq or seq
-        report.last_seq = seq
-        expected_seq, previous_seq, previous_chain, previous_time = seq + 1, seq, row["chain_hash"], row["occurred_at"]
-    report.head_hash = previous_chain
-    last = report.last_seq or 0
+    findings = _check_signatures(list(checkpoints.values()))
+    walk = (_walk_in_sql(checkpoints) if set_based else None) or _walk_in_python(checkpoints, chunk_size)
+    findings.extend(walk.findings)
+    last = walk.last_seq or 0
     for size in sorted(size for size in checkpoints if size > last):
         findings.append(
             Finding(
@@ -107,16 +111,70 @@ def verify(*, chunk_size: int = 5000) -> Report:
         )
     findings.extend(_check_witness(checkpoints, last))
     head = ChainHead.objects.filter(pk=1).first()
-    if head is None or (head.seq, head.chain_hash) != (report.last_seq or 0, previous_chain):
+    if head is None or (head.seq, head.chain_hash) != (last, walk.head_hash):
         at = f"#{head.seq}" if head else "missing"
         findings.append(
-            Finding(
-                GAP_OR_FORK,
-                report.last_seq,
-                f"the chain head ({at}) does not match the last event (#{report.last_seq or 0})",
-            )
+            Finding(GAP_OR_FORK, walk.last_seq, f"the chain head ({at}) does not match the last event (#{last})")
         )
-    return report
+    return Report(walk.events, walk.first_seq, walk.last_seq, walk.head_hash, findings)
+
+
+# --- the reference walk, in Python ----------------------------------------------------------
+
+
+def _rows(chunk_size: int) -> Iterator[dict[str, Any]]:
+    queryset = AuditEvent.objects.order_by("seq").values(*_COLUMNS)
+    yield from queryset.iterator(chunk_size=chunk_size)
+
+
+def _walk_in_python(checkpoints: dict[int, Checkpoint], chunk_size: int) -> _Walk:
+    walk, tree, before = _Walk(), Accumulator(), _Before()
+    for row in _rows(chunk_size):
+        walk.findings.extend(_row_findings(row, before))
+        tree.add(bytes.fromhex(row["entry_hash"]))
+        checkpoint = checkpoints.get(tree.size)
+        if checkpoint is not None:
+            walk.findings.extend(_checkpoint_findings(checkpoint, row["seq"], tree.root(), row["chain_hash"]))
+        walk.events += 1
+        walk.first_seq = walk.first_seq or row["seq"]
+        walk.last_seq, walk.head_hash, before = row["seq"], row["chain_hash"], _Before.of(row)
+    return walk
+
+
+def _row_findings(row: dict[str, Any], before: _Before) -> list[Finding]:
+    """Everything wrong with one row, given the row before it."""
+    findings, seq = [], row["seq"]
+    if seq != before.seq + 1:
+        findings.append(Finding(GAP_OR_FORK, seq, f"sequence gap: expected #{before.seq + 1}, found #{seq}"))
+    if row["prev_hash"] != before.chain_hash:
+        findings.append(Finding(GAP_OR_FORK, seq, f"#{seq} does not link to the row before it (#{before.seq})"))
+    columns = _column_form(row)
+    if ledger.canonical(columns) != row["canonical"]:
+        findings.append(Finding(TAMPERED_ROW, seq, f"#{seq}: {_differences(columns, row['canonical'])}"))
+    if ledger.entry_hash(row["canonical"]) != row["entry_hash"]:
+        findings.append(Finding(TAMPERED_ROW, seq, f"#{seq}: entry_hash is not the SHA-256 of its canonical text"))
+    if ledger.chain_hash(row["prev_hash"], row["entry_hash"]) != row["chain_hash"]:
+        findings.append(Finding(TAMPERED_ROW, seq, f"#{seq}: chain_hash is not SHA-256(prev_hash ‖ entry_hash)"))
+    if before.occurred_at is not None and row["occurred_at"] < before.occurred_at:
+        findings.append(Finding(TAMPERED_ROW, seq, f"#{seq} is timestamped before #{before.seq}"))
+    return findings
+
+
+def _checkpoint_findings(checkpoint: Checkpoint, seq: int, root: str | None, chain_hash: str) -> list[Finding]:
+    if (root, chain_hash) == (checkpoint.root_hash, checkpoint.chain_hash):
+        return []
+    return [
+        Finding(
+            CHECKPOINT_DISAGREES,
+            seq,
+            f"the chain up to #{seq} differs from the signed checkpoint at #{checkpoint.size}: "
+            "rewritten since it was signed",
+        )
+    ]
+
+
+def _column_form(row: dict[str, Any]) -> dict[str, Any]:
+    return {name: row[name] for name in ledger.HASHED_FIELDS} | {"occurred_at": ledger.format_time(row["occurred_at"])}
 
 
 def _differences(columns: dict[str, Any], canonical_text: str) -> str:
@@ -132,6 +190,192 @@ def _differences(columns: dict[str, Any], canonical_text: str) -> str:
     if changed:
         return f"column(s) {', '.join(changed)} differ from the hashed canonical text"
     return "the canonical text is not in canonical form"
+
+
+# --- the set-based walk, on PostgreSQL --------------------------------------------------------
+
+# Every row checked where it is stored, in one pass in sequence order; out come the rows that fail
+# a check, and the first two (the report's first sequence number), the last (its head) and the
+# ones at a checkpoint's size. A row passes when:
+# - entry_hash is the SHA-256 of the canonical text and chain_hash that of prev_hash ‖ entry_hash;
+# - every hashed column equals its value in the canonical text, parsed once (as text, the way the
+#   canonical form writes it; before and after as jsonb);
+# - the canonical text holds no exponent written "e+": a number from 1e21 up reads back from a
+#   jsonb column as an integer whose canonical form differs, which the Python walk reports, so
+#   such rows go to it;
+# - it links to the row before: the next sequence number, prev_hash that row's chain_hash (the
+#   genesis hash for the first), and no earlier timestamp.
+# The window is ordered by ok after seq (which is unique, so the order is seq's) because PostgreSQL
+# computes a window's sort keys below it: that is what puts the per-row checks, nearly all the
+# work, in the parallel workers rather than in the one process that runs the window.
+_MARKED_ROWS = """
+SELECT n, id, previous_id, seq, chain_hash, ok AND linked, last
+FROM (
+    SELECT id, seq, chain_hash, ok,
+           row_number() OVER w AS n,
+           lag(id) OVER w AS previous_id,
+           lead(id) OVER w IS NULL AS last,
+           coalesce(
+               seq = coalesce(lag(seq) OVER w, 0) + 1
+               AND prev_hash = coalesce(lag(chain_hash) OVER w, %(genesis)s)
+               AND occurred_at >= coalesce(lag(occurred_at) OVER w, occurred_at),
+               false
+           ) AS linked
+    FROM (
+        SELECT e.id, e.seq, e.prev_hash, e.chain_hash, e.occurred_at,
+               coalesce(
+                   encode(sha256(convert_to(e.canonical, 'UTF8')), 'hex') = e.entry_hash
+                   AND encode(sha256(decode(e.prev_hash, 'hex') || decode(e.entry_hash, 'hex')), 'hex') = e.chain_hash
+                   AND strpos(e.canonical, 'e+') = 0
+                   AND c.action = e.action
+                   AND c.actor_id IS NOT DISTINCT FROM e.actor_id::text
+                   AND c.after IS NOT DISTINCT FROM e.after
+                   AND c.before IS NOT DISTINCT FROM e.before
+                   AND c.model_name = e.model_name
+                   AND c.object_id = e.object_id
+                   AND c.object_type = e.object_type
+                   AND c.occurred_at = to_char(e.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+                   AND c.reason = e.reason
+                   AND c.request_id = e.request_id
+                   AND c.seq = e.seq::text
+                   AND c.source_ip IS NOT DISTINCT FROM abbrev(e.source_ip),
+                   false
+               ) AS ok
+        FROM audit_auditevent e
+        CROSS JOIN LATERAL jsonb_to_record(e.canonical::jsonb) AS c(
+            action text, actor_id text, after jsonb, before jsonb, model_name text, object_id text,
+            object_type text, occurred_at text, reason text, request_id text, seq text, source_ip text
+        )
+    ) AS checked
+    WINDOW w AS (ORDER BY seq, ok)
+) AS walked
+WHERE NOT (ok AND linked) OR n <= 2 OR last OR n = ANY(%(sizes)s::bigint[])
+ORDER BY n
+LIMIT %(limit)s
+"""
+
+
+_PLANNER_SETTINGS = """
+SET LOCAL parallel_setup_cost = 0;
+SET LOCAL parallel_tuple_cost = 0;
+SET LOCAL parallel_leader_participation = off;
+SET LOCAL jit = off
+"""
+
+
+@dataclass(frozen=True)
+class _Mark:
+    n: int
+    id: int
+    previous_id: int | None
+    seq: int
+    chain_hash: str
+    passed: bool
+    last: bool
+
+
+def _walk_in_sql(checkpoints: dict[int, Checkpoint]) -> _Walk | None:
+    """The set-based walk, or None when the Python walk should do it: a canonical text that is not
+    JSON or a hash that is not hex stops the query (the Python walk names the row), and so many
+    failing rows that rechecking them one by one would not pay.
+
+    What it relies on for the rows it passes: an intact canonical text is the canonical form of
+    what was recorded, so comparing each column with its parsed value finds any column that was
+    changed, and the entry hash finds any change to the text. It does not re-encode the text, so a
+    text rewritten into another form of the same values (other spacing, key order or number
+    form, or an extra key) with every hash after it recomputed, is not named row by row as the
+    Python walk names it; that rewrite is a consistent rewrite of the chain, which the signed
+    checkpoints and their witness copies catch. Likewise for a before/after number in a column
+    rewritten to an equal value in another form (an integer beyond 2**53 given a fraction)."""
+    sizes = sorted(checkpoints)
+    alongside = not connection.in_atomic_block  # another connection sees only what is committed
+    try:
+        with transaction.atomic(), ThreadPoolExecutor(max_workers=1) as pool:
+            later = None
+            if alongside:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_export_snapshot()")
+                    (snapshot,) = cursor.fetchone()
+                later = pool.submit(merkle.roots, _leaves_elsewhere(snapshot, max(sizes, default=0)), sizes)
+            marks = _marked_rows(sizes)
+            if marks is None:
+                return None
+            try:
+                roots = later.result() if later else None
+            except psycopg2.OperationalError:  # no second connection to be had: read them here instead
+                roots = None
+            if roots is None:
+                roots = merkle.roots(_leaves(min(max(sizes, default=0), marks[-1].n if marks else 0)), sizes)
+    except DataError:
+        return None
+    failing = [mark for mark in marks if not mark.passed]
+    before_them = {mark.previous_id for mark in failing if mark.previous_id is not None}
+    rows = _rows_by_id({mark.id for mark in failing} | before_them)
+    walk = _Walk()
+    for mark in marks:
+        if not mark.passed:
+            before = _Before() if mark.previous_id is None else _Before.of(rows[mark.previous_id])
+            walk.findings.extend(_row_findings(rows[mark.id], before))
+        checkpoint = checkpoints.get(mark.n)
+        if checkpoint is not None:
+            walk.findings.extend(_checkpoint_findings(checkpoint, mark.seq, roots.get(mark.n), mark.chain_hash))
+        if mark.n <= 2:
+            walk.first_seq = walk.first_seq or mark.seq
+        if mark.last:
+            walk.events, walk.last_seq, walk.head_hash = mark.n, mark.seq, mark.chain_hash
+    return walk
+
+
+def _marked_rows(sizes: list[int]) -> list[_Mark] | None:
+    """The rows the set-based query returns, or None when more than RECHECK_LIMIT fail.
+
+    A plain query, not a server-side cursor: PostgreSQL never runs a cursor's query in parallel,
+    and what comes back is small. The planner is told that workers are cheap (it cannot know that
+    hashing and parsing every row is most of the cost), that the process running the window
+    should only do that (measured: taking rows off the workers promptly is faster than helping
+    them), and not to compile the query (it takes longer than it saves here). Rolling back to the
+    savepoint undoes these settings."""
+    limit = RECHECK_LIMIT + len(sizes) + 3
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_PLANNER_SETTINGS)
+        cursor.execute(_MARKED_ROWS, {"genesis": ledger.GENESIS, "sizes": sizes, "limit": limit})
+        marks = [_Mark(*row) for row in cursor.fetchall()]
+        transaction.set_rollback(True)
+    return None if len(marks) == limit else marks
+
+
+def _rows_by_id(ids: set[int]) -> dict[int, dict[str, Any]]:
+    """The rows to recheck, read as the Python walk reads them."""
+    rows = AuditEvent.objects.filter(pk__in=ids).values("pk", *_COLUMNS)
+    return {row.pop("pk"): row for row in rows.iterator(chunk_size=1000)}
+
+
+def _leaves_elsewhere(snapshot: str, count: int) -> Iterator[bytes]:
+    """The same leaves, read through a connection of its own in ``snapshot``, so that the Merkle
+    roots are computed in a thread while the set-based query runs (psycopg2 releases the GIL
+    while it waits for the server)."""
+    other = psycopg2.connect(**connection.get_connection_params())
+    try:
+        other.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        with other.cursor() as cursor:
+            cursor.execute("SET TRANSACTION SNAPSHOT %s", [snapshot])
+        with other.cursor(name="audit_verify_leaves") as cursor:
+            cursor.itersize = 1 << merkle.BLOCK_HEIGHT
+            cursor.execute("SELECT entry_hash FROM audit_auditevent ORDER BY seq LIMIT %s", [count])
+            for (entry,) in cursor:
+                yield bytes.fromhex(entry)
+    finally:
+        other.close()
+
+
+def _leaves(count: int) -> Iterator[bytes]:
+    """The first ``count`` entry hashes, in sequence order, as the Merkle tree's leaf data."""
+    hashes = AuditEvent.objects.order_by("seq").values_list("entry_hash", flat=True)[:count]
+    for entry in hashes.iterator(chunk_size=1 << merkle.BLOCK_HEIGHT):
+        yield bytes.fromhex(entry)
+
+
+# --- checkpoints ------------------------------------------------------------------------------
 
 
 def _verify_keys() -> dict[str, str]:

@@ -1,14 +1,20 @@
+import ipaddress
+
 from django.conf import settings
 from django.http import HttpRequest
 
 
 def client_address(request: HttpRequest | None) -> str | None:
     """The client's address: the last hop of X-Forwarded-For when a trusted proxy sets it
-    (AUDIT_TRUST_X_FORWARDED_FOR), otherwise the socket's peer."""
+    (AUDIT_TRUST_X_FORWARDED_FOR), otherwise the socket's peer. In its normal form (as the
+    database stores and returns it, so the hashed text and the column agree), or None when it
+    is not an address."""
     if request is None:
         return None
+    address = request.META.get("REMOTE_ADDR") or ""
     if settings.AUDIT_TRUST_X_FORWARDED_FOR:
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        if forwarded:
-            return forwarded.split(",")[-1].strip() or None
-    return request.META.get("REMOTE_ADDR") or None
+        address = request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")[-1].strip() or address
+    try:
+        return ipaddress.ip_address(address).compressed
+    except ValueError:
+        return None
