@@ -29,7 +29,10 @@ EXPORT = (
     "import os, sys, django; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings'); django.setup(); "
     "from django.core.management import call_command; call_command('audit_export', *sys.argv[1:]); " + PEAK
 )
-VERIFY = "import runpy, sys; sys.argv[0] = 'offline_verify'\ntry:\n runpy.run_module('audit.offline_verify', run_name='__main__')\nfinally:\n " + PEAK
+VERIFY = (
+    "import runpy, sys; sys.argv[0] = 'offline_verify'\ntry:\n runpy.run_module('audit.offline_verify', run_name='__main__')\nfinally:\n "
+    + PEAK
+)
 
 
 def run(code: str, *args: str, env: dict[str, str]) -> tuple[float, int, str]:
@@ -49,19 +52,24 @@ def scalar(sql: str, env: dict[str, str]) -> Any:
         "from django.db import connection\nwith connection.cursor() as c:\n"
         f" c.execute({sql!r}); print(c.fetchone()[0])"
     )
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--key-dir", type=Path, default=Path(os.environ.get("VERIFY_SPEED_STATE", "/tmp/warden_verify_speed")))
+    parser.add_argument(
+        "--key-dir", type=Path, default=Path(os.environ.get("VERIFY_SPEED_STATE", "/tmp/warden_verify_speed"))
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     options = parser.parse_args()
     private = (options.key_dir / "signing.key").read_text().strip()
     env = dict(os.environ, AUDIT_SIGNING_KEY=private, AUDIT_WITNESS_DIR=str(options.key_dir / "export-witness"))
     sys.path.insert(0, str(ROOT))
-    from audit import signing
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from audit import signing
 
     public = signing.public_hex(Ed25519PrivateKey.from_private_bytes(bytes.fromhex(private)))
     events = int(scalar("SELECT count(*) FROM audit_auditevent", env))
@@ -86,10 +94,11 @@ def main() -> None:
             print(f"{label:<28} {manifest['events']:>10,} {seconds:>8.2f} {rate:>10,.0f} {peak:>13} {size:>11.0f}")
             results[label] = {"rows": manifest["events"], "seconds": seconds, "rows_per_s": rate, "peak_rss_mib": peak}
         whole = scratch / "whole"
+        rows = results["whole trail"]["rows"]
         seconds, peak, output = run(VERIFY, str(whole), "--pubkey", public, env=env)
-        rate = events / seconds
-        print(f"{'offline verify, whole trail':<28} {events:>10,} {seconds:>8.2f} {rate:>10,.0f} {peak:>13}")
-        results["offline verify"] = {"rows": events, "seconds": seconds, "rows_per_s": rate, "peak_rss_mib": peak}
+        rate = rows / seconds
+        print(f"{'offline verify, whole trail':<28} {rows:>10,} {seconds:>8.2f} {rate:>10,.0f} {peak:>13}")
+        results["offline verify"] = {"rows": rows, "seconds": seconds, "rows_per_s": rate, "peak_rss_mib": peak}
         assert output.startswith("verified:"), output
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
