@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from django.http import HttpRequest, HttpResponse
 
-from common.http import client_address
+from common.http import client_address, normal_address
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -32,8 +32,9 @@ def current() -> Origin:
 
 @contextmanager
 def origin(request_id: str = "", source_ip: str | None = None) -> Iterator[Origin]:
-    """Set the origin for code outside a request (commands, tasks)."""
-    value = Origin(request_id or uuid.uuid4().hex, source_ip)
+    """Set the origin for code outside a request (commands, tasks). The address is kept in its
+    normal form, so the hashed text and the stored column say the same."""
+    value = Origin(request_id or uuid.uuid4().hex, normal_address(source_ip))
     token = _origin.set(value)
     try:
         yield value
