@@ -58,30 +58,13 @@ from django.utils import timezone
 from audit import ledger, signing
 from audit.checkpoints import checkpoint_make
 from audit.merkle import leaf_hash, node_hash
-from audit.models import AuditEvent, Checkpoint
+from audit.models import EVENT_FIELDS, AuditEvent, Checkpoint
 from audit.services import audit_record
 from common.errors import Unavailable, ValidationFailed
 
 FORMAT = "warden-audit-export/1"
 FILES = ("events.jsonl", "events.csv", "proofs.jsonl", "checkpoints.jsonl")
-CSV_COLUMNS = (
-    "seq",
-    "occurred_at",
-    "actor_id",
-    "actor_name",
-    "action",
-    "object_type",
-    "object_id",
-    "model_name",
-    "reason",
-    "request_id",
-    "source_ip",
-    "before",
-    "after",
-    "entry_hash",
-    "prev_hash",
-    "chain_hash",
-)
+CSV_COLUMNS = EVENT_FIELDS
 _NEUTRALISED = ("=", "+", "-", "@", "\t", "\r", "'")
 _CHUNK = 10_000
 Node = tuple[int, int, bytes | None]  # a Merkle subtree: first leaf index, end index, hash

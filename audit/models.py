@@ -8,6 +8,27 @@ from django.db import models
 
 from audit.ledger import GENESIS
 
+# An event as people read it, in the API and in exports: who, what, when, why, where from, and
+# its place in the chain. (``canonical`` is the hashed text these columns must agree with.)
+EVENT_FIELDS = (
+    "seq",
+    "occurred_at",
+    "actor_id",
+    "actor_name",
+    "action",
+    "object_type",
+    "object_id",
+    "model_name",
+    "before",
+    "after",
+    "reason",
+    "request_id",
+    "source_ip",
+    "entry_hash",
+    "prev_hash",
+    "chain_hash",
+)
+
 
 class AppendOnlyQuerySet(models.QuerySet):
     def update(self, **kwargs: Any) -> NoReturn:

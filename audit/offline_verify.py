@@ -65,6 +65,10 @@ def node_hash(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(b"\x01" + left + right).digest()
 
 
+class Failed(Exception):
+    """The bundle cannot be read far enough to check the rest."""
+
+
 def rebuild_root(
     size: int, leaves: dict[int, bytes], nodes: dict[tuple[int, int], bytes]
 ) -> tuple[bytes, set[tuple[int, int]]]:
@@ -88,10 +92,6 @@ def rebuild_root(
         return node_hash(subtree(lo, lo + split), subtree(lo + split, hi))
 
     return subtree(0, size), used
-
-
-class Failed(Exception):
-    """The bundle cannot be read far enough to check the rest."""
 
 
 class Bundle:

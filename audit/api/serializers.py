@@ -1,30 +1,13 @@
 from rest_framework import serializers
 
-from audit.models import AuditEvent
+from audit.models import EVENT_FIELDS, AuditEvent
 from common.api import StrictSerializer
 
 
 class AuditEventOut(serializers.ModelSerializer):
     class Meta:
         model = AuditEvent
-        fields = [
-            "seq",
-            "occurred_at",
-            "actor_id",
-            "actor_name",
-            "action",
-            "object_type",
-            "object_id",
-            "model_name",
-            "before",
-            "after",
-            "reason",
-            "request_id",
-            "source_ip",
-            "entry_hash",
-            "prev_hash",
-            "chain_hash",
-        ]
+        fields = list(EVENT_FIELDS)
         read_only_fields = fields
 
 
