@@ -89,6 +89,25 @@ def canonical(fields: dict[str, Any]) -> str:
     return _encode({name: fields[name] for name in HASHED_FIELDS})
 
 
+def canonical_template(fields: dict[str, Any]) -> tuple[str, str, str]:
+    """The canonical text without the two values taken under the chain head's lock, in three
+    literal pieces: ``a + format_time(occurred_at) + b + str(seq) + c`` is ``canonical(fields)``.
+    So the database can finish the text, and hash it, in the statement that takes the lock."""
+    pieces, text = [], "{"
+    for name in HASHED_FIELDS:
+        text += ("" if text == "{" else ",") + json.dumps(name) + ":"
+        if name == "occurred_at":
+            pieces.append(text + '"')
+            text = '"'
+        elif name == "seq":
+            pieces.append(text)
+            text = ""
+        else:
+            text += _encode(fields[name])
+    a, b = pieces
+    return a, b, text + "}"
+
+
 def entry_hash(canonical_text: str) -> str:
     return hashlib.sha256(canonical_text.encode()).hexdigest()
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from functools import cache
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, models, transaction
 from django.utils import timezone
 
@@ -13,14 +13,14 @@ from audit import context, ledger
 from audit.models import AuditEvent, ChainHead
 from audit.triggers import EVENTS, HEAD
 
-# Lock the head and read the clock in one round trip. The clock is read by the outer query,
-# over the row the inner one has locked: in a flat ``SELECT …, clock_timestamp() … FOR UPDATE``
-# the scan computes the select list before waiting for the lock, so after a wait for a writer
-# that rolled back, the time would be one taken before this append held the chain.
-_LOCK_HEAD = f"""
-SELECT head.seq, head.chain_hash, GREATEST(clock_timestamp(), head.occurred_at)
-FROM (SELECT seq, chain_hash, occurred_at FROM {HEAD} WHERE id = 1 FOR UPDATE) AS head
-"""
+# Columns the append statement computes under the head's lock, rather than taking from Python.
+_UNDER_LOCK = ("seq", "occurred_at", "canonical", "entry_hash", "prev_hash", "chain_hash")
+_PREPARED = "warden_audit_append"
+# Run after the commit, in a transaction of its own that writes one small WAL record (an empty
+# logical-decoding message): such a transaction's commit waits for its flush, and the WAL is
+# flushed in order, so everything committed before it is durable too. (A transaction that only
+# takes an id writes nothing, and PostgreSQL does not flush for it.)
+_WAIT_FOR_FLUSH = "SELECT pg_logical_emit_message(true, 'warden.audit.durable', '')"
 
 
 def audit_record(
@@ -42,9 +42,9 @@ def audit_record(
     one. ``obj`` gives the object type (``app_label.model``) and id; pass them explicitly for
     things that are not rows. Appends are serialised on the chain head's row lock, which is
     held until the transaction ends, so callers lock their own rows first and the ledger last.
-    Everything that does not depend on the head is prepared before taking the lock, and on
-    PostgreSQL the lock is held over two statements only (see ``_lock_head`` and ``_append``),
-    since every concurrent writer waits for as long as it is held.
+    Everything that does not depend on the head is prepared before taking the lock: on
+    PostgreSQL the lock, the event and the head's advance are one statement (``_append_sql``),
+    since every concurrent writer waits for as long as the lock is held.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("audit_record must run inside the transaction of the change it records")
@@ -64,62 +64,54 @@ def audit_record(
         "request_id": origin.request_id,
         "source_ip": origin.source_ip,
     }
-    actor_name = getattr(actor, "get_username", lambda: "system")() or "system"
-    head_seq, prev_hash, occurred_at = _lock_head()
-    fields |= {"seq": head_seq + 1, "occurred_at": occurred_at}
-    canonical = ledger.canonical(fields)
-    entry_hash = ledger.entry_hash(canonical)
-    event = AuditEvent(
-        **fields,
-        actor_name=actor_name,
-        canonical=canonical,
-        entry_hash=entry_hash,
-        prev_hash=prev_hash,
-        chain_hash=ledger.chain_hash(prev_hash, entry_hash),
-    )
-    _append(event)
+    event = AuditEvent(**fields, actor_name=getattr(actor, "get_username", lambda: "system")() or "system")
+    if connection.vendor == "postgresql":
+        _append_postgres(event, fields)
+    else:
+        _append_orm(event, fields)
     return event
 
 
-def _lock_head() -> tuple[int, str, datetime]:
-    """Lock the chain head; return its sequence number and chain hash, and the time of the new
-    event: the database's clock read under the lock (the application's on SQLite, whose writers
-    are serialised the same way), never earlier than the previous event, so timestamps along
-    the chain never decrease."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(_LOCK_HEAD)
-            row = cursor.fetchone()
-        if row is None:
-            raise ChainHead.DoesNotExist("the audit chain head is missing: run migrate")
-        return row[0], row[1], row[2]
-    head = ChainHead.objects.select_for_update().get(pk=1)
-    now = timezone.now()
-    return head.seq, head.chain_hash, max(now, head.occurred_at) if head.occurred_at else now
-
-
-def _append(event: AuditEvent) -> None:
-    """Insert the event and advance the head to it.
-
-    On PostgreSQL in one statement: the head's update is joined to the insert's output, so the
-    insert runs first and the head's trigger (``audit.triggers``) finds the event it checks for.
-    Columns the statement leaves out take their defaults, as with the ORM: ``txid``, which the
-    registry's bypass guard matches at commit, is one. Values are adapted by the model's own
-    fields, so the stored row is the one ``save()`` would write. SQLite keeps the ORM.
-    """
-    if connection.vendor != "postgresql":
-        event.save(force_insert=True)
-        ChainHead.objects.filter(pk=1).update(seq=event.seq, chain_hash=event.chain_hash, occurred_at=event.occurred_at)
-        return
-    values = [field.get_db_prep_save(getattr(event, field.attname), connection) for _, field in _event_columns()]
+def _append_postgres(event: AuditEvent, fields: dict[str, Any]) -> None:
+    """Lock the head, finish and hash the event, insert it and advance the head, in one round
+    trip; Python sends the canonical text in the pieces around the two values only the lock
+    can give (``ledger.canonical_template``). The statement is prepared once per connection,
+    so its parse and plan are not paid under the lock."""
+    early = settings.AUDIT_EARLY_LOCK_RELEASE
+    values = [
+        field.get_db_prep_save(getattr(event, field.attname), connection)
+        for column, field in _event_columns()
+        if column not in _UNDER_LOCK
+    ]
+    params = [early, *ledger.canonical_template(fields), *values]
     with connection.cursor() as cursor:
-        cursor.execute(_append_sql(), [*values, event.seq, event.chain_hash, event.occurred_at])
+        if getattr(connection, "audit_prepared_on", None) is not connection.connection:
+            cursor.execute(f"PREPARE {_PREPARED} AS {_append_sql()}")
+            connection.audit_prepared_on = connection.connection  # type: ignore[attr-defined]
+        cursor.execute(f"EXECUTE {_PREPARED} ({', '.join(['%s'] * len(params))})", params)
         row = cursor.fetchone()
     if row is None:
         raise ChainHead.DoesNotExist("the audit chain head is missing: run migrate")
-    event.pk = row[0]
+    (event.pk, event.seq, event.occurred_at, event.canonical, event.entry_hash, event.prev_hash, event.chain_hash) = row
     event._state.adding = False
     event._state.db = connection.alias
+    if early:
+        _release_early()
+
+
+def _append_orm(event: AuditEvent, fields: dict[str, Any]) -> None:
+    """SQLite, whose writers are serialised on the database: the same steps through the ORM,
+    with the application's clock, never earlier than the previous event's."""
+    head = ChainHead.objects.select_for_update().get(pk=1)
+    now = timezone.now()
+    event.seq = head.seq + 1
+    event.occurred_at = max(now, head.occurred_at) if head.occurred_at else now
+    event.canonical = ledger.canonical(fields | {"seq": event.seq, "occurred_at": event.occurred_at})
+    event.entry_hash = ledger.entry_hash(event.canonical)
+    event.prev_hash = head.chain_hash
+    event.chain_hash = ledger.chain_hash(event.prev_hash, event.entry_hash)
+    event.save(force_insert=True)
+    ChainHead.objects.filter(pk=1).update(seq=event.seq, chain_hash=event.chain_hash, occurred_at=event.occurred_at)
 
 
 @cache
@@ -132,11 +124,76 @@ def _event_columns() -> list[tuple[str, models.Field]]:
 
 @cache
 def _append_sql() -> str:
-    columns = ", ".join(connection.ops.quote_name(column) for column, _ in _event_columns())
-    placeholders = ", ".join(["%s"] * len(_event_columns()))
-    return f"""
-    WITH event AS (INSERT INTO {EVENTS} ({columns}) VALUES ({placeholders}) RETURNING id)
-    UPDATE {HEAD} SET seq = %s, chain_hash = %s, occurred_at = %s
-    FROM event WHERE {HEAD}.id = 1
-    RETURNING event.id
+    """The append, as one statement; ``$1`` says whether to release the head early.
+
+    ``head`` locks the chain head, then reads the clock: the outer query runs over the row the
+    inner one has locked (in a flat ``SELECT …, clock_timestamp() … FOR UPDATE`` the scan
+    computes the select list before waiting for the lock, so after a wait for a writer that
+    rolled back, the time would be one taken before this append held the chain). ``hashed``
+    finishes the canonical text with the time (UTC, six fractional digits, as
+    ``ledger.format_time``) and the sequence number, and hashes it as ``ledger`` does. The head's
+    update is joined to the insert's output, so the insert runs first and the head's trigger
+    (``audit.triggers``) finds the event it checks for. Columns left out take their defaults, as
+    with the ORM: ``txid``, which the registry's bypass guard matches at commit, is one.
+
+    Releasing early turns off the wait for the WAL flush at this transaction's commit (see
+    ``_release_early``); otherwise ``synchronous_commit`` keeps the session's value.
     """
+    given = [column for column, _ in _event_columns() if column not in _UNDER_LOCK]
+    quote = connection.ops.quote_name
+    return f"""
+    WITH head AS (
+        SELECT locked.seq + 1 AS seq, locked.chain_hash AS prev_hash,
+               GREATEST(clock_timestamp(), locked.occurred_at) AS occurred_at
+        FROM (SELECT seq, chain_hash, occurred_at FROM {HEAD} WHERE id = 1 FOR UPDATE) AS locked,
+             set_config('synchronous_commit',
+                        CASE WHEN $1::boolean THEN 'off' ELSE current_setting('synchronous_commit') END, true)
+    ), text AS (
+        SELECT head.*, $2::text || to_char(head.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+                       || $3::text || head.seq::text || $4::text AS canonical
+        FROM head
+    ), hashed AS (
+        SELECT text.*, encode(sha256(convert_to(text.canonical, 'UTF8')), 'hex') AS entry_hash FROM text
+    ), event AS (
+        INSERT INTO {EVENTS} ({", ".join(quote(c) for c in (*given, *_UNDER_LOCK))})
+        SELECT {", ".join(f"${n}" for n in range(5, 5 + len(given)))}, seq, occurred_at, canonical, entry_hash,
+               prev_hash, encode(sha256(decode(prev_hash, 'hex') || decode(entry_hash, 'hex')), 'hex')
+        FROM hashed
+        RETURNING id, seq, occurred_at, canonical, entry_hash, prev_hash, chain_hash
+    )
+    UPDATE {HEAD} SET seq = event.seq, chain_hash = event.chain_hash, occurred_at = event.occurred_at
+    FROM event WHERE {HEAD}.id = 1
+    RETURNING event.id, event.seq, event.occurred_at, event.canonical, event.entry_hash, event.prev_hash,
+              event.chain_hash
+    """
+
+
+def _release_early() -> None:
+    """Let the chain head go at commit, before the commit is durable, and make the caller wait
+    for durability after it: early lock release (Johnson et al., "Aether: a scalable approach
+    to logging", VLDB 2010).
+
+    The head's row lock is released when the transaction commits. With a synchronous commit that
+    is after the WAL flush, so every writer waits for the one before it to reach the disk, and
+    appends run at the disk's flush rate, one at a time. Here the audited transaction commits
+    without waiting for the flush (``synchronous_commit`` off, for this transaction only), so
+    the next writer takes the head at once, and then, still before ``atomic`` returns to the
+    caller, a callback waits for the flush; concurrent writers' flushes share one disk write.
+
+    What it gives up: another session can read the change for the time of one flush (about a
+    millisecond) before it is durable. A crash in that window loses the change, its event and
+    every event chained after it together (the WAL is written and replayed in order), so the
+    trail stays gapless and unforked, and no caller was told it had succeeded. Set
+    ``AUDIT_EARLY_LOCK_RELEASE=false`` to hold the head through the flush instead.
+    """
+    connection.audit_flush_pending = True  # type: ignore[attr-defined]
+    # One callback per event: if a savepoint rolls back with an event, the callback registered
+    # with it goes too, and a later event's still runs. The first to run does the waiting.
+    transaction.on_commit(_wait_for_flush)
+
+
+def _wait_for_flush() -> None:
+    if connection.audit_flush_pending:  # type: ignore[attr-defined]
+        connection.audit_flush_pending = False  # type: ignore[attr-defined]
+        with connection.cursor() as cursor:
+            cursor.execute(_WAIT_FOR_FLUSH)

@@ -152,6 +152,9 @@ AUDIT_CHECKPOINT_EVERY_EVENTS = env.integer("AUDIT_CHECKPOINT_EVERY_EVENTS", 100
 CELERY_BEAT_SCHEDULE = {
     "audit-checkpoint": {"task": "audit.tasks.checkpoint", "schedule": 60.0},
 }
+# On PostgreSQL, release the chain head at commit and wait for the WAL flush after it, so that
+# concurrent writers share flushes (audit.services._release_early has the trade-off).
+AUDIT_EARLY_LOCK_RELEASE = env.boolean("AUDIT_EARLY_LOCK_RELEASE", True)
 # Only trust X-Forwarded-For for the audit trail's source address when a proxy sets it.
 AUDIT_TRUST_X_FORWARDED_FOR = env.boolean("AUDIT_TRUST_X_FORWARDED_FOR", False)
 
