@@ -43,9 +43,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
 
 GENESIS = "0" * 64
-FORMAT = "warden-audit-export/1"
+FORMAT = "warden-audit-export/2"
 FILES = ("events.jsonl", "events.csv", "proofs.jsonl", "checkpoints.jsonl", "manifest.json", "manifest.sig")
 EXTRA_FIELDS = {"actor_name", "canonical", "entry_hash", "prev_hash", "chain_hash"}
+# In an events.jsonl line the canonical text follows this, as it is, up to the closing brace.
+EVENT_MEMBER = ',"event":'
 SHOWN = 20
 
 
@@ -118,12 +120,29 @@ class Bundle:
             return handle.read()
 
     def lines(self, name: str) -> Iterator[tuple[int, Any]]:
+        for number, line in self.texts(name):
+            try:
+                yield number, json.loads(line)
+            except ValueError:
+                raise Failed(f"{name} line {number} is not JSON") from None
+
+    def texts(self, name: str) -> Iterator[tuple[int, str]]:
         with self.open(name) as handle:
-            for number, line in enumerate(io.TextIOWrapper(handle, encoding="utf-8", newline="\n"), start=1):
-                try:
-                    yield number, json.loads(line)
-                except ValueError:
-                    raise Failed(f"{name} line {number} is not JSON") from None
+            yield from enumerate(io.TextIOWrapper(handle, encoding="utf-8", newline="\n"), start=1)
+
+    def events(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        """events.jsonl's records, flattened: the fields its ``event`` member states, beside
+        ``actor_name`` and the hashes, and as ``canonical`` the exact text of that member. A
+        JSON string holds no bare quote, so the first ``,"event":`` in a line is the member's."""
+        for number, line in self.texts("events.jsonl"):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                raise Failed(f"events.jsonl line {number} is not JSON") from None
+            start, text = line.find(EVENT_MEMBER), line.rstrip("\n")
+            canonical = text[start + len(EVENT_MEMBER) : -1] if start > 0 and text.endswith("}") else ""
+            event = record.pop("event", None) if isinstance(record, dict) else None
+            yield number, {**(event if isinstance(event, dict) else {}), **record, "canonical": canonical}
 
 
 def public_key(text: str) -> tuple[Ed25519PublicKey, str]:
@@ -233,7 +252,7 @@ class Verifier:
         size = manifest.get("checkpoint", {}).get("size", 0)
         previous: dict[str, Any] | None = None
         ranges: list[list[int]] = []
-        for number, event in self.bundle.lines("events.jsonl"):
+        for number, event in self.bundle.events():
             seq = event.get("seq")
             at = f"events.jsonl line {number} (#{seq})"
             canonical = event.get("canonical", "")
@@ -292,7 +311,7 @@ class Verifier:
     def check_csv(self) -> None:
         with self.bundle.open("events.csv") as handle:
             rows = csv.DictReader(io.TextIOWrapper(handle, encoding="utf-8", newline=""))
-            events = (event for _, event in self.bundle.lines("events.jsonl"))
+            events = (event for _, event in self.bundle.events())
             in_csv = in_jsonl = 0
             for row, event in itertools.zip_longest(rows, events):
                 in_csv, in_jsonl = in_csv + (row is not None), in_jsonl + (event is not None)

@@ -19,6 +19,7 @@ checked for forks and gaps. Results go to stdout as Markdown and to
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing
 import os
@@ -290,7 +291,7 @@ def _writer(kind: str, index: int, seconds: float, warmup: float, ready: Any, ou
                 with transaction.atomic():
                     # Registered first, so it runs as soon as the commit returns, before the
                     # ledger's own callback waits for the flush (audit.services._release_early).
-                    transaction.on_commit(lambda marks=committed: marks.append(time.perf_counter()))
+                    transaction.on_commit(functools.partial(_note_time, committed))
                     step(n)
                 done = time.perf_counter()
                 n += 1
@@ -307,6 +308,10 @@ def _writer(kind: str, index: int, seconds: float, warmup: float, ready: Any, ou
     except BaseException as exc:
         report["error"] = f"{type(exc).__name__}: {exc}"
     outbox.put(report)
+
+
+def _note_time(times: list[float]) -> None:
+    times.append(time.perf_counter())
 
 
 def _payload(index: int, n: int) -> dict[str, Any]:

@@ -42,7 +42,9 @@ def offline(bundle: Path, *keys: str) -> tuple[int, str]:
 
 
 def lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    """A JSONL file's records; events.jsonl's with the event's own fields beside actor_name and
+    the hashes."""
+    return [{**record.pop("event", {}), **record} for record in map(json.loads, path.read_text().splitlines())]
 
 
 @pytest.fixture
@@ -65,7 +67,7 @@ def test_the_whole_trail_exports_verifies_offline_and_records_the_export(trail, 
     record = AuditEvent.objects.order_by("-seq").first()
     assert output.startswith(f"verified: {trail + 1} events (#1..#{record.seq} in 1 run(s))")
     assert (record.action, record.actor, record.reason) == ("audit.exported", auditor, "annual review")
-    assert record.after == {"filters": {}, "format": "warden-audit-export/1"}
+    assert record.after == {"filters": {}, "format": "warden-audit-export/2"}
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["export_event"] == record.seq == manifest["checkpoint"]["size"]
     assert Checkpoint.objects.get(size=record.seq).root_hash == manifest["checkpoint"]["root"]
@@ -76,7 +78,8 @@ def test_the_whole_trail_exports_verifies_offline_and_records_the_export(trail, 
     assert [e["seq"] for e in events] == list(range(1, record.seq + 1))
     assert events[-1]["actor_name"] == "auditor" and events[-1]["action"] == "audit.exported"
     stored = AuditEvent.objects.get(seq=1)
-    assert events[0]["canonical"] == stored.canonical and events[0]["chain_hash"] == stored.chain_hash
+    first = (bundle / "events.jsonl").read_text().splitlines()[0]
+    assert first.endswith(f',"event":{stored.canonical}}}') and events[0]["chain_hash"] == stored.chain_hash
 
 
 def test_a_models_trail_is_proven_event_by_event_against_the_signed_checkpoint(trail, signing_key, tmp_path):
@@ -208,8 +211,20 @@ def test_a_flipped_byte_is_refused(bundle, signing_key):
     code, output = offline(bundle, signing_key)
     assert code == 1
     assert "events.jsonl: its SHA-256 or size differs from the manifest's (changed after export)" in output
-    assert "events.jsonl line 1 (#1): entry_hash is not the SHA-256 of its canonical text" not in output
+    assert "events.jsonl line 1 (#1): entry_hash is not the SHA-256 of its canonical text" in output
+
+
+def test_a_field_added_beside_the_event_is_refused(bundle, signing_key):
+    path = bundle / "events.jsonl"
+    first, *rest = path.read_text().splitlines(keepends=True)
+    path.write_text(
+        first.replace('{"actor_name":', '{"reason":"approved by the board","actor_name":', 1) + "".join(rest)
+    )
+
+    code, output = offline(bundle, signing_key)
+    assert code == 1
     assert "events.jsonl line 1 (#1): its fields differ from its canonical text" in output
+    assert "entry_hash is not the SHA-256" not in output
 
 
 def test_a_dropped_line_is_refused(bundle, signing_key):
@@ -253,14 +268,13 @@ def test_an_event_rewritten_with_recomputed_hashes_and_manifest_fails_without_th
     """The forger recomputes everything a hash covers but cannot sign: the checkpoint's root and
     the manifest's signature give them away."""
     path = bundle / "events.jsonl"
-    events = lines(path)
-    canonical = json.loads(events[0]["canonical"])
-    canonical["reason"] = "nothing to see"
-    events[0]["canonical"] = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
-    events[0]["reason"] = "nothing to see"
-    events[0]["entry_hash"] = hashlib.sha256(events[0]["canonical"].encode()).hexdigest()
-    events[0]["chain_hash"] = offline_verify.chain_hash(events[0]["prev_hash"], events[0]["entry_hash"])
-    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    first = records[0]
+    first["event"]["reason"] = "nothing to see"
+    canonical = json.dumps(first["event"], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    first["entry_hash"] = hashlib.sha256(canonical.encode()).hexdigest()
+    first["chain_hash"] = offline_verify.chain_hash(first["prev_hash"], first["entry_hash"])
+    path.write_text("".join(json.dumps(r, separators=(",", ":"), ensure_ascii=False) + "\n" for r in records))
     manifest = json.loads((bundle / "manifest.json").read_text())
     manifest["files"]["events.jsonl"] = {
         "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
