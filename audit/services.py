@@ -76,7 +76,8 @@ def _append_postgres(event: AuditEvent, fields: dict[str, Any]) -> None:
     """Lock the head, finish and hash the event, insert it and advance the head, in one round
     trip; Python sends the canonical text in the pieces around the two values only the lock
     can give (``ledger.canonical_template``). The statement is prepared once per connection,
-    so its parse and plan are not paid under the lock."""
+    so its parse and plan are not paid under the lock (a pooler in front of the database must
+    keep sessions, as PgBouncer's session mode does)."""
     early = settings.AUDIT_EARLY_LOCK_RELEASE
     values = [
         field.get_db_prep_save(getattr(event, field.attname), connection)
