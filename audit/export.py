@@ -342,7 +342,7 @@ def _pg_text(column: str, expression: str = "") -> str:
 _PG_CELLS = {
     "seq": '"audit_auditevent"."seq"',
     "actor_id": '"audit_auditevent"."actor_id"',
-    "occurred_at": """to_char("audit_auditevent"."occurred_at" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')""",
+    "occurred_at": ledger.sql_time('"audit_auditevent"."occurred_at"'),
     "source_ip": 'host("audit_auditevent"."source_ip")',
 }
 

@@ -39,9 +39,15 @@ HASHED_FIELDS = (
 
 
 def format_time(moment: datetime) -> str:
+    """A timestamp as the canonical form writes it (``sql_time`` is the same in PostgreSQL)."""
     if moment.tzinfo is None:
         raise ValueError("audit timestamps must be timezone-aware")
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def sql_time(column: str) -> str:
+    """PostgreSQL's expression for ``format_time`` of a timestamptz column or expression."""
+    return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
 
 
 def _number(value: float) -> str:

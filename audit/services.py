@@ -131,10 +131,9 @@ def _append_sql() -> str:
     inner one has locked (in a flat ``SELECT …, clock_timestamp() … FOR UPDATE`` the scan
     computes the select list before waiting for the lock, so after a wait for a writer that
     rolled back, the time would be one taken before this append held the chain). ``hashed``
-    finishes the canonical text with the time (UTC, six fractional digits, as
-    ``ledger.format_time``) and the sequence number, and hashes it as ``ledger`` does. The head's
-    update is joined to the insert's output, so the insert runs first and the head's trigger
-    (``audit.triggers``) finds the event it checks for. Columns left out take their defaults, as
+    finishes the canonical text with the time (``ledger.sql_time``) and the sequence number, and
+    hashes it as ``ledger`` does. The head's update is joined to the insert's output, so the
+    insert runs first and the head's trigger (``audit.triggers``) finds the event it checks for. Columns left out take their defaults, as
     with the ORM: ``txid``, which the registry's bypass guard matches at commit, is one.
 
     Releasing early turns off the wait for the WAL flush at this transaction's commit (see
@@ -150,8 +149,8 @@ def _append_sql() -> str:
              set_config('synchronous_commit',
                         CASE WHEN $1::boolean THEN 'off' ELSE current_setting('synchronous_commit') END, true)
     ), text AS (
-        SELECT head.*, $2::text || to_char(head.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
-                       || $3::text || head.seq::text || $4::text AS canonical
+        SELECT head.*, $2::text || {ledger.sql_time("head.occurred_at")} || $3::text || head.seq::text || $4::text
+               AS canonical
         FROM head
     ), hashed AS (
         SELECT text.*, encode(sha256(convert_to(text.canonical, 'UTF8')), 'hex') AS entry_hash FROM text

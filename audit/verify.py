@@ -208,7 +208,7 @@ def _differences(columns: dict[str, Any], canonical_text: str) -> str:
 # The window is ordered by ok after seq (which is unique, so the order is seq's) because PostgreSQL
 # computes a window's sort keys below it: that is what puts the per-row checks, nearly all the
 # work, in the parallel workers rather than in the one process that runs the window.
-_MARKED_ROWS = """
+_MARKED_ROWS = f"""
 SELECT n, id, previous_id, seq, chain_hash, ok AND linked, last
 FROM (
     SELECT id, seq, chain_hash, ok,
@@ -234,7 +234,7 @@ FROM (
                    AND c.model_name = e.model_name
                    AND c.object_id = e.object_id
                    AND c.object_type = e.object_type
-                   AND c.occurred_at = to_char(e.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+                   AND c.occurred_at = {ledger.sql_time("e.occurred_at")}
                    AND c.reason = e.reason
                    AND c.request_id = e.request_id
                    AND c.seq = e.seq::text

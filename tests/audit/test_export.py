@@ -452,3 +452,16 @@ def test_a_column_edited_behind_the_hashes_back_shows_in_the_export(trail, signi
     code, output = offline(bundle, signing_key)
     assert code == 1
     assert "events.csv record 2: differs from event #3 in events.jsonl" in output
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_export_outside_a_transaction_writes_the_csv_alongside_and_verifies(trail, signing_key, tmp_path):
+    """Outside a transaction, PostgreSQL writes the CSV on a second connection while the JSONL is
+    written: the two files still hold the same events, and the bundle verifies."""
+    bundle = run_export(tmp_path)
+
+    code, output = offline(bundle, signing_key)
+    assert code == 0, output
+    records = list(csv.DictReader((bundle / "events.csv").open(newline="", encoding="utf-8")))
+    assert [int(r["seq"]) for r in records] == [e["seq"] for e in lines(bundle / "events.jsonl")]
+    assert len(records) == trail + 1
