@@ -11,12 +11,13 @@ class Role(StrEnum):
     VALIDATOR = "Validators"
     RISK_OFFICER = "Risk officers"
     COMMITTEE_MEMBER = "Committee members"
+    COMPLIANCE_OFFICER = "Compliance officers"
     DEPLOYER = "Deployers"
     AUDITOR = "Auditors"
 
 
 # Roles that oversee every model, restricted ones included.
-GOVERNANCE_ROLES = frozenset({Role.VALIDATOR, Role.RISK_OFFICER, Role.COMMITTEE_MEMBER})
+GOVERNANCE_ROLES = frozenset({Role.VALIDATOR, Role.RISK_OFFICER, Role.COMMITTEE_MEMBER, Role.COMPLIANCE_OFFICER})
 OVERSIGHT_ROLES = GOVERNANCE_ROLES | {Role.AUDITOR}
 ROLE_NAMES = frozenset(role.value for role in Role)
 

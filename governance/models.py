@@ -1,2 +1,262 @@
-"""Risk assessments, approval policies, requests and decisions arrive here; the version
-lifecycle states they drive are defined in ``registry.models.VersionState``."""
+"""Risk assessments, the published rules they and the approvals run under, approval requests
+with their stages and decisions, and the conditions and exceptions that outlive them.
+
+The version lifecycle states these drive are ``registry.models.VersionState``; which moves
+are allowed is ``governance.workflow``. Nothing here is deleted: a request ends in a state, a
+policy is superseded, a condition is met or waived.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from registry.models import ModelVersion, RegisteredModel, RiskTier
+
+
+class DocumentStatus(models.TextChoices):
+    DRAFT = "draft"
+    PUBLISHED = "published"
+    SUPERSEDED = "superseded"
+
+
+class PublishedDocument(models.Model):
+    """Rules risk officers edit as drafts and publish. A published version never changes: an
+    edit is a new draft (the next version number), and publishing it supersedes the last."""
+
+    version = models.PositiveIntegerField()
+    status = models.CharField(max_length=12, choices=DocumentStatus.choices, default=DocumentStatus.DRAFT)
+    notes = models.TextField(blank=True, help_text="What changed and why.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    published_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    published_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class Scorecard(PublishedDocument):
+    """The tiering rules: which answers score what, how scores map to a tier, and the floors.
+    ``governance.tiering`` reads them; nothing about the scoring is a code constant."""
+
+    rules = models.JSONField()
+
+    class Meta:
+        ordering = ["-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["version"], name="scorecard_version_unique"),
+            models.UniqueConstraint(fields=["status"], condition=Q(status="published"), name="scorecard_one_published"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Scorecard v{self.version} ({self.status})"
+
+
+class ApprovalPolicy(PublishedDocument):
+    """What approval takes at one tier. ``stages`` is an ordered list of
+    ``{"name", "step", "role", "quorum", "sla_business_days", "independent"}``: stages that
+    share a step run in parallel, and a step starts when the one before it is complete."""
+
+    tier = models.PositiveSmallIntegerField(choices=RiskTier.choices)
+    stages = models.JSONField()
+    min_distinct_people = models.PositiveSmallIntegerField(help_text="Including the submitter.")
+    revalidation_months = models.PositiveSmallIntegerField()
+    max_exception_days = models.PositiveSmallIntegerField()
+    monitoring = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["tier", "-version"]
+        verbose_name_plural = "approval policies"
+        constraints = [
+            models.UniqueConstraint(fields=["tier", "version"], name="policy_version_unique_per_tier"),
+            models.UniqueConstraint(fields=["tier"], condition=Q(status="published"), name="policy_one_published"),
+        ]
+
+    def __str__(self) -> str:
+        return f"T{self.tier} policy v{self.version} ({self.status})"
+
+
+class RiskAssessment(models.Model):
+    """One answered questionnaire and the inherent tier it gives, with how it got there. The
+    latest assessment of a model is its current one; earlier ones stay as history."""
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="risk_assessments")
+    scorecard = models.ForeignKey(Scorecard, on_delete=models.PROTECT, related_name="+")
+    answers = models.JSONField()
+    flags = models.JSONField(default=list, blank=True)
+    materiality = models.PositiveSmallIntegerField()
+    complexity = models.PositiveSmallIntegerField()
+    inherent_tier = models.PositiveSmallIntegerField(choices=RiskTier.choices)
+    prohibited = models.BooleanField(default=False)
+    rationale = models.JSONField(help_text="Each answer's score, the bands, the matrix tier and the floors applied.")
+    assessed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.model.name}: T{self.inherent_tier} ({self.created_at:%Y-%m-%d})"
+
+
+class RequestKind(models.TextChoices):
+    RELEASE = "release"
+    TIER_CHANGE = "tier_change"
+
+
+class RequestState(models.TextChoices):
+    """Transitions are ``governance.workflow.REQUEST_TRANSITIONS``."""
+
+    OPEN = "open"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    CHANGES_REQUESTED = "changes_requested"
+    WITHDRAWN = "withdrawn"
+
+
+class ApprovalRequest(models.Model):
+    """A question put to the people the policy names: may this version be released, may this
+    model's tier change. It runs under the policy (or scorecard) version it pinned when it was
+    submitted, to the end, whatever is published meanwhile."""
+
+    kind = models.CharField(max_length=20, choices=RequestKind.choices)
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="approval_requests")
+    version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="approval_requests"
+    )
+    tier = models.PositiveSmallIntegerField(choices=RiskTier.choices)
+    policy = models.ForeignKey(ApprovalPolicy, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    scorecard = models.ForeignKey(Scorecard, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    requested_tier = models.PositiveSmallIntegerField(choices=RiskTier.choices, null=True, blank=True)
+    rationale = models.TextField(blank=True)
+    state = models.CharField(max_length=20, choices=RequestState.choices, default=RequestState.OPEN)
+    current_step = models.PositiveSmallIntegerField(null=True, blank=True)
+    submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    submitted_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    closed_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-submitted_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["version", "kind"], condition=Q(state="open"), name="one_open_request_per_version_and_kind"
+            ),
+            models.UniqueConstraint(
+                fields=["model"], condition=Q(state="open", kind="tier_change"), name="one_open_tier_change_per_model"
+            ),
+            models.CheckConstraint(
+                condition=(Q(kind="release", version__isnull=False, policy__isnull=False))
+                | Q(kind="tier_change", requested_tier__isnull=False, scorecard__isnull=False),
+                name="request_kind_has_its_subject",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        subject = f"v{self.version.number}" if self.version_id and self.version else f"tier → T{self.requested_tier}"
+        return f"#{self.pk} {self.model.name} {subject} ({self.state})"
+
+
+class StageState(models.TextChoices):
+    WAITING = "waiting"
+    ACTIVE = "active"
+    COMPLETE = "complete"
+    CLOSED = "closed"  # the request ended before this stage completed
+
+
+class RequestStage(models.Model):
+    """One stage of a request, copied from its pinned policy when it was submitted."""
+
+    request = models.ForeignKey(ApprovalRequest, on_delete=models.PROTECT, related_name="stages")
+    step = models.PositiveSmallIntegerField()
+    name = models.CharField(max_length=100)
+    role = models.CharField(max_length=150)
+    quorum = models.PositiveSmallIntegerField()
+    sla_business_days = models.PositiveSmallIntegerField()
+    independent = models.BooleanField(default=False, help_text="Signers must not be on the owning team.")
+    state = models.CharField(max_length=10, choices=StageState.choices, default=StageState.WAITING)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    due_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["request_id", "step", "id"]
+        constraints = [models.UniqueConstraint(fields=["request", "name"], name="stage_name_unique_per_request")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.role}, {self.quorum} of)"
+
+
+class Outcome(models.TextChoices):
+    APPROVE = "approve"
+    APPROVE_WITH_CONDITIONS = "approve_with_conditions"
+    REQUEST_CHANGES = "request_changes"
+    REJECT = "reject"
+
+
+class Decision(models.Model):
+    """One person's signature on one stage. A person signs a request at most once, whatever
+    roles they hold: the unique constraint says so where no code path can forget it."""
+
+    request = models.ForeignKey(ApprovalRequest, on_delete=models.PROTECT, related_name="decisions")
+    stage = models.ForeignKey(RequestStage, on_delete=models.PROTECT, related_name="decisions")
+    person = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    outcome = models.CharField(max_length=30, choices=Outcome.choices)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["request", "person"], name="one_decision_per_person")]
+
+    def __str__(self) -> str:
+        return f"{self.person} {self.outcome} ({self.stage.name})"
+
+
+class ConditionState(models.TextChoices):
+    OPEN = "open"
+    MET = "met"
+    WAIVED = "waived"
+
+
+class Condition(models.Model):
+    """Something an approval with conditions requires, owned by someone, due by a date."""
+
+    decision = models.ForeignKey(Decision, on_delete=models.PROTECT, related_name="conditions")
+    request = models.ForeignKey(ApprovalRequest, on_delete=models.PROTECT, related_name="conditions")
+    description = models.TextField()
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    due_date = models.DateField()
+    state = models.CharField(max_length=10, choices=ConditionState.choices, default=ConditionState.OPEN)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["due_date", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.description[:60]} (due {self.due_date})"
+
+
+class PolicyException(models.Model):
+    """A sanctioned departure from the policy (use before validation, say): what it covers, the
+    control that compensates, who approved it, and an expiry no longer than the tier allows."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="policy_exceptions")
+    policy = models.ForeignKey(ApprovalPolicy, on_delete=models.PROTECT, related_name="+")
+    scope = models.TextField()
+    compensating_control = models.TextField()
+    reason = models.TextField()
+    approver = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    expires_at = models.DateTimeField(db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "exception"
+
+    def __str__(self) -> str:
+        return f"Exception for {self.version} until {self.expires_at:%Y-%m-%d}"

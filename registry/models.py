@@ -65,6 +65,8 @@ class RegisteredModel(models.Model):
 
     class Meta:
         ordering = ["name"]
+        # Granted per model with django-guardian (governance assigns validators).
+        permissions = [("validate_registeredmodel", "Can validate this model")]
 
     def __str__(self) -> str:
         return self.name

@@ -108,12 +108,6 @@ def can_grant_access(user: Any, model: RegisteredModel) -> Decision:
     return deny("Only the model's owner or a risk officer may grant or revoke access to it.")
 
 
-def can_record_risk_tier(user: Any) -> Decision:
-    if has_role(user, Role.RISK_OFFICER):
-        return ALLOW
-    return deny("Only a risk officer records a model's risk tier.")
-
-
 def can_create_dataset(user: Any, *, team_id: int) -> Decision:
     if not (has_role(user, Role.MODEL_DEVELOPER) or has_role(user, Role.MODEL_OWNER)):
         return deny("Only model developers and model owners register datasets.")

@@ -210,25 +210,29 @@ def model_update(
     return model
 
 
-@transaction.atomic
-def model_record_risk_tier(*, actor: Any, model: RegisteredModel, tier: int, reason: str) -> RegisteredModel:
-    """Record the model's current risk tier (governance's assessment calls this)."""
-    policies.can_record_risk_tier(actor).ensure()
+def model_set_risk_tier(
+    *, actor: Any, model: RegisteredModel, tier: int, reason: str, **context: Any
+) -> RegisteredModel:
+    """Set the model's current risk tier. Governance calls this once its own rules have
+    decided the tier (an assessment, an approved override); it is not an entry point of its own.
+    ``context`` (the assessment or request behind the change) goes into the audit event."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("model_set_risk_tier runs inside the governance service's transaction")
     if tier not in RiskTier.values:
         raise ValidationFailed.on("risk_tier", "must be 1, 2, 3 or 4 (T1 critical … T4 low)")
-    if not reason.strip():
-        raise ValidationFailed.on("reason", "a reason is required when recording a risk tier")
     model = RegisteredModel.objects.select_for_update(no_key=True).get(pk=model.pk)
     before = {"risk_tier": model.risk_tier}
+    if model.risk_tier == tier:
+        return model
     model.risk_tier = tier
     model.save(update_fields=["risk_tier", "updated_at"])
     audit_record(
         actor=actor,
-        action="model.risk_tier_recorded",
+        action="model.risk_tier_changed",
         obj=model,
         model_name=model.name,
         before=before,
-        after={"risk_tier": tier},
+        after={"risk_tier": tier, **context},
         reason=reason,
     )
     return model
@@ -385,6 +389,32 @@ def version_update(
         model_name=version.model.name,
         before=before,
         after=_snapshot(version, changed),
+    )
+    return version
+
+
+def version_set_state(
+    *, actor: Any, version: ModelVersion, state: str, reason: str = "", **context: Any
+) -> ModelVersion:
+    """Move the version to ``state``. Governance calls this inside its own transaction, after
+    ``governance.workflow`` has allowed the move and its policies the actor; ``context`` (the
+    request, the policy version) goes into the audit event with the reason."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("version_set_state runs inside the governance service's transaction")
+    version = (
+        ModelVersion.objects.select_for_update(of=("self",), no_key=True).select_related("model").get(pk=version.pk)
+    )
+    before = {"state": version.state}
+    version.state = state
+    version.save(update_fields=["state", "updated_at"])
+    audit_record(
+        actor=actor,
+        action="version.state_changed",
+        obj=version,
+        model_name=version.model.name,
+        before=before,
+        after={"state": state, **context},
+        reason=reason,
     )
     return version
 

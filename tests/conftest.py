@@ -24,6 +24,13 @@ def _clear_cache() -> None:
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings: Any) -> None:
+    """Personas get real passwords; hashing them with production's cost would make each
+    persona take a second of the suite."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _flush_past_the_ledger_protection() -> Any:
     """Transactional tests end with a flush (TRUNCATE / DELETE of every table), which the

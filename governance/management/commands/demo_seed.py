@@ -1,6 +1,7 @@
 """Load a living demo registry: a user per role, two teams, ~20 models across the four tiers
-with versions, datasets and lineage. Everything goes through the services, so the audit
-trail shows the demo's history like any other."""
+with versions, datasets and lineage; each model risk-assessed, its first version approved
+through its tier's workflow and its newest one awaiting decisions. Everything goes through the
+services, so the audit trail shows the demo's history like any other."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from django.db import transaction
 
 from audit.context import origin
 from common.roles import Role
+from governance import services as governance
+from governance.models import ApprovalRequest, RequestState, StageState
 from registry import services
 from registry.models import DatasetVersion, ModelVersion, RegisteredModel
 
@@ -30,7 +33,10 @@ USERS: list[tuple[str, list[str], str | None, bool]] = [
     ("owner.pricing", [Role.MODEL_OWNER], "pricing", True),
     ("validator", [Role.VALIDATOR], None, True),
     ("risk.officer", [Role.RISK_OFFICER], None, True),
+    ("risk.officer.2", [Role.RISK_OFFICER], None, True),
+    ("compliance", [Role.COMPLIANCE_OFFICER], None, True),
     ("committee", [Role.COMMITTEE_MEMBER], None, True),
+    ("committee.2", [Role.COMMITTEE_MEMBER], None, True),
     ("deployer", [Role.DEPLOYER], None, False),
     ("auditor", [Role.AUDITOR], None, True),
 ]
@@ -110,6 +116,39 @@ MODELS: list[tuple[str, str, int, bool, int, list[str], str]] = [
     ("address-matcher", "pricing", 4, False, 2, [], "Normalises and matches postal addresses"),
 ]
 FRAMEWORKS = ["scikit-learn", "xgboost", "lightgbm", "pytorch"]
+# Questionnaire answers that give each tier under the default scorecard (with its flags).
+LOW_ANSWERS = {
+    "financial_exposure": "under_1m",
+    "decision_impact": "informs",
+    "regulatory_use": "none",
+    "scale": "under_1k",
+    "method": "rules_or_scorecard",
+    "data": "internal_structured",
+    "interpretability": "transparent",
+    "dynamism": "static",
+    "dependencies": "none",
+}
+ASSESSMENTS: dict[int, tuple[dict[str, str], list[str]]] = {
+    1: ({**LOW_ANSWERS, "financial_exposure": "over_100m", "method": "tree_ensemble"}, ["regulatory_capital"]),
+    2: ({**LOW_ANSWERS, "decision_impact": "fully_automated"}, ["automated_customer_pricing_or_eligibility"]),
+    3: (
+        {
+            **LOW_ANSWERS,
+            "financial_exposure": "1m_to_10m",
+            "decision_impact": "automated_with_review",
+            "scale": "1k_to_100k",
+        },
+        [],
+    ),
+    4: (LOW_ANSWERS, []),
+}
+# Who signs which role's stages in the demo (never the submitter or the creator).
+SIGNERS = {
+    Role.VALIDATOR: ["validator"],
+    Role.COMPLIANCE_OFFICER: ["compliance"],
+    Role.RISK_OFFICER: ["risk.officer"],
+    Role.COMMITTEE_MEMBER: ["committee", "committee.2"],
+}
 
 
 def _digest(*parts: object) -> str:
@@ -136,6 +175,7 @@ class Command(BaseCommand):
             return
         with origin("demo-seed"), transaction.atomic():
             passwords = self._create_users()
+            self._assign_validators()
             self._create_registry()
             dev = User.objects.get(username="dev.credit")
             _, token = services.token_create(actor=dev, name="demo")
@@ -166,7 +206,6 @@ class Command(BaseCommand):
     def _create_registry(self) -> None:
         devs = {team: User.objects.get(username=f"dev.{team.split('-')[0]}") for team in TEAMS}
         owners = {team: User.objects.get(username=f"owner.{team.split('-')[0]}") for team in TEAMS}
-        risk_officer = User.objects.get(username="risk.officer")
         dataset_versions: dict[str, list[DatasetVersion]] = {}
         for team, names in DATASETS.items():
             for name in names:
@@ -197,9 +236,8 @@ class Command(BaseCommand):
                 tags={"line": "lending" if team == "credit-risk" else "insurance"},
                 restricted=restricted,
             )
-            services.model_record_risk_tier(
-                actor=risk_officer, model=model, tier=tier, reason="Demo: initial assessment on the default scorecard"
-            )
+            answers, flags = ASSESSMENTS[tier]
+            governance.assessment_record(actor=owners[team], model=model, answers=answers, flags=flags)
             previous: ModelVersion | None = None
             for number in range(1, count + 1):
                 newest = number == count
@@ -227,8 +265,41 @@ class Command(BaseCommand):
                 )
             assert previous is not None
             latest[name] = previous
-            services.alias_set(actor=devs[team], model=model, name="champion", number=previous.number)
+            first = model.versions.get(number=1)
+            self._approve(governance.request_submit(actor=owners[team], version=first, rationale="Initial release"))
+            services.alias_set(actor=devs[team], model=model, name="champion", number=1)
+            if count > 1:
+                pending = governance.request_submit(
+                    actor=owners[team], version=previous, rationale=f"Retrained on {used[0] if used else 'new'} data"
+                )
+                if index % 3 == 0 and pending.stages.filter(step=2).exists():  # a few are further along
+                    self._approve(pending, steps=1)
         assert RegisteredModel.objects.count() == len(MODELS)
+
+    def _assign_validators(self) -> None:
+        risk_officer = User.objects.get(username="risk.officer")
+        validator = User.objects.get(username="validator")
+        for team in TEAMS:
+            governance.validator_assign(actor=risk_officer, validator=validator, team=Group.objects.get(name=team))
+
+    def _approve(self, request: ApprovalRequest, steps: int = 99) -> None:
+        """Sign the request's stages in turn with the demo's people, ``steps`` steps at most.
+        T3's independent reviewer is the other team's developer."""
+        reviewers = {"credit-risk": "dev.pricing", "pricing": "dev.credit"}
+        for _ in range(steps):
+            request.refresh_from_db()
+            if request.state != RequestState.OPEN:
+                return
+            for stage in request.stages.filter(state=StageState.ACTIVE):
+                names = SIGNERS.get(Role(stage.role), [reviewers[request.model.team.name]])
+                for username in names[: stage.quorum]:
+                    governance.decision_record(
+                        actor=User.objects.get(username=username),
+                        request=request,
+                        outcome="approve",
+                        comment="Demo: evidence reviewed",
+                        stage=stage.name,
+                    )
 
     def _print_logins(self, passwords: dict[str, str], token: str | None = None) -> None:
         roles = {username: ", ".join(roles) or "superuser" for username, roles, *_ in USERS}

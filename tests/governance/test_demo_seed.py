@@ -7,6 +7,7 @@ from django.core.management import call_command
 
 from audit.models import AuditEvent
 from common.roles import Role
+from governance.models import ApprovalRequest, RiskAssessment
 from registry.models import DatasetUsage, ModelVersion, RegisteredModel, VersionParent
 
 
@@ -21,6 +22,11 @@ def test_demo_seed_loads_a_living_registry_and_prints_working_logins(db):
     assert VersionParent.objects.filter(relation="fine_tuned_from").exists()
     assert DatasetUsage.objects.exists()
     assert AuditEvent.objects.filter(action="version.created").count() == ModelVersion.objects.count()
+    assert RiskAssessment.objects.values("model").distinct().count() == 20
+    assert ModelVersion.objects.filter(number=1, state="approved").count() == 20
+    waiting = ApprovalRequest.objects.filter(state="open")
+    assert waiting.count() == RegisteredModel.objects.filter(versions__number=2).count()
+    assert waiting.filter(current_step=1).exists() and waiting.filter(current_step__gt=1).exists()
 
     rows = [line.split() for line in text.splitlines() if line.startswith("  ")]
     logins = {row[0]: row[1] for row in rows if len(row) >= 3 and row[0] != "curl"}

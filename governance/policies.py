@@ -1,0 +1,208 @@
+"""Who may do what in governance, segregation of duties included. The only place these rules
+live: the API, the admin and the services ask here, and every refusal carries its reason, the
+same text wherever it is shown ("You cannot approve: you submitted this version.").
+
+``can_decide`` answers for one request; ``decidable_requests`` is the same rule as a query (the
+queue), and a test holds the two to each other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import Group
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import BigIntegerField, Exists, OuterRef, Q, QuerySet
+from django.db.models.functions import Cast
+from guardian.models import UserObjectPermission
+
+from common.policy import ALLOW, Decision, deny
+from common.roles import Role, has_role, roles_of
+from governance.models import (
+    ApprovalRequest,
+    Condition,
+    ConditionState,
+    Outcome,
+    RequestKind,
+    RequestStage,
+    StageState,
+)
+from governance.models import Decision as Signature
+from registry import policies as registry_policies
+from registry.models import ModelVersion, RegisteredModel, RegisteredModelUserObjectPermission
+
+VALIDATE_MODEL = "validate_registeredmodel"  # on a RegisteredModel
+VALIDATE_TEAM = "validate_team_models"  # on a team (auth.Group): every model of the team
+VERBS: dict[str, str] = {
+    Outcome.APPROVE: "approve",
+    Outcome.APPROVE_WITH_CONDITIONS: "approve",
+    Outcome.REQUEST_CHANGES: "request changes",
+    Outcome.REJECT: "reject",
+}
+
+
+# --- validator assignment (django-guardian) ----------------------------------------------
+
+
+def _team_assignments(user: Any) -> QuerySet:
+    return (
+        UserObjectPermission.objects.filter(
+            user=user,
+            permission__codename=VALIDATE_TEAM,
+            content_type=ContentType.objects.get_for_model(Group),
+        )
+        .annotate(team_id=Cast("object_pk", BigIntegerField()))
+        .values("team_id")
+    )
+
+
+def assigned_models(user: Any) -> Q:
+    """A ``RegisteredModel`` filter: the models ``user`` is assigned to validate, one by one or
+    through their team."""
+    direct = RegisteredModelUserObjectPermission.objects.filter(user=user, permission__codename=VALIDATE_MODEL).values(
+        "content_object_id"
+    )
+    return Q(pk__in=direct) | Q(team_id__in=_team_assignments(user))
+
+
+def is_assigned_validator(user: Any, model: RegisteredModel) -> bool:
+    return RegisteredModel.objects.filter(assigned_models(user), pk=model.pk).exists()
+
+
+def can_assign_validators(user: Any) -> Decision:
+    if has_role(user, Role.RISK_OFFICER):
+        return ALLOW
+    return deny("Only a risk officer assigns validators.")
+
+
+# --- deciding ----------------------------------------------------------------------------
+
+
+def _stage_refusal(user: Any, request: ApprovalRequest, stage: RequestStage, on_team: bool) -> str:
+    """Why ``user``, who holds the stage's role, still may not sign it ('' if they may)."""
+    validator = stage.role == Role.VALIDATOR
+    if (stage.independent or validator) and on_team:
+        who = "a validator" if validator else f"the {stage.name.lower()} stage's signer"
+        return f"{who} is never a member of the owning team ({request.model.team.name})."
+    if validator and not is_assigned_validator(user, request.model):
+        return f"you are not assigned to validate {request.model.name} or its team's models."
+    return ""
+
+
+def signable_stages(
+    user: Any, request: ApprovalRequest, outcome: str = Outcome.APPROVE
+) -> tuple[Decision, list[RequestStage]]:
+    """The active stages ``user`` may sign on ``request``, or the reason there are none.
+
+    Expects ``request.stages`` and ``request.decisions`` prefetched (the request page does)."""
+    refuse = f"You cannot {VERBS.get(outcome, 'decide')}: "
+    if not getattr(user, "is_authenticated", False):
+        return deny(refuse + "sign in first."), []
+    if user.pk == request.submitted_by_id:
+        what = "submitted this version" if request.kind == RequestKind.RELEASE else "asked for this tier change"
+        return deny(f"{refuse}you {what}."), []
+    if request.version is not None and user.pk == request.version.created_by_id:
+        return deny(refuse + "you created this version."), []
+    signed = next((d for d in request.decisions.all() if d.person_id == user.pk), None)
+    if signed is not None:
+        return deny(f"{refuse}you already signed this request ({signed.stage.name})."), []
+    active = [stage for stage in request.stages.all() if stage.state == StageState.ACTIVE]
+    if not active:
+        return deny(f"{refuse}the request is {request.state}; it awaits no decision."), []
+    mine = [stage for stage in active if stage.role in roles_of(user)]
+    if not mine:
+        needed = " or ".join(sorted({f"{stage.name} ({stage.role})" for stage in active}))
+        return deny(f"{refuse}the current stage needs {needed}, a role you do not hold."), []
+    on_team = registry_policies.is_team_member(user, request.model.team_id)
+    reasons = [_stage_refusal(user, request, stage, on_team) for stage in mine]
+    allowed = [stage for stage, reason in zip(mine, reasons, strict=True) if not reason]
+    if not allowed:
+        return deny(refuse + reasons[0]), []
+    return ALLOW, allowed
+
+
+def can_decide(user: Any, request: ApprovalRequest, outcome: str = Outcome.APPROVE) -> Decision:
+    return signable_stages(user, request, outcome)[0]
+
+
+def decidable_requests(user: Any, queryset: QuerySet[ApprovalRequest]) -> QuerySet[ApprovalRequest]:
+    """``can_decide`` as a query: the requests awaiting ``user``'s signature."""
+    roles = roles_of(user)
+    if not roles:
+        return queryset.none()
+    teams = registry_policies.teams_of(user).values("pk")
+    stage = RequestStage.objects.filter(request=OuterRef("pk"), state=StageState.ACTIVE, role__in=roles)
+    # Independent stages and validators' stages: only for those off the owning team; validators'
+    # stages also only where assigned.
+    stage = stage.filter(
+        (Q(independent=False) & ~Q(role=Role.VALIDATOR))
+        | (
+            ~Q(request__model__team_id__in=teams)
+            & (~Q(role=Role.VALIDATOR) | Q(request__model__in=RegisteredModel.objects.filter(assigned_models(user))))
+        )
+    )
+    return (
+        queryset.filter(Exists(stage))
+        .exclude(submitted_by=user)
+        .exclude(version__created_by=user)
+        .exclude(Exists(Signature.objects.filter(request=OuterRef("pk"), person=user)))
+    )
+
+
+# --- the rest ----------------------------------------------------------------------------
+
+
+def visible_requests(user: Any, queryset: QuerySet[ApprovalRequest]) -> QuerySet[ApprovalRequest]:
+    """Requests about models the user may see."""
+    return queryset.filter(model__in=registry_policies.visible_models(user))
+
+
+def can_submit(user: Any, version: ModelVersion) -> Decision:
+    if registry_policies.is_team_member(user, version.model.team_id):
+        return ALLOW
+    return deny(f"Only the owning team ({version.model.team.name}) submits versions of {version.model.name}.")
+
+
+def can_withdraw(user: Any, request: ApprovalRequest) -> Decision:
+    if user.pk in (request.submitted_by_id, request.model.owner_id):
+        return ALLOW
+    return deny("Only the submitter or the model's owner withdraws a request.")
+
+
+def can_assess(user: Any, model: RegisteredModel) -> Decision:
+    if user.pk == model.owner_id or has_role(user, Role.RISK_OFFICER):
+        return ALLOW
+    return deny(f"Only the owner of {model.name} or a risk officer records its risk assessment.")
+
+
+def can_request_tier_override(user: Any, model: RegisteredModel) -> Decision:
+    if user.pk == model.owner_id or has_role(user, Role.RISK_OFFICER):
+        return ALLOW
+    return deny(f"Only the owner of {model.name} or a risk officer asks for a tier override.")
+
+
+def can_edit_rules(user: Any) -> Decision:
+    if has_role(user, Role.RISK_OFFICER):
+        return ALLOW
+    return deny("Only a risk officer edits and publishes policies and the scorecard.")
+
+
+def can_close_condition(user: Any, condition: Condition, state: str) -> Decision:
+    """Its owner says a condition is met; only a risk officer waives one (or marks it met)."""
+    if has_role(user, Role.RISK_OFFICER):
+        return ALLOW
+    if state == ConditionState.MET and user.pk == condition.owner_id:
+        return ALLOW
+    if state == ConditionState.MET:
+        return deny("Only the condition's owner or a risk officer marks it met.")
+    return deny("Only a risk officer waives a condition.")
+
+
+def can_grant_exception(user: Any, version: ModelVersion) -> Decision:
+    if not has_role(user, Role.RISK_OFFICER):
+        return deny("Only a risk officer grants an exception.")
+    if user.pk == version.created_by_id:
+        return deny("You cannot grant this exception: you created this version.")
+    if registry_policies.is_team_member(user, version.model.team_id):
+        return deny(f"You cannot grant this exception: you are on the owning team ({version.model.team.name}).")
+    return ALLOW

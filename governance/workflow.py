@@ -1,0 +1,72 @@
+"""The state tables: which moves a model version and an approval request may make. Pure data
+and one check each; the services ask here before they change a state, and a refused move is a
+409 that says what the state is and where it can go from there."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from common.errors import Conflict
+from governance.models import RequestState
+from registry.models import VersionState
+
+V = VersionState
+# from → {to: what the move is}
+VERSION_TRANSITIONS: Mapping[str, Mapping[str, str]] = {
+    V.DRAFT: {V.SUBMITTED: "submitted for approval"},
+    V.SUBMITTED: {
+        V.APPROVED: "approved (last stage complete)",
+        V.REJECTED: "rejected",
+        V.CHANGES_REQUESTED: "changes requested",
+        V.DRAFT: "request withdrawn",
+    },
+    V.CHANGES_REQUESTED: {V.DEPRECATED: "retired without release"},
+    V.APPROVED: {
+        V.DEPLOYED: "deployed",
+        V.SUSPENDED: "suspended",
+        V.DEPRECATED: "deprecated",
+    },
+    V.DEPLOYED: {V.SUSPENDED: "suspended", V.DEPRECATED: "deprecated"},
+    V.SUSPENDED: {V.APPROVED: "suspension lifted", V.DEPRECATED: "deprecated"},
+    V.REJECTED: {V.DEPRECATED: "retired without release"},
+    V.DEPRECATED: {V.DECOMMISSIONED: "decommissioned"},
+    V.DECOMMISSIONED: {},
+}
+
+R = RequestState
+REQUEST_TRANSITIONS: Mapping[str, Mapping[str, str]] = {
+    R.OPEN: {
+        R.APPROVED: "approved (last stage complete)",
+        R.REJECTED: "rejected",
+        R.CHANGES_REQUESTED: "changes requested",
+        R.WITHDRAWN: "withdrawn",
+    },
+    R.APPROVED: {},
+    R.REJECTED: {},
+    R.CHANGES_REQUESTED: {},
+    R.WITHDRAWN: {},
+}
+
+
+def _ensure(table: Mapping[str, Mapping[str, str]], subject: str, current: str, target: str) -> None:
+    if target in table[current]:
+        return
+    allowed = ", ".join(table[current]) or "nowhere: it is final"
+    raise Conflict(
+        f"{subject} is {current}; it cannot become {target} (from {current} it can go to {allowed}).",
+        fields={"state": [f"{current} → {target} is not allowed"]},
+        code="invalid_transition",
+    )
+
+
+def ensure_version_transition(subject: str, current: str, target: str) -> None:
+    """``subject`` names the version in the message ("Version 3 of pd-retail")."""
+    _ensure(VERSION_TRANSITIONS, subject, current, target)
+
+
+def ensure_request_transition(subject: str, current: str, target: str) -> None:
+    _ensure(REQUEST_TRANSITIONS, subject, current, target)
+
+
+def is_final(state: str) -> bool:
+    return not REQUEST_TRANSITIONS[state]
