@@ -192,6 +192,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "RiskTierEnum": "registry.models.RiskTier",
+        "ModelStatusEnum": "registry.models.ModelStatus",
+        "DocumentStatusEnum": "governance.models.DocumentStatus",
+    },
 }
 
 LOGGING = {

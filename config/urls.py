@@ -8,6 +8,7 @@ from common.views import healthz
 admin.site.site_header = "Warden"
 admin.site.site_title = "Warden"
 admin.site.index_title = "Model registry and governance"
+admin.site.index_template = "admin/warden_index.html"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -15,6 +16,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/v1/", include("registry.api.urls")),
     path("api/v1/", include("audit.api.urls")),
+    path("api/v1/", include("governance.api.urls")),
     path("api-auth/", include("rest_framework.urls")),
     path("healthz", healthz, name="healthz"),
     re_path(r"^api/(?P<path>.*)$", api_not_found),

@@ -1,7 +1,8 @@
-"""Business days: SLAs are counted in them."""
+"""Business days (SLAs are counted in them) and calendar months (revalidation intervals)."""
 
 from __future__ import annotations
 
+import calendar
 from datetime import date, datetime, timedelta
 
 
@@ -14,3 +15,10 @@ def add_business_days(start: datetime, days: int, holidays: frozenset[date] = fr
         if moment.weekday() < 5 and moment.date() not in holidays:
             days -= 1
     return moment
+
+
+def add_months(start: datetime, months: int) -> datetime:
+    """``start`` plus ``months`` calendar months; the 31st becomes the month's last day."""
+    index = start.month - 1 + months
+    year, month = start.year + index // 12, index % 12 + 1
+    return start.replace(year=year, month=month, day=min(start.day, calendar.monthrange(year, month)[1]))

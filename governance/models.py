@@ -139,6 +139,9 @@ class ApprovalRequest(models.Model):
     submitted_at = models.DateTimeField(auto_now_add=True, db_index=True)
     closed_at = models.DateTimeField(null=True, blank=True)
     closed_reason = models.TextField(blank=True)
+    valid_until = models.DateTimeField(
+        null=True, blank=True, db_index=True, help_text="An approved release: when revalidation is due."
+    )
 
     class Meta:
         ordering = ["-submitted_at", "-id"]
@@ -159,6 +162,15 @@ class ApprovalRequest(models.Model):
     def __str__(self) -> str:
         subject = f"v{self.version.number}" if self.version_id and self.version else f"tier → T{self.requested_tier}"
         return f"#{self.pk} {self.model.name} {subject} ({self.state})"
+
+
+class AwaitingDecision(ApprovalRequest):
+    """The admin's queue: the same requests, listed as those awaiting my decision."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "request awaiting my decision"
+        verbose_name_plural = "awaiting my decision"
 
 
 class StageState(models.TextChoices):

@@ -22,7 +22,7 @@ from audit.services import audit_record
 from common.errors import Conflict, NotFound, ValidationFailed
 from common.roles import Role, has_role, is_team
 from governance import policies, rules, tiering, workflow
-from governance.calendar import add_business_days
+from governance.calendar import add_business_days, add_months
 from governance.models import (
     ApprovalPolicy,
     ApprovalRequest,
@@ -139,7 +139,7 @@ def _close(request: ApprovalRequest, state: str, *, actor: Any, reason: str) -> 
         obj=request,
         model_name=request.model.name,
         before=before,
-        after={"state": state, "kind": request.kind, **_pinned(request)},
+        after={"state": state, "kind": request.kind, "valid_until": request.valid_until, **_pinned(request)},
         reason=reason,
     )
 
@@ -467,6 +467,9 @@ def _finish(request: ApprovalRequest, state: str, *, actor: Any, reason: str) ->
             raise Conflict(
                 f"Model {request.model.name} is assessed as a prohibited practice: it can never be approved."
             )
+    if state == RequestState.APPROVED and request.policy is not None:
+        request.valid_until = add_months(timezone.now(), request.policy.revalidation_months)
+        request.save(update_fields=["valid_until"])
     _close(request, state, actor=actor, reason=reason)
     if request.kind == RequestKind.RELEASE:
         _move_version(request, state, actor=actor, reason=reason)

@@ -27,9 +27,9 @@ TEAMS = ("credit-risk", "pricing")
 # username, roles, team, staff
 USERS: list[tuple[str, list[str], str | None, bool]] = [
     ("admin", [], None, True),
-    ("dev.credit", [Role.MODEL_DEVELOPER], "credit-risk", False),
+    ("dev.credit", [Role.MODEL_DEVELOPER], "credit-risk", True),
     ("owner.credit", [Role.MODEL_OWNER], "credit-risk", True),
-    ("dev.pricing", [Role.MODEL_DEVELOPER], "pricing", False),
+    ("dev.pricing", [Role.MODEL_DEVELOPER], "pricing", True),
     ("owner.pricing", [Role.MODEL_OWNER], "pricing", True),
     ("validator", [Role.VALIDATOR], None, True),
     ("risk.officer", [Role.RISK_OFFICER], None, True),

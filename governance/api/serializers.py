@@ -1,0 +1,186 @@
+"""Input serializers check shapes and types; the services check the rules. Output serializers
+read only what the selectors fetched."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from common.api import StrictSerializer
+from governance import tiering
+from governance.models import (
+    ApprovalPolicy,
+    ApprovalRequest,
+    Condition,
+    Decision,
+    Outcome,
+    RequestStage,
+    RiskAssessment,
+    Scorecard,
+)
+from registry.api.serializers import UsernameField
+
+
+class PolicyRefOut(serializers.ModelSerializer):
+    class Meta:
+        model = ApprovalPolicy
+        fields = ["id", "tier", "version"]
+
+
+class PolicyOut(serializers.ModelSerializer):
+    published_by = serializers.CharField(source="published_by.username", allow_null=True, default=None)
+
+    class Meta:
+        model = ApprovalPolicy
+        fields = [
+            "id",
+            "tier",
+            "version",
+            "status",
+            "stages",
+            "min_distinct_people",
+            "revalidation_months",
+            "max_exception_days",
+            "monitoring",
+            "notes",
+            "published_by",
+            "published_at",
+        ]
+
+
+class ScorecardOut(serializers.ModelSerializer):
+    class Meta:
+        model = Scorecard
+        fields = ["id", "version", "status", "rules", "notes", "published_at"]
+
+
+class AssessmentIn(StrictSerializer):
+    answers = serializers.DictField(child=serializers.CharField(), help_text="question → chosen answer")
+    flags = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+
+
+class AssessmentOut(serializers.ModelSerializer):
+    model = serializers.CharField(source="model.name")
+    scorecard_version = serializers.IntegerField(source="scorecard.version")
+    assessed_by = serializers.CharField(source="assessed_by.username")
+    explanation = serializers.SerializerMethodField()
+
+    class Meta:
+        model = RiskAssessment
+        fields = [
+            "id",
+            "model",
+            "scorecard_version",
+            "answers",
+            "flags",
+            "materiality",
+            "complexity",
+            "inherent_tier",
+            "prohibited",
+            "rationale",
+            "explanation",
+            "assessed_by",
+            "created_at",
+        ]
+
+    def get_explanation(self, obj: RiskAssessment) -> str:
+        return tiering.explain(obj.rationale)
+
+
+class TierOverrideIn(StrictSerializer):
+    tier = serializers.IntegerField(min_value=1, max_value=4)
+    rationale = serializers.CharField(max_length=10_000)
+
+
+class SubmitIn(StrictSerializer):
+    rationale = serializers.CharField(required=False, allow_blank=True, default="", max_length=10_000)
+
+
+class WithdrawIn(StrictSerializer):
+    reason = serializers.CharField(max_length=10_000)
+
+
+class ConditionIn(StrictSerializer):
+    description = serializers.CharField(max_length=10_000)
+    owner = UsernameField()
+    due_date = serializers.DateField()
+
+
+class DecisionIn(StrictSerializer):
+    outcome = serializers.ChoiceField(choices=Outcome.choices)
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=10_000)
+    stage = serializers.CharField(required=False, max_length=100, help_text="needed only if you may sign two stages")
+    conditions = ConditionIn(many=True, required=False, default=list)
+
+
+class StageOut(serializers.ModelSerializer):
+    class Meta:
+        model = RequestStage
+        fields = [
+            "step",
+            "name",
+            "role",
+            "quorum",
+            "sla_business_days",
+            "independent",
+            "state",
+            "activated_at",
+            "due_at",
+            "completed_at",
+        ]
+
+
+class ConditionOut(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner.username")
+
+    class Meta:
+        model = Condition
+        fields = ["id", "description", "owner", "due_date", "state", "decision"]
+
+
+class DecisionOut(serializers.ModelSerializer):
+    person = serializers.CharField(source="person.username")
+    stage = serializers.CharField(source="stage.name")
+    role = serializers.CharField(source="stage.role")
+
+    class Meta:
+        model = Decision
+        fields = ["id", "stage", "role", "person", "outcome", "comment", "created_at"]
+
+
+class RequestOut(serializers.ModelSerializer):
+    model = serializers.CharField(source="model.name")
+    version = serializers.IntegerField(source="version.number", allow_null=True, default=None)
+    policy = PolicyRefOut(allow_null=True)
+    scorecard_version = serializers.IntegerField(source="scorecard.version", allow_null=True, default=None)
+    submitted_by = serializers.CharField(source="submitted_by.username")
+    stages = StageOut(many=True)
+    decisions = DecisionOut(many=True)
+    conditions = ConditionOut(many=True)
+
+    class Meta:
+        model = ApprovalRequest
+        fields = [
+            "id",
+            "kind",
+            "model",
+            "version",
+            "tier",
+            "requested_tier",
+            "policy",
+            "scorecard_version",
+            "state",
+            "current_step",
+            "rationale",
+            "submitted_by",
+            "submitted_at",
+            "closed_at",
+            "closed_reason",
+            "stages",
+            "decisions",
+            "conditions",
+        ]
+
+
+class DecisionRecordedOut(serializers.Serializer):
+    decision = DecisionOut()
+    request = RequestOut()

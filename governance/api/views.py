@@ -1,0 +1,132 @@
+"""The governance API. Views translate: input serializer → service → output serializer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from common.api import CursorPagination
+from common.errors import ValidationFailed
+from governance import selectors, services
+from governance.api import serializers as s
+from governance.filters import RequestFilter
+from governance.models import ApprovalRequest, DocumentStatus
+from registry import selectors as registry_selectors
+
+
+def _validated(serializer_class: type, request: Request) -> dict[str, Any]:
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def _request_out(request: ApprovalRequest, user: Any) -> dict[str, Any]:
+    return s.RequestOut(selectors.request_get(user, request.pk)).data
+
+
+class RequestPagination(CursorPagination):
+    ordering = "-submitted_at"
+
+
+class ApprovalRequestViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Approval requests about models you may see. ``awaiting=me`` lists those awaiting your
+    decision; ``ordering=submitted_at`` puts the oldest first."""
+
+    serializer_class = s.RequestOut
+    filterset_class = RequestFilter
+    pagination_class = RequestPagination
+    ordering_fields = ["submitted_at"]
+    ordering = ["-submitted_at"]
+    queryset = ApprovalRequest.objects.none()
+    lookup_value_regex = r"[0-9]{1,18}"
+
+    def get_queryset(self) -> QuerySet:
+        if getattr(self, "swagger_fake_view", False):
+            return self.queryset
+        return selectors.requests_for(self.request.user)
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(s.RequestOut(selectors.request_get(request.user, int(pk))).data)
+
+    @extend_schema(request=s.DecisionIn, responses={201: s.DecisionRecordedOut})
+    @action(detail=True, methods=["post"])
+    def decisions(self, request: Request, pk: str) -> Response:
+        subject = selectors.request_get(request.user, int(pk))
+        data = _validated(s.DecisionIn, request)
+        data["conditions"] = [services.ConditionIn(**c) for c in data.get("conditions", [])]
+        decision = services.decision_record(actor=request.user, request=subject, **data)
+        body = {"decision": s.DecisionOut(decision).data, "request": _request_out(subject, request.user)}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.WithdrawIn, responses={200: s.RequestOut})
+    @action(detail=True, methods=["post"])
+    def withdraw(self, request: Request, pk: str) -> Response:
+        subject = selectors.request_get(request.user, int(pk))
+        services.request_withdraw(actor=request.user, request=subject, **_validated(s.WithdrawIn, request))
+        return Response(_request_out(subject, request.user))
+
+
+class SubmitView(APIView):
+    @extend_schema(request=s.SubmitIn, responses={201: s.RequestOut}, summary="Submit a version for approval")
+    def post(self, request: Request, model_name: str, number: str) -> Response:
+        version = registry_selectors.version_get(request.user, model_name=model_name, number=int(number))
+        approval = services.request_submit(actor=request.user, version=version, **_validated(s.SubmitIn, request))
+        return Response(_request_out(approval, request.user), status=status.HTTP_201_CREATED)
+
+
+class AssessmentView(APIView):
+    @extend_schema(responses={200: s.AssessmentOut}, summary="The model's current risk assessment")
+    def get(self, request: Request, model_name: str) -> Response:
+        model = registry_selectors.model_get(request.user, model_name)
+        return Response(s.AssessmentOut(selectors.assessment_current(model)).data)
+
+    @extend_schema(request=s.AssessmentIn, responses={201: s.AssessmentOut}, summary="Record a risk assessment")
+    def post(self, request: Request, model_name: str) -> Response:
+        model = registry_selectors.model_get(request.user, model_name)
+        assessment = services.assessment_record(actor=request.user, model=model, **_validated(s.AssessmentIn, request))
+        return Response(s.AssessmentOut(assessment).data, status=status.HTTP_201_CREATED)
+
+
+class TierOverrideView(APIView):
+    @extend_schema(request=s.TierOverrideIn, responses={201: s.RequestOut}, summary="Ask for a tier override")
+    def post(self, request: Request, model_name: str) -> Response:
+        model = registry_selectors.model_get(request.user, model_name)
+        approval = services.tier_override_request(
+            actor=request.user, model=model, **_validated(s.TierOverrideIn, request)
+        )
+        return Response(_request_out(approval, request.user), status=status.HTTP_201_CREATED)
+
+
+class PolicyViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Approval policies: the published one of each tier, or ``status=all`` for every version."""
+
+    serializer_class = s.PolicyOut
+    pagination_class = None
+    queryset = selectors.policies_for(None)
+    lookup_value_regex = r"[0-9]{1,18}"
+
+    def get_queryset(self) -> QuerySet:
+        wanted = self.request.query_params.get("status", DocumentStatus.PUBLISHED)
+        if wanted not in {*DocumentStatus.values, "all"}:
+            raise ValidationFailed.on("status", f"one of: {', '.join(DocumentStatus.values)}, all")
+        return selectors.policies_for(self.request.user, status=None if wanted == "all" else wanted)
+
+    @extend_schema(parameters=[OpenApiParameter("status", str, enum=[*DocumentStatus.values, "all"])])
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(s.PolicyOut(selectors.policy_get(int(pk))).data)
+
+
+class ScorecardView(APIView):
+    @extend_schema(responses={200: s.ScorecardOut}, summary="The published tiering scorecard")
+    def get(self, request: Request) -> Response:
+        return Response(s.ScorecardOut(selectors.scorecard_current()).data)

@@ -1,0 +1,189 @@
+"""Governance reads, always limited to what the user may see, fetched so that a list or a
+request page costs a fixed number of queries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Count, Prefetch, QuerySet
+from django.utils import timezone
+
+from common.errors import NotFound
+from governance import policies
+from governance.models import (
+    ApprovalPolicy,
+    ApprovalRequest,
+    Decision,
+    DocumentStatus,
+    RequestKind,
+    RequestStage,
+    RequestState,
+    RiskAssessment,
+    Scorecard,
+    StageState,
+)
+from registry import policies as registry_policies
+from registry.models import (
+    DatasetUsage,
+    ModelVersion,
+    RegisteredModel,
+    RiskTier,
+    VersionParent,
+    VersionState,
+)
+
+EARLIER_REQUESTS = 20
+DASHBOARD_ROWS = 50
+
+
+def requests_for(user: Any) -> QuerySet[ApprovalRequest]:
+    return policies.visible_requests(
+        user,
+        ApprovalRequest.objects.select_related(
+            "model__team", "version__created_by", "policy", "scorecard", "submitted_by"
+        ).prefetch_related(
+            "stages",
+            Prefetch("decisions", Decision.objects.select_related("person", "stage")),
+            "conditions__owner",
+        ),
+    )
+
+
+def awaiting(user: Any, queryset: QuerySet[ApprovalRequest]) -> QuerySet[ApprovalRequest]:
+    """The requests awaiting ``user``'s decision, oldest first."""
+    return policies.decidable_requests(user, queryset.filter(state="open")).order_by("submitted_at", "id")
+
+
+def request_get(user: Any, pk: int) -> ApprovalRequest:
+    request = requests_for(user).filter(pk=pk).first()
+    if request is None:
+        raise NotFound(f"No approval request #{pk} that you may see.")
+    return request
+
+
+def policies_for(user: Any, *, status: str | None = DocumentStatus.PUBLISHED) -> QuerySet[ApprovalPolicy]:
+    queryset = ApprovalPolicy.objects.select_related("published_by", "created_by")
+    return queryset.filter(status=status) if status else queryset
+
+
+def policy_get(pk: int) -> ApprovalPolicy:
+    policy = policies_for(None, status=None).filter(pk=pk).first()
+    if policy is None:
+        raise NotFound(f"No approval policy #{pk}.")
+    return policy
+
+
+def scorecard_current() -> Scorecard:
+    scorecard = Scorecard.objects.filter(status=DocumentStatus.PUBLISHED).first()
+    if scorecard is None:
+        raise NotFound("No scorecard is published.")
+    return scorecard
+
+
+def assessment_current(model: RegisteredModel) -> RiskAssessment:
+    assessment = (
+        RiskAssessment.objects.filter(model=model)
+        .select_related("scorecard", "assessed_by")
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    if assessment is None:
+        raise NotFound(f"Model {model.name} has no risk assessment yet.")
+    return assessment
+
+
+@dataclass
+class RequestPage:
+    """Everything a decider reads before signing, fetched in a fixed number of queries."""
+
+    request: ApprovalRequest
+    assessment: RiskAssessment | None
+    parents: list[VersionParent]
+    datasets: list[DatasetUsage]
+    earlier: list[ApprovalRequest]
+
+
+def request_page(user: Any, pk: int) -> RequestPage:
+    request = request_get(user, pk)
+    version = request.version
+    earlier = (
+        requests_for(user)
+        .filter(model=request.model)
+        .exclude(pk=request.pk)
+        .order_by("-submitted_at", "-id")[:EARLIER_REQUESTS]
+    )
+    return RequestPage(
+        request=request,
+        assessment=RiskAssessment.objects.filter(model=request.model)
+        .select_related("scorecard", "assessed_by")
+        .order_by("-created_at", "-id")
+        .first(),
+        parents=list(
+            VersionParent.objects.filter(child=version, parent__model__in=registry_policies.visible_models(user))
+            .select_related("parent__model")
+            .order_by("id")
+        )
+        if version
+        else [],
+        datasets=list(DatasetUsage.objects.filter(version=version).select_related("dataset_version__dataset"))
+        if version
+        else [],
+        earlier=list(earlier),
+    )
+
+
+@dataclass
+class Dashboard:
+    tiers: list[dict[str, Any]]
+    states: list[str]
+    in_flight: list[Any]
+    overdue: list[RequestStage]
+    revalidation_due: list[ApprovalRequest]
+
+
+def dashboard(user: Any, *, now: datetime | None = None) -> Dashboard:
+    """Models by tier and their versions by state; approvals in flight; overdue stages;
+    approvals whose revalidation falls due within 30 days. Counts are over what ``user`` sees."""
+    now = now or timezone.now()
+    models = registry_policies.visible_models(user)
+    states = list(VersionState.values)
+    counts = {
+        (row["model__risk_tier"], row["state"]): row["n"]
+        for row in ModelVersion.objects.filter(model__in=models)
+        .values("model__risk_tier", "state")
+        .annotate(n=Count("id"))
+    }
+    model_counts = dict(models.values_list("risk_tier").annotate(n=Count("id")).values_list("risk_tier", "n"))
+    tiers = [
+        {
+            "tier": tier,
+            "label": label,
+            "models": model_counts.get(tier, 0),
+            "states": [counts.get((tier, state), 0) for state in states],
+        }
+        for tier, label in [*RiskTier.choices, (None, "Not assessed")]
+    ]
+    visible = ApprovalRequest.objects.filter(model__in=models)
+    in_flight = list(
+        visible.filter(state=RequestState.OPEN).values("tier", "kind").annotate(n=Count("id")).order_by("tier", "kind")
+    )
+    overdue = list(
+        RequestStage.objects.filter(request__in=visible, state=StageState.ACTIVE, due_at__lt=now)
+        .select_related("request__model", "request__version")
+        .order_by("due_at")[:DASHBOARD_ROWS]
+    )
+    revalidation_due = list(
+        visible.filter(
+            state=RequestState.APPROVED,
+            kind=RequestKind.RELEASE,
+            valid_until__lt=now + timedelta(days=30),
+            version__state__in=[VersionState.APPROVED, VersionState.DEPLOYED],
+        )
+        .select_related("model", "version")
+        .order_by("valid_until")[:DASHBOARD_ROWS]
+    )
+    return Dashboard(
+        tiers=tiers, states=states, in_flight=in_flight, overdue=overdue, revalidation_due=revalidation_due
+    )

@@ -1,0 +1,230 @@
+"""The governance API as an engineer and a risk officer use it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from common.roles import Role
+from governance import services
+from tests.factories import UserFactory, make_version
+from tests.governance.conftest import ANSWERS, assessed_model, submitted
+
+
+def test_an_owner_submits_a_version_and_gets_the_request_with_its_pinned_policy(api, developer, owner):
+    model = assessed_model(owner, 2)
+    make_version(developer, model)
+    response = api(owner).post(f"/api/v1/models/{model.name}/versions/1/submit/", {"rationale": "v1"}, format="json")
+    assert response.status_code == 201, response.data
+    body = response.data
+    assert (body["kind"], body["state"], body["version"], body["tier"]) == ("release", "open", 1, 2)
+    assert body["policy"] == {"id": body["policy"]["id"], "tier": 2, "version": 1}
+    assert [(s["name"], s["state"]) for s in body["stages"]] == [
+        ("Independent validation", "active"),
+        ("Risk officer", "waiting"),
+    ]
+    assert AuditEvent.objects.filter(action="approval_request.submitted", object_id=str(body["id"])).exists()
+
+    again = api(owner).post(f"/api/v1/models/{model.name}/versions/1/submit/", {}, format="json")
+    assert again.status_code == 409
+    assert again.data["message"].startswith(f"Version 1 of {model.name} is submitted; it cannot become submitted")
+
+
+def test_someone_off_the_owning_team_cannot_submit(api, developer, owner, outsider):
+    model = assessed_model(owner, 4)
+    make_version(developer, model)
+    response = api(outsider).post(f"/api/v1/models/{model.name}/versions/1/submit/", {}, format="json")
+    assert response.status_code == 403
+    assert response.data["message"] == f"Only the owning team (credit-risk) submits versions of {model.name}."
+
+
+def test_the_submitter_and_the_creator_are_told_why_they_cannot_sign(api, developer, owner, risk_officer):
+    _, request = submitted(developer, owner, 4)
+    url = f"/api/v1/approval-requests/{request.pk}/decisions/"
+    mine = api(owner).post(url, {"outcome": "approve"}, format="json")
+    assert (mine.status_code, mine.data["message"]) == (403, "You cannot approve: you submitted this version.")
+    built = api(developer).post(url, {"outcome": "reject", "comment": "no"}, format="json")
+    assert (built.status_code, built.data["message"]) == (403, "You cannot reject: you created this version.")
+
+
+def test_a_risk_officer_approves_and_the_response_shows_the_request_moved_on(api, developer, owner, risk_officer):
+    _, request = submitted(developer, owner, 4)
+    response = api(risk_officer).post(
+        f"/api/v1/approval-requests/{request.pk}/decisions/", {"outcome": "approve"}, format="json"
+    )
+    assert response.status_code == 201, response.data
+    assert response.data["decision"]["person"] == "risk"
+    assert response.data["request"]["state"] == "approved"
+    version = api(owner).get(f"/api/v1/models/{request.model.name}/versions/1/")
+    assert version.data["state"] == "approved"
+
+
+def test_bad_decisions_are_refused_naming_the_field(api, developer, owner, risk_officer):
+    _, request = submitted(developer, owner, 4)
+    url = f"/api/v1/approval-requests/{request.pk}/decisions/"
+    no_comment = api(risk_officer).post(url, {"outcome": "reject"}, format="json")
+    assert (no_comment.status_code, no_comment.data["fields"]) == (400, {"comment": ["is required"]})
+    bad = api(risk_officer).post(url, {"outcome": "maybe"}, format="json")
+    assert bad.status_code == 400 and "outcome" in bad.data["fields"]
+    past = api(risk_officer).post(
+        url,
+        {
+            "outcome": "approve_with_conditions",
+            "comment": "ok if",
+            "conditions": [{"description": "x", "owner": "owner", "due_date": str(timezone.localdate())}],
+        },
+        format="json",
+    )
+    assert (past.status_code, past.data["fields"]) == (400, {"conditions[0].due_date": ["must be after today"]})
+    assert not request.decisions.exists()
+
+
+def test_a_decision_on_a_closed_request_is_a_409(api, developer, owner, risk_officer, risk_officer_2):
+    _, request = submitted(developer, owner, 4)
+    url = f"/api/v1/approval-requests/{request.pk}/decisions/"
+    assert api(risk_officer).post(url, {"outcome": "approve"}, format="json").status_code == 201
+    late = api(risk_officer_2).post(url, {"outcome": "approve"}, format="json")
+    assert late.status_code == 409
+    assert late.data["message"] == f"Request #{request.pk} is approved; it takes no more decisions."
+
+
+def test_awaiting_me_lists_what_each_person_may_decide(api, developer, owner, assigned_validator, risk_officer):
+    _, t2 = submitted(developer, owner, 2)
+    _, t4 = submitted(developer, owner, 4)
+
+    def awaiting(user):
+        response = api(user).get("/api/v1/approval-requests/?awaiting=me")
+        assert response.status_code == 200
+        return [r["id"] for r in response.data["results"]]
+
+    assert awaiting(assigned_validator) == [t2.pk]
+    assert awaiting(risk_officer) == [t4.pk]
+    assert awaiting(owner) == [] and awaiting(developer) == []
+    services.decision_record(actor=assigned_validator, request=t2, outcome="approve")
+    assert awaiting(assigned_validator) == []
+    assert sorted(awaiting(risk_officer)) == sorted([t2.pk, t4.pk])
+
+
+def test_requests_filter_by_state_tier_and_model(api, developer, owner, risk_officer):
+    _, t3 = submitted(developer, owner, 3)
+    _, t4 = submitted(developer, owner, 4)
+    services.decision_record(actor=risk_officer, request=t4, outcome="approve")
+
+    def ids(query):
+        response = api(risk_officer).get(f"/api/v1/approval-requests/?{query}")
+        assert response.status_code == 200, response.data
+        return [r["id"] for r in response.data["results"]]
+
+    assert ids("state=open") == [t3.pk]
+    assert ids("tier=4") == [t4.pk]
+    assert ids(f"model={t3.model.name}") == [t3.pk]
+    assert ids("ordering=submitted_at") == [t3.pk, t4.pk]
+    assert api(risk_officer).get("/api/v1/approval-requests/?awaiting=you").status_code == 400
+
+
+def test_the_submitter_withdraws_and_others_cannot(api, developer, owner, outsider):
+    _, request = submitted(developer, owner, 3)
+    url = f"/api/v1/approval-requests/{request.pk}/withdraw/"
+    denied = api(developer).post(url, {"reason": "mine"}, format="json")
+    assert (denied.status_code, denied.data["message"]) == (
+        403,
+        "Only the submitter or the model's owner withdraws a request.",
+    )
+    done = api(owner).post(url, {"reason": "wrong data"}, format="json")
+    assert (done.status_code, done.data["state"], done.data["closed_reason"]) == (200, "withdrawn", "wrong data")
+
+
+def test_restricted_models_requests_are_invisible_to_outsiders(api, developer, owner, outsider):
+    model = assessed_model(owner, 4, restricted=True)
+    version = make_version(developer, model)
+    request = services.request_submit(actor=owner, version=version)
+    assert api(outsider).get(f"/api/v1/approval-requests/{request.pk}/").status_code == 404
+    assert api(outsider).get("/api/v1/approval-requests/").data["results"] == []
+
+
+def test_the_assessment_is_recorded_and_read_with_its_rationale(api, owner, outsider, risk_officer):
+    model = assessed_model(owner, 4)
+    answers, _ = ANSWERS[4]
+    url = f"/api/v1/models/{model.name}/risk-assessment/"
+    denied = api(outsider).post(url, {"answers": answers, "flags": ["regulatory_capital"]}, format="json")
+    assert denied.status_code == 403
+    bad = api(owner).post(url, {"answers": {**answers, "scale": "galactic"}}, format="json")
+    assert bad.status_code == 400 and list(bad.data["fields"]) == ["answers.scale"]
+    made = api(owner).post(url, {"answers": answers, "flags": ["regulatory_capital"]}, format="json")
+    assert made.status_code == 201, made.data
+    assert (made.data["inherent_tier"], made.data["rationale"]["floors_applied"]) == (1, {"regulatory_capital": 1})
+    assert "raised to T1 by the floor for regulatory_capital" in made.data["explanation"]
+    read = api(outsider).get(url)
+    assert read.data["id"] == made.data["id"]
+    assert api(owner).get(f"/api/v1/models/{model.name}/").data["risk_tier"] == 1
+
+
+def test_a_tier_override_is_a_request_for_a_second_risk_officer(api, owner, risk_officer):
+    model = assessed_model(owner, 2)
+    response = api(risk_officer).post(
+        f"/api/v1/models/{model.name}/tier-override/", {"tier": 4, "rationale": "internal use only"}, format="json"
+    )
+    assert response.status_code == 201, response.data
+    assert (response.data["kind"], response.data["requested_tier"], response.data["tier"]) == ("tier_change", 4, 2)
+    assert [s["name"] for s in response.data["stages"]] == ["Second risk officer"]
+    own = api(risk_officer).post(
+        f"/api/v1/approval-requests/{response.data['id']}/decisions/", {"outcome": "approve"}, format="json"
+    )
+    assert own.data["message"] == "You cannot approve: you asked for this tier change."
+    no_reason = api(risk_officer).post(f"/api/v1/models/{model.name}/tier-override/", {"tier": 3}, format="json")
+    assert no_reason.status_code == 400 and "rationale" in no_reason.data["fields"]
+
+
+def test_policies_and_the_scorecard_are_readable(api, developer):
+    policies = api(developer).get("/api/v1/policies/")
+    assert [(p["tier"], p["version"], p["status"]) for p in policies.data] == [
+        (t, 1, "published") for t in (1, 2, 3, 4)
+    ]
+    t1 = policies.data[0]
+    assert [(s["name"], s["step"], s["quorum"]) for s in t1["stages"]] == [
+        ("Independent validation", 1, 1),
+        ("Compliance", 2, 1),
+        ("Risk officer", 2, 1),
+        ("Model risk committee", 3, 2),
+    ]
+    assert (t1["revalidation_months"], t1["min_distinct_people"]) == (12, 5)
+    assert api(developer).get(f"/api/v1/policies/{t1['id']}/").data["tier"] == 1
+    scorecard = api(developer).get("/api/v1/scorecard/")
+    assert scorecard.data["rules"]["floors"]["regulatory_capital"] == 1
+
+
+def test_a_request_page_costs_the_same_queries_with_one_decision_or_twenty(
+    api, developer, owner, risk_officer, django_assert_max_num_queries
+):
+    deciders = [UserFactory(username=f"member{i}", groups=[Role.COMMITTEE_MEMBER]) for i in range(20)]
+    draft = services.policy_draft(actor=risk_officer, tier=4)
+    stage = {**draft.stages[0], "name": "Committee", "role": Role.COMMITTEE_MEMBER.value, "quorum": 20}
+    services.document_update(actor=risk_officer, document=draft, changes={"stages": [stage]})
+    services.document_publish(actor=risk_officer, document=draft)
+    _, request = submitted(developer, owner, 4)
+    due = timezone.localdate() + timedelta(days=9)
+    for person in deciders[:1]:
+        services.decision_record(
+            actor=person,
+            request=request,
+            outcome="approve_with_conditions",
+            comment="fine",
+            conditions=[services.ConditionIn("check", owner, due)],
+        )
+    client = api(risk_officer)
+    url = f"/api/v1/approval-requests/{request.pk}/"
+    with django_assert_max_num_queries(12) as one:
+        assert len(client.get(url).data["decisions"]) == 1
+    for person in deciders[1:20]:
+        services.decision_record(
+            actor=person,
+            request=request,
+            outcome="approve_with_conditions",
+            comment="fine",
+            conditions=[services.ConditionIn("check", owner, due)],
+        )
+    with django_assert_max_num_queries(len(one.captured_queries)):
+        body = client.get(url).data
+    assert (len(body["decisions"]), len(body["conditions"])) == (20, 20)
