@@ -26,6 +26,7 @@ from governance.models import (
     AwaitingDecision,
     Condition,
     DocumentStatus,
+    Finding,
     Outcome,
     PolicyException,
     RiskAssessment,
@@ -356,6 +357,18 @@ class ConditionAdmin(ReadOnly):
     def request_link(self, obj: Condition) -> str:
         url = reverse("admin:governance_approvalrequest_change", args=[obj.request_id])
         return format_html('<a href="{}">#{} {}</a>', url, obj.request_id, obj.request.model.name)
+
+
+@admin.register(Finding)
+class FindingAdmin(ReadOnly):
+    list_display = ["title", "model", "version", "severity", "state", "owner", "due_date", "created_at"]
+    list_filter = ["severity", "state"]
+    search_fields = ["=model__name", "title"]
+    list_select_related = ["model", "version__model", "owner"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        visible = policies.registry_policies.visible_models(request.user)
+        return super().get_queryset(request).filter(model__in=visible)
 
 
 @admin.register(PolicyException)

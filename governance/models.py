@@ -272,3 +272,37 @@ class PolicyException(models.Model):
 
     def __str__(self) -> str:
         return f"Exception for {self.version} until {self.expires_at:%Y-%m-%d}"
+
+
+class Severity(models.TextChoices):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+class FindingState(models.TextChoices):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class Finding(models.Model):
+    """An issue found in a model by validation (or, later, by monitoring), with an owner to fix
+    it by a date. Deciders read a model's findings beside every request for it."""
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="findings")
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="findings")
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    severity = models.CharField(max_length=10, choices=Severity.choices)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    due_date = models.DateField()
+    state = models.CharField(max_length=10, choices=FindingState.choices, default=FindingState.OPEN)
+    raised_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.model.name}: {self.title} ({self.severity}, {self.state})"

@@ -17,7 +17,7 @@ from django.db.models.functions import Cast
 from guardian.models import UserObjectPermission
 
 from common.policy import ALLOW, Decision, deny
-from common.roles import Role, has_role, roles_of
+from common.roles import GOVERNANCE_ROLES, Role, has_role, roles_of
 from governance.models import (
     ApprovalRequest,
     Condition,
@@ -196,6 +196,12 @@ def can_close_condition(user: Any, condition: Condition, state: str) -> Decision
     if state == ConditionState.MET:
         return deny("Only the condition's owner or a risk officer marks it met.")
     return deny("Only a risk officer waives a condition.")
+
+
+def can_raise_finding(user: Any) -> Decision:
+    if roles_of(user) & GOVERNANCE_ROLES:
+        return ALLOW
+    return deny("Only validators, risk officers, compliance officers and committee members raise findings.")
 
 
 def can_grant_exception(user: Any, version: ModelVersion) -> Decision:

@@ -15,8 +15,11 @@ from governance import policies
 from governance.models import (
     ApprovalPolicy,
     ApprovalRequest,
+    Condition,
     Decision,
     DocumentStatus,
+    Finding,
+    PolicyException,
     RequestKind,
     RequestStage,
     RequestState,
@@ -63,6 +66,19 @@ def request_get(user: Any, pk: int) -> ApprovalRequest:
     return request
 
 
+def condition_get(user: Any, pk: int) -> Condition:
+    condition = (
+        Condition.objects.filter(pk=pk, request__in=requests_for(user).values("pk")).select_related("owner").first()
+    )
+    if condition is None:
+        raise NotFound(f"No condition #{pk} that you may see.")
+    return condition
+
+
+def exceptions_of(version: ModelVersion) -> QuerySet[PolicyException]:
+    return PolicyException.objects.filter(version=version).select_related("version__model", "approver", "policy")
+
+
 def policies_for(user: Any, *, status: str | None = DocumentStatus.PUBLISHED) -> QuerySet[ApprovalPolicy]:
     queryset = ApprovalPolicy.objects.select_related("published_by", "created_by")
     return queryset.filter(status=status) if status else queryset
@@ -103,6 +119,7 @@ class RequestPage:
     parents: list[VersionParent]
     datasets: list[DatasetUsage]
     earlier: list[ApprovalRequest]
+    findings: list[Finding]
 
 
 def request_page(user: Any, pk: int) -> RequestPage:
@@ -131,6 +148,16 @@ def request_page(user: Any, pk: int) -> RequestPage:
         if version
         else [],
         earlier=list(earlier),
+        findings=list(findings_of(request.model)[:EARLIER_REQUESTS]),
+    )
+
+
+def findings_of(model: RegisteredModel) -> QuerySet[Finding]:
+    """Open findings first, then the closed ones, newest first."""
+    return (
+        Finding.objects.filter(model=model)
+        .select_related("model", "version", "owner", "raised_by")
+        .order_by("-state", "-created_at", "-id")
     )
 
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import IntegrityError, transaction
 from django.db.models import Max, QuerySet
@@ -19,7 +18,7 @@ from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
 from audit.services import audit_record
-from common.errors import Conflict, NotFound, ValidationFailed
+from common.errors import Conflict, ValidationFailed
 from common.roles import Role, has_role, is_team
 from governance import policies, rules, tiering, workflow
 from governance.calendar import add_business_days, add_months
@@ -30,6 +29,7 @@ from governance.models import (
     ConditionState,
     Decision,
     DocumentStatus,
+    Finding,
     Outcome,
     PolicyException,
     PublishedDocument,
@@ -38,6 +38,7 @@ from governance.models import (
     RequestState,
     RiskAssessment,
     Scorecard,
+    Severity,
     StageState,
 )
 from registry import services as registry_services
@@ -504,6 +505,59 @@ def condition_close(*, actor: Any, condition: Condition, state: str, note: str) 
     return condition
 
 
+# --- findings ----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def finding_raise(
+    *,
+    actor: Any,
+    model: RegisteredModel,
+    title: str,
+    severity: str,
+    owner: Any,
+    due_date: date,
+    description: str = "",
+    version: ModelVersion | None = None,
+) -> Finding:
+    """Record an issue found in ``model`` (or one of its versions), owned by ``owner`` to be
+    fixed by ``due_date``."""
+    policies.can_raise_finding(actor).ensure()
+    title = _text("title", title, required=True, limit=200)
+    description = _text("description", description, required=False)
+    if severity not in Severity.values:
+        raise ValidationFailed.on("severity", f"one of: {', '.join(Severity.values)}")
+    if version is not None and version.model_id != model.pk:
+        raise ValidationFailed.on("version", f"not a version of {model.name}")
+    if due_date <= timezone.localdate():
+        raise ValidationFailed.on("due_date", "must be after today")
+    finding = Finding.objects.create(
+        model=model,
+        version=version,
+        title=title,
+        description=description,
+        severity=severity,
+        owner=owner,
+        due_date=due_date,
+        raised_by=actor,
+    )
+    audit_record(
+        actor=actor,
+        action="finding.raised",
+        obj=finding,
+        model_name=model.name,
+        after={
+            "title": title,
+            "severity": severity,
+            "owner": owner.get_username(),
+            "due_date": due_date,
+            "version": version.number if version else None,
+        },
+        reason=description,
+    )
+    return finding
+
+
 # --- exceptions --------------------------------------------------------------------------
 
 
@@ -687,9 +741,3 @@ def document_publish(*, actor: Any, document: PublishedDocument) -> PublishedDoc
     )
     return document
 
-
-def user_named(field: str, username: str) -> Any:
-    user = get_user_model().objects.filter(username=username, is_active=True).first()
-    if user is None:
-        raise NotFound(f"{field}: no active user {username!r}")
-    return user

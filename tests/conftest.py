@@ -5,17 +5,21 @@ to no team."""
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
 import pytest
+from django.apps import apps
 from django.contrib.auth.models import Group
 from django.core.cache import cache
 from django.db import connection
 from django.db.backends.base.operations import BaseDatabaseOperations
 from rest_framework.test import APIClient
 
-from audit import triggers
+from audit import signing, triggers
 from common.roles import Role
+from governance import services as governance
+from governance.models import Scorecard
 from tests.factories import UserFactory
 
 
@@ -44,6 +48,26 @@ def _flush_past_the_ledger_protection() -> Any:
     BaseDatabaseOperations.execute_sql_flush = execute_sql_flush  # type: ignore[method-assign]
     yield
     BaseDatabaseOperations.execute_sql_flush = original  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def _default_rules(request: Any) -> None:
+    """Transactional tests end by flushing every table, data migrations' rows included: a
+    transactional test gets the default rules back when one before it flushed them."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker and marker.kwargs.get("transaction"):
+        request.getfixturevalue("transactional_db")
+        if not Scorecard.objects.exists():
+            import_module("governance.migrations.0002_default_rules").seed(apps, None)
+
+
+@pytest.fixture
+def signing_key(settings: Any, tmp_path: Any) -> str:
+    """A fresh Ed25519 key pair for checkpoints and exports; returns the public half."""
+    settings.AUDIT_SIGNING_KEY, public = signing.generate()
+    settings.AUDIT_VERIFY_KEYS = [public]
+    settings.AUDIT_WITNESS_DIR = str(tmp_path / "witness")
+    return public
 
 
 @pytest.fixture
@@ -80,6 +104,29 @@ def risk_officer(teams: Any) -> Any:
 @pytest.fixture
 def committee_member(teams: Any) -> Any:
     return UserFactory(username="committee", groups=[Role.COMMITTEE_MEMBER], is_staff=True)
+
+
+@pytest.fixture
+def compliance(teams: Any) -> Any:
+    return UserFactory(username="compliance", groups=[Role.COMPLIANCE_OFFICER], is_staff=True)
+
+
+@pytest.fixture
+def risk_officer_2(teams: Any) -> Any:
+    return UserFactory(username="risk2", groups=[Role.RISK_OFFICER], is_staff=True)
+
+
+@pytest.fixture
+def committee(teams: Any) -> list[Any]:
+    """Eight committee members."""
+    return [UserFactory(username=f"committee{i}", groups=[Role.COMMITTEE_MEMBER], is_staff=True) for i in range(8)]
+
+
+@pytest.fixture
+def assigned_validator(validator: Any, risk_officer: Any, teams: Any) -> Any:
+    """The validator, assigned to every credit-risk model."""
+    governance.validator_assign(actor=risk_officer, validator=validator, team=teams["credit-risk"])
+    return validator
 
 
 @pytest.fixture

@@ -10,6 +10,9 @@ import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
+from governance import services as governance
+from governance.management.commands.demo_seed import ASSESSMENTS
+from governance.models import ApprovalRequest
 from registry import services
 from registry.models import Dataset, DatasetVersion, ModelVersion, RegisteredModel
 
@@ -65,3 +68,19 @@ def make_dataset_version(actor: Any, *, team: str = "credit-risk", name: str | N
         digest=digest(),
         row_count=1000,
     )
+
+
+def assessed_model(owner: Any, tier: int, **kwargs: Any) -> RegisteredModel:
+    """A model its owner has risk-assessed into ``tier`` (with the demo's answers)."""
+    model = make_model(owner, **kwargs)
+    answers, flags = ASSESSMENTS[tier]
+    governance.assessment_record(actor=owner, model=model, answers=answers, flags=flags)
+    model.refresh_from_db()
+    assert model.risk_tier == tier
+    return model
+
+
+def submitted(developer: Any, owner: Any, tier: int) -> tuple[ModelVersion, ApprovalRequest]:
+    """A version the developer built and the owner submitted, on a new model of ``tier``."""
+    version = make_version(developer, assessed_model(owner, tier))
+    return version, governance.request_submit(actor=owner, version=version, rationale="ready for release")

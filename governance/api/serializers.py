@@ -11,13 +11,17 @@ from governance.models import (
     ApprovalPolicy,
     ApprovalRequest,
     Condition,
+    ConditionState,
     Decision,
+    Finding,
     Outcome,
+    PolicyException,
     RequestStage,
     RiskAssessment,
     Scorecard,
+    Severity,
 )
-from registry.api.serializers import UsernameField
+from registry.api.serializers import TeamField, UsernameField
 
 
 class PolicyRefOut(serializers.ModelSerializer):
@@ -184,3 +188,75 @@ class RequestOut(serializers.ModelSerializer):
 class DecisionRecordedOut(serializers.Serializer):
     decision = DecisionOut()
     request = RequestOut()
+
+
+class ValidatorAssignmentIn(StrictSerializer):
+    validator = UsernameField()
+    model = serializers.SlugField(required=False, help_text="a model's name, or")
+    team = TeamField(required=False, help_text="a team: every model of the team")
+
+
+class ConditionCloseIn(StrictSerializer):
+    state = serializers.ChoiceField(choices=[ConditionState.MET, ConditionState.WAIVED])
+    note = serializers.CharField(max_length=10_000)
+
+
+class ExceptionIn(StrictSerializer):
+    scope = serializers.CharField(max_length=10_000)
+    compensating_control = serializers.CharField(max_length=10_000)
+    reason = serializers.CharField(max_length=10_000)
+    expires_at = serializers.DateTimeField()
+
+
+class ExceptionOut(serializers.ModelSerializer):
+    model = serializers.CharField(source="version.model.name")
+    version = serializers.IntegerField(source="version.number")
+    approver = serializers.CharField(source="approver.username")
+    policy = PolicyRefOut()
+
+    class Meta:
+        model = PolicyException
+        fields = [
+            "id",
+            "model",
+            "version",
+            "scope",
+            "compensating_control",
+            "reason",
+            "approver",
+            "policy",
+            "expires_at",
+            "created_at",
+        ]
+
+
+class FindingIn(StrictSerializer):
+    title = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, default="", max_length=10_000)
+    severity = serializers.ChoiceField(choices=Severity.choices)
+    owner = UsernameField()
+    due_date = serializers.DateField()
+    version = serializers.IntegerField(required=False, min_value=1, max_value=10**9, help_text="version number")
+
+
+class FindingOut(serializers.ModelSerializer):
+    model = serializers.CharField(source="model.name")
+    version = serializers.IntegerField(source="version.number", allow_null=True, default=None)
+    owner = serializers.CharField(source="owner.username")
+    raised_by = serializers.CharField(source="raised_by.username")
+
+    class Meta:
+        model = Finding
+        fields = [
+            "id",
+            "model",
+            "version",
+            "title",
+            "description",
+            "severity",
+            "owner",
+            "due_date",
+            "state",
+            "raised_by",
+            "created_at",
+        ]

@@ -12,8 +12,13 @@ router.register("policies", views.PolicyViewSet, basename="policy")
 
 urlpatterns = [
     re_path(rf"{VERSION}/submit/$", views.SubmitView.as_view(), name="version-submit"),
+    re_path(rf"{VERSION}/exceptions/$", views.ExceptionView.as_view(), name="version-exceptions"),
+    path("validator-assignments/", views.ValidatorAssignmentView.as_view(), name="validator-assign"),
+    path("validator-assignments/remove/", views.ValidatorUnassignView.as_view(), name="validator-unassign"),
+    re_path(r"^conditions/(?P<pk>[0-9]{1,18})/close/$", views.ConditionCloseView.as_view(), name="condition-close"),
     path(f"{MODEL}/risk-assessment/", views.AssessmentView.as_view(), name="risk-assessment"),
     path(f"{MODEL}/tier-override/", views.TierOverrideView.as_view(), name="tier-override"),
+    path(f"{MODEL}/findings/", views.FindingView.as_view(), name="findings"),
     path("scorecard/", views.ScorecardView.as_view(), name="scorecard"),
     *router.urls,
 ]

@@ -130,3 +130,66 @@ class ScorecardView(APIView):
     @extend_schema(responses={200: s.ScorecardOut}, summary="The published tiering scorecard")
     def get(self, request: Request) -> Response:
         return Response(s.ScorecardOut(selectors.scorecard_current()).data)
+
+
+class ValidatorAssignmentView(APIView):
+    """Risk officers assign validators to a model or to every model of a team (and unassign
+    them with ``remove/``); a validator signs only what they are assigned to."""
+
+    assign = True
+
+    @extend_schema(request=s.ValidatorAssignmentIn, responses={204: None}, summary="Assign a validator")
+    def post(self, request: Request) -> Response:
+        data = _validated(s.ValidatorAssignmentIn, request)
+        model = registry_selectors.model_get(request.user, data["model"]) if data.get("model") else None
+        services.validator_assign(
+            actor=request.user, validator=data["validator"], model=model, team=data.get("team"), assign=self.assign
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ValidatorUnassignView(ValidatorAssignmentView):
+    assign = False
+
+
+class ConditionCloseView(APIView):
+    @extend_schema(
+        request=s.ConditionCloseIn, responses={200: s.ConditionOut}, summary="Mark a condition met or waived"
+    )
+    def post(self, request: Request, pk: str) -> Response:
+        condition = selectors.condition_get(request.user, int(pk))
+        closed = services.condition_close(
+            actor=request.user, condition=condition, **_validated(s.ConditionCloseIn, request)
+        )
+        return Response(s.ConditionOut(closed).data)
+
+
+class ExceptionView(APIView):
+    @extend_schema(responses={200: s.ExceptionOut(many=True)}, summary="The version's exceptions")
+    def get(self, request: Request, model_name: str, number: str) -> Response:
+        version = registry_selectors.version_get(request.user, model_name=model_name, number=int(number))
+        return Response(s.ExceptionOut(selectors.exceptions_of(version), many=True).data)
+
+    @extend_schema(request=s.ExceptionIn, responses={201: s.ExceptionOut}, summary="Grant an exception")
+    def post(self, request: Request, model_name: str, number: str) -> Response:
+        version = registry_selectors.version_get(request.user, model_name=model_name, number=int(number))
+        granted = services.exception_grant(actor=request.user, version=version, **_validated(s.ExceptionIn, request))
+        return Response(s.ExceptionOut(granted).data, status=status.HTTP_201_CREATED)
+
+
+class FindingView(APIView):
+    @extend_schema(responses={200: s.FindingOut(many=True)}, summary="The model's findings, open ones first")
+    def get(self, request: Request, model_name: str) -> Response:
+        model = registry_selectors.model_get(request.user, model_name)
+        return Response(s.FindingOut(selectors.findings_of(model), many=True).data)
+
+    @extend_schema(request=s.FindingIn, responses={201: s.FindingOut}, summary="Raise a finding")
+    def post(self, request: Request, model_name: str) -> Response:
+        model = registry_selectors.model_get(request.user, model_name)
+        data = _validated(s.FindingIn, request)
+        if "version" in data:
+            data["version"] = registry_selectors.version_get(
+                request.user, model_name=model.name, number=data["version"]
+            )
+        finding = services.finding_raise(actor=request.user, model=model, **data)
+        return Response(s.FindingOut(finding).data, status=status.HTTP_201_CREATED)

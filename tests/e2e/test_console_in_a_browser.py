@@ -15,7 +15,7 @@ import pytest
 
 from governance.models import ApprovalRequest
 from registry.models import VersionState
-from tests.governance.conftest import submitted
+from tests.factories import submitted
 
 CHROMIUM = Path("/usr/bin/chromium")
 PASSWORD = "correct horse battery staple"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from django.test import Client
@@ -12,8 +13,7 @@ from common.roles import Role
 from governance import services
 from governance.models import ApprovalPolicy, RequestState
 from registry.models import VersionState
-from tests.factories import UserFactory
-from tests.governance.conftest import submitted
+from tests.factories import UserFactory, submitted
 
 
 def signed_in(user) -> Client:
@@ -175,6 +175,23 @@ def test_a_risk_officer_drafts_and_publishes_a_policy_in_the_admin_and_published
     )
     draft = ApprovalPolicy.objects.get(tier=3, status="draft")
     assert b'name="stages"' in client.get(f"/admin/governance/approvalpolicy/{draft.pk}/change/").content
+    stages = [{**stage, "sla_business_days": 7} for stage in draft.stages]
+    saved = client.post(
+        f"/admin/governance/approvalpolicy/{draft.pk}/change/",
+        {
+            "stages": json.dumps(stages),
+            "min_distinct_people": 3,
+            "revalidation_months": 30,
+            "max_exception_days": 90,
+            "monitoring": json.dumps(draft.monitoring),
+            "notes": "faster reviews",
+        },
+    )
+    assert saved.status_code == 302
+    draft.refresh_from_db()
+    assert (draft.revalidation_months, draft.stages[0]["sla_business_days"]) == (30, 7)
+    edit = AuditEvent.objects.get(action="approvalpolicy.draft_updated")
+    assert edit.after["revalidation_months"] == 30 and edit.before["revalidation_months"] == 36
     client.post("/admin/governance/approvalpolicy/", {"action": "publish", "_selected_action": [draft.pk]})
     draft.refresh_from_db()
     published.refresh_from_db()

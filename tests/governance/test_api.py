@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.test import Client
 from django.utils import timezone
 
 from audit.models import AuditEvent
 from common.roles import Role
 from governance import services
-from tests.factories import UserFactory, make_version
-from tests.governance.conftest import ANSWERS, assessed_model, submitted
+from governance.management.commands.demo_seed import ASSESSMENTS as ANSWERS
+from tests.factories import UserFactory, assessed_model, make_version, submitted
 
 
 def test_an_owner_submits_a_version_and_gets_the_request_with_its_pinned_policy(api, developer, owner):
@@ -228,3 +229,99 @@ def test_a_request_page_costs_the_same_queries_with_one_decision_or_twenty(
     with django_assert_max_num_queries(len(one.captured_queries)):
         body = client.get(url).data
     assert (len(body["decisions"]), len(body["conditions"])) == (20, 20)
+
+
+def test_a_risk_officer_assigns_a_validator_who_then_sees_the_request(api, developer, owner, validator, risk_officer):
+    _, request = submitted(developer, owner, 2)
+    queue = "/api/v1/approval-requests/?awaiting=me"
+    assert api(validator).get(queue).data["results"] == []
+    body = {"validator": "validator", "model": request.model.name}
+    denied = api(owner).post("/api/v1/validator-assignments/", body, format="json")
+    assert (denied.status_code, denied.data["message"]) == (403, "Only a risk officer assigns validators.")
+    assert api(risk_officer).post("/api/v1/validator-assignments/", body, format="json").status_code == 204
+    assert [r["id"] for r in api(validator).get(queue).data["results"]] == [request.pk]
+    assert AuditEvent.objects.filter(action="validator.assigned", model_name=request.model.name).exists()
+    assert api(risk_officer).post("/api/v1/validator-assignments/remove/", body, format="json").status_code == 204
+    assert api(validator).get(queue).data["results"] == []
+    signing = api(validator).post(
+        f"/api/v1/approval-requests/{request.pk}/decisions/", {"outcome": "approve"}, format="json"
+    )
+    assert signing.data["message"] == (
+        f"You cannot approve: you are not assigned to validate {request.model.name} or its team's models."
+    )
+    both = api(risk_officer).post(
+        "/api/v1/validator-assignments/", {"validator": "owner", "team": "credit-risk"}, format="json"
+    )
+    assert (both.status_code, both.data["fields"]) == (400, {"validator": ["owner is not a validator"]})
+
+
+def test_an_exception_lasts_no_longer_than_the_tier_allows(api, developer, owner, risk_officer):
+    model = assessed_model(owner, 1)
+    make_version(developer, model)
+    url = f"/api/v1/models/{model.name}/versions/1/exceptions/"
+    body = {
+        "scope": "shadow use in production before validation",
+        "compensating_control": "every decision reviewed by an underwriter",
+        "reason": "regulatory deadline",
+        "expires_at": (timezone.now() + timedelta(days=31)).isoformat(),
+    }
+    too_long = api(risk_officer).post(url, body, format="json")
+    assert (too_long.status_code, too_long.data["fields"]) == (
+        400,
+        {"expires_at": ["T1 exceptions last at most 30 days (policy v1)"]},
+    )
+    body["expires_at"] = (timezone.now() + timedelta(days=30)).isoformat()
+    assert api(owner).post(url, body, format="json").status_code == 403
+    granted = api(risk_officer).post(url, body, format="json")
+    assert granted.status_code == 201, granted.data
+    assert (granted.data["approver"], granted.data["policy"]["tier"]) == ("risk", 1)
+    assert [e["id"] for e in api(developer).get(url).data] == [granted.data["id"]]
+    assert AuditEvent.objects.get(action="exception.granted").reason == "regulatory deadline"
+
+
+def test_a_conditions_owner_marks_it_met(api, developer, owner, risk_officer):
+    _, request = submitted(developer, owner, 4)
+    services.decision_record(
+        actor=risk_officer,
+        request=request,
+        outcome="approve_with_conditions",
+        comment="monitor",
+        conditions=[services.ConditionIn("monthly report", owner, timezone.localdate() + timedelta(days=5))],
+    )
+    condition = request.conditions.get()
+    url = f"/api/v1/conditions/{condition.pk}/close/"
+    waived = api(owner).post(url, {"state": "waived", "note": "no"}, format="json")
+    assert (waived.status_code, waived.data["message"]) == (403, "Only a risk officer waives a condition.")
+    met = api(owner).post(url, {"state": "met", "note": "first report filed"}, format="json")
+    assert (met.status_code, met.data["state"]) == (200, "met")
+    again = api(owner).post(url, {"state": "met", "note": "again"}, format="json")
+    assert again.status_code == 409
+
+
+def test_a_validator_raises_a_finding_that_deciders_then_read_on_the_request_page(
+    api, developer, owner, validator, risk_officer
+):
+    _, request = submitted(developer, owner, 4)
+    url = f"/api/v1/models/{request.model.name}/findings/"
+    body = {
+        "title": "Unstable on thin files",
+        "severity": "high",
+        "owner": "owner",
+        "due_date": str(timezone.localdate() + timedelta(days=30)),
+        "version": 1,
+    }
+    denied = api(developer).post(url, body, format="json")
+    assert denied.status_code == 403 and denied.data["message"].startswith("Only validators, risk officers")
+    raised = api(validator).post(url, body, format="json")
+    assert raised.status_code == 201, raised.data
+    assert (raised.data["severity"], raised.data["version"], raised.data["state"]) == ("high", 1, "open")
+    assert [f["title"] for f in api(developer).get(url).data] == ["Unstable on thin files"]
+    assert AuditEvent.objects.get(action="finding.raised").after["owner"] == "owner"
+    assert api(validator).post(url, {**body, "version": 9}, format="json").status_code == 404
+
+    client = Client()
+    risk_officer.is_staff = True
+    risk_officer.save()
+    client.force_login(risk_officer)
+    page = client.get(f"/admin/governance/approvalrequest/{request.pk}/change/")
+    assert b"Unstable on thin files" in page.content

@@ -11,10 +11,10 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from common.errors import Conflict, PermissionDenied, ValidationFailed
 from governance import services
+from governance.management.commands.demo_seed import ASSESSMENTS as ANSWERS
 from governance.models import Condition, Decision, RequestState, StageState
 from registry.models import VersionState
-from tests.factories import make_version
-from tests.governance.conftest import ANSWERS, assessed_model, submitted
+from tests.factories import assessed_model, make_version, submitted
 
 
 def actions_since(event_id):
@@ -69,11 +69,21 @@ def test_a_t1_version_goes_through_every_stage_to_approved(
 
 
 def test_a_t4_version_needs_one_risk_officer(developer, owner, risk_officer):
+    start = last_event_id()
     version, request = submitted(developer, owner, 4)
     assert request.stages.count() == 1
     services.decision_record(actor=risk_officer, request=request, outcome="approve")
     version.refresh_from_db()
     assert version.state == VersionState.APPROVED
+    assert actions_since(start)[-7:] == [
+        "version.created",
+        "approval_request.submitted",
+        "version.state_changed",
+        "decision.recorded",
+        "approval_stage.completed",
+        "approval_request.approved",
+        "version.state_changed",
+    ]
 
 
 def test_a_rejection_ends_the_request_and_the_version(developer, owner, assigned_validator):
@@ -96,11 +106,17 @@ def test_changes_requested_return_the_version_to_its_owner_who_answers_with_a_ne
     developer, owner, assigned_validator, risk_officer
 ):
     version, request = submitted(developer, owner, 2)
+    start = last_event_id()
     services.decision_record(
         actor=assigned_validator, request=request, outcome="request_changes", comment="add the 2024 holdout"
     )
     version.refresh_from_db()
     assert version.state == VersionState.CHANGES_REQUESTED
+    assert actions_since(start) == [
+        "decision.recorded",
+        "approval_request.changes_requested",
+        "version.state_changed",
+    ]
     with pytest.raises(Conflict, match="is changes_requested; it cannot become submitted"):
         services.request_submit(actor=owner, version=version)
 
@@ -146,7 +162,9 @@ def test_an_approval_with_conditions_creates_conditions_with_an_owner_and_a_due_
 
 def test_a_withdrawn_request_returns_the_version_to_draft(developer, owner):
     version, request = submitted(developer, owner, 3)
+    start = last_event_id()
     services.request_withdraw(actor=owner, request=request, reason="wrong artifact")
+    assert actions_since(start) == ["approval_request.withdrawn", "version.state_changed"]
     version.refresh_from_db()
     request.refresh_from_db()
     assert (request.state, version.state) == (RequestState.WITHDRAWN, VersionState.DRAFT)

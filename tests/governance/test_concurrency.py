@@ -13,7 +13,7 @@ from governance.models import Decision, RequestState
 from registry.models import VersionState
 from tests.concurrency import run_at_once
 from tests.conftest import on_postgres
-from tests.governance.conftest import submitted
+from tests.factories import submitted
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,7 +9,7 @@ from django.db import DatabaseError, connection, transaction
 from governance import services
 from governance.models import ApprovalRequest, Decision
 from tests.conftest import on_postgres
-from tests.governance.conftest import submitted
+from tests.factories import submitted
 
 pytestmark = [
     pytest.mark.skipif(not on_postgres(), reason="the guard is PostgreSQL's constraint triggers"),

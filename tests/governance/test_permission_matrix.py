@@ -13,9 +13,9 @@ from django.utils import timezone
 from common.errors import PermissionDenied
 from common.roles import Role
 from governance import policies, selectors, services
+from governance.management.commands.demo_seed import ASSESSMENTS as ANSWERS
 from governance.models import ApprovalRequest
-from tests.factories import UserFactory, make_version
-from tests.governance.conftest import ANSWERS, assessed_model, submitted
+from tests.factories import UserFactory, assessed_model, make_version, submitted
 
 PERSONAS = [
     "creator",  # model developer on the owning team who built the version
@@ -118,7 +118,17 @@ def _assign_validator(p: dict[str, Any], actor: Any) -> Any:
     return services.validator_assign(actor=actor, validator=p["unassigned_validator"], model=model)
 
 
-ALL = set(PERSONAS)
+def _raise_finding(p: dict[str, Any], actor: Any) -> Any:
+    return services.finding_raise(
+        actor=actor,
+        model=assessed_model(p["submitter"], 3),
+        title="Drift in the thin-file segment",
+        severity="medium",
+        owner=p["submitter"],
+        due_date=timezone.localdate() + timedelta(days=30),
+    )
+
+
 MATRIX: dict[str, tuple[Callable[[dict[str, Any], Any], Any], set[str]]] = {
     "submit a version": (_submit, {"creator", "submitter", "teammate"}),
     "withdraw a request": (_withdraw, {"submitter"}),
@@ -133,6 +143,10 @@ MATRIX: dict[str, tuple[Callable[[dict[str, Any], Any], Any], set[str]]] = {
     "publish a policy": (_publish_policy, {"risk_officer"}),
     "grant an exception": (_grant_exception, {"risk_officer"}),
     "assign a validator": (_assign_validator, {"risk_officer"}),
+    "raise a finding": (
+        _raise_finding,
+        {"validator", "unassigned_validator", "risk_officer", "compliance", "committee"},
+    ),
 }
 
 

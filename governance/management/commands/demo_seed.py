@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.utils import timezone
 
 from audit.context import origin
 from common.roles import Role
@@ -268,6 +270,17 @@ class Command(BaseCommand):
             first = model.versions.get(number=1)
             self._approve(governance.request_submit(actor=owners[team], version=first, rationale="Initial release"))
             services.alias_set(actor=devs[team], model=model, name="champion", number=1)
+            if name == "pd-retail":
+                governance.finding_raise(
+                    actor=User.objects.get(username="validator"),
+                    model=model,
+                    version=first,
+                    title="Calibration weak for thin-file applicants",
+                    description="Observed default rate 40% above predicted in the lowest bureau-score band.",
+                    severity="high",
+                    owner=owners[team],
+                    due_date=timezone.localdate() + timedelta(days=60),
+                )
             if count > 1:
                 pending = governance.request_submit(
                     actor=owners[team], version=previous, rationale=f"Retrained on {used[0] if used else 'new'} data"
