@@ -175,6 +175,12 @@ def can_assess(user: Any, model: RegisteredModel) -> Decision:
     return deny(f"Only the owner of {model.name} or a risk officer records its risk assessment.")
 
 
+def can_lift_prohibition(user: Any, model: RegisteredModel) -> Decision:
+    if has_role(user, Role.RISK_OFFICER):
+        return ALLOW
+    return deny(f"Only a risk officer lifts the prohibited-practice ruling on {model.name}.")
+
+
 def can_request_tier_override(user: Any, model: RegisteredModel) -> Decision:
     if user.pk == model.owner_id or has_role(user, Role.RISK_OFFICER):
         return ALLOW

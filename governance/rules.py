@@ -19,6 +19,10 @@ def _whole(field: str, value: Any, low: int, high: int) -> int:
     return value
 
 
+def _is_tier(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and value in TIERS
+
+
 def check_stages(field: str, stages: Any) -> list[dict[str, Any]]:
     """Stages in order; steps start at 1 and go up by one, and stages sharing a step run in
     parallel. Each names one of the roles, a quorum of distinct people and an SLA."""
@@ -31,10 +35,10 @@ def check_stages(field: str, stages: Any) -> list[dict[str, Any]]:
         if not isinstance(stage, dict) or set(stage) != STAGE_KEYS:
             raise ValidationFailed.on(where, f"a stage has exactly these keys: {', '.join(sorted(STAGE_KEYS))}")
         name = stage["name"]
-        if not isinstance(name, str) or not 1 <= len(name.strip()) <= 100 or name in names:
-            raise ValidationFailed.on(f"{where}.name", "1-100 characters, unique within the policy")
+        if not isinstance(name, str) or not 1 <= len(name) <= 100 or name != name.strip() or name in names:
+            raise ValidationFailed.on(f"{where}.name", "1-100 characters, no outer spaces, unique within the policy")
         names.add(name)
-        if stage["role"] not in ROLE_NAMES:
+        if not isinstance(stage["role"], str) or stage["role"] not in ROLE_NAMES:
             raise ValidationFailed.on(f"{where}.role", f"one of: {', '.join(sorted(ROLE_NAMES))}")
         step = _whole(f"{where}.step", stage["step"], 1, 20)
         if step not in (previous_step, previous_step + 1):
@@ -48,7 +52,7 @@ def check_stages(field: str, stages: Any) -> list[dict[str, Any]]:
 
 
 def check_policy(policy: Any) -> None:
-    if policy.tier not in TIERS:
+    if not _is_tier(policy.tier):
         raise ValidationFailed.on("tier", "must be 1, 2, 3 or 4")
     check_stages("stages", policy.stages)
     signers = sum(stage["quorum"] for stage in policy.stages)
@@ -92,11 +96,11 @@ def check_scorecard(rules: Any) -> None:
         not isinstance(matrix, list)
         or len(matrix) != rows
         or any(not isinstance(row, list) or len(row) != columns for row in matrix)
-        or any(tier not in TIERS for row in matrix for tier in row)
+        or not all(_is_tier(tier) for row in matrix for tier in row)
     ):
         raise ValidationFailed.on("rules.matrix", f"must be {rows} rows of {columns} tiers (1-4)")
     floors = rules.get("floors")
-    if not isinstance(floors, dict) or any(tier not in TIERS for tier in floors.values()):
+    if not isinstance(floors, dict) or not all(_is_tier(tier) for tier in floors.values()):
         raise ValidationFailed.on("rules.floors", "must be an object of flag → tier (1-4)")
     prohibited = rules.get("prohibited_flags")
     if not isinstance(prohibited, list) or not all(isinstance(flag, str) for flag in prohibited):

@@ -6,6 +6,7 @@ writes its audit events in the same transaction; the API, the admin and the comm
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -88,9 +89,15 @@ def _version_name(version: ModelVersion) -> str:
 
 
 def _lock_request(request: ApprovalRequest) -> ApprovalRequest:
-    """Lock the request row, then read it and everything a decision needs afresh: whoever held
-    the lock before may have moved it on."""
-    ApprovalRequest.objects.select_for_update(of=("self",)).filter(pk=request.pk).first()
+    """Lock the request, its version and its model (always in that order, and before any audit
+    event: the ledger's lock is held from the first event to the commit, so a row lock taken
+    after it could deadlock with a writer holding that row), then read them afresh: whoever
+    held the locks before may have moved them on."""
+    locked = ApprovalRequest.objects.select_for_update(of=("self",)).filter(pk=request.pk)
+    version_id, model_id = locked.values_list("version_id", "model_id").get()
+    if version_id is not None:
+        ModelVersion.objects.select_for_update(no_key=True).filter(pk=version_id).first()
+    RegisteredModel.objects.select_for_update(no_key=True).filter(pk=model_id).first()
     return (
         ApprovalRequest.objects.select_related("model__team", "version", "policy", "scorecard")
         .prefetch_related("stages", "decisions__stage")
@@ -175,6 +182,9 @@ def assessment_record(*, actor: Any, model: RegisteredModel, answers: Any, flags
     scorecard = published_scorecard()
     flags = list(flags) if isinstance(flags, list | tuple) else flags
     result = tiering.assess(scorecard.rules, answers, flags)
+    previous = current_assessment(model)
+    if previous is not None and previous.prohibited and not result.prohibited:
+        policies.can_lift_prohibition(actor, model).ensure()
     assessment = RiskAssessment.objects.create(
         model=model,
         scorecard=scorecard,
@@ -203,12 +213,12 @@ def assessment_record(*, actor: Any, model: RegisteredModel, answers: Any, flags
         reason=tiering.explain(result.rationale),
     )
     if model.risk_tier is None or result.tier <= model.risk_tier:
-        registry_services.model_set_risk_tier(
+        _set_tier(
             actor=actor,
             model=model,
             tier=result.tier,
             reason=tiering.explain(result.rationale),
-            assessment=assessment.pk,
+            source={"assessment": assessment.pk, "scorecard": {"id": scorecard.pk, "version": scorecard.version}},
         )
     else:
         _open_tier_change(
@@ -230,6 +240,25 @@ def tier_override_request(*, actor: Any, model: RegisteredModel, tier: int, rati
     if tier not in rules.TIERS:
         raise ValidationFailed.on("tier", "must be 1, 2, 3 or 4")
     return _open_tier_change(actor=actor, model=model, tier=tier, rationale=rationale)
+
+
+def _set_tier(*, actor: Any, model: RegisteredModel, tier: int, reason: str, source: dict[str, Any]) -> None:
+    """Give the model its new tier. Requests still open for it were put to the people of the
+    old tier's policy, or asked for a change now overtaken: they are withdrawn, saying why, and
+    their versions return to draft, to be submitted again under the new tier's policy."""
+    old = model.risk_tier
+    registry_services.model_set_risk_tier(actor=actor, model=model, tier=tier, reason=reason, **source)
+    if old is None or old == tier:
+        return
+    why = f"the model's tier changed from T{old} to T{tier}; submit again under the T{tier} policy"
+    stale = ApprovalRequest.objects.filter(model=model, state=RequestState.OPEN)
+    if "request" in source:
+        stale = stale.exclude(pk=source["request"])
+    for pk in stale.order_by("pk").values_list("pk", flat=True):
+        request = _lock_request(ApprovalRequest(pk=pk))
+        _close(request, RequestState.WITHDRAWN, actor=actor, reason=why)
+        if request.version is not None:
+            _move_version(request, VersionState.DRAFT, actor=actor, reason=why)
 
 
 def _open_tier_change(*, actor: Any, model: RegisteredModel, tier: int, rationale: str) -> ApprovalRequest:
@@ -288,6 +317,12 @@ def request_submit(*, actor: Any, version: ModelVersion, rationale: str = "") ->
     policies.can_submit(actor, version).ensure()
     workflow.ensure_version_transition(_version_name(version), version.state, VersionState.SUBMITTED)
     rationale = _text("rationale", rationale, required=False)
+    if not version.artifact_sha256:
+        raise Conflict.on(
+            "artifact_sha256",
+            f"{_version_name(version).lower()} has no artifact SHA-256: what is approved must be pinned by its digest; "
+            "register a version with one",
+        )
     if model.risk_tier is None:
         raise Conflict(f"Model {model.name} has no risk tier: record its risk assessment before submitting.")
     assessment = current_assessment(model)
@@ -449,7 +484,13 @@ def _count_towards_quorum(request: ApprovalRequest, stage: RequestStage, *, acto
         action="approval_stage.completed",
         obj=stage,
         model_name=request.model.name,
-        after={"request": request.pk, "stage": stage.name, "role": stage.role, "approvals": approvals},
+        after={
+            "request": request.pk,
+            "stage": stage.name,
+            "role": stage.role,
+            "approvals": approvals,
+            **_pinned(request),
+        },
     )
     step_open = RequestStage.objects.filter(request=request, step=stage.step).exclude(state=StageState.COMPLETE)
     if step_open.exists():
@@ -476,8 +517,12 @@ def _finish(request: ApprovalRequest, state: str, *, actor: Any, reason: str) ->
         _move_version(request, state, actor=actor, reason=reason)
     elif state == RequestState.APPROVED:
         assert request.requested_tier is not None
-        registry_services.model_set_risk_tier(
-            actor=actor, model=request.model, tier=request.requested_tier, reason=request.rationale, request=request.pk
+        _set_tier(
+            actor=actor,
+            model=request.model,
+            tier=request.requested_tier,
+            reason=request.rationale,
+            source={"request": request.pk, **_pinned(request)},
         )
 
 
@@ -647,8 +692,23 @@ def validator_assign(
 # --- published rules: policies and the scorecard ----------------------------------------
 
 
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _lock_documents(family: QuerySet[Any]) -> None:
+    """Serialise drafting and publishing within a family (one tier's policies, the scorecards):
+    every writer locks all of its rows first, so version numbers and the one published version
+    are decided one writer at a time."""
+    list(family.select_for_update().values_list("pk", flat=True))
+
+
 def _document(kind: type[PublishedDocument], pk: int) -> Any:
-    return kind._default_manager.select_for_update().get(pk=pk)
+    family: QuerySet[Any] = kind._default_manager.all()
+    if kind is ApprovalPolicy:
+        family = ApprovalPolicy.objects.filter(tier=ApprovalPolicy.objects.filter(pk=pk).values("tier")[:1])
+    _lock_documents(family)
+    return kind._default_manager.get(pk=pk)
 
 
 @transaction.atomic
@@ -657,6 +717,7 @@ def policy_draft(*, actor: Any, tier: int) -> ApprovalPolicy:
     policies.can_edit_rules(actor).ensure()
     if tier not in rules.TIERS:
         raise ValidationFailed.on("tier", "must be 1, 2, 3 or 4")
+    _lock_documents(ApprovalPolicy.objects.filter(tier=tier))
     source = published_policy(tier)
     draft = ApprovalPolicy.objects.create(
         tier=tier,
@@ -664,18 +725,30 @@ def policy_draft(*, actor: Any, tier: int) -> ApprovalPolicy:
         created_by=actor,
         **{name: getattr(source, name) for name in POLICY_FIELDS if name != "notes"},
     )
-    audit_record(actor=actor, action="policy.drafted", obj=draft, after={"tier": tier, "version": draft.version})
+    audit_record(
+        actor=actor,
+        action="approvalpolicy.drafted",
+        obj=draft,
+        after={"tier": tier, "version": draft.version, "from_version": source.version}
+        | {name: getattr(draft, name) for name in POLICY_FIELDS},
+    )
     return draft
 
 
 @transaction.atomic
 def scorecard_draft(*, actor: Any) -> Scorecard:
     policies.can_edit_rules(actor).ensure()
+    _lock_documents(Scorecard.objects.all())
     source = published_scorecard()
     draft = Scorecard.objects.create(
         version=(Scorecard.objects.aggregate(v=Max("version"))["v"] or 0) + 1, created_by=actor, rules=source.rules
     )
-    audit_record(actor=actor, action="scorecard.drafted", obj=draft, after={"version": draft.version})
+    audit_record(
+        actor=actor,
+        action="scorecard.drafted",
+        obj=draft,
+        after={"version": draft.version, "from_version": source.version, "rules": draft.rules},
+    )
     return draft
 
 
@@ -690,7 +763,8 @@ def document_update(*, actor: Any, document: PublishedDocument, changes: dict[st
     unknown = sorted(set(changes) - set(allowed))
     if unknown:
         raise ValidationFailed.on(unknown[0], "cannot be changed")
-    changed = {name: value for name, value in changes.items() if getattr(document, name) != value}
+    # Compared as JSON: in Python true == 1, and a quorum of true must not pass for unchanged.
+    changed = {name: value for name, value in changes.items() if _json(getattr(document, name)) != _json(value)}
     if not changed:
         return document
     before = {name: getattr(document, name) for name in changed}
@@ -718,12 +792,12 @@ def document_publish(*, actor: Any, document: PublishedDocument) -> PublishedDoc
     current: QuerySet[Any]
     if isinstance(document, ApprovalPolicy):
         rules.check_policy(document)
-        current = ApprovalPolicy.objects.select_for_update().filter(tier=document.tier, status=DocumentStatus.PUBLISHED)
+        current = ApprovalPolicy.objects.filter(tier=document.tier, status=DocumentStatus.PUBLISHED)
         content = {name: getattr(document, name) for name in POLICY_FIELDS} | {"tier": document.tier}
     else:
         assert isinstance(document, Scorecard)
         rules.check_scorecard(document.rules)
-        current = Scorecard.objects.select_for_update().filter(status=DocumentStatus.PUBLISHED)
+        current = Scorecard.objects.filter(status=DocumentStatus.PUBLISHED)
         content = {"rules": document.rules, "notes": document.notes}
     replaced = [(doc.pk, doc.version) for doc in current]
     current.update(status=DocumentStatus.SUPERSEDED)
@@ -740,4 +814,3 @@ def document_publish(*, actor: Any, document: PublishedDocument) -> PublishedDoc
         reason=document.notes,
     )
     return document
-

@@ -113,7 +113,7 @@ class DecisionIn(StrictSerializer):
     outcome = serializers.ChoiceField(choices=Outcome.choices)
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=10_000)
     stage = serializers.CharField(required=False, max_length=100, help_text="needed only if you may sign two stages")
-    conditions = ConditionIn(many=True, required=False, default=list)
+    conditions = serializers.ListField(child=ConditionIn(), required=False, default=list, max_length=20)
 
 
 class StageOut(serializers.ModelSerializer):

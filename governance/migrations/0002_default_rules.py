@@ -82,7 +82,7 @@ SCORECARD = {
             "role": ROLES["risk"],
             "quorum": 1,
             "sla_business_days": 5,
-            "independent": False,
+            "independent": True,
         }
     ],
 }

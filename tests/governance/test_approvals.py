@@ -239,3 +239,73 @@ def test_a_reassessment_that_lowers_the_tier_waits_for_a_second_risk_officer(own
     pending = model.approval_requests.get(kind="tier_change")
     assert (pending.state, pending.requested_tier) == ("open", 4)
     assert pending.rationale.startswith("Reassessment #")
+
+
+def test_only_a_risk_officer_lifts_a_prohibition(owner, risk_officer):
+    model = assessed_model(owner, 2)
+    answers, flags = ANSWERS[2]
+    services.assessment_record(actor=risk_officer, model=model, answers=answers, flags=[*flags, "prohibited_practice"])
+    with pytest.raises(PermissionDenied, match="Only a risk officer lifts the prohibited-practice ruling"):
+        services.assessment_record(actor=owner, model=model, answers=answers, flags=flags)
+    services.assessment_record(actor=risk_officer, model=model, answers=answers, flags=flags)
+    assert not services.current_assessment(model).prohibited
+
+
+def test_a_stricter_tier_withdraws_the_requests_put_to_the_old_tiers_people(developer, owner, risk_officer):
+    version, release = submitted(developer, owner, 4)
+    model = version.model
+    downgrade = services.tier_override_request(actor=owner, model=model, tier=3, rationale="not needed")
+    answers, flags = ANSWERS[1]
+    services.assessment_record(actor=owner, model=model, answers=answers, flags=flags)
+    model.refresh_from_db()
+    version.refresh_from_db()
+    assert (model.risk_tier, version.state) == (1, VersionState.DRAFT)
+    for stale in (release, downgrade):
+        stale.refresh_from_db()
+        assert stale.state == RequestState.WITHDRAWN
+        assert stale.closed_reason == "the model's tier changed from T4 to T1; submit again under the T1 policy"
+    with pytest.raises(Conflict, match="is withdrawn; it takes no more decisions"):
+        services.decision_record(actor=risk_officer, request=downgrade, outcome="approve")
+    again = services.request_submit(actor=owner, version=version)
+    assert (again.tier, again.policy.tier) == (1, 1)
+
+
+def test_a_version_without_its_digest_cannot_be_submitted(developer, owner):
+    model = assessed_model(owner, 4)
+    version = make_version(developer, model, artifact_sha256="")
+    with pytest.raises(Conflict, match="has no artifact SHA-256"):
+        services.request_submit(actor=owner, version=version)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"role": ["Risk officers"]}, "stages[0].role"),
+        ({"name": " padded "}, "stages[0].name"),
+        ({"quorum": True}, "stages[0].quorum"),
+        ({"step": 2}, "stages[0].step"),
+    ],
+)
+def test_a_malformed_policy_draft_is_refused_at_publication_naming_the_field(risk_officer, change, field):
+    draft = services.policy_draft(actor=risk_officer, tier=4)
+    services.document_update(actor=risk_officer, document=draft, changes={"stages": [{**draft.stages[0], **change}]})
+    with pytest.raises(ValidationFailed) as refused:
+        services.document_publish(actor=risk_officer, document=draft)
+    assert list(refused.value.fields) == [field]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"floors": {"regulatory_capital": True}}, "rules.floors"),
+        ({"matrix": [[4, 4, 3], [3, 3, 2], [2, 2, 1]]}, "rules.matrix"),
+        ({"materiality_bands": [7, 4, 10]}, "rules.materiality_bands"),
+        ({"override_stages": []}, "rules.override_stages"),
+    ],
+)
+def test_a_malformed_scorecard_draft_is_refused_at_publication_naming_the_field(risk_officer, change, field):
+    draft = services.scorecard_draft(actor=risk_officer)
+    services.document_update(actor=risk_officer, document=draft, changes={"rules": {**draft.rules, **change}})
+    with pytest.raises(ValidationFailed) as refused:
+        services.document_publish(actor=risk_officer, document=draft)
+    assert list(refused.value.fields) == [field]
