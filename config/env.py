@@ -77,6 +77,22 @@ def csv(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def mapping(name: str, default: dict[str, str]) -> dict[str, str]:
+    """``key=value,key=value`` → a dict; an item without ``=`` or with an empty side is an error."""
+    value = _raw(name)
+    if value is None:
+        return default
+    out: dict[str, str] = {}
+    for item in (part.strip() for part in value.split(",")):
+        key, sep, val = item.partition("=")
+        if not item:
+            continue
+        if not sep or not key.strip() or not val.strip():
+            raise ImproperlyConfigured(f"{name}: {item!r} is not key=value (expected e.g. production=production)")
+        out[key.strip()] = val.strip()
+    return out
+
+
 def timezone(name: str, default: str) -> str:
     value = string(name, default)
     assert value is not None

@@ -154,6 +154,10 @@ CELERY_BEAT_SCHEDULE = {
 }
 # On PostgreSQL, release the chain head at commit and wait for the WAL flush after it, so that
 # concurrent writers share flushes (audit.services._release_early has the trade-off).
+# Aliases that only point at a version passing the gate of an environment (alias=environment),
+# and the days after an approval's revalidation date before the gate refuses the version.
+PROTECTED_ALIASES = env.mapping("PROTECTED_ALIASES", {"production": "production", "champion": "production"})
+GATE_GRACE_DAYS = env.integer("GATE_GRACE_DAYS", 0, minimum=0)
 AUDIT_EARLY_LOCK_RELEASE = env.boolean("AUDIT_EARLY_LOCK_RELEASE", True)
 # Only trust X-Forwarded-For for the audit trail's source address when a proxy sets it.
 AUDIT_TRUST_X_FORWARDED_FOR = env.boolean("AUDIT_TRUST_X_FORWARDED_FOR", False)

@@ -25,7 +25,9 @@ from governance.models import (
     ApprovalRequest,
     AwaitingDecision,
     Condition,
+    Deployment,
     DocumentStatus,
+    Environment,
     Finding,
     Outcome,
     PolicyException,
@@ -369,6 +371,22 @@ class FindingAdmin(ReadOnly):
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         visible = policies.registry_policies.visible_models(request.user)
         return super().get_queryset(request).filter(model__in=visible)
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(ReadOnly):
+    list_display = ["version", "environment", "endpoint", "deployed_by", "deployed_at", "retired_at"]
+    list_filter = ["environment", "retired_at"]
+    search_fields = ["=version__model__name"]
+    list_select_related = ["version__model", "environment", "deployed_by"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return selectors.deployments_for(request.user)
+
+
+@admin.register(Environment)
+class EnvironmentAdmin(ReadOnly):
+    list_display = ["name", "description"]
 
 
 @admin.register(PolicyException)

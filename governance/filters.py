@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 
 from common.errors import ValidationFailed
 from governance import selectors
-from governance.models import ApprovalRequest, RequestKind, RequestState
+from governance.models import ApprovalRequest, Deployment, RequestKind, RequestState
 from registry.models import RiskTier
 
 
@@ -26,3 +26,13 @@ class RequestFilter(filters.FilterSet):
         if value != "me":
             raise ValidationFailed.on("awaiting", "the only value is 'me'")
         return selectors.awaiting(self.request.user, queryset)
+
+
+class DeploymentFilter(filters.FilterSet):
+    environment = filters.CharFilter(field_name="environment__name")
+    model = filters.CharFilter(field_name="version__model__name")
+    live = filters.BooleanFilter(field_name="retired_at", lookup_expr="isnull", help_text="true: not retired")
+
+    class Meta:
+        model = Deployment
+        fields: list[str] = []

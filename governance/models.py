@@ -67,6 +67,9 @@ class ApprovalPolicy(PublishedDocument):
     revalidation_months = models.PositiveSmallIntegerField()
     max_exception_days = models.PositiveSmallIntegerField()
     monitoring = models.JSONField(default=dict, blank=True)
+    approval_required_in = models.JSONField(
+        default=list, blank=True, help_text="Names of the environments a version needs this approval to enter."
+    )
 
     class Meta:
         ordering = ["tier", "-version"]
@@ -306,3 +309,45 @@ class Finding(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model.name}: {self.title} ({self.severity}, {self.state})"
+
+
+class Environment(models.Model):
+    """Where versions run (staging, production, …). Which ones need an approval is the policy's
+    ``approval_required_in``, per tier."""
+
+    name = models.SlugField(max_length=50, unique=True)
+    description = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Deployment(models.Model):
+    """A version running in an environment, from when to when. Retired, never deleted."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="deployments")
+    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="deployments")
+    endpoint = models.CharField(max_length=1000, blank=True, help_text="URL or reference of the running service.")
+    deployed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    deployed_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    retired_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    retired_at = models.DateTimeField(null=True, blank=True)
+    retired_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-deployed_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["version", "environment"],
+                condition=Q(retired_at=None),
+                name="one_live_deployment_per_version_and_environment",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version} in {self.environment.name}"

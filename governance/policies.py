@@ -210,6 +210,13 @@ def can_raise_finding(user: Any) -> Decision:
     return deny("Only validators, risk officers, compliance officers and committee members raise findings.")
 
 
+def can_deploy(user: Any, version: ModelVersion) -> Decision:
+    """Deployers, and the owning team, record deployments and retire them."""
+    if has_role(user, Role.DEPLOYER) or registry_policies.is_team_member(user, version.model.team_id):
+        return ALLOW
+    return deny(f"Only deployers and the owning team ({version.model.team.name}) deploy {version.model.name}.")
+
+
 def can_grant_exception(user: Any, version: ModelVersion) -> Decision:
     if not has_role(user, Role.RISK_OFFICER):
         return deny("Only a risk officer grants an exception.")

@@ -8,6 +8,7 @@ from typing import Any
 from common.errors import ValidationFailed
 from common.roles import ROLE_NAMES
 from governance import tiering
+from governance.models import Environment
 
 STAGE_KEYS = {"name", "step", "role", "quorum", "sla_business_days", "independent"}
 TIERS = (1, 2, 3, 4)
@@ -64,6 +65,10 @@ def check_policy(policy: Any) -> None:
         )
     _whole("revalidation_months", policy.revalidation_months, 1, 120)
     _whole("max_exception_days", policy.max_exception_days, 1, 3650)
+    gated = policy.approval_required_in
+    known = set(Environment.objects.values_list("name", flat=True))
+    if not isinstance(gated, list) or not all(isinstance(name, str) and name in known for name in gated):
+        raise ValidationFailed.on("approval_required_in", f"a list of environments from: {', '.join(sorted(known))}")
     if not isinstance(policy.monitoring, dict):
         raise ValidationFailed.on("monitoring", "must be an object")
 

@@ -10,13 +10,14 @@ from typing import Any
 from django.db.models import Count, Prefetch, QuerySet
 from django.utils import timezone
 
-from common.errors import NotFound
+from common.errors import NotFound, ValidationFailed
 from governance import policies
 from governance.models import (
     ApprovalPolicy,
     ApprovalRequest,
     Condition,
     Decision,
+    Deployment,
     DocumentStatus,
     Finding,
     PolicyException,
@@ -214,3 +215,38 @@ def dashboard(user: Any, *, now: datetime | None = None) -> Dashboard:
     return Dashboard(
         tiers=tiers, states=states, in_flight=in_flight, overdue=overdue, revalidation_due=revalidation_due
     )
+
+
+def deployments_for(user: Any) -> QuerySet[Deployment]:
+    return Deployment.objects.filter(version__model__in=registry_policies.visible_models(user)).select_related(
+        "version__model", "environment", "deployed_by", "retired_by"
+    )
+
+
+def deployment_get(user: Any, pk: int) -> Deployment:
+    deployment = deployments_for(user).filter(pk=pk).first()
+    if deployment is None:
+        raise NotFound(f"No deployment #{pk} that you may see.")
+    return deployment
+
+
+def version_for_gate(user: Any, *, model: str, number: str, digest: str) -> ModelVersion:
+    """The version a gate question names: by model and version number, or by artifact digest."""
+    visible = ModelVersion.objects.filter(model__in=registry_policies.visible_models(user)).select_related("model")
+    if digest:
+        if model or number:
+            raise ValidationFailed.on("digest", "give either digest or model and version, not both")
+        matches = list(visible.filter(artifact_sha256=digest.lower())[:2])
+        if len(matches) > 1:
+            raise ValidationFailed.on("digest", "versions of several models have this digest: give model and version")
+        if not matches:
+            raise NotFound(f"No version with digest {digest[:12]}… that you may see.")
+        return matches[0]
+    if not model or not number:
+        raise ValidationFailed.on("model", "give model and version, or digest")
+    if not number.isdigit() or len(number) > 9:
+        raise ValidationFailed.on("version", "a version number")
+    version = visible.filter(model__name=model, number=int(number)).first()
+    if version is None:
+        raise NotFound(f"No version {number} of a model {model!r} that you may see.")
+    return version

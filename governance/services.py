@@ -21,7 +21,7 @@ from guardian.shortcuts import assign_perm, remove_perm
 from audit.services import audit_record
 from common.errors import Conflict, ValidationFailed
 from common.roles import Role, has_role, is_team
-from governance import policies, rules, tiering, workflow
+from governance import gate, policies, rules, tiering, workflow
 from governance.calendar import add_business_days, add_months
 from governance.models import (
     ApprovalPolicy,
@@ -29,7 +29,9 @@ from governance.models import (
     Condition,
     ConditionState,
     Decision,
+    Deployment,
     DocumentStatus,
+    Environment,
     Finding,
     Outcome,
     PolicyException,
@@ -45,7 +47,15 @@ from governance.models import (
 from registry import services as registry_services
 from registry.models import ModelVersion, RegisteredModel, VersionState
 
-POLICY_FIELDS = ("stages", "min_distinct_people", "revalidation_months", "max_exception_days", "monitoring", "notes")
+POLICY_FIELDS = (
+    "stages",
+    "min_distinct_people",
+    "revalidation_months",
+    "max_exception_days",
+    "approval_required_in",
+    "monitoring",
+    "notes",
+)
 SCORECARD_FIELDS = ("rules", "notes")
 MAX_COMMENT = 10_000
 
@@ -548,6 +558,74 @@ def condition_close(*, actor: Any, condition: Condition, state: str, note: str) 
         reason=note,
     )
     return condition
+
+
+# --- deployments -------------------------------------------------------------------------
+
+
+@transaction.atomic
+def deployment_record(*, actor: Any, version: ModelVersion, environment: Environment, endpoint: str = "") -> Deployment:
+    """Record that ``version`` now runs in ``environment``, if the gate lets it in; its first
+    deployment moves an approved version to ``deployed``."""
+    version = (
+        ModelVersion.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("model__team")
+        .get(pk=version.pk)
+    )
+    policies.can_deploy(actor, version).ensure()
+    endpoint = _text("endpoint", endpoint, required=False, limit=1000)
+    gate.ensure(version, environment)
+    if Deployment.objects.filter(version=version, environment=environment, retired_at=None).exists():
+        raise Conflict(f"{_version_name(version)} is already deployed in {environment.name}.")
+    deployment = Deployment.objects.create(
+        version=version, environment=environment, endpoint=endpoint, deployed_by=actor
+    )
+    audit_record(
+        actor=actor,
+        action="deployment.recorded",
+        obj=deployment,
+        model_name=version.model.name,
+        after={"version": version.number, "environment": environment.name, "endpoint": endpoint},
+    )
+    if version.state == VersionState.APPROVED:
+        workflow.ensure_version_transition(_version_name(version), version.state, VersionState.DEPLOYED)
+        registry_services.version_set_state(
+            actor=actor, version=version, state=VersionState.DEPLOYED, reason=f"deployed to {environment.name}"
+        )
+    return deployment
+
+
+@transaction.atomic
+def deployment_retire(*, actor: Any, deployment: Deployment, reason: str) -> Deployment:
+    """Take a deployment out of service; a version retired from everywhere is approved again."""
+    deployment = Deployment.objects.select_for_update().select_related("environment").get(pk=deployment.pk)
+    version = (
+        ModelVersion.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("model__team")
+        .get(pk=deployment.version_id)
+    )
+    policies.can_deploy(actor, version).ensure()
+    reason = _text("reason", reason, required=True)
+    if deployment.retired_at is not None:
+        raise Conflict(f"Deployment #{deployment.pk} was retired on {deployment.retired_at:%Y-%m-%d}.")
+    deployment.retired_at = timezone.now()
+    deployment.retired_by = actor
+    deployment.retired_reason = reason
+    deployment.save(update_fields=["retired_at", "retired_by", "retired_reason"])
+    audit_record(
+        actor=actor,
+        action="deployment.retired",
+        obj=deployment,
+        model_name=version.model.name,
+        after={"version": version.number, "environment": deployment.environment.name},
+        reason=reason,
+    )
+    live = Deployment.objects.filter(version=version, retired_at=None).exists()
+    if version.state == VersionState.DEPLOYED and not live:
+        registry_services.version_set_state(
+            actor=actor, version=version, state=VersionState.APPROVED, reason="retired from every environment"
+        )
+    return deployment
 
 
 # --- findings ----------------------------------------------------------------------------

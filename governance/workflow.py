@@ -26,7 +26,11 @@ VERSION_TRANSITIONS: Mapping[str, Mapping[str, str]] = {
         V.SUSPENDED: "suspended",
         V.DEPRECATED: "deprecated",
     },
-    V.DEPLOYED: {V.SUSPENDED: "suspended", V.DEPRECATED: "deprecated"},
+    V.DEPLOYED: {
+        V.APPROVED: "retired from every environment",
+        V.SUSPENDED: "suspended",
+        V.DEPRECATED: "deprecated",
+    },
     V.SUSPENDED: {V.APPROVED: "suspension lifted", V.DEPRECATED: "deprecated"},
     V.REJECTED: {V.DEPRECATED: "retired without release"},
     V.DEPRECATED: {V.DECOMMISSIONED: "decommissioned"},

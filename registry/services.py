@@ -22,7 +22,7 @@ from audit.services import audit_record
 from common import validation
 from common.errors import Conflict, NotFound, ValidationFailed
 from common.roles import is_team
-from registry import policies, selectors
+from registry import hooks, policies, selectors
 from registry.models import (
     Alias,
     ApiToken,
@@ -566,6 +566,8 @@ def alias_set(*, actor: Any, model: RegisteredModel, name: str, number: int) -> 
     version = model.versions.filter(number=number).first()
     if version is None:
         raise ValidationFailed.on("version", f"model {model.name} has no version {number}")
+    for check in hooks.ALIAS_CHECKS:
+        check(actor=actor, version=version, alias=name)
     alias = Alias.objects.filter(model=model, name=name).select_related("version").first()
     before = {"version": alias.version.number} if alias else None
     if alias and alias.version_id == version.pk:

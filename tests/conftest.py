@@ -58,7 +58,8 @@ def _default_rules(request: Any) -> None:
     if marker and marker.kwargs.get("transaction"):
         request.getfixturevalue("transactional_db")
         if not Scorecard.objects.exists():
-            import_module("governance.migrations.0002_default_rules").seed(apps, None)
+            for migration in ("0002_default_rules", "0007_environments"):
+                import_module(f"governance.migrations.{migration}").seed(apps, None)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from governance.models import (
     Condition,
     ConditionState,
     Decision,
+    Deployment,
     Finding,
     Outcome,
     PolicyException,
@@ -259,4 +260,44 @@ class FindingOut(serializers.ModelSerializer):
             "state",
             "raised_by",
             "created_at",
+        ]
+
+
+class GateOut(serializers.Serializer):
+    allowed = serializers.BooleanField()
+    reasons = serializers.ListField(child=serializers.CharField())
+    model = serializers.CharField()
+    version = serializers.IntegerField()
+    environment = serializers.CharField()
+
+
+class DeploymentIn(StrictSerializer):
+    environment = serializers.SlugField(max_length=50)
+    endpoint = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000)
+
+
+class RetireIn(StrictSerializer):
+    reason = serializers.CharField(max_length=10_000)
+
+
+class DeploymentOut(serializers.ModelSerializer):
+    model = serializers.CharField(source="version.model.name")
+    version = serializers.IntegerField(source="version.number")
+    environment = serializers.CharField(source="environment.name")
+    deployed_by = serializers.CharField(source="deployed_by.username")
+    retired_by = serializers.CharField(source="retired_by.username", allow_null=True, default=None)
+
+    class Meta:
+        model = Deployment
+        fields = [
+            "id",
+            "model",
+            "version",
+            "environment",
+            "endpoint",
+            "deployed_by",
+            "deployed_at",
+            "retired_by",
+            "retired_at",
+            "retired_reason",
         ]

@@ -9,10 +9,13 @@ VERSION = r"^models/(?P<model_name>[-a-zA-Z0-9_]+)/versions/(?P<number>[0-9]{1,9
 router = SimpleRouter()
 router.register("approval-requests", views.ApprovalRequestViewSet, basename="approval-request")
 router.register("policies", views.PolicyViewSet, basename="policy")
+router.register("deployments", views.DeploymentViewSet, basename="deployment")
 
 urlpatterns = [
     re_path(rf"{VERSION}/submit/$", views.SubmitView.as_view(), name="version-submit"),
     re_path(rf"{VERSION}/exceptions/$", views.ExceptionView.as_view(), name="version-exceptions"),
+    re_path(rf"{VERSION}/deployments/$", views.VersionDeploymentView.as_view(), name="version-deployments"),
+    path("gate/", views.GateView.as_view(), name="gate"),
     path("validator-assignments/", views.ValidatorAssignmentView.as_view(), name="validator-assign"),
     path("validator-assignments/remove/", views.ValidatorUnassignView.as_view(), name="validator-unassign"),
     re_path(r"^conditions/(?P<pk>[0-9]{1,18})/close/$", views.ConditionCloseView.as_view(), name="condition-close"),

@@ -14,10 +14,10 @@ from rest_framework.views import APIView
 
 from common.api import CursorPagination
 from common.errors import ValidationFailed
-from governance import selectors, services
+from governance import gate, selectors, services
 from governance.api import serializers as s
-from governance.filters import RequestFilter
-from governance.models import ApprovalRequest, DocumentStatus
+from governance.filters import DeploymentFilter, RequestFilter
+from governance.models import ApprovalRequest, Deployment, DocumentStatus
 from registry import selectors as registry_selectors
 
 
@@ -193,3 +193,88 @@ class FindingView(APIView):
             )
         finding = services.finding_raise(actor=request.user, model=model, **data)
         return Response(s.FindingOut(finding).data, status=status.HTTP_201_CREATED)
+
+
+GATE_PARAMS = [
+    OpenApiParameter("environment", str, required=True),
+    OpenApiParameter("model", str, description="model name (with version)"),
+    OpenApiParameter("version", int, description="version number (with model)"),
+    OpenApiParameter("digest", str, description="the artifact's SHA-256, instead of model and version"),
+]
+
+
+class GateView(APIView):
+    """The question any CI/CD system asks before it deploys: may this version enter this
+    environment now? Always 200 with ``allowed`` and every reason it may not."""
+
+    @extend_schema(parameters=GATE_PARAMS, responses={200: s.GateOut}, summary="Ask the deployment gate")
+    def get(self, request: Request) -> Response:
+        params = request.query_params
+        environment = gate.environment_named(_required(params, "environment"))
+        version = selectors.version_for_gate(
+            request.user,
+            model=params.get("model", ""),
+            number=params.get("version", ""),
+            digest=params.get("digest", ""),
+        )
+        answer = gate.evaluate(version, environment)
+        return Response(
+            {
+                "allowed": answer.allowed,
+                "reasons": answer.reasons,
+                "model": version.model.name,
+                "version": version.number,
+                "environment": environment.name,
+            }
+        )
+
+
+def _required(params: Any, name: str) -> str:
+    value = params.get(name, "")
+    if not value:
+        raise ValidationFailed.on(name, "is required")
+    return str(value)
+
+
+class VersionDeploymentView(APIView):
+    @extend_schema(request=s.DeploymentIn, responses={201: s.DeploymentOut}, summary="Record a deployment")
+    def post(self, request: Request, model_name: str, number: str) -> Response:
+        version = registry_selectors.version_get(request.user, model_name=model_name, number=int(number))
+        data = _validated(s.DeploymentIn, request)
+        deployment = services.deployment_record(
+            actor=request.user,
+            version=version,
+            environment=gate.environment_named(data["environment"]),
+            endpoint=data["endpoint"],
+        )
+        return Response(s.DeploymentOut(selectors.deployment_get(request.user, deployment.pk)).data, status=201)
+
+
+class DeploymentPagination(CursorPagination):
+    ordering = "-deployed_at"
+
+
+class DeploymentViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Deployments of models you may see: ``live=true`` for those not retired; ``environment``
+    and ``model`` by name."""
+
+    serializer_class = s.DeploymentOut
+    pagination_class = DeploymentPagination
+    filterset_class = DeploymentFilter
+    queryset = Deployment.objects.none()
+    lookup_value_regex = r"[0-9]{1,18}"
+
+    def get_queryset(self) -> QuerySet:
+        if getattr(self, "swagger_fake_view", False):
+            return self.queryset
+        return selectors.deployments_for(self.request.user)
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(s.DeploymentOut(selectors.deployment_get(request.user, int(pk))).data)
+
+    @extend_schema(request=s.RetireIn, responses={200: s.DeploymentOut})
+    @action(detail=True, methods=["post"])
+    def retire(self, request: Request, pk: str) -> Response:
+        deployment = selectors.deployment_get(request.user, int(pk))
+        services.deployment_retire(actor=request.user, deployment=deployment, **_validated(s.RetireIn, request))
+        return Response(s.DeploymentOut(selectors.deployment_get(request.user, deployment.pk)).data)

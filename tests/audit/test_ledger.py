@@ -134,11 +134,11 @@ def test_moving_an_alias_with_raw_sql_fails_at_commit(developer):
     model = make_model(developer, name="m1")
     make_version(developer, model)
     make_version(developer, model)
-    services.alias_set(actor=developer, model=model, name="champion", number=1)
+    services.alias_set(actor=developer, model=model, name="candidate", number=1)
     with pytest.raises(DatabaseError, match="without an audit event"), transaction.atomic():
         sql(
             "UPDATE registry_alias SET version_id = (SELECT id FROM registry_modelversion WHERE number = 2) "
-            "WHERE name = 'champion'"
+            "WHERE name = 'candidate'"
         )
     assert model.aliases.get().version.number == 1
 
@@ -148,7 +148,7 @@ def test_the_services_satisfy_the_bypass_guard(developer):
     model = make_model(developer, name="m1")
     make_version(developer, model)
     with transaction.atomic():
-        services.alias_set(actor=developer, model=model, name="champion", number=1)
+        services.alias_set(actor=developer, model=model, name="candidate", number=1)
         sql("SET CONSTRAINTS ALL IMMEDIATE")
 
 

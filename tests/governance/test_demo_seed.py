@@ -7,7 +7,7 @@ from django.core.management import call_command
 
 from audit.models import AuditEvent
 from common.roles import Role
-from governance.models import ApprovalRequest, RiskAssessment
+from governance.models import ApprovalRequest, Deployment, RiskAssessment
 from registry.models import DatasetUsage, ModelVersion, RegisteredModel, VersionParent
 
 
@@ -23,7 +23,8 @@ def test_demo_seed_loads_a_living_registry_and_prints_working_logins(db):
     assert DatasetUsage.objects.exists()
     assert AuditEvent.objects.filter(action="version.created").count() == ModelVersion.objects.count()
     assert RiskAssessment.objects.values("model").distinct().count() == 20
-    assert ModelVersion.objects.filter(number=1, state="approved").count() == 20
+    assert ModelVersion.objects.filter(number=1, state="deployed").count() == 20
+    assert Deployment.objects.filter(environment__name="production", retired_at=None).count() == 20
     waiting = ApprovalRequest.objects.filter(state="open")
     assert waiting.count() == RegisteredModel.objects.filter(versions__number=2).count()
     assert waiting.filter(current_step=1).exists() and waiting.filter(current_step__gt=1).exists()

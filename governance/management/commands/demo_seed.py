@@ -19,7 +19,7 @@ from django.utils import timezone
 from audit.context import origin
 from common.roles import Role
 from governance import services as governance
-from governance.models import ApprovalRequest, RequestState, StageState
+from governance.models import ApprovalRequest, Environment, RequestState, StageState
 from registry import services
 from registry.models import DatasetVersion, ModelVersion, RegisteredModel
 
@@ -226,6 +226,8 @@ class Command(BaseCommand):
                     for year in (2024, 2025)
                 ]
         latest: dict[str, ModelVersion] = {}
+        deployer = User.objects.get(username="deployer")
+        production = Environment.objects.get(name="production")
         for index, (name, team, tier, restricted, count, used, purpose) in enumerate(MODELS):
             model = services.model_register(
                 actor=owners[team],
@@ -270,6 +272,12 @@ class Command(BaseCommand):
             first = model.versions.get(number=1)
             self._approve(governance.request_submit(actor=owners[team], version=first, rationale="Initial release"))
             services.alias_set(actor=devs[team], model=model, name="champion", number=1)
+            governance.deployment_record(
+                actor=deployer,
+                version=first,
+                environment=production,
+                endpoint=f"https://models.internal/{name}/v1",
+            )
             if name == "pd-retail":
                 governance.finding_raise(
                     actor=User.objects.get(username="validator"),
