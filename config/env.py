@@ -49,7 +49,7 @@ def boolean(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name}: expected true or false (1/0, yes/no, on/off), got {value!r}.")
 
 
-def integer(name: str, default: int, *, minimum: int = 0) -> int:
+def integer(name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
     value = _raw(name)
     if value is None or value == "":
         return default
@@ -59,6 +59,8 @@ def integer(name: str, default: int, *, minimum: int = 0) -> int:
         raise ImproperlyConfigured(f"{name}: expected a whole number, got {value!r}.") from None
     if number < minimum:
         raise ImproperlyConfigured(f"{name}: must be at least {minimum}, got {number}.")
+    if maximum is not None and number > maximum:
+        raise ImproperlyConfigured(f"{name}: must be at most {maximum}, got {number}.")
     return number
 
 
@@ -78,9 +80,10 @@ def csv(name: str, default: list[str]) -> list[str]:
 
 
 def mapping(name: str, default: dict[str, str]) -> dict[str, str]:
-    """``key=value,key=value`` → a dict; an item without ``=`` or with an empty side is an error."""
+    """``key=value,key=value`` → a dict; an item without ``=`` or with an empty side is an error.
+    Unset or empty (as docker-compose passes an unset variable) gives the default."""
     value = _raw(name)
-    if value is None:
+    if value is None or not value.strip():
         return default
     out: dict[str, str] = {}
     for item in (part.strip() for part in value.split(",")):

@@ -157,7 +157,7 @@ CELERY_BEAT_SCHEDULE = {
 # Aliases that only point at a version passing the gate of an environment (alias=environment),
 # and the days after an approval's revalidation date before the gate refuses the version.
 PROTECTED_ALIASES = env.mapping("PROTECTED_ALIASES", {"production": "production", "champion": "production"})
-GATE_GRACE_DAYS = env.integer("GATE_GRACE_DAYS", 0, minimum=0)
+GATE_GRACE_DAYS = env.integer("GATE_GRACE_DAYS", 0, minimum=0, maximum=3650)
 AUDIT_EARLY_LOCK_RELEASE = env.boolean("AUDIT_EARLY_LOCK_RELEASE", True)
 # Only trust X-Forwarded-For for the audit trail's source address when a proxy sets it.
 AUDIT_TRUST_X_FORWARDED_FOR = env.boolean("AUDIT_TRUST_X_FORWARDED_FOR", False)

@@ -7,7 +7,8 @@ A version passes when:
 - where the published policy of the model's tier gates the environment, the version holds an
   approved release, not past its revalidation date (plus ``GATE_GRACE_DAYS``), granted under a
   tier as strict as the model's current one;
-- no exception granted for it has lapsed since its last approval;
+- its model is not assessed as a prohibited practice;
+- no exception granted for it since its last approval has lapsed;
 - no critical finding is open on it or on its model as a whole.
 """
 
@@ -77,12 +78,18 @@ def evaluate(version: ModelVersion, environment: Environment, *, now: datetime |
         .first()
     )
     if model.risk_tier is None:
-        reasons.append(f"model {model.name} has no risk tier")
+        if _gated_anywhere(environment):
+            reasons.append(f"model {model.name} has no risk tier, and {environment.name} needs an approval")
     elif _gated(model.risk_tier, environment):
         reasons += _approval_reasons(subject, approval, model.risk_tier, environment, now)
+    assessment = model.risk_assessments.order_by("-created_at", "-id").first()
+    if assessment is not None and assessment.prohibited:
+        reasons.append(f"model {model.name} is assessed as a prohibited practice")
+    # An exception granted before the approval was the approval's to weigh; one granted since
+    # stops counting when it lapses.
     lapsed = PolicyException.objects.filter(version=version, expires_at__lt=now)
     if approval is not None and approval.closed_at is not None:
-        lapsed = lapsed.filter(expires_at__gt=approval.closed_at)
+        lapsed = lapsed.filter(created_at__gt=approval.closed_at)
     for exception in lapsed.order_by("expires_at"):
         reasons.append(f"exception #{exception.pk} ({exception.scope}) lapsed on {exception.expires_at:%Y-%m-%d}")
     critical = Finding.objects.filter(model=model, state=FindingState.OPEN, severity=Severity.CRITICAL).filter(
@@ -96,6 +103,11 @@ def evaluate(version: ModelVersion, environment: Environment, *, now: datetime |
 def _gated(tier: int, environment: Environment) -> bool:
     policy = ApprovalPolicy.objects.filter(tier=tier, status=DocumentStatus.PUBLISHED).first()
     return policy is None or environment.name in policy.approval_required_in
+
+
+def _gated_anywhere(environment: Environment) -> bool:
+    published = ApprovalPolicy.objects.filter(status=DocumentStatus.PUBLISHED)
+    return any(environment.name in policy.approval_required_in for policy in published)
 
 
 def _approval_reasons(

@@ -3,6 +3,7 @@ request page costs a fixed number of queries."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from django.db.models import Count, Prefetch, QuerySet
 from django.utils import timezone
 
+from common import validation
 from common.errors import NotFound, ValidationFailed
 from governance import policies
 from governance.models import (
@@ -234,9 +236,10 @@ def version_for_gate(user: Any, *, model: str, number: str, digest: str) -> Mode
     """The version a gate question names: by model and version number, or by artifact digest."""
     visible = ModelVersion.objects.filter(model__in=registry_policies.visible_models(user)).select_related("model")
     if digest:
+        digest = validation.sha256_digest("digest", digest)
         if model or number:
             raise ValidationFailed.on("digest", "give either digest or model and version, not both")
-        matches = list(visible.filter(artifact_sha256=digest.lower())[:2])
+        matches = list(visible.filter(artifact_sha256=digest)[:2])
         if len(matches) > 1:
             raise ValidationFailed.on("digest", "versions of several models have this digest: give model and version")
         if not matches:
@@ -244,7 +247,7 @@ def version_for_gate(user: Any, *, model: str, number: str, digest: str) -> Mode
         return matches[0]
     if not model or not number:
         raise ValidationFailed.on("model", "give model and version, or digest")
-    if not number.isdigit() or len(number) > 9:
+    if not re.fullmatch(r"[0-9]{1,9}", number):
         raise ValidationFailed.on("version", "a version number")
     version = visible.filter(model__name=model, number=int(number)).first()
     if version is None:

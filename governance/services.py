@@ -567,11 +567,15 @@ def condition_close(*, actor: Any, condition: Condition, state: str, note: str) 
 def deployment_record(*, actor: Any, version: ModelVersion, environment: Environment, endpoint: str = "") -> Deployment:
     """Record that ``version`` now runs in ``environment``, if the gate lets it in; its first
     deployment moves an approved version to ``deployed``."""
+    # The version, then its model (as _lock_request does): the gate reads the model's tier,
+    # status and findings, which must not change under it.
     version = (
         ModelVersion.objects.select_for_update(of=("self",), no_key=True)
         .select_related("model__team")
         .get(pk=version.pk)
     )
+    RegisteredModel.objects.select_for_update(no_key=True).filter(pk=version.model_id).first()
+    version.model.refresh_from_db()
     policies.can_deploy(actor, version).ensure()
     endpoint = _text("endpoint", endpoint, required=False, limit=1000)
     gate.ensure(version, environment)
@@ -598,7 +602,7 @@ def deployment_record(*, actor: Any, version: ModelVersion, environment: Environ
 @transaction.atomic
 def deployment_retire(*, actor: Any, deployment: Deployment, reason: str) -> Deployment:
     """Take a deployment out of service; a version retired from everywhere is approved again."""
-    deployment = Deployment.objects.select_for_update().select_related("environment").get(pk=deployment.pk)
+    deployment = Deployment.objects.select_for_update(of=("self",)).select_related("environment").get(pk=deployment.pk)
     version = (
         ModelVersion.objects.select_for_update(of=("self",), no_key=True)
         .select_related("model__team")

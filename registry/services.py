@@ -413,7 +413,7 @@ def version_set_state(
         obj=version,
         model_name=version.model.name,
         before=before,
-        after={"state": state, **context},
+        after={"number": version.number, "state": state, **context},
         reason=reason,
     )
     return version

@@ -301,3 +301,19 @@ class DeploymentOut(serializers.ModelSerializer):
             "retired_at",
             "retired_reason",
         ]
+
+
+class AliasAtOut(serializers.Serializer):
+    model = serializers.CharField()
+    alias = serializers.CharField()
+    at = serializers.DateTimeField()
+    version = serializers.IntegerField(allow_null=True, help_text="null: the alias pointed nowhere")
+    changed_at = serializers.DateTimeField(allow_null=True)
+    changed_by = serializers.CharField(allow_null=True)
+    event_seq = serializers.IntegerField(allow_null=True, help_text="the audit event that set it so")
+
+
+class InventoryRowOut(serializers.Serializer):
+    model = serializers.CharField()
+    tier = serializers.IntegerField(allow_null=True)
+    versions = serializers.DictField(child=serializers.CharField(), help_text="version number → state")

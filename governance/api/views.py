@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from common.api import CursorPagination
 from common.errors import ValidationFailed
-from governance import gate, selectors, services
+from governance import gate, history, selectors, services
 from governance.api import serializers as s
 from governance.filters import DeploymentFilter, RequestFilter
 from governance.models import ApprovalRequest, Deployment, DocumentStatus
@@ -213,9 +213,9 @@ class GateView(APIView):
         environment = gate.environment_named(_required(params, "environment"))
         version = selectors.version_for_gate(
             request.user,
-            model=params.get("model", ""),
-            number=params.get("version", ""),
-            digest=params.get("digest", ""),
+            model=_param(params, "model"),
+            number=_param(params, "version"),
+            digest=_param(params, "digest"),
         )
         answer = gate.evaluate(version, environment)
         return Response(
@@ -230,10 +230,17 @@ class GateView(APIView):
 
 
 def _required(params: Any, name: str) -> str:
-    value = params.get(name, "")
+    value = _param(params, name)
     if not value:
         raise ValidationFailed.on(name, "is required")
-    return str(value)
+    return value
+
+
+def _param(params: Any, name: str) -> str:
+    value = str(params.get(name, ""))
+    if "\x00" in value or len(value) > 200:
+        raise ValidationFailed.on(name, "at most 200 characters, no NUL")
+    return value
 
 
 class VersionDeploymentView(APIView):
@@ -278,3 +285,60 @@ class DeploymentViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         deployment = selectors.deployment_get(request.user, int(pk))
         services.deployment_retire(actor=request.user, deployment=deployment, **_validated(s.RetireIn, request))
         return Response(s.DeploymentOut(selectors.deployment_get(request.user, deployment.pk)).data)
+
+
+AT_PARAM = OpenApiParameter("at", str, required=True, description="ISO 8601 time, or a date (its end)")
+
+
+class AliasAtView(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("model", str, required=True),
+            OpenApiParameter("alias", str, required=True),
+            AT_PARAM,
+        ],
+        responses={200: s.AliasAtOut},
+        summary="What an alias pointed to at a time, from the audit trail",
+    )
+    def get(self, request: Request) -> Response:
+        params = request.query_params
+        model = registry_selectors.model_get(request.user, _required(params, "model"))
+        alias, at = _required(params, "alias"), history.moment("at", _required(params, "at"))
+        number, event = history.alias_at(model, alias, at)
+        return Response(
+            {
+                "model": model.name,
+                "alias": alias,
+                "at": at,
+                "version": number,
+                "changed_at": event.occurred_at if event else None,
+                "changed_by": event.actor_name if event else None,
+                "event_seq": event.seq if event else None,
+            }
+        )
+
+
+class DeploymentsAtView(APIView):
+    @extend_schema(
+        parameters=[AT_PARAM], responses={200: s.DeploymentOut(many=True)}, summary="What ran where at a time"
+    )
+    def get(self, request: Request) -> Response:
+        at = history.moment("at", _required(request.query_params, "at"))
+        return Response(s.DeploymentOut(history.deployments_at(request.user, at), many=True).data)
+
+
+class InventoryAtView(APIView):
+    @extend_schema(
+        parameters=[AT_PARAM],
+        responses={200: s.InventoryRowOut(many=True)},
+        summary="Models, tiers and states as of a time",
+    )
+    def get(self, request: Request) -> Response:
+        at = history.moment("at", _required(request.query_params, "at"))
+        rows = history.inventory_at(request.user, at)
+        return Response(
+            [
+                {"model": r.model, "tier": r.tier, "versions": {str(n): state for n, state in r.versions.items()}}
+                for r in rows
+            ]
+        )

@@ -42,6 +42,14 @@ class Migration(migrations.Migration):
                 ("max_exception_days", models.PositiveSmallIntegerField()),
                 ("monitoring", models.JSONField(blank=True, default=dict)),
                 (
+                    "approval_required_in",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text="Names of the environments a version needs this approval to enter.",
+                    ),
+                ),
+                (
                     "created_by",
                     models.ForeignKey(
                         null=True,

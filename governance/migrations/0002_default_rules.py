@@ -8,7 +8,9 @@ publishes new versions; this migration never changes meaning.
 Choices PRODUCT.md leaves open, made here: the answers and points of each question (0-3 each,
 so materiality 0-12 and complexity 0-15); the bands and the matrix; the longest exception per
 tier (T1 30 days, T2 60, T3 90, T4 180); PSI thresholds beside the relative-change ones for
-T1-T3; T3's independent reviewer is a model developer from another team.
+T1-T3; T3's independent reviewer is a model developer from another team; the environments
+each tier's approval gates (staging and production for T1-T3, production for T4; development
+is never gated; the environments themselves are created by 0007).
 """
 
 from django.db import migrations
@@ -115,6 +117,7 @@ POLICIES = {
             _stage("Model risk committee", 3, "committee", 2, 5),
         ],
         "min_distinct_people": 5,
+        "approval_required_in": ["staging", "production"],
         "revalidation_months": 12,
         "max_exception_days": 30,
         "monitoring": _monitoring(
@@ -130,6 +133,7 @@ POLICIES = {
             _stage("Risk officer", 2, "risk", 1, 10),
         ],
         "min_distinct_people": 3,
+        "approval_required_in": ["staging", "production"],
         "revalidation_months": 24,
         "max_exception_days": 60,
         "monitoring": _monitoring(0.05, 0.10, True, {"finding_severity": "high", "revalidation": True}),
@@ -140,6 +144,7 @@ POLICIES = {
             _stage("Risk officer", 2, "risk", 1, 15),
         ],
         "min_distinct_people": 3,
+        "approval_required_in": ["staging", "production"],
         "revalidation_months": 36,
         "max_exception_days": 90,
         "monitoring": _monitoring(0.10, 0.20, True, {"finding_severity": "medium"}),
@@ -147,6 +152,7 @@ POLICIES = {
     4: {
         "stages": [_stage("Risk officer acknowledgement", 1, "risk", 1, 20)],
         "min_distinct_people": 2,
+        "approval_required_in": ["production"],
         "revalidation_months": 48,
         "max_exception_days": 180,
         "monitoring": _monitoring(None, None, False, {"log_only": True}),

@@ -1,5 +1,5 @@
-"""The environments of a first install, and which of them each tier's published policy gates:
-staging and production for T1-T3, production only for T4. Development is not gated."""
+"""The environments of a first install. Which of them each tier's approval gates is in the
+policies (``approval_required_in``, seeded by 0002)."""
 
 from django.db import migrations
 
@@ -8,18 +8,12 @@ ENVIRONMENTS = {
     "staging": "Pre-production, on production-like data",
     "production": "Serving real customers and decisions",
 }
-GATED = {1: ["staging", "production"], 2: ["staging", "production"], 3: ["staging", "production"], 4: ["production"]}
 
 
 def seed(apps, schema_editor):
     Environment = apps.get_model("governance", "Environment")
     for name, description in ENVIRONMENTS.items():
         Environment.objects.get_or_create(name=name, defaults={"description": description})
-    ApprovalPolicy = apps.get_model("governance", "ApprovalPolicy")
-    for policy in ApprovalPolicy.objects.all():
-        if not policy.approval_required_in:
-            policy.approval_required_in = GATED[policy.tier]
-            policy.save(update_fields=["approval_required_in"])
 
 
 class Migration(migrations.Migration):

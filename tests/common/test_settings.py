@@ -35,6 +35,23 @@ def test_a_bad_integer_and_a_too_small_one_are_refused(monkeypatch):
         env.integer("LOGIN_FAILURE_LIMIT", 5, minimum=1)
 
 
+def test_an_integer_above_its_maximum_is_refused(monkeypatch):
+    monkeypatch.setenv("GATE_GRACE_DAYS", "100000")
+    with pytest.raises(ImproperlyConfigured, match="GATE_GRACE_DAYS: must be at most 3650, got 100000"):
+        env.integer("GATE_GRACE_DAYS", 0, maximum=3650)
+
+
+def test_a_mapping_is_parsed_and_an_empty_one_keeps_the_default(monkeypatch):
+    default = {"production": "production"}
+    monkeypatch.setenv("PROTECTED_ALIASES", "production=production, live = staging")
+    assert env.mapping("PROTECTED_ALIASES", default) == {"production": "production", "live": "staging"}
+    monkeypatch.setenv("PROTECTED_ALIASES", " ")
+    assert env.mapping("PROTECTED_ALIASES", default) == default
+    monkeypatch.setenv("PROTECTED_ALIASES", "production")
+    with pytest.raises(ImproperlyConfigured, match="PROTECTED_ALIASES: 'production' is not key=value"):
+        env.mapping("PROTECTED_ALIASES", default)
+
+
 def test_an_unknown_time_zone_is_refused(monkeypatch):
     monkeypatch.setenv("TIME_ZONE", "Mars/Olympus")
     with pytest.raises(ImproperlyConfigured, match="TIME_ZONE: 'Mars/Olympus' is not an IANA time zone"):

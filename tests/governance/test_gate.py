@@ -14,7 +14,7 @@ from governance.management.commands.demo_seed import ASSESSMENTS
 from governance.models import Environment
 from registry import services as registry_services
 from registry.models import VersionState
-from tests.factories import submitted
+from tests.factories import make_model, make_version, submitted
 
 
 def approved(developer, owner, risk_officer, tier=4):
@@ -109,25 +109,54 @@ def test_an_open_critical_finding_blocks_the_gate(api, developer, owner, risk_of
     ]
 
 
-def test_a_lapsed_exception_blocks_the_gate_even_once_the_version_is_approved(developer, owner, risk_officer):
-    version, request = submitted(developer, owner, 4)
+def test_an_exception_that_lapsed_since_the_approval_blocks_the_gate(developer, owner, risk_officer):
     production = Environment.objects.get(name="production")
-    exception = services.exception_grant(
+    later = timezone.now() + timedelta(days=6)
+    version, request = submitted(developer, owner, 4)
+    before = services.exception_grant(
         actor=risk_officer,
         version=version,
-        scope="shadow mode",
+        scope="use before validation",
         compensating_control="manual review",
         reason="deadline",
         expires_at=timezone.now() + timedelta(days=5),
     )
-    later = timezone.now() + timedelta(days=6)
-    reasons = gate.evaluate(version, production, now=later).reasons
-    assert f"exception #{exception.pk} (shadow mode) lapsed on {exception.expires_at:%Y-%m-%d}" in reasons
-    services.decision_record(actor=risk_officer, request=request, outcome="approve")
-    version.refresh_from_db()
-    assert f"exception #{exception.pk} (shadow mode) lapsed" in "; ".join(
+    assert f"exception #{before.pk} (use before validation) lapsed" in "; ".join(
         gate.evaluate(version, production, now=later).reasons
     )
+    services.decision_record(actor=risk_officer, request=request, outcome="approve")
+    version.refresh_from_db()
+    assert gate.evaluate(version, production, now=later).allowed  # the approval weighed it
+
+    since = services.exception_grant(
+        actor=risk_officer,
+        version=version,
+        scope="serving outside the validated segment",
+        compensating_control="daily monitoring",
+        reason="pilot",
+        expires_at=timezone.now() + timedelta(days=5),
+    )
+    assert gate.evaluate(version, production).allowed
+    assert gate.evaluate(version, production, now=later).reasons == [
+        f"exception #{since.pk} (serving outside the validated segment) lapsed on {since.expires_at:%Y-%m-%d}"
+    ]
+
+
+def test_a_prohibited_model_does_not_pass_even_with_an_approval(api, developer, owner, risk_officer):
+    version, _ = approved(developer, owner, risk_officer)
+    answers, _ = ASSESSMENTS[4]
+    services.assessment_record(actor=risk_officer, model=version.model, answers=answers, flags=["prohibited_practice"])
+    assert ask(api, developer, version)["reasons"] == [
+        f"model {version.model.name} is assessed as a prohibited practice"
+    ]
+
+
+def test_a_model_without_a_tier_may_enter_development_only(api, developer):
+    version = make_version(developer, make_model(developer))
+    assert ask(api, developer, version, "development")["allowed"] is True
+    assert ask(api, developer, version, "production")["reasons"] == [
+        f"model {version.model.name} has no risk tier, and production needs an approval"
+    ]
 
 
 def test_an_approval_under_a_less_strict_tier_no_longer_passes(api, developer, owner, risk_officer):
@@ -169,6 +198,9 @@ def test_the_gate_takes_a_digest_and_refuses_bad_questions(api, developer, owner
         (f"model={version.model.name}&version=1&environment=moon", "environment"),
         (f"digest={version.artifact_sha256}&model=x&environment=production", "digest"),
         (f"model={version.model.name}&version=x&environment=production", "version"),
+        (f"model={version.model.name}&version=%C2%B2&environment=production", "version"),
+        ("digest=abc&environment=production", "digest"),
+        ("model=a%00b&version=1&environment=production", "model"),
     ]:
         response = api(developer).get(f"/api/v1/gate/?{query}")
         assert (response.status_code, list(response.data["fields"])) == (400, [field]), query

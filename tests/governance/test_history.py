@@ -1,0 +1,78 @@
+"""Point-in-time answers from the trail: where production pointed, what ran where, and the
+inventory as it stood."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from audit.models import AuditEvent
+from governance import services
+from governance.models import Environment
+from registry import services as registry_services
+from tests.factories import submitted
+
+
+def approve(request, risk_officer):
+    services.decision_record(actor=risk_officer, request=request, outcome="approve")
+
+
+def test_what_production_pointed_to_at_any_time(api, developer, owner, risk_officer):
+    v1, r1 = submitted(developer, owner, 4)
+    approve(r1, risk_officer)
+    model = v1.model
+    v2 = registry_services.version_create(actor=developer, model=model, artifact_uri="s3://2", artifact_sha256="c" * 64)
+    approve(services.request_submit(actor=owner, version=v2), risk_officer)
+    registry_services.alias_set(actor=developer, model=model, name="production", number=1)
+    first = AuditEvent.objects.filter(action="alias.set").latest("seq")
+    registry_services.alias_set(actor=developer, model=model, name="production", number=2)
+    second = AuditEvent.objects.filter(action="alias.set").latest("seq")
+    registry_services.alias_delete(actor=developer, alias=model.aliases.get(name="production"))
+    gone = AuditEvent.objects.filter(action="alias.deleted").latest("seq")
+
+    def at(moment):
+        response = api(owner).get(
+            f"/api/v1/history/alias/?model={model.name}&alias=production&at={moment.isoformat().replace('+', '%2B')}"
+        )
+        assert response.status_code == 200, response.data
+        return response.data["version"], response.data["event_seq"]
+
+    assert at(first.occurred_at - timedelta(seconds=1)) == (None, None)
+    assert at(first.occurred_at) == (1, first.seq)
+    assert at(second.occurred_at) == (2, second.seq)
+    assert at(gone.occurred_at) == (None, gone.seq)
+
+
+def test_what_ran_where_at_a_time(api, developer, owner, risk_officer):
+    version, request = submitted(developer, owner, 4)
+    approve(request, risk_officer)
+    deployment = services.deployment_record(
+        actor=developer, version=version, environment=Environment.objects.get(name="production")
+    )
+    services.deployment_retire(actor=developer, deployment=deployment, reason="replaced")
+    deployment.refresh_from_db()
+
+    def live(moment):
+        response = api(owner).get(f"/api/v1/history/deployments/?at={moment.isoformat().replace('+', '%2B')}")
+        assert response.status_code == 200
+        return [(d["model"], d["version"], d["environment"]) for d in response.data]
+
+    assert live(deployment.deployed_at - timedelta(seconds=1)) == []
+    assert live(deployment.deployed_at) == [(version.model.name, 1, "production")]
+    assert live(deployment.retired_at) == []
+
+
+def test_the_inventory_as_of_a_date_shows_tiers_and_states_then(api, developer, owner, risk_officer):
+    version, request = submitted(developer, owner, 4)
+    submitted_at = AuditEvent.objects.filter(action="version.state_changed").latest("seq").occurred_at
+    approve(request, risk_officer)
+
+    def inventory(moment):
+        response = api(risk_officer).get(f"/api/v1/history/inventory/?at={moment.isoformat().replace('+', '%2B')}")
+        assert response.status_code == 200, response.data
+        return {row["model"]: (row["tier"], row["versions"]) for row in response.data}
+
+    assert inventory(submitted_at)[version.model.name] == (4, {"1": "submitted"})
+    today = api(risk_officer).get(f"/api/v1/history/inventory/?at={submitted_at.date().isoformat()}").data
+    assert {r["model"]: r["versions"] for r in today}[version.model.name] == {"1": "approved"}
+    assert api(risk_officer).get("/api/v1/history/inventory/?at=yesterday").status_code == 400
+    assert api(risk_officer).get("/api/v1/history/inventory/").status_code == 400
