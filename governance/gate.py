@@ -23,6 +23,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from common.errors import Conflict, ValidationFailed
+from governance import selectors
 from governance.models import (
     ApprovalPolicy,
     ApprovalRequest,
@@ -82,7 +83,7 @@ def evaluate(version: ModelVersion, environment: Environment, *, now: datetime |
             reasons.append(f"model {model.name} has no risk tier, and {environment.name} needs an approval")
     elif _gated(model.risk_tier, environment):
         reasons += _approval_reasons(subject, approval, model.risk_tier, environment, now)
-    assessment = model.risk_assessments.order_by("-created_at", "-id").first()
+    assessment = selectors.latest_assessment(model)
     if assessment is not None and assessment.prohibited:
         reasons.append(f"model {model.name} is assessed as a prohibited practice")
     # An exception granted before the approval was the approval's to weigh; one granted since
@@ -101,7 +102,7 @@ def evaluate(version: ModelVersion, environment: Environment, *, now: datetime |
 
 
 def _gated(tier: int, environment: Environment) -> bool:
-    policy = ApprovalPolicy.objects.filter(tier=tier, status=DocumentStatus.PUBLISHED).first()
+    policy = selectors.published_policy(tier)
     return policy is None or environment.name in policy.approval_required_in
 
 

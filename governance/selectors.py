@@ -94,20 +94,34 @@ def policy_get(pk: int) -> ApprovalPolicy:
     return policy
 
 
+def published_policy(tier: int) -> ApprovalPolicy | None:
+    """The approval policy in force for ``tier``."""
+    return ApprovalPolicy.objects.filter(tier=tier, status=DocumentStatus.PUBLISHED).first()
+
+
+def published_scorecard() -> Scorecard | None:
+    return Scorecard.objects.filter(status=DocumentStatus.PUBLISHED).first()
+
+
+def latest_assessment(model: RegisteredModel) -> RiskAssessment | None:
+    """The model's current assessment: its latest."""
+    return (
+        RiskAssessment.objects.filter(model=model)
+        .select_related("scorecard", "assessed_by")
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
 def scorecard_current() -> Scorecard:
-    scorecard = Scorecard.objects.filter(status=DocumentStatus.PUBLISHED).first()
+    scorecard = published_scorecard()
     if scorecard is None:
         raise NotFound("No scorecard is published.")
     return scorecard
 
 
 def assessment_current(model: RegisteredModel) -> RiskAssessment:
-    assessment = (
-        RiskAssessment.objects.filter(model=model)
-        .select_related("scorecard", "assessed_by")
-        .order_by("-created_at", "-id")
-        .first()
-    )
+    assessment = latest_assessment(model)
     if assessment is None:
         raise NotFound(f"Model {model.name} has no risk assessment yet.")
     return assessment
@@ -136,10 +150,7 @@ def request_page(user: Any, pk: int) -> RequestPage:
     )
     return RequestPage(
         request=request,
-        assessment=RiskAssessment.objects.filter(model=request.model)
-        .select_related("scorecard", "assessed_by")
-        .order_by("-created_at", "-id")
-        .first(),
+        assessment=latest_assessment(request.model),
         parents=list(
             VersionParent.objects.filter(child=version, parent__model__in=registry_policies.visible_models(user))
             .select_related("parent__model")

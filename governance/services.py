@@ -21,7 +21,7 @@ from guardian.shortcuts import assign_perm, remove_perm
 from audit.services import audit_record
 from common.errors import Conflict, ValidationFailed
 from common.roles import Role, has_role, is_team
-from governance import gate, policies, rules, tiering, workflow
+from governance import gate, policies, rules, selectors, tiering, workflow
 from governance.calendar import add_business_days, add_months
 from governance.models import (
     ApprovalPolicy,
@@ -77,21 +77,17 @@ def _text(field: str, value: str, *, required: bool, limit: int = MAX_COMMENT) -
 
 
 def published_policy(tier: int) -> ApprovalPolicy:
-    policy = ApprovalPolicy.objects.filter(tier=tier, status=DocumentStatus.PUBLISHED).first()
+    policy = selectors.published_policy(tier)
     if policy is None:
         raise Conflict(f"No approval policy is published for T{tier}: a risk officer must publish one.")
     return policy
 
 
 def published_scorecard() -> Scorecard:
-    scorecard = Scorecard.objects.filter(status=DocumentStatus.PUBLISHED).first()
+    scorecard = selectors.published_scorecard()
     if scorecard is None:
         raise Conflict("No scorecard is published: a risk officer must publish one.")
     return scorecard
-
-
-def current_assessment(model: RegisteredModel) -> RiskAssessment | None:
-    return model.risk_assessments.order_by("-created_at", "-id").first()
 
 
 def _version_name(version: ModelVersion) -> str:
@@ -192,7 +188,7 @@ def assessment_record(*, actor: Any, model: RegisteredModel, answers: Any, flags
     scorecard = published_scorecard()
     flags = list(flags) if isinstance(flags, list | tuple) else flags
     result = tiering.assess(scorecard.rules, answers, flags)
-    previous = current_assessment(model)
+    previous = selectors.latest_assessment(model)
     if previous is not None and previous.prohibited and not result.prohibited:
         policies.can_lift_prohibition(actor, model).ensure()
     assessment = RiskAssessment.objects.create(
@@ -335,7 +331,7 @@ def request_submit(*, actor: Any, version: ModelVersion, rationale: str = "") ->
         )
     if model.risk_tier is None:
         raise Conflict(f"Model {model.name} has no risk tier: record its risk assessment before submitting.")
-    assessment = current_assessment(model)
+    assessment = selectors.latest_assessment(model)
     if assessment is not None and assessment.prohibited:
         raise Conflict(f"Model {model.name} is assessed as a prohibited practice: it can never be approved.")
     policy = published_policy(model.risk_tier)
@@ -514,7 +510,7 @@ def _count_towards_quorum(request: ApprovalRequest, stage: RequestStage, *, acto
 
 def _finish(request: ApprovalRequest, state: str, *, actor: Any, reason: str) -> None:
     if state == RequestState.APPROVED and request.kind == RequestKind.RELEASE:
-        assessment = current_assessment(request.model)
+        assessment = selectors.latest_assessment(request.model)
         if assessment is not None and assessment.prohibited:
             raise Conflict(
                 f"Model {request.model.name} is assessed as a prohibited practice: it can never be approved."

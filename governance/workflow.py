@@ -70,7 +70,3 @@ def ensure_version_transition(subject: str, current: str, target: str) -> None:
 
 def ensure_request_transition(subject: str, current: str, target: str) -> None:
     _ensure(REQUEST_TRANSITIONS, subject, current, target)
-
-
-def is_final(state: str) -> bool:
-    return not REQUEST_TRANSITIONS[state]

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from common.errors import Conflict, PermissionDenied, ValidationFailed
-from governance import services
+from governance import selectors, services
 from governance.management.commands.demo_seed import ASSESSMENTS as ANSWERS
 from governance.models import Condition, Decision, RequestState, StageState
 from registry.models import VersionState
@@ -248,7 +248,7 @@ def test_only_a_risk_officer_lifts_a_prohibition(owner, risk_officer):
     with pytest.raises(PermissionDenied, match="Only a risk officer lifts the prohibited-practice ruling"):
         services.assessment_record(actor=owner, model=model, answers=answers, flags=flags)
     services.assessment_record(actor=risk_officer, model=model, answers=answers, flags=flags)
-    assert not services.current_assessment(model).prohibited
+    assert not selectors.latest_assessment(model).prohibited
 
 
 def test_a_stricter_tier_withdraws_the_requests_put_to_the_old_tiers_people(developer, owner, risk_officer):
