@@ -14,6 +14,12 @@ TAG_VALUE_MAX = 5000
 MAX_JSON_DEPTH = 20
 
 
+def is_number(text: str, digits: int = 18) -> bool:
+    """ASCII digits only, at most ``digits`` of them: safe for ``int()`` and for a bigint column
+    (``str.isdigit`` also accepts characters such as "²", which ``int()`` refuses)."""
+    return re.fullmatch(rf"[0-9]{{1,{digits}}}", text) is not None
+
+
 def sha256_digest(field: str, value: str) -> str:
     digest = value.strip().lower()
     if not SHA256_RE.match(digest):

@@ -16,6 +16,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from common import validation
 from common.admin import ServiceBackedAdmin
 from common.errors import DomainError, NotFound
 from common.policy import can_use_admin
@@ -129,7 +130,7 @@ class RequestAdminBase(ServiceBackedAdmin):
         """The request page: the evidence, the stages and decisions, and the decision form for
         those allowed to sign (others read the reason they may not)."""
         try:
-            if not object_id.isdigit():
+            if not validation.is_number(object_id):
                 raise NotFound(f"No approval request {object_id!r}.")
             page = selectors.request_page(request.user, int(object_id))
         except DomainError as exc:
@@ -191,7 +192,7 @@ class RequestAdminBase(ServiceBackedAdmin):
 
     def withdraw_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         page_url = reverse("admin:governance_approvalrequest_change", args=[object_id])
-        if request.method != "POST" or not object_id.isdigit():
+        if request.method != "POST" or not validation.is_number(object_id):
             return HttpResponseRedirect(page_url)
         try:
             subject = selectors.request_get(request.user, int(object_id))

@@ -3,7 +3,6 @@ request page costs a fixed number of queries."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -258,7 +257,7 @@ def version_for_gate(user: Any, *, model: str, number: str, digest: str) -> Mode
         return matches[0]
     if not model or not number:
         raise ValidationFailed.on("model", "give model and version, or digest")
-    if not re.fullmatch(r"[0-9]{1,9}", number):
+    if not validation.is_number(number, 9):
         raise ValidationFailed.on("version", "a version number")
     version = visible.filter(model__name=model, number=int(number)).first()
     if version is None:

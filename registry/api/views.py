@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 from audit import selectors as audit_selectors
 from audit.api.serializers import AuditEventOut
 from audit.api.views import AuditEventPagination
+from common import validation
 from common.errors import NotFound, ValidationFailed
 from common.roles import roles_of
 from registry import policies, selectors, services
@@ -38,7 +39,7 @@ def _lineage_params(request: Request) -> tuple[str, int]:
     if direction not in {"upstream", "downstream", "both"}:
         raise ValidationFailed.on("direction", "must be upstream, downstream or both")
     raw_depth = request.query_params.get("depth", "3")
-    if not raw_depth.isdigit() or not 1 <= int(raw_depth) <= selectors.MAX_LINEAGE_DEPTH:
+    if not validation.is_number(raw_depth, 2) or not 1 <= int(raw_depth) <= selectors.MAX_LINEAGE_DEPTH:
         raise ValidationFailed.on("depth", f"must be a whole number from 1 to {selectors.MAX_LINEAGE_DEPTH}")
     return direction, int(raw_depth)
 

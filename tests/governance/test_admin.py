@@ -110,6 +110,14 @@ def test_an_approval_with_conditions_from_the_admin_creates_them(developer, owne
     assert [(c.description, c.owner.username) for c in request.conditions.all()] == [("Monthly PSI report", "owner")]
 
 
+def test_a_request_page_for_an_id_that_is_not_a_number_redirects_with_a_message(risk_officer):
+    client = signed_in(risk_officer)
+    for bad in ("%C2%B2", "99999999999999999999", "abc"):
+        response = client.get(f"/admin/governance/approvalrequest/{bad}/change/", follow=True)
+        assert response.status_code == 200
+        assert b"No approval request" in response.content
+
+
 def test_state_fields_are_read_only_everywhere_in_the_admin(developer, owner, risk_officer):
     version, request = submitted(developer, owner, 4)
     root = UserFactory(username="root", is_staff=True, is_superuser=True)

@@ -221,6 +221,7 @@ def test_lineage_leaves_out_versions_you_cannot_see_and_counts_them(api, owner, 
         ("depth=51", "depth"),
         ("depth=-1", "depth"),
         ("depth=two", "depth"),
+        ("depth=%C2%B2", "depth"),
     ],
 )
 def test_bad_lineage_parameters_are_refused_naming_them(api, developer, query, field):
