@@ -28,7 +28,7 @@ run: install
 		[ -f data/audit-signing.key ] || $(BIN)/python manage.py audit_keygen --out data; \
 		export AUDIT_SIGNING_KEY_FILE=data/audit-signing.key; \
 	fi; \
-	$(BIN)/python manage.py runserver 127.0.0.1:8000
+	$(BIN)/python manage.py serve 127.0.0.1:8000
 
 test: install
 	$(PYTEST)

@@ -9,6 +9,7 @@ instead of ``NAME`` for any value read with ``secret=True`` (Docker / Kubernetes
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -77,6 +78,17 @@ def csv(name: str, default: list[str]) -> list[str]:
     if value is None:
         return default
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def dates(name: str, default: list[str]) -> frozenset[date]:
+    """Comma-separated ISO dates (``2026-12-25,2026-12-26``)."""
+    out = set()
+    for item in csv(name, default):
+        try:
+            out.add(date.fromisoformat(item))
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {item!r} is not a date (YYYY-MM-DD)") from None
+    return frozenset(out)
 
 
 def mapping(name: str, default: dict[str, str]) -> dict[str, str]:

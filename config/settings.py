@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "audit",
     "registry",
     "governance",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -96,6 +97,9 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
+# A write whose broker is down must not hang on it: the outbox's sweep delivers later.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 
 CACHES = {
     "default": (
@@ -149,8 +153,37 @@ AUDIT_VERIFY_KEYS = env.csv("AUDIT_VERIFY_KEYS", [])
 AUDIT_WITNESS_DIR = env.string("AUDIT_WITNESS_DIR") or str(DATA_DIR / "witness")
 AUDIT_CHECKPOINT_EVERY_MINUTES = env.integer("AUDIT_CHECKPOINT_EVERY_MINUTES", 10, minimum=1)
 AUDIT_CHECKPOINT_EVERY_EVENTS = env.integer("AUDIT_CHECKPOINT_EVERY_EVENTS", 1000, minimum=1)
+
+# Notifications: email through Django's mail backend (the console unless EMAIL_HOST is set)
+# and signed webhooks, retried with a doubling backoff from NOTIFY_BACKOFF_SECONDS.
+EMAIL_HOST = env.string("EMAIL_HOST") or ""
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "django.core.mail.backends.console.EmailBackend"
+)
+EMAIL_PORT = env.integer("EMAIL_PORT", 587, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env.string("EMAIL_HOST_USER") or ""
+EMAIL_HOST_PASSWORD = env.string("EMAIL_HOST_PASSWORD", secret=True) or ""
+EMAIL_USE_TLS = env.boolean("EMAIL_USE_TLS", True)
+DEFAULT_FROM_EMAIL = env.string("DEFAULT_FROM_EMAIL") or "warden@localhost"
+NOTIFY_MAX_ATTEMPTS = env.integer("NOTIFY_MAX_ATTEMPTS", 8, minimum=1, maximum=50)
+NOTIFY_BACKOFF_SECONDS = env.integer("NOTIFY_BACKOFF_SECONDS", 30, minimum=1)
+NOTIFY_WEBHOOK_TIMEOUT = env.integer("NOTIFY_WEBHOOK_TIMEOUT", 10, minimum=1, maximum=120)
+NOTIFY_SWEEP_SECONDS = env.integer("NOTIFY_SWEEP_SECONDS", 30, minimum=1)
+
+# The lifecycle's clock: business days skip weekends and HOLIDAYS; a revalidation request opens
+# REVALIDATION_LEAD_DAYS before an approval expires; a reminder goes SLA_REMINDER_HOURS before a
+# stage is due, and an overdue stage is escalated to the risk officers.
+HOLIDAYS = env.dates("HOLIDAYS", [])
+REVALIDATION_LEAD_DAYS = env.integer("REVALIDATION_LEAD_DAYS", 30, minimum=1, maximum=365)
+SLA_REMINDER_HOURS = env.integer("SLA_REMINDER_HOURS", 24, minimum=1, maximum=24 * 30)
+LIFECYCLE_SWEEP_SECONDS = env.integer("LIFECYCLE_SWEEP_SECONDS", 900, minimum=10)
+
+# Periodic work. Celery beat runs it with Redis; without Redis, `manage.py serve` (make run)
+# runs the same entries in-process (common.scheduler).
 CELERY_BEAT_SCHEDULE = {
     "audit-checkpoint": {"task": "audit.tasks.checkpoint", "schedule": 60.0},
+    "notifications-sweep": {"task": "notifications.tasks.sweep", "schedule": float(NOTIFY_SWEEP_SECONDS)},
+    "lifecycle-sweep": {"task": "governance.tasks.lifecycle_sweep", "schedule": float(LIFECYCLE_SWEEP_SECONDS)},
 }
 # On PostgreSQL, release the chain head at commit and wait for the WAL flush after it, so that
 # concurrent writers share flushes (audit.services._release_early has the trade-off).

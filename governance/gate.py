@@ -5,7 +5,7 @@ with every reason it may not, so a pipeline log says what to fix.
 A version passes when:
 - its model is not decommissioned and the version is not suspended, deprecated or decommissioned;
 - where the published policy of the model's tier gates the environment, the version holds an
-  approved release, not past its revalidation date (plus ``GATE_GRACE_DAYS``), granted under a
+  approval (its latest approved release or revalidation), not past its valid-until date (plus ``GATE_GRACE_DAYS``), granted under a
   tier as strict as the model's current one;
 - its model is not assessed as a prohibited practice;
 - no exception granted for it since its last approval has lapsed;
@@ -32,8 +32,6 @@ from governance.models import (
     Finding,
     FindingState,
     PolicyException,
-    RequestKind,
-    RequestState,
     Severity,
 )
 from registry.models import ModelStatus, ModelVersion, VersionState
@@ -73,11 +71,7 @@ def evaluate(version: ModelVersion, environment: Environment, *, now: datetime |
         reasons.append(f"model {model.name} is decommissioned")
     if version.state in CLOSED_STATES:
         reasons.append(f"{subject} is {version.state}")
-    approval = (
-        ApprovalRequest.objects.filter(version=version, kind=RequestKind.RELEASE, state=RequestState.APPROVED)
-        .order_by("-closed_at", "-id")
-        .first()
-    )
+    approval = selectors.current_approval(version)
     if model.risk_tier is None:
         if _gated_anywhere(environment):
             reasons.append(f"model {model.name} has no risk tier, and {environment.name} needs an approval")

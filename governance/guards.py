@@ -1,6 +1,7 @@
 """The bypass guard for governance (PostgreSQL), as ``registry.guards`` is for the registry: a
 decision, a new approval request or a request's change of state commits only with its audit
-event, written by the same transaction about the same row. ``Decision.objects.create`` or an
+event, written by the same transaction about the same row; so does a deployment recorded or
+retired. ``Decision.objects.create`` or an
 ``UPDATE governance_approvalrequest SET state = 'approved'`` outside the services fails at
 commit."""
 
@@ -31,8 +32,12 @@ DROP TRIGGER IF EXISTS governance_request_state_audited ON governance_approvalre
 CREATE CONSTRAINT TRIGGER governance_request_state_audited AFTER UPDATE OF state ON governance_approvalrequest
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state)
     EXECUTE FUNCTION governance_requires_audit('governance.approvalrequest');
+DROP TRIGGER IF EXISTS governance_deployment_audited ON governance_deployment;
+CREATE CONSTRAINT TRIGGER governance_deployment_audited AFTER INSERT OR UPDATE ON governance_deployment
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION governance_requires_audit('governance.deployment');
 
 ALTER TABLE governance_decision ENABLE ALWAYS TRIGGER governance_decision_audited;
+ALTER TABLE governance_deployment ENABLE ALWAYS TRIGGER governance_deployment_audited;
 ALTER TABLE governance_approvalrequest ENABLE ALWAYS TRIGGER governance_request_created_audited;
 ALTER TABLE governance_approvalrequest ENABLE ALWAYS TRIGGER governance_request_state_audited;
 """

@@ -107,8 +107,20 @@ class RiskAssessment(models.Model):
 
 
 class RequestKind(models.TextChoices):
+    """A release approves a version; a revalidation renews that approval before it expires; a
+    reinstatement lifts a suspension; a decommission retires a version (or, with no version,
+    the whole model) for good. All four run the stages of the tier's policy. A tier change is
+    decided under the scorecard's override stages."""
+
     RELEASE = "release"
+    REVALIDATION = "revalidation"
+    REINSTATEMENT = "reinstatement"
+    DECOMMISSION = "decommission"
     TIER_CHANGE = "tier_change"
+
+
+# The kinds whose approval lets a version into gated environments, until its valid_until.
+APPROVAL_KINDS = (RequestKind.RELEASE, RequestKind.REVALIDATION)
 
 
 class RequestState(models.TextChoices):
@@ -119,6 +131,7 @@ class RequestState(models.TextChoices):
     REJECTED = "rejected"
     CHANGES_REQUESTED = "changes_requested"
     WITHDRAWN = "withdrawn"
+    EXPIRED = "expired"  # an approval past its valid_until
 
 
 class ApprovalRequest(models.Model):
@@ -143,7 +156,18 @@ class ApprovalRequest(models.Model):
     closed_at = models.DateTimeField(null=True, blank=True)
     closed_reason = models.TextField(blank=True)
     valid_until = models.DateTimeField(
-        null=True, blank=True, db_index=True, help_text="An approved release: when revalidation is due."
+        null=True, blank=True, db_index=True, help_text="An approved release or revalidation: when it expires."
+    )
+    replacement = models.ForeignKey(
+        ModelVersion,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="A decommission: the version that takes over, if any.",
+    )
+    impact = models.JSONField(
+        default=dict, blank=True, help_text="A decommission: the deployments, aliases and downstream models it touches."
     )
 
     class Meta:
@@ -155,16 +179,29 @@ class ApprovalRequest(models.Model):
             models.UniqueConstraint(
                 fields=["model"], condition=Q(state="open", kind="tier_change"), name="one_open_tier_change_per_model"
             ),
+            models.UniqueConstraint(
+                fields=["model"],
+                condition=Q(state="open", kind="decommission", version=None),
+                name="one_open_model_decommission",
+            ),
             models.CheckConstraint(
-                condition=(Q(kind="release", version__isnull=False, policy__isnull=False))
+                condition=Q(
+                    kind__in=["release", "revalidation", "reinstatement"], version__isnull=False, policy__isnull=False
+                )
+                | Q(kind="decommission", policy__isnull=False)
                 | Q(kind="tier_change", requested_tier__isnull=False, scorecard__isnull=False),
                 name="request_kind_has_its_subject",
             ),
         ]
 
     def __str__(self) -> str:
-        subject = f"v{self.version.number}" if self.version_id and self.version else f"tier → T{self.requested_tier}"
-        return f"#{self.pk} {self.model.name} {subject} ({self.state})"
+        if self.version_id and self.version:
+            subject = f"v{self.version.number}"
+        elif self.kind == RequestKind.TIER_CHANGE:
+            subject = f"tier → T{self.requested_tier}"
+        else:
+            subject = "whole model"
+        return f"#{self.pk} {self.kind} {self.model.name} {subject} ({self.state})"
 
 
 class AwaitingDecision(ApprovalRequest):
@@ -197,6 +234,8 @@ class RequestStage(models.Model):
     activated_at = models.DateTimeField(null=True, blank=True)
     due_at = models.DateTimeField(null=True, blank=True, db_index=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    reminded_at = models.DateTimeField(null=True, blank=True)
+    escalated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["request_id", "step", "id"]
@@ -267,6 +306,7 @@ class PolicyException(models.Model):
     reason = models.TextField()
     approver = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     expires_at = models.DateTimeField(db_index=True)
+    expired_at = models.DateTimeField(null=True, blank=True, help_text="When its expiry was recorded and told.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

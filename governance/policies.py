@@ -225,3 +225,23 @@ def can_grant_exception(user: Any, version: ModelVersion) -> Decision:
     if registry_policies.is_team_member(user, version.model.team_id):
         return deny(f"You cannot grant this exception: you are on the owning team ({version.model.team.name}).")
     return ALLOW
+
+
+def can_suspend(user: Any) -> Decision:
+    if has_role(user, Role.RISK_OFFICER):
+        return ALLOW
+    return deny("Only a risk officer suspends a version.")
+
+
+def can_open(user: Any, model: RegisteredModel, kind: str) -> Decision:
+    """Revalidation and reinstatement requests come from the owning team or a risk officer; a
+    decommission request from the model's owner or a risk officer."""
+    if has_role(user, Role.RISK_OFFICER):
+        return ALLOW
+    if kind == RequestKind.DECOMMISSION:
+        if user.pk == model.owner_id:
+            return ALLOW
+        return deny(f"Only the owner of {model.name} or a risk officer asks to decommission it.")
+    if registry_policies.is_team_member(user, model.team_id):
+        return ALLOW
+    return deny(f"Only the owning team ({model.team.name}) or a risk officer asks for a {kind} of {model.name}.")

@@ -14,6 +14,7 @@ from common import validation
 from common.errors import NotFound, ValidationFailed
 from governance import policies
 from governance.models import (
+    APPROVAL_KINDS,
     ApprovalPolicy,
     ApprovalRequest,
     Condition,
@@ -22,7 +23,6 @@ from governance.models import (
     DocumentStatus,
     Finding,
     PolicyException,
-    RequestKind,
     RequestStage,
     RequestState,
     RiskAssessment,
@@ -47,7 +47,7 @@ def requests_for(user: Any) -> QuerySet[ApprovalRequest]:
     return policies.visible_requests(
         user,
         ApprovalRequest.objects.select_related(
-            "model__team", "version__created_by", "policy", "scorecard", "submitted_by"
+            "model__team", "version__created_by", "policy", "scorecard", "submitted_by", "replacement__model"
         ).prefetch_related(
             "stages",
             Prefetch("decisions", Decision.objects.select_related("person", "stage")),
@@ -100,6 +100,17 @@ def published_policy(tier: int) -> ApprovalPolicy | None:
 
 def published_scorecard() -> Scorecard | None:
     return Scorecard.objects.filter(status=DocumentStatus.PUBLISHED).first()
+
+
+def current_approval(version: ModelVersion) -> ApprovalRequest | None:
+    """The version's latest approval (a release or a revalidation), expired or not."""
+    return (
+        ApprovalRequest.objects.filter(
+            version=version, kind__in=APPROVAL_KINDS, state__in=[RequestState.APPROVED, RequestState.EXPIRED]
+        )
+        .order_by("-closed_at", "-id")
+        .first()
+    )
 
 
 def latest_assessment(model: RegisteredModel) -> RiskAssessment | None:
@@ -217,7 +228,7 @@ def dashboard(user: Any, *, now: datetime | None = None) -> Dashboard:
     revalidation_due = list(
         visible.filter(
             state=RequestState.APPROVED,
-            kind=RequestKind.RELEASE,
+            kind__in=APPROVAL_KINDS,
             valid_until__lt=now + timedelta(days=30),
             version__state__in=[VersionState.APPROVED, VersionState.DEPLOYED],
         )

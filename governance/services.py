@@ -7,23 +7,27 @@ writes its audit events in the same transaction; the API, the admin and the comm
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import IntegrityError, transaction
-from django.db.models import Max, QuerySet
+from django.db.models import Exists, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
 from audit.services import audit_record
-from common.errors import Conflict, ValidationFailed
+from common.errors import Conflict, DomainError, ValidationFailed
 from common.roles import Role, has_role, is_team
 from governance import gate, policies, rules, selectors, tiering, workflow
 from governance.calendar import add_business_days, add_months
 from governance.models import (
+    APPROVAL_KINDS,
     ApprovalPolicy,
     ApprovalRequest,
     Condition,
@@ -44,8 +48,12 @@ from governance.models import (
     Severity,
     StageState,
 )
+from notifications import outbox
+from notifications.models import Event
 from registry import services as registry_services
-from registry.models import ModelVersion, RegisteredModel, VersionState
+from registry.models import Alias, ModelStatus, ModelVersion, RegisteredModel, VersionParent, VersionState
+
+log = logging.getLogger(__name__)
 
 POLICY_FIELDS = (
     "stages",
@@ -100,10 +108,14 @@ def _lock_request(request: ApprovalRequest) -> ApprovalRequest:
     after it could deadlock with a writer holding that row), then read them afresh: whoever
     held the locks before may have moved them on."""
     locked = ApprovalRequest.objects.select_for_update(of=("self",)).filter(pk=request.pk)
-    version_id, model_id = locked.values_list("version_id", "model_id").get()
-    if version_id is not None:
-        ModelVersion.objects.select_for_update(no_key=True).filter(pk=version_id).first()
+    kind, version_id, model_id = locked.values_list("kind", "version_id", "model_id").get()
+    versions = ModelVersion.objects.filter(pk=version_id) if version_id is not None else ModelVersion.objects.none()
+    if kind == RequestKind.DECOMMISSION and version_id is None:
+        versions = ModelVersion.objects.filter(model_id=model_id)  # the whole model's, which it may retire
+    list(versions.select_for_update(no_key=True).order_by("pk").values_list("pk"))
     RegisteredModel.objects.select_for_update(no_key=True).filter(pk=model_id).first()
+    if kind == RequestKind.DECOMMISSION:
+        list(Deployment.objects.select_for_update().filter(version__in=versions, retired_at=None).values_list("pk"))
     return (
         ApprovalRequest.objects.select_related("model__team", "version", "policy", "scorecard")
         .prefetch_related("stages", "decisions__stage")
@@ -132,7 +144,7 @@ def _activate_step(request: ApprovalRequest, step: int) -> None:
     for stage in RequestStage.objects.filter(request=request, step=step):
         stage.state = StageState.ACTIVE
         stage.activated_at = now
-        stage.due_at = add_business_days(now, stage.sla_business_days)
+        stage.due_at = add_business_days(now, stage.sla_business_days, settings.HOLIDAYS)
         stage.save(update_fields=["state", "activated_at", "due_at"])
     request.current_step = step
     request.save(update_fields=["current_step"])
@@ -147,6 +159,20 @@ def _close(request: ApprovalRequest, state: str, *, actor: Any, reason: str) -> 
     request.closed_reason = reason
     request.save(update_fields=["state", "closed_at", "closed_reason"])
     RequestStage.objects.filter(request=request).exclude(state=StageState.COMPLETE).update(state=StageState.CLOSED)
+    event = CLOSING_EVENTS.get(state)
+    if event is not None:
+        _tell(
+            event,
+            request.model,
+            f"{_request_name(request)} is {state.replace('_', ' ')}",
+            to=[request.submitted_by, *outbox.owners(request.model)],
+            request=request.pk,
+            kind=request.kind,
+            version=request.version.number if request.version else None,
+            state=state,
+            reason=reason,
+            valid_until=request.valid_until,
+        )
     audit_record(
         actor=actor,
         action=f"approval_request.{state}",
@@ -156,6 +182,24 @@ def _close(request: ApprovalRequest, state: str, *, actor: Any, reason: str) -> 
         after={"state": state, "kind": request.kind, "valid_until": request.valid_until, **_pinned(request)},
         reason=reason,
     )
+
+
+CLOSING_EVENTS: dict[str, str] = {
+    RequestState.APPROVED: Event.REQUEST_APPROVED,
+    RequestState.REJECTED: Event.REQUEST_REJECTED,
+    RequestState.CHANGES_REQUESTED: Event.CHANGES_REQUESTED,
+    RequestState.EXPIRED: Event.APPROVAL_EXPIRED,
+}
+
+
+def _request_name(request: ApprovalRequest) -> str:
+    what = f"version {request.version.number} of {request.model.name}" if request.version else request.model.name
+    return f"Request #{request.pk} ({request.kind.replace('_', ' ')} of {what})"
+
+
+def _tell(event: str, model: RegisteredModel, subject: str, *, to: Any, **payload: Any) -> None:
+    """Queue a notification in this transaction (``notifications.outbox``)."""
+    outbox.enqueue(event, subject=subject, payload={"model": model.name, **payload}, model_name=model.name, to=to)
 
 
 def _pinned(request: ApprovalRequest) -> dict[str, Any]:
@@ -261,10 +305,14 @@ def _set_tier(*, actor: Any, model: RegisteredModel, tier: int, reason: str, sou
     if "request" in source:
         stale = stale.exclude(pk=source["request"])
     for pk in stale.order_by("pk").values_list("pk", flat=True):
-        request = _lock_request(ApprovalRequest(pk=pk))
-        _close(request, RequestState.WITHDRAWN, actor=actor, reason=why)
-        if request.version is not None:
-            _move_version(request, VersionState.DRAFT, actor=actor, reason=why)
+        _withdraw(_lock_request(ApprovalRequest(pk=pk)), actor=actor, reason=why)
+
+
+def _withdraw(request: ApprovalRequest, *, actor: Any, reason: str) -> None:
+    """Close an open request as withdrawn; a release's version returns to draft."""
+    _close(request, RequestState.WITHDRAWN, actor=actor, reason=reason)
+    if request.kind == RequestKind.RELEASE:
+        _move_version(request, VersionState.DRAFT, actor=actor, reason=f"request #{request.pk} withdrawn: {reason}")
 
 
 def _open_tier_change(*, actor: Any, model: RegisteredModel, tier: int, rationale: str) -> ApprovalRequest:
@@ -359,8 +407,24 @@ def request_submit(*, actor: Any, version: ModelVersion, rationale: str = "") ->
         },
         reason=rationale,
     )
+    _tell_deciders(request, Event.VERSION_SUBMITTED)
     _move_version(request, VersionState.SUBMITTED, actor=actor, reason=rationale or "submitted for approval")
     return request
+
+
+def _tell_deciders(request: ApprovalRequest, event: str) -> None:
+    """Tell the holders of the first step's roles that a request awaits them."""
+    roles = sorted({stage.role for stage in request.stages.all() if stage.state == StageState.ACTIVE})
+    _tell(
+        event,
+        request.model,
+        f"{_request_name(request)} awaits {' and '.join(roles)}",
+        to=[person for person in outbox.people(*roles) if person.pk != request.submitted_by_id],
+        request=request.pk,
+        kind=request.kind,
+        version=request.version.number if request.version else None,
+        tier=request.tier,
+    )
 
 
 @transaction.atomic
@@ -369,9 +433,7 @@ def request_withdraw(*, actor: Any, request: ApprovalRequest, reason: str) -> Ap
     request = _lock_request(request)
     policies.can_withdraw(actor, request).ensure()
     reason = _text("reason", reason, required=True)
-    _close(request, RequestState.WITHDRAWN, actor=actor, reason=reason)
-    if request.version_id:
-        _move_version(request, VersionState.DRAFT, actor=actor, reason=f"request #{request.pk} withdrawn: {reason}")
+    _withdraw(request, actor=actor, reason=reason)
     return request
 
 
@@ -454,6 +516,18 @@ def decision_record(
         },
         reason=comment,
     )
+    _tell(
+        Event.DECISION_RECORDED,
+        request.model,
+        f"{actor.get_username()} chose to {outcome.replace('_', ' ')} on {_request_name(request).lower()}",
+        to=[request.submitted_by, request.model.owner],
+        request=request.pk,
+        kind=request.kind,
+        stage=signed.name,
+        outcome=outcome,
+        by=actor.get_username(),
+        comment=comment,
+    )
     if outcome == Outcome.REJECT:
         _finish(request, RequestState.REJECTED, actor=actor, reason=comment)
     elif outcome == Outcome.REQUEST_CHANGES:
@@ -509,19 +583,30 @@ def _count_towards_quorum(request: ApprovalRequest, stage: RequestStage, *, acto
 
 
 def _finish(request: ApprovalRequest, state: str, *, actor: Any, reason: str) -> None:
-    if state == RequestState.APPROVED and request.kind == RequestKind.RELEASE:
+    """End the request and carry out what it decided: a release moves its version; an approved
+    revalidation renews the approval; an approved reinstatement lifts the suspension; an
+    approved decommission retires everything it names; an approved tier change sets the tier."""
+    approved = state == RequestState.APPROVED
+    if approved and request.kind in (*APPROVAL_KINDS, RequestKind.REINSTATEMENT):
         assessment = selectors.latest_assessment(request.model)
         if assessment is not None and assessment.prohibited:
             raise Conflict(
                 f"Model {request.model.name} is assessed as a prohibited practice: it can never be approved."
             )
-    if state == RequestState.APPROVED and request.policy is not None:
+    if approved and request.kind in APPROVAL_KINDS:
+        assert request.policy is not None
         request.valid_until = add_months(timezone.now(), request.policy.revalidation_months)
         request.save(update_fields=["valid_until"])
     _close(request, state, actor=actor, reason=reason)
     if request.kind == RequestKind.RELEASE:
         _move_version(request, state, actor=actor, reason=reason)
-    elif state == RequestState.APPROVED:
+    elif not approved or request.kind == RequestKind.REVALIDATION:
+        return
+    elif request.kind == RequestKind.REINSTATEMENT:
+        _reinstate(request, actor=actor)
+    elif request.kind == RequestKind.DECOMMISSION:
+        _decommission(request, actor=actor)
+    else:
         assert request.requested_tier is not None
         _set_tier(
             actor=actor,
@@ -580,6 +665,16 @@ def deployment_record(*, actor: Any, version: ModelVersion, environment: Environ
     deployment = Deployment.objects.create(
         version=version, environment=environment, endpoint=endpoint, deployed_by=actor
     )
+    _tell(
+        Event.VERSION_DEPLOYED,
+        version.model,
+        f"{_version_name(version)} is deployed in {environment.name}",
+        to=outbox.owners(version.model),
+        version=version.number,
+        environment=environment.name,
+        endpoint=endpoint,
+        by=actor.get_username(),
+    )
     audit_record(
         actor=actor,
         action="deployment.recorded",
@@ -608,6 +703,16 @@ def deployment_retire(*, actor: Any, deployment: Deployment, reason: str) -> Dep
     reason = _text("reason", reason, required=True)
     if deployment.retired_at is not None:
         raise Conflict(f"Deployment #{deployment.pk} was retired on {deployment.retired_at:%Y-%m-%d}.")
+    _retire(deployment, version, actor=actor, reason=reason)
+    live = Deployment.objects.filter(version=version, retired_at=None).exists()
+    if version.state == VersionState.DEPLOYED and not live:
+        registry_services.version_set_state(
+            actor=actor, version=version, state=VersionState.APPROVED, reason="retired from every environment"
+        )
+    return deployment
+
+
+def _retire(deployment: Deployment, version: ModelVersion, *, actor: Any, reason: str, **context: Any) -> None:
     deployment.retired_at = timezone.now()
     deployment.retired_by = actor
     deployment.retired_reason = reason
@@ -617,15 +722,238 @@ def deployment_retire(*, actor: Any, deployment: Deployment, reason: str) -> Dep
         action="deployment.retired",
         obj=deployment,
         model_name=version.model.name,
-        after={"version": version.number, "environment": deployment.environment.name},
+        after={"version": version.number, "environment": deployment.environment.name, **context},
         reason=reason,
     )
-    live = Deployment.objects.filter(version=version, retired_at=None).exists()
-    if version.state == VersionState.DEPLOYED and not live:
-        registry_services.version_set_state(
-            actor=actor, version=version, state=VersionState.APPROVED, reason="retired from every environment"
+
+
+# --- suspension, revalidation, reinstatement, decommissioning ------------------------------
+
+
+@transaction.atomic
+def version_suspend(*, actor: Any, version: ModelVersion, reason: str) -> ModelVersion:
+    """The kill switch: a risk officer suspends a version at once. The gate refuses it from the
+    commit on, and its owners and the risk officers are told. Lifting it is a reinstatement
+    request, decided under the tier's policy."""
+    version = (
+        ModelVersion.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("model__team", "model__owner")
+        .get(pk=version.pk)
+    )
+    policies.can_suspend(actor).ensure()
+    reason = _text("reason", reason, required=True)
+    workflow.ensure_version_transition(_version_name(version), version.state, VersionState.SUSPENDED)
+    live = list(Deployment.objects.filter(version=version, retired_at=None).select_related("environment"))
+    _tell(
+        Event.VERSION_SUSPENDED,
+        version.model,
+        f"{_version_name(version)} is suspended: {reason}",
+        to=[*outbox.owners(version.model), *outbox.people(Role.RISK_OFFICER)],
+        version=version.number,
+        reason=reason,
+        by=actor.get_username(),
+        deployed_in=[deployment.environment.name for deployment in live],
+    )
+    return registry_services.version_set_state(
+        actor=actor, version=version, state=VersionState.SUSPENDED, reason=reason
+    )
+
+
+def impact_of(model: RegisteredModel, version: ModelVersion | None) -> dict[str, Any]:
+    """What decommissioning ``version`` (or, with None, the whole model) touches: its live
+    deployments, the aliases pointing at it, and the models downstream of it in the lineage."""
+    versions = ModelVersion.objects.filter(pk=version.pk) if version else model.versions.all()
+    deployments = Deployment.objects.filter(version__in=versions, retired_at=None).select_related(
+        "environment", "version"
+    )
+    aliases = Alias.objects.filter(version__in=versions).select_related("version")
+    downstream: dict[str, set[int]] = {}
+    frontier = set(versions.values_list("pk", flat=True))
+    seen = set(frontier)
+    while frontier and len(seen) < 10_000:
+        edges = VersionParent.objects.filter(parent_id__in=frontier).values_list(
+            "child_id", "child__number", "child__model__name"
         )
-    return deployment
+        frontier = set()
+        for child_id, number, name in edges:
+            if child_id not in seen:
+                seen.add(child_id)
+                frontier.add(child_id)
+                if name != model.name:
+                    downstream.setdefault(name, set()).add(number)
+    return {
+        "deployments": [
+            {"id": d.pk, "version": d.version.number, "environment": d.environment.name, "endpoint": d.endpoint}
+            for d in deployments.order_by("pk")
+        ],
+        "aliases": [{"alias": a.name, "version": a.version.number} for a in aliases.order_by("name")],
+        "downstream": [{"model": name, "versions": sorted(numbers)} for name, numbers in sorted(downstream.items())],
+    }
+
+
+@transaction.atomic
+def request_open(
+    *,
+    actor: Any,
+    kind: str,
+    model: RegisteredModel,
+    version: ModelVersion | None = None,
+    rationale: str,
+    replacement: ModelVersion | None = None,
+) -> ApprovalRequest:
+    """Ask for a revalidation (of an approved version), a reinstatement (of a suspended one) or
+    a decommission (of a version, or with no version of the whole model), decided under the
+    policy published for the model's tier, which the request pins."""
+    if kind not in (RequestKind.REVALIDATION, RequestKind.REINSTATEMENT, RequestKind.DECOMMISSION):
+        raise ValidationFailed.on("kind", "revalidation, reinstatement or decommission")
+    if version is not None:
+        version = ModelVersion.objects.select_for_update(of=("self",), no_key=True).get(pk=version.pk)
+    model = RegisteredModel.objects.select_for_update(no_key=True).select_related("team", "owner").get(pk=model.pk)
+    policies.can_open(actor, model, kind).ensure()
+    return _open_request(
+        actor=actor, kind=kind, model=model, version=version, rationale=rationale, replacement=replacement
+    )
+
+
+def _open_request(
+    *,
+    actor: Any,
+    kind: str,
+    model: RegisteredModel,
+    version: ModelVersion | None,
+    rationale: str,
+    replacement: ModelVersion | None = None,
+) -> ApprovalRequest:
+    """``request_open`` once the rows are locked and the actor allowed (the clock opens
+    revalidations here directly)."""
+    rationale = _text("rationale", rationale, required=True)
+    if version is None and kind != RequestKind.DECOMMISSION:
+        raise ValidationFailed.on("version", f"a {kind} names a version")
+    if model.status == ModelStatus.DECOMMISSIONED:
+        raise Conflict(f"Model {model.name} is decommissioned: nothing more can be asked of it.")
+    if version is not None:
+        version.model = model
+        _check_subject(kind, version)
+    if replacement is not None:
+        if kind != RequestKind.DECOMMISSION:
+            raise ValidationFailed.on("replacement", "only a decommission names a replacement")
+        if replacement.model_id == model.pk and (version is None or replacement.pk == version.pk):
+            raise ValidationFailed.on("replacement", "a version that is not itself being decommissioned")
+    if model.risk_tier is None:
+        raise Conflict(f"Model {model.name} has no risk tier: record its risk assessment first.")
+    already = ApprovalRequest.objects.filter(model=model, version=version, kind=kind, state=RequestState.OPEN).first()
+    if already is not None:
+        raise Conflict(f"A {kind} of {model.name} already awaits a decision (#{already.pk}).")
+    policy = published_policy(model.risk_tier)
+    request = ApprovalRequest.objects.create(
+        kind=kind,
+        model=model,
+        version=version,
+        tier=model.risk_tier,
+        policy=policy,
+        rationale=rationale,
+        replacement=replacement,
+        impact=impact_of(model, version) if kind == RequestKind.DECOMMISSION else {},
+        submitted_by=actor,
+    )
+    _open_stages(request, policy.stages)
+    _tell_deciders(request, Event.REQUEST_SUBMITTED)
+    audit_record(
+        actor=actor,
+        action="approval_request.submitted",
+        obj=request,
+        model_name=model.name,
+        after={
+            "kind": kind,
+            "version": version.number if version else None,
+            "tier": request.tier,
+            "policy": _policy_ref(policy),
+            "stages": policy.stages,
+            "replacement": _version_ref(replacement),
+            "impact": request.impact,
+        },
+        reason=rationale,
+    )
+    return request
+
+
+def _version_ref(version: ModelVersion | None) -> dict[str, Any] | None:
+    return {"model": version.model.name, "version": version.number} if version else None
+
+
+def _check_subject(kind: str, version: ModelVersion) -> None:
+    name = _version_name(version)
+    if kind == RequestKind.REVALIDATION:
+        if version.state not in (VersionState.APPROVED, VersionState.DEPLOYED):
+            raise Conflict(f"{name} is {version.state}: only an approved or deployed version is revalidated.")
+    elif kind == RequestKind.REINSTATEMENT:
+        if version.state != VersionState.SUSPENDED:
+            raise Conflict(f"{name} is {version.state}, not suspended.")
+    else:
+        workflow.ensure_version_transition(name, version.state, VersionState.DECOMMISSIONED)
+
+
+def _reinstate(request: ApprovalRequest, *, actor: Any) -> None:
+    version = request.version
+    assert version is not None
+    live = Deployment.objects.filter(version=version, retired_at=None).exists()
+    _move_version(
+        request,
+        VersionState.DEPLOYED if live else VersionState.APPROVED,
+        actor=actor,
+        reason=f"suspension lifted by request #{request.pk}",
+    )
+    _tell(
+        Event.SUSPENSION_LIFTED,
+        request.model,
+        f"{_version_name(version)} is reinstated",
+        to=[*outbox.owners(request.model), *outbox.people(Role.RISK_OFFICER)],
+        request=request.pk,
+        version=version.number,
+    )
+
+
+def _decommission(request: ApprovalRequest, *, actor: Any) -> None:
+    """Retire the deployments, clear the aliases and mark decommissioned: the version, or every
+    version and the model. Nothing is deleted; the request keeps the reason, the replacement
+    and, through its decisions, the approvers."""
+    model = request.model
+    why = f"decommissioned by request #{request.pk}: {request.rationale}"
+    context = {"request": request.pk, **_pinned(request)}
+    if request.version is not None:
+        versions = [request.version]
+    else:
+        versions = list(model.versions.exclude(state=VersionState.DECOMMISSIONED).order_by("number"))
+        others = ApprovalRequest.objects.filter(model=model, state=RequestState.OPEN).exclude(pk=request.pk)
+        for other in others.select_related("model__team", "version", "policy", "scorecard").order_by("pk"):
+            _withdraw(other, actor=actor, reason=f"the model is decommissioned by request #{request.pk}")
+    for version in versions:
+        version.refresh_from_db(fields=["state"])
+        live = Deployment.objects.filter(version=version, retired_at=None).select_related("environment")
+        for deployment in live.order_by("pk"):
+            _retire(deployment, version, actor=actor, reason=why, **context)
+        registry_services.aliases_clear(actor=actor, version=version, reason=why, **context)
+        if version.state == VersionState.DRAFT:
+            continue  # never submitted: it stays a draft of a model that takes no more versions
+        workflow.ensure_version_transition(_version_name(version), version.state, VersionState.DECOMMISSIONED)
+        registry_services.version_set_state(
+            actor=actor, version=version, state=VersionState.DECOMMISSIONED, reason=why, **context
+        )
+    if request.version is None:
+        registry_services.model_set_status(
+            actor=actor, model=model, status=ModelStatus.DECOMMISSIONED, reason=why, **context
+        )
+    _tell(
+        Event.DECOMMISSIONED,
+        model,
+        f"{_version_name(request.version) if request.version else f'Model {model.name}'} is decommissioned",
+        to=[*outbox.owners(model), *outbox.people(Role.RISK_OFFICER)],
+        request=request.pk,
+        version=request.version.number if request.version else None,
+        reason=request.rationale,
+        replacement=_version_ref(request.replacement),
+        impact=request.impact,
+    )
 
 
 # --- findings ----------------------------------------------------------------------------
@@ -663,6 +991,17 @@ def finding_raise(
         owner=owner,
         due_date=due_date,
         raised_by=actor,
+    )
+    _tell(
+        Event.FINDING_OPENED,
+        model,
+        f"{severity.capitalize()} finding on {model.name}: {title}",
+        to=[owner, model.owner],
+        finding=finding.pk,
+        severity=severity,
+        title=title,
+        version=version.number if version else None,
+        due_date=due_date,
     )
     audit_record(
         actor=actor,
@@ -892,3 +1231,169 @@ def document_publish(*, actor: Any, document: PublishedDocument) -> PublishedDoc
         reason=document.notes,
     )
     return document
+
+
+# --- the clock: expiry, revalidation, reminders and escalation ----------------------------
+
+
+SYSTEM_USERNAME = "warden"
+
+
+def system_actor() -> Any:
+    """The account periodic work acts as: it opens revalidation requests and records expiries.
+    It cannot sign in, and as a submitter it never signs."""
+    user, _ = get_user_model().objects.get_or_create(
+        username=SYSTEM_USERNAME, defaults={"is_active": False, "first_name": "Warden", "last_name": "(system)"}
+    )
+    return user
+
+
+def lifecycle_sweep(now: datetime | None = None) -> dict[str, int]:
+    """What the clock does, each item in a transaction of its own: approvals past their
+    valid-until expire; approvals within REVALIDATION_LEAD_DAYS of it get a revalidation
+    request (and their owners are told); lapsed exceptions are recorded; active stages near
+    their due date are reminded, and overdue ones escalated to the risk officers."""
+    now = now or timezone.now()
+    actor = system_actor()
+    current = ApprovalRequest.objects.filter(kind__in=APPROVAL_KINDS, state=RequestState.APPROVED)
+    granted = ApprovalRequest.objects.filter(
+        kind__in=APPROVAL_KINDS, state__in=[RequestState.APPROVED, RequestState.EXPIRED]
+    )
+    live_version = Q(version__state__in=[VersionState.APPROVED, VersionState.DEPLOYED])
+    superseded = ApprovalRequest.objects.filter(
+        version=OuterRef("version"), kind__in=APPROVAL_KINDS, closed_at__gt=OuterRef("closed_at")
+    ).exclude(state__in=[RequestState.OPEN, RequestState.WITHDRAWN])
+    asked = ApprovalRequest.objects.filter(
+        version=OuterRef("version"), kind=RequestKind.REVALIDATION, submitted_at__gt=OuterRef("closed_at")
+    )
+    expiring = granted.filter(live_version, valid_until__lte=now + timedelta(days=settings.REVALIDATION_LEAD_DAYS))
+    expiring = expiring.exclude(Exists(superseded)).exclude(Exists(asked))
+    lapsed = PolicyException.objects.filter(expires_at__lte=now, expired_at=None)
+    active = RequestStage.objects.filter(state=StageState.ACTIVE, request__state=RequestState.OPEN)
+    soon = now + timedelta(hours=settings.SLA_REMINDER_HOURS)
+    work = [
+        ("expired", current.filter(valid_until__lte=now).order_by("valid_until"), _expire_approval),
+        ("revalidations", expiring.order_by("valid_until"), _ask_revalidation),
+        ("exceptions", lapsed.order_by("expires_at"), _expire_exception),
+        ("reminders", active.filter(reminded_at=None, due_at__gt=now, due_at__lte=soon).order_by("due_at"), _remind),
+        ("escalations", active.filter(escalated_at=None, due_at__lte=now).order_by("due_at"), _escalate),
+    ]
+    done = {}
+    for name, queryset, step in work:
+        done[name] = 0
+        for pk in queryset.values_list("pk", flat=True):
+            try:
+                done[name] += step(pk, actor=actor, now=now)
+            except DomainError as error:  # one item's refusal must not stop the others
+                log.warning("lifecycle sweep: %s #%s skipped: %s", name, pk, error.message)
+    return done
+
+
+def _remind(pk: int, *, actor: Any, now: datetime) -> int:
+    return _stage_clock(pk, actor=actor, now=now, escalate=False)
+
+
+def _escalate(pk: int, *, actor: Any, now: datetime) -> int:
+    return _stage_clock(pk, actor=actor, now=now, escalate=True)
+
+
+@transaction.atomic
+def _expire_approval(pk: int, *, actor: Any, now: datetime) -> int:
+    request = _lock_request(ApprovalRequest(pk=pk))
+    if request.state != RequestState.APPROVED or request.valid_until is None or request.valid_until > now:
+        return 0  # someone got there first
+    _close(request, RequestState.EXPIRED, actor=actor, reason=f"valid until {request.valid_until:%Y-%m-%d}")
+    return 1
+
+
+@transaction.atomic
+def _ask_revalidation(pk: int, *, actor: Any, now: datetime) -> int:
+    approval = _lock_request(ApprovalRequest(pk=pk))
+    version = approval.version
+    assert version is not None and approval.valid_until is not None
+    if ApprovalRequest.objects.filter(version=version, kind=RequestKind.REVALIDATION, state=RequestState.OPEN).exists():
+        return 0
+    if approval.model.risk_tier is None or selectors.published_policy(approval.model.risk_tier) is None:
+        return 0
+    _tell(
+        Event.APPROVAL_EXPIRING,
+        approval.model,
+        f"The approval of {_version_name(version).lower()} expires on {approval.valid_until:%Y-%m-%d}",
+        to=[*outbox.owners(approval.model), *outbox.people(Role.RISK_OFFICER)],
+        request=approval.pk,
+        version=version.number,
+        valid_until=approval.valid_until,
+    )
+    _open_request(
+        actor=actor,
+        kind=RequestKind.REVALIDATION,
+        model=approval.model,
+        version=version,
+        rationale=f"the approval by request #{approval.pk} expires on {approval.valid_until:%Y-%m-%d}",
+    )
+    return 1
+
+
+@transaction.atomic
+def _expire_exception(pk: int, *, actor: Any, now: datetime) -> int:
+    exception = PolicyException.objects.select_for_update(of=("self",)).select_related("version__model").get(pk=pk)
+    if exception.expired_at is not None:
+        return 0
+    exception.expired_at = now
+    exception.save(update_fields=["expired_at"])
+    model = exception.version.model
+    _tell(
+        Event.EXCEPTION_EXPIRED,
+        model,
+        f"Exception #{exception.pk} for {_version_name(exception.version).lower()} has expired",
+        to=[*outbox.owners(model), exception.approver],
+        exception=exception.pk,
+        version=exception.version.number,
+        scope=exception.scope,
+        expires_at=exception.expires_at,
+    )
+    audit_record(
+        actor=actor,
+        action="exception.expired",
+        obj=exception,
+        model_name=model.name,
+        after={"version": exception.version.number, "expires_at": exception.expires_at},
+    )
+    return 1
+
+
+@transaction.atomic
+def _stage_clock(pk: int, *, actor: Any, now: datetime, escalate: bool) -> int:
+    """Remind a stage's signers that it is nearly due, or escalate an overdue one to the risk
+    officers; each at most once per stage, each recorded and told."""
+    stage = RequestStage.objects.select_for_update(of=("self",)).select_related("request__model").get(pk=pk)
+    request = stage.request
+    mark = "escalated_at" if escalate else "reminded_at"
+    if stage.state != StageState.ACTIVE or getattr(stage, mark) is not None:
+        return 0
+    setattr(stage, mark, now)
+    stage.save(update_fields=[mark])
+    if escalate:
+        event, to = Event.SLA_BREACHED, outbox.people(Role.RISK_OFFICER)
+        subject = f"Overdue since {stage.due_at:%Y-%m-%d}: {stage.name} of {_request_name(request).lower()}"
+    else:
+        event, to = Event.SLA_REMINDER, outbox.people(stage.role)
+        subject = f"Due {stage.due_at:%Y-%m-%d %H:%M}: {stage.name} of {_request_name(request).lower()}"
+    _tell(
+        event,
+        request.model,
+        subject,
+        to=[person for person in to if person.pk != request.submitted_by_id],
+        request=request.pk,
+        stage=stage.name,
+        role=stage.role,
+        due_at=stage.due_at,
+    )
+    audit_record(
+        actor=actor,
+        action="approval_stage.escalated" if escalate else "approval_stage.reminded",
+        obj=stage,
+        model_name=request.model.name,
+        after={"request": request.pk, "stage": stage.name, "role": stage.role, "due_at": stage.due_at},
+    )
+    return 1

@@ -11,6 +11,7 @@ from governance.models import RequestState
 from registry.models import VersionState
 
 V = VersionState
+DECOMMISSIONED = "decommissioned (request approved)"
 # from → {to: what the move is}
 VERSION_TRANSITIONS: Mapping[str, Mapping[str, str]] = {
     V.DRAFT: {V.SUBMITTED: "submitted for approval"},
@@ -20,20 +21,27 @@ VERSION_TRANSITIONS: Mapping[str, Mapping[str, str]] = {
         V.CHANGES_REQUESTED: "changes requested",
         V.DRAFT: "request withdrawn",
     },
-    V.CHANGES_REQUESTED: {V.DEPRECATED: "retired without release"},
+    V.CHANGES_REQUESTED: {V.DEPRECATED: "retired without release", V.DECOMMISSIONED: DECOMMISSIONED},
     V.APPROVED: {
         V.DEPLOYED: "deployed",
         V.SUSPENDED: "suspended",
         V.DEPRECATED: "deprecated",
+        V.DECOMMISSIONED: DECOMMISSIONED,
     },
     V.DEPLOYED: {
         V.APPROVED: "retired from every environment",
         V.SUSPENDED: "suspended",
         V.DEPRECATED: "deprecated",
+        V.DECOMMISSIONED: DECOMMISSIONED,
     },
-    V.SUSPENDED: {V.APPROVED: "suspension lifted", V.DEPRECATED: "deprecated"},
-    V.REJECTED: {V.DEPRECATED: "retired without release"},
-    V.DEPRECATED: {V.DECOMMISSIONED: "decommissioned"},
+    V.SUSPENDED: {
+        V.APPROVED: "suspension lifted",
+        V.DEPLOYED: "suspension lifted, still deployed",
+        V.DEPRECATED: "deprecated",
+        V.DECOMMISSIONED: DECOMMISSIONED,
+    },
+    V.REJECTED: {V.DEPRECATED: "retired without release", V.DECOMMISSIONED: DECOMMISSIONED},
+    V.DEPRECATED: {V.DECOMMISSIONED: DECOMMISSIONED},
     V.DECOMMISSIONED: {},
 }
 
@@ -45,7 +53,8 @@ REQUEST_TRANSITIONS: Mapping[str, Mapping[str, str]] = {
         R.CHANGES_REQUESTED: "changes requested",
         R.WITHDRAWN: "withdrawn",
     },
-    R.APPROVED: {},
+    R.APPROVED: {R.EXPIRED: "its valid-until date passed"},
+    R.EXPIRED: {},
     R.REJECTED: {},
     R.CHANGES_REQUESTED: {},
     R.WITHDRAWN: {},

@@ -22,6 +22,8 @@ from audit.services import audit_record
 from common import validation
 from common.errors import Conflict, NotFound, ValidationFailed
 from common.roles import is_team
+from notifications import outbox
+from notifications.models import Event
 from registry import hooks, policies, selectors
 from registry.models import (
     Alias,
@@ -578,6 +580,13 @@ def alias_set(*, actor: Any, model: RegisteredModel, name: str, number: int) -> 
         alias.save(update_fields=["version", "updated_by", "updated_at"])
     else:
         alias = Alias.objects.create(model=model, name=name, version=version, updated_by=actor)
+    outbox.enqueue(
+        Event.ALIAS_MOVED,
+        subject=f"{model.name}@{name} now points to version {version.number}",
+        payload={"model": model.name, "alias": name, "version": version.number, "before": before, "by": str(actor)},
+        model_name=model.name,
+        to=outbox.owners(model),
+    )
     audit_record(
         actor=actor,
         action="alias.set",
@@ -588,6 +597,49 @@ def alias_set(*, actor: Any, model: RegisteredModel, name: str, number: int) -> 
         after={"version": version.number},
     )
     return alias
+
+
+def aliases_clear(*, actor: Any, version: ModelVersion, reason: str, **context: Any) -> list[str]:
+    """Remove every alias that points at ``version`` (decommissioning does). Governance calls
+    this inside its own transaction, after its rules have allowed it; returns the names."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("aliases_clear runs inside the governance service's transaction")
+    model = version.model
+    names = []
+    for alias in Alias.objects.filter(version=version).order_by("name"):
+        alias.delete()
+        names.append(alias.name)
+        audit_record(
+            actor=actor,
+            action="alias.cleared",
+            object_type="registry.alias",
+            object_id=f"{model.name}@{alias.name}",
+            model_name=model.name,
+            before={"version": version.number},
+            after={**context},
+            reason=reason,
+        )
+    return names
+
+
+def model_set_status(*, actor: Any, model: RegisteredModel, status: str, reason: str, **context: Any) -> None:
+    """Set the model's status (decommissioned, by an approved request). Inside governance's
+    transaction, as ``model_set_risk_tier``."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("model_set_status runs inside the governance service's transaction")
+    model = RegisteredModel.objects.select_for_update(no_key=True).get(pk=model.pk)
+    before = {"status": model.status}
+    model.status = status
+    model.save(update_fields=["status", "updated_at"])
+    audit_record(
+        actor=actor,
+        action="model.status_changed",
+        obj=model,
+        model_name=model.name,
+        before=before,
+        after={"status": status, **context},
+        reason=reason,
+    )
 
 
 @transaction.atomic

@@ -84,3 +84,12 @@ def submitted(developer: Any, owner: Any, tier: int) -> tuple[ModelVersion, Appr
     """A version the developer built and the owner submitted, on a new model of ``tier``."""
     version = make_version(developer, assessed_model(owner, tier))
     return version, governance.request_submit(actor=owner, version=version, rationale="ready for release")
+
+
+def approved(developer: Any, owner: Any, risk_officer: Any, tier: int = 4) -> tuple[ModelVersion, ApprovalRequest]:
+    """A version of a new T4 (or ``tier``, if one risk officer suffices there) model, approved."""
+    version, request = submitted(developer, owner, tier)
+    governance.decision_record(actor=risk_officer, request=request, outcome="approve")
+    version.refresh_from_db()
+    request.refresh_from_db()
+    return version, request

@@ -131,6 +131,8 @@ class StageOut(serializers.ModelSerializer):
             "activated_at",
             "due_at",
             "completed_at",
+            "reminded_at",
+            "escalated_at",
         ]
 
 
@@ -152,6 +154,34 @@ class DecisionOut(serializers.ModelSerializer):
         fields = ["id", "stage", "role", "person", "outcome", "comment", "created_at"]
 
 
+class VersionRef(serializers.Serializer):
+    model = serializers.SlugField(max_length=100)
+    version = serializers.IntegerField(min_value=1, max_value=999_999_999)
+
+
+class VersionRefOut(serializers.Serializer):
+    model = serializers.CharField(source="model.name")
+    version = serializers.IntegerField(source="number")
+
+
+class LifecycleRequestIn(StrictSerializer):
+    rationale = serializers.CharField(max_length=10_000, help_text="why: it is recorded and shown to the deciders")
+
+
+class DecommissionIn(LifecycleRequestIn):
+    replacement = VersionRef(required=False, allow_null=True, default=None, help_text="the version that takes over")
+
+
+class SuspendIn(StrictSerializer):
+    reason = serializers.CharField(max_length=10_000)
+
+
+class SuspendedOut(serializers.Serializer):
+    model = serializers.CharField(source="model.name")
+    version = serializers.IntegerField(source="number")
+    state = serializers.CharField()
+
+
 class RequestOut(serializers.ModelSerializer):
     model = serializers.CharField(source="model.name")
     version = serializers.IntegerField(source="version.number", allow_null=True, default=None)
@@ -161,6 +191,8 @@ class RequestOut(serializers.ModelSerializer):
     stages = StageOut(many=True)
     decisions = DecisionOut(many=True)
     conditions = ConditionOut(many=True)
+    replacement = VersionRefOut(allow_null=True)
+    impact = serializers.JSONField(help_text="a decommission: deployments, aliases and downstream models")
 
     class Meta:
         model = ApprovalRequest
@@ -180,6 +212,9 @@ class RequestOut(serializers.ModelSerializer):
             "submitted_at",
             "closed_at",
             "closed_reason",
+            "valid_until",
+            "replacement",
+            "impact",
             "stages",
             "decisions",
             "conditions",

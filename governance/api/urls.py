@@ -13,6 +13,27 @@ router.register("deployments", views.DeploymentViewSet, basename="deployment")
 
 urlpatterns = [
     re_path(rf"{VERSION}/submit/$", views.SubmitView.as_view(), name="version-submit"),
+    re_path(rf"{VERSION}/suspend/$", views.SuspendView.as_view(), name="version-suspend"),
+    re_path(
+        rf"{VERSION}/revalidation/$",
+        views.lifecycle_view("revalidation", "Ask for a revalidation of an approved version").as_view(),
+        name="version-revalidation",
+    ),
+    re_path(
+        rf"{VERSION}/reinstatement/$",
+        views.lifecycle_view("reinstatement", "Ask to lift a version's suspension").as_view(),
+        name="version-reinstatement",
+    ),
+    re_path(
+        rf"{VERSION}/decommission/$",
+        views.lifecycle_view("decommission", "Ask to decommission a version").as_view(),
+        name="version-decommission",
+    ),
+    path(
+        f"{MODEL}/decommission/",
+        views.lifecycle_view("decommission", "Ask to decommission a model and all its versions").as_view(),
+        name="model-decommission",
+    ),
     re_path(rf"{VERSION}/exceptions/$", views.ExceptionView.as_view(), name="version-exceptions"),
     re_path(rf"{VERSION}/deployments/$", views.VersionDeploymentView.as_view(), name="version-deployments"),
     path("gate/", views.GateView.as_view(), name="gate"),

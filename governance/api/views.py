@@ -81,6 +81,49 @@ class SubmitView(APIView):
         return Response(_request_out(approval, request.user), status=status.HTTP_201_CREATED)
 
 
+class SuspendView(APIView):
+    @extend_schema(
+        request=s.SuspendIn,
+        responses={200: s.SuspendedOut},
+        summary="Suspend a version at once (risk officers): the gate refuses it from now on",
+    )
+    def post(self, request: Request, model_name: str, number: str) -> Response:
+        version = registry_selectors.version_get(request.user, model_name=model_name, number=int(number))
+        suspended = services.version_suspend(actor=request.user, version=version, **_validated(s.SuspendIn, request))
+        return Response(s.SuspendedOut(suspended).data)
+
+
+class LifecycleRequestView(APIView):
+    """Open a revalidation, reinstatement or decommission request for a version, or (with no
+    version in the path) a decommission of the whole model; decided under the tier's policy."""
+
+    kind = ""
+
+    def post(self, request: Request, model_name: str, number: str | None = None) -> Response:
+        model = registry_selectors.model_get(request.user, model_name)
+        version = None
+        if number is not None:
+            version = registry_selectors.version_get(request.user, model_name=model_name, number=int(number))
+        data = _validated(s.DecommissionIn if self.kind == "decommission" else s.LifecycleRequestIn, request)
+        replacement = data.pop("replacement", None)
+        if replacement:
+            data["replacement"] = registry_selectors.version_get(
+                request.user, model_name=replacement["model"], number=replacement["version"]
+            )
+        opened = services.request_open(actor=request.user, kind=self.kind, model=model, version=version, **data)
+        return Response(_request_out(opened, request.user), status=status.HTTP_201_CREATED)
+
+
+def lifecycle_view(kind: str, summary: str) -> Any:
+    body = s.DecommissionIn if kind == "decommission" else s.LifecycleRequestIn
+    decorated = extend_schema(request=body, responses={201: s.RequestOut}, summary=summary)
+    return type(
+        f"{kind.title()}RequestView",
+        (LifecycleRequestView,),
+        {"kind": kind, "post": decorated(LifecycleRequestView.post)},
+    )
+
+
 class AssessmentView(APIView):
     @extend_schema(responses={200: s.AssessmentOut}, summary="The model's current risk assessment")
     def get(self, request: Request, model_name: str) -> Response:

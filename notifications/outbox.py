@@ -1,0 +1,83 @@
+"""Writing notifications: ``enqueue`` is called by the services inside the transaction of the
+change, so the message commits with the change or not at all. After the commit a Celery task
+is asked to deliver it; if the broker is down the write still succeeds, and the periodic sweep
+(``notifications.tasks.sweep``) delivers whatever is due once work runs again."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from audit import ledger
+from notifications.models import Channel, Delivery, Message, Webhook
+
+log = logging.getLogger(__name__)
+
+
+def enqueue(
+    event: str,
+    *,
+    subject: str,
+    body: str = "",
+    payload: dict[str, Any],
+    model_name: str = "",
+    to: Iterable[Any] = (),
+) -> Message:
+    """One message about ``event``: an email to each of ``to`` (users, or querysets of them)
+    with an address, and a POST to each active webhook that wants the event."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("enqueue runs inside the transaction of the change it tells of")
+    now = timezone.now()
+    message = Message.objects.create(
+        event=event,
+        subject=subject[:300],
+        body=body or subject,
+        payload={"event": event, **ledger.plain(payload)},
+        model_name=model_name,
+    )
+    addresses = sorted({user.email.strip().lower() for user in to if user is not None and user.email.strip()})
+    deliveries = [
+        Delivery(message=message, channel=Channel.EMAIL, address=address, next_attempt_at=now) for address in addresses
+    ]
+    deliveries += [
+        Delivery(message=message, channel=Channel.WEBHOOK, webhook=hook, next_attempt_at=now)
+        for hook in Webhook.objects.filter(active=True)
+        if hook.wants(event)
+    ]
+    Delivery.objects.bulk_create(deliveries)
+    ids = [str(delivery.pk) for delivery in deliveries]
+    if ids:
+        transaction.on_commit(lambda: kick(ids), robust=True)
+    return message
+
+
+def kick(ids: list[str]) -> None:
+    """Ask a worker to deliver now. A broker that cannot be reached loses nothing: the rows
+    are committed and the sweep picks them up."""
+    from notifications.tasks import deliver
+
+    try:
+        deliver.delay(ids)
+    except Exception as error:  # the broker is down or unreachable
+        log.warning("delivery of %d notification(s) deferred to the sweep: %s", len(ids), error)
+
+
+def people(*roles: str, team_id: int | None = None, users: Iterable[Any] = ()) -> list[Any]:
+    """Active users holding any of ``roles``, members of ``team_id``, and ``users``."""
+    found = list(users)
+    query = Q(groups__name__in=[str(role) for role in roles]) if roles else Q(pk__in=[])
+    if team_id is not None:
+        query |= Q(groups__pk=team_id)
+    found += list(get_user_model().objects.filter(query, is_active=True).distinct())
+    return found
+
+
+def owners(model: Any) -> list[Any]:
+    """Who is told about a model: its owner and its team."""
+    return people(team_id=model.team_id, users=[model.owner])
