@@ -8,6 +8,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -109,9 +110,7 @@ class RequestAdminBase(ServiceBackedAdmin):
 
     @admin.display(description="what")
     def subject(self, obj: ApprovalRequest) -> str:
-        if obj.version is not None:
-            return f"release of v{obj.version.number}"
-        return f"tier T{obj.tier} → T{obj.requested_tier}"
+        return obj.describe()
 
     @admin.display(description="current stage")
     def current_stage(self, obj: ApprovalRequest) -> str:
@@ -398,3 +397,35 @@ class PolicyExceptionAdmin(ReadOnly):
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         visible = policies.registry_policies.visible_models(request.user)
         return super().get_queryset(request).filter(version__model__in=visible)
+
+
+# --- the kill switch, on the registry's list of versions ----------------------------------
+
+
+@admin.action(description="Suspend the selected versions (kill switch)")
+def suspend_versions(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+    """Risk officers suspend the selected versions at once, with a reason (asked for on an
+    intermediate page); the gate refuses them from then on."""
+    reason = (request.POST.get("reason") or "").strip()
+    if "apply" not in request.POST or not reason:
+        return TemplateResponse(
+            request,
+            "admin/governance/suspend.html",
+            {
+                **modeladmin.admin_site.each_context(request),
+                "title": "Suspend versions",
+                "versions": queryset,
+                "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+                "missing_reason": "apply" in request.POST,
+            },
+        )
+    done = []
+    for version in queryset:
+        try:
+            services.version_suspend(actor=request.user, version=version, reason=reason)
+            done.append(str(version))
+        except DomainError as exc:
+            modeladmin.message_user(request, f"{version}: {exc.message}", messages.ERROR)
+    if done:
+        modeladmin.message_user(request, f"Suspended: {', '.join(done)}.", messages.SUCCESS)
+    return None

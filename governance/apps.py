@@ -6,8 +6,10 @@ class GovernanceConfig(AppConfig):
     verbose_name = "Governance"
 
     def ready(self) -> None:
-        from governance import gate
+        from governance import admin, gate
         from registry import hooks
 
         if gate.check_alias not in hooks.ALIAS_CHECKS:
             hooks.ALIAS_CHECKS.append(gate.check_alias)
+        if admin.suspend_versions not in hooks.VERSION_ADMIN_ACTIONS:
+            hooks.VERSION_ADMIN_ACTIONS.append(admin.suspend_versions)

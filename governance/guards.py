@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-_GUARD = """
+_FUNCTION = """
 CREATE OR REPLACE FUNCTION governance_requires_audit() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF NOT EXISTS (
@@ -21,30 +21,40 @@ BEGIN
     END IF;
     RETURN NULL;
 END $$;
-
-DROP TRIGGER IF EXISTS governance_decision_audited ON governance_decision;
-CREATE CONSTRAINT TRIGGER governance_decision_audited AFTER INSERT OR UPDATE ON governance_decision
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION governance_requires_audit('governance.decision');
-DROP TRIGGER IF EXISTS governance_request_created_audited ON governance_approvalrequest;
-CREATE CONSTRAINT TRIGGER governance_request_created_audited AFTER INSERT ON governance_approvalrequest
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION governance_requires_audit('governance.approvalrequest');
-DROP TRIGGER IF EXISTS governance_request_state_audited ON governance_approvalrequest;
-CREATE CONSTRAINT TRIGGER governance_request_state_audited AFTER UPDATE OF state ON governance_approvalrequest
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state)
-    EXECUTE FUNCTION governance_requires_audit('governance.approvalrequest');
-DROP TRIGGER IF EXISTS governance_deployment_audited ON governance_deployment;
-CREATE CONSTRAINT TRIGGER governance_deployment_audited AFTER INSERT OR UPDATE ON governance_deployment
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION governance_requires_audit('governance.deployment');
-
-ALTER TABLE governance_decision ENABLE ALWAYS TRIGGER governance_decision_audited;
-ALTER TABLE governance_deployment ENABLE ALWAYS TRIGGER governance_deployment_audited;
-ALTER TABLE governance_approvalrequest ENABLE ALWAYS TRIGGER governance_request_created_audited;
-ALTER TABLE governance_approvalrequest ENABLE ALWAYS TRIGGER governance_request_state_audited;
 """
+# table → (trigger, when it fires, the audit event's object type)
+_TRIGGERS = {
+    "governance_decision": [
+        ("governance_decision_audited", "AFTER INSERT OR UPDATE", "", "governance.decision"),
+    ],
+    "governance_approvalrequest": [
+        ("governance_request_created_audited", "AFTER INSERT", "", "governance.approvalrequest"),
+        (
+            "governance_request_state_audited",
+            "AFTER UPDATE OF state",
+            "WHEN (OLD.state IS DISTINCT FROM NEW.state)",
+            "governance.approvalrequest",
+        ),
+    ],
+    "governance_deployment": [
+        ("governance_deployment_audited", "AFTER INSERT OR UPDATE", "", "governance.deployment"),
+    ],
+}
 
 
 def install(connection: Any) -> None:
-    """Idempotent; PostgreSQL only."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(_GUARD)
+    """Idempotent; PostgreSQL only. Guards the tables that exist (migrations call this as the
+    tables arrive)."""
+    if connection.vendor != "postgresql":
+        return
+    tables = set(connection.introspection.table_names())
+    with connection.cursor() as cursor:
+        cursor.execute(_FUNCTION)
+        for table in sorted(tables & set(_TRIGGERS)):
+            for name, fires, when, object_type in _TRIGGERS[table]:
+                cursor.execute(
+                    f"DROP TRIGGER IF EXISTS {name} ON {table};"
+                    f"CREATE CONSTRAINT TRIGGER {name} {fires} ON {table} DEFERRABLE INITIALLY DEFERRED "
+                    f"FOR EACH ROW {when} EXECUTE FUNCTION governance_requires_audit('{object_type}');"
+                    f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {name};"
+                )

@@ -195,13 +195,14 @@ class ApprovalRequest(models.Model):
         ]
 
     def __str__(self) -> str:
-        if self.version_id and self.version:
-            subject = f"v{self.version.number}"
-        elif self.kind == RequestKind.TIER_CHANGE:
-            subject = f"tier → T{self.requested_tier}"
-        else:
-            subject = "whole model"
-        return f"#{self.pk} {self.kind} {self.model.name} {subject} ({self.state})"
+        return f"#{self.pk} {self.model.name}: {self.describe()} ({self.state})"
+
+    def describe(self) -> str:
+        """What is asked, in a few words: "release of v3", "decommission of the whole model"."""
+        if self.kind == RequestKind.TIER_CHANGE:
+            return f"tier change T{self.tier} → T{self.requested_tier}"
+        subject = f"v{self.version.number}" if self.version_id and self.version else "the whole model"
+        return f"{self.get_kind_display().lower()} of {subject}"
 
 
 class AwaitingDecision(ApprovalRequest):

@@ -9,7 +9,7 @@ from django.http import HttpRequest
 from common.admin import ServiceBackedAdmin
 from common.errors import DomainError
 from common.policy import can_use_admin
-from registry import policies, selectors, services
+from registry import hooks, policies, selectors, services
 from registry.models import Alias, ApiToken, Dataset, DatasetVersion, ModelVersion, RegisteredModel
 
 MODEL_FORM_FIELDS: tuple[str, ...] = (
@@ -118,6 +118,12 @@ class ModelVersionAdmin(ServiceBackedAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return selectors.versions_for(request.user)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        for action in hooks.VERSION_ADMIN_ACTIONS:
+            actions[action.__name__] = (action, action.__name__, getattr(action, "short_description", ""))
+        return actions
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # versions are registered through the API or the mlflow client

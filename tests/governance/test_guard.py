@@ -1,15 +1,16 @@
-"""The bypass guard on governance's tables (PostgreSQL): decisions and request states change
-only with their audit event."""
+"""The bypass guard on governance's tables (PostgreSQL): decisions, request states and
+deployments change only with their audit event."""
 
 from __future__ import annotations
 
 import pytest
 from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
 
 from governance import services
-from governance.models import ApprovalRequest, Decision
+from governance.models import ApprovalRequest, Decision, Deployment, Environment
 from tests.conftest import on_postgres
-from tests.factories import submitted
+from tests.factories import approved, submitted
 
 pytestmark = [
     pytest.mark.skipif(not on_postgres(), reason="the guard is PostgreSQL's constraint triggers"),
@@ -42,3 +43,17 @@ def test_the_services_satisfy_the_guard(developer, owner, risk_officer):
         with connection.cursor() as cursor:
             cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
     assert ApprovalRequest.objects.get(pk=request.pk).state == "approved"
+
+
+def test_deployments_recorded_or_retired_outside_the_services_fail_at_commit(developer, owner, risk_officer):
+    version, _ = approved(developer, owner, risk_officer)
+    production = Environment.objects.get(name="production")
+    refused = pytest.raises(DatabaseError, match=r"governance\.deployment \d+ was written .* without an audit event")
+    with refused, transaction.atomic():
+        Deployment.objects.create(version=version, environment=production, deployed_by=owner)
+    assert not Deployment.objects.exists()
+
+    deployment = services.deployment_record(actor=owner, version=version, environment=production)
+    with refused, transaction.atomic():
+        Deployment.objects.filter(pk=deployment.pk).update(retired_at=timezone.now())
+    assert Deployment.objects.get(pk=deployment.pk).retired_at is None
