@@ -52,7 +52,8 @@ class InProcessBeat(threading.Thread):
 
 
 def run_locally(task_name: str) -> Any:
-    """Run a registered Celery task in this process, whatever the broker."""
+    """Run a Celery task in this process, whatever the broker."""
     from config.celery import app
 
+    app.loader.import_default_modules()  # the apps' tasks modules, as a worker imports them (once)
     return app.tasks[task_name].apply(throw=True).get()

@@ -129,8 +129,38 @@ def _raise_finding(p: dict[str, Any], actor: Any) -> Any:
     )
 
 
+def _approved(p: dict[str, Any]) -> Any:
+    version, request = submitted(p["creator"], p["submitter"], 4)
+    services.decision_record(actor=p["risk_officer"], request=request, outcome="approve")
+    version.refresh_from_db()
+    return version
+
+
+def _suspend(p: dict[str, Any], actor: Any) -> Any:
+    return services.version_suspend(actor=actor, version=_approved(p), reason="kill switch")
+
+
+def _ask(kind: str) -> Callable[[dict[str, Any], Any], Any]:
+    def act(p: dict[str, Any], actor: Any) -> Any:
+        version = _approved(p)
+        if kind == "reinstatement":
+            version = services.version_suspend(actor=p["risk_officer"], version=version, reason="kill switch")
+        return services.request_open(actor=actor, kind=kind, model=version.model, version=version, rationale="r")
+
+    return act
+
+
+def _decide_decommission(p: dict[str, Any], actor: Any) -> Any:
+    version = _approved(p)
+    request = services.request_open(
+        actor=p["submitter"], kind="decommission", model=version.model, version=version, rationale="r"
+    )
+    return services.decision_record(actor=actor, request=request, outcome="approve")
+
+
+TEAM = {"creator", "submitter", "teammate"}
 MATRIX: dict[str, tuple[Callable[[dict[str, Any], Any], Any], set[str]]] = {
-    "submit a version": (_submit, {"creator", "submitter", "teammate"}),
+    "submit a version": (_submit, TEAM),
     "withdraw a request": (_withdraw, {"submitter"}),
     "sign T2 independent validation": (_decide_on(2), {"validator"}),
     "sign T1 compliance or risk officer": (_t1_at(2), {"compliance", "risk_officer"}),
@@ -143,6 +173,11 @@ MATRIX: dict[str, tuple[Callable[[dict[str, Any], Any], Any], set[str]]] = {
     "publish a policy": (_publish_policy, {"risk_officer"}),
     "grant an exception": (_grant_exception, {"risk_officer"}),
     "assign a validator": (_assign_validator, {"risk_officer"}),
+    "suspend a version": (_suspend, {"risk_officer"}),
+    "ask for a revalidation": (_ask("revalidation"), TEAM | {"risk_officer"}),
+    "ask for a reinstatement": (_ask("reinstatement"), TEAM | {"risk_officer"}),
+    "ask for a decommission": (_ask("decommission"), {"submitter", "risk_officer"}),
+    "sign a T4 decommission": (_decide_decommission, {"risk_officer"}),
     "raise a finding": (
         _raise_finding,
         {"validator", "unassigned_validator", "risk_officer", "compliance", "committee"},

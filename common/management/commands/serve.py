@@ -1,3 +1,4 @@
+import logging
 from typing import Any
 
 from django.conf import settings
@@ -19,6 +20,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, addrport: str, **options: Any) -> None:
         if not settings.REDIS_URL:
+            logging.getLogger("celery.app.trace").setLevel(logging.WARNING)  # not a line per run
             beat = InProcessBeat(settings.CELERY_BEAT_SCHEDULE, run_locally)
             beat.start()
             names = ", ".join(settings.CELERY_BEAT_SCHEDULE)
