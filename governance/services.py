@@ -155,8 +155,9 @@ def _close(request: ApprovalRequest, state: str, *, actor: Any, reason: str) -> 
     workflow.ensure_request_transition(f"Request #{request.pk}", request.state, state)
     before = {"state": request.state}
     request.state = state
-    request.closed_at = timezone.now()
-    request.closed_reason = reason
+    if request.closed_at is None:  # an approval that expires keeps the time and reason of its decision
+        request.closed_at = timezone.now()
+        request.closed_reason = reason
     request.save(update_fields=["state", "closed_at", "closed_reason"])
     RequestStage.objects.filter(request=request).exclude(state=StageState.COMPLETE).update(state=StageState.CLOSED)
     event = CLOSING_EVENTS.get(state)
@@ -377,6 +378,8 @@ def request_submit(*, actor: Any, version: ModelVersion, rationale: str = "") ->
             f"{_version_name(version).lower()} has no artifact SHA-256: what is approved must be pinned by its digest; "
             "register a version with one",
         )
+    if model.status == ModelStatus.DECOMMISSIONED:
+        raise Conflict(f"Model {model.name} is decommissioned: nothing more can be asked of it.")
     if model.risk_tier is None:
         raise Conflict(f"Model {model.name} has no risk tier: record its risk assessment before submitting.")
     assessment = selectors.latest_assessment(model)
@@ -839,6 +842,8 @@ def _open_request(
             raise ValidationFailed.on("replacement", "only a decommission names a replacement")
         if replacement.model_id == model.pk and (version is None or replacement.pk == version.pk):
             raise ValidationFailed.on("replacement", "a version that is not itself being decommissioned")
+        if replacement.state not in (VersionState.APPROVED, VersionState.DEPLOYED):
+            raise ValidationFailed.on("replacement", f"an approved or deployed version (it is {replacement.state})")
     if model.risk_tier is None:
         raise Conflict(f"Model {model.name} has no risk tier: record its risk assessment first.")
     already = ApprovalRequest.objects.filter(model=model, version=version, kind=kind, state=RequestState.OPEN).first()

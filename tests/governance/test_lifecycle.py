@@ -1,0 +1,573 @@
+"""A version's life after its approval, as the people around it and the clock live it:
+suspension (the kill switch) and reinstatement, decommissioning a version or a whole model,
+revalidation and expiry by the clock, lapsed exceptions, and SLA reminders and escalations.
+Each story asserts what a user sees: the HTTP answer, the gate's reasons, the audit event and
+the notification queued."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from governance import gate, selectors, services
+from governance.models import ApprovalRequest, Deployment, Environment, RequestKind, RequestState, StageState
+from notifications.models import Message
+from registry import services as registry_services
+from registry.models import Alias, ModelStatus, ModelVersion, RegisteredModel, VersionState
+from tests.factories import approved, assessed_model, make_model, make_version, submitted
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def fresh(version: ModelVersion) -> ModelVersion:
+    return ModelVersion.objects.select_related("model").get(pk=version.pk)
+
+
+def ask_gate(version: ModelVersion, environment: str = "production", now: datetime | None = None) -> gate.Answer:
+    return gate.evaluate(fresh(version), Environment.objects.get(name=environment), now=now)
+
+
+def ask_gate_api(api: Any, user: Any, version: ModelVersion, environment: str = "production") -> dict[str, Any]:
+    response = api(user).get(
+        f"/api/v1/gate/?model={version.model.name}&version={version.number}&environment={environment}"
+    )
+    assert response.status_code == 200, response.data
+    return response.data
+
+
+def deploy(actor: Any, version: ModelVersion, environment: str = "production") -> Deployment:
+    return services.deployment_record(
+        actor=actor,
+        version=version,
+        environment=Environment.objects.get(name=environment),
+        endpoint=f"https://{environment}.internal/score",
+    )
+
+
+def approve_release(developer: Any, owner: Any, risk_officer: Any, model: RegisteredModel) -> ModelVersion:
+    """The next version of ``model`` (T4), submitted by its owner and approved."""
+    version = make_version(developer, model)
+    request = services.request_submit(actor=owner, version=version, rationale="ready for release")
+    services.decision_record(actor=risk_officer, request=request, outcome="approve")
+    return fresh(version)
+
+
+def after(event: AuditEvent) -> dict[str, Any]:
+    assert event.after is not None
+    return event.after
+
+
+def addresses(message: Message) -> set[str]:
+    return set(message.deliveries.exclude(address="").values_list("address", flat=True))
+
+
+def only_message(event: str, model: RegisteredModel) -> Message:
+    return Message.objects.get(event=event, model_name=model.name)
+
+
+def decide(api: Any, user: Any, request_id: int, outcome: str = "approve", comment: str = "") -> Any:
+    return api(user).post(
+        f"/api/v1/approval-requests/{request_id}/decisions/", {"outcome": outcome, "comment": comment}, format="json"
+    )
+
+
+def stages_of(policy_stages: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [(s["step"], s["name"], s["role"], s["quorum"], s["sla_business_days"]) for s in policy_stages]
+
+
+# --- suspension ----------------------------------------------------------------------------
+
+
+def test_a_risk_officer_suspends_a_deployed_version_and_the_gate_refuses_it(api, developer, owner, risk_officer):
+    version, _ = approved(developer, owner, risk_officer)
+    deploy(developer, version)
+    name = version.model.name
+    assert ask_gate_api(api, developer, version)["allowed"] is True
+
+    response = api(risk_officer).post(
+        f"/api/v1/models/{name}/versions/1/suspend/", {"reason": "scores drifted badly"}, format="json"
+    )
+
+    assert response.status_code == 200, response.data
+    assert response.data == {"model": name, "version": 1, "state": "suspended"}
+    assert fresh(version).state == VersionState.SUSPENDED
+    answer = ask_gate_api(api, developer, version)
+    assert answer["allowed"] is False
+    assert answer["reasons"] == [f"version 1 of {name} is suspended"]
+
+    event = AuditEvent.objects.filter(action="version.state_changed", model_name=name).order_by("-seq").first()
+    assert event is not None
+    assert (event.actor_name, event.before, after(event)["state"], event.reason) == (
+        "risk",
+        {"state": "deployed"},
+        "suspended",
+        "scores drifted badly",
+    )
+    told = only_message("version.suspended", version.model)
+    assert {"owner@example.com", "risk@example.com"} <= addresses(told)
+    assert told.payload["reason"] == "scores drifted badly"
+    assert told.payload["deployed_in"] == ["production"]
+
+
+@pytest.mark.parametrize("who", ["developer", "owner"])
+def test_only_a_risk_officer_suspends(api, developer, owner, risk_officer, request, who):
+    version, _ = approved(developer, owner, risk_officer)
+    events = AuditEvent.objects.count()
+
+    response = api(request.getfixturevalue(who)).post(
+        f"/api/v1/models/{version.model.name}/versions/1/suspend/", {"reason": "I think it is wrong"}, format="json"
+    )
+
+    assert response.status_code == 403, response.data
+    assert response.data["message"] == "Only a risk officer suspends a version."
+    assert fresh(version).state == VersionState.APPROVED
+    assert AuditEvent.objects.count() == events
+    assert not Message.objects.filter(event="version.suspended").exists()
+
+
+def test_a_draft_cannot_be_suspended(api, developer, owner, risk_officer):
+    version = make_version(developer, assessed_model(owner, 4))
+
+    response = api(risk_officer).post(
+        f"/api/v1/models/{version.model.name}/versions/1/suspend/", {"reason": "just in case"}, format="json"
+    )
+
+    assert response.status_code == 409, response.data
+    assert response.data["code"] == "invalid_transition"
+    assert response.data["message"].startswith(
+        f"Version 1 of {version.model.name} is draft; it cannot become suspended"
+    )
+    assert fresh(version).state == VersionState.DRAFT
+
+
+# --- reinstatement -------------------------------------------------------------------------
+
+
+def test_a_reinstatement_lifts_the_suspension_once_a_risk_officer_approves(
+    api, developer, owner, risk_officer, risk_officer_2
+):
+    version, _ = approved(developer, owner, risk_officer)
+    deploy(developer, version)
+    services.version_suspend(actor=risk_officer, version=version, reason="scores drifted")
+    name = version.model.name
+
+    opened = api(owner).post(
+        f"/api/v1/models/{name}/versions/1/reinstatement/",
+        {"rationale": "drift explained: a feed outage"},
+        format="json",
+    )
+
+    assert opened.status_code == 201, opened.data
+    policy = selectors.published_policy(4)
+    assert policy is not None
+    assert (opened.data["kind"], opened.data["state"], opened.data["version"], opened.data["submitted_by"]) == (
+        "reinstatement",
+        "open",
+        1,
+        "owner",
+    )
+    assert opened.data["policy"] == {"id": policy.pk, "tier": 4, "version": policy.version}
+    assert stages_of(opened.data["stages"]) == stages_of(policy.stages)
+    assert [stage["state"] for stage in opened.data["stages"]] == ["active"]
+    assert fresh(version).state == VersionState.SUSPENDED  # nothing changes until it is decided
+    assert ask_gate(version).allowed is False
+
+    decided = decide(api, risk_officer_2, opened.data["id"])
+
+    assert decided.status_code == 201, decided.data
+    assert decided.data["request"]["state"] == "approved"
+    assert fresh(version).state == VersionState.DEPLOYED  # it still runs in production
+    assert ask_gate_api(api, developer, version) == {
+        "allowed": True,
+        "reasons": [],
+        "model": name,
+        "version": 1,
+        "environment": "production",
+    }
+    lifted = AuditEvent.objects.filter(action="version.state_changed", model_name=name).order_by("-seq").first()
+    assert lifted is not None
+    assert (lifted.before, after(lifted)["state"], lifted.reason) == (
+        {"state": "suspended"},
+        "deployed",
+        f"suspension lifted by request #{opened.data['id']}",
+    )
+    assert "owner@example.com" in addresses(only_message("version.reinstated", version.model))
+
+
+def test_only_a_suspended_version_is_reinstated(api, developer, owner, risk_officer):
+    version, _ = approved(developer, owner, risk_officer)
+
+    response = api(owner).post(
+        f"/api/v1/models/{version.model.name}/versions/1/reinstatement/", {"rationale": "please"}, format="json"
+    )
+
+    assert response.status_code == 409, response.data
+    assert response.data["message"] == f"Version 1 of {version.model.name} is approved, not suspended."
+    assert not ApprovalRequest.objects.filter(kind=RequestKind.REINSTATEMENT).exists()
+
+
+# --- decommissioning -----------------------------------------------------------------------
+
+
+def test_decommissioning_a_version_retires_its_deployment_and_clears_its_alias(
+    api, developer, owner, risk_officer, risk_officer_2, auditor
+):
+    model = assessed_model(owner, 4)
+    name = model.name
+    old = approve_release(developer, owner, risk_officer, model)
+    new = approve_release(developer, owner, risk_officer, model)
+    deployment = deploy(developer, old)
+    registry_services.alias_set(actor=developer, model=model, name="production", number=1)
+    downstream_model = make_model(developer)
+    make_version(developer, downstream_model, parents=[(old, "fine_tuned_from")])
+
+    opened = api(owner).post(
+        f"/api/v1/models/{name}/versions/1/decommission/",
+        {"rationale": "superseded by version 2", "replacement": {"model": name, "version": 2}},
+        format="json",
+    )
+
+    assert opened.status_code == 201, opened.data
+    assert (opened.data["kind"], opened.data["version"], opened.data["replacement"]) == (
+        "decommission",
+        1,
+        {"model": name, "version": 2},
+    )
+    assert opened.data["impact"] == {
+        "deployments": [
+            {"id": deployment.pk, "version": 1, "environment": "production", "endpoint": deployment.endpoint}
+        ],
+        "aliases": [{"alias": "production", "version": 1}],
+        "downstream": [{"model": downstream_model.name, "versions": [1]}],
+    }
+    assert ask_gate(old).allowed is True  # nothing changes until it is decided
+
+    decided = decide(api, risk_officer_2, opened.data["id"], comment="replacement is live")
+
+    assert decided.status_code == 201, decided.data
+    request_id = opened.data["id"]
+    deployment.refresh_from_db()
+    assert deployment.retired_at is not None
+    assert deployment.retired_by == risk_officer_2
+    assert f"request #{request_id}" in deployment.retired_reason
+    assert "superseded by version 2" in deployment.retired_reason
+    assert not Alias.objects.filter(model=model, name="production").exists()
+    assert fresh(old).state == VersionState.DECOMMISSIONED
+    assert fresh(new).state == VersionState.APPROVED
+    assert RegisteredModel.objects.get(pk=model.pk).status == ModelStatus.ACTIVE
+    refused = ask_gate_api(api, developer, old)
+    assert refused["allowed"] is False
+    assert refused["reasons"] == [f"version 1 of {name} is decommissioned"]
+    assert ask_gate_api(api, developer, new)["allowed"] is True
+    assert AuditEvent.objects.filter(action="deployment.retired", after__request=request_id).count() == 1
+    assert AuditEvent.objects.filter(action="alias.cleared", object_id=f"{name}@production").count() == 1
+    assert "risk@example.com" in addresses(only_message("decommissioned", model))
+
+    found = api(auditor).get("/api/v1/approval-requests/?kind=decommission&state=approved")
+    assert found.status_code == 200, found.data
+    [row] = found.data["results"]
+    assert (row["id"], row["model"], row["version"], row["rationale"], row["replacement"]) == (
+        request_id,
+        name,
+        1,
+        "superseded by version 2",
+        {"model": name, "version": 2},
+    )
+    assert row["closed_at"] is not None
+    assert [(d["person"], d["outcome"], d["comment"]) for d in row["decisions"]] == [
+        ("risk2", "approve", "replacement is live")
+    ]
+
+
+def test_only_the_owner_or_a_risk_officer_asks_to_decommission(api, developer, owner, risk_officer):
+    version, _ = approved(developer, owner, risk_officer)
+
+    response = api(developer).post(
+        f"/api/v1/models/{version.model.name}/versions/1/decommission/", {"rationale": "old"}, format="json"
+    )
+
+    assert response.status_code == 403, response.data
+    assert response.data["message"] == (
+        f"Only the owner of {version.model.name} or a risk officer asks to decommission it."
+    )
+    assert not ApprovalRequest.objects.filter(kind=RequestKind.DECOMMISSION).exists()
+
+
+def test_decommissioning_a_whole_model_retires_every_version_and_withdraws_open_requests(
+    api, developer, owner, risk_officer, risk_officer_2
+):
+    model = assessed_model(owner, 4)
+    name = model.name
+    deployed = approve_release(developer, owner, risk_officer, model)
+    deployment = deploy(developer, deployed)
+    idle = approve_release(developer, owner, risk_officer, model)
+    pending = make_version(developer, model)
+    release = services.request_submit(actor=owner, version=pending, rationale="v3 please")
+
+    opened = api(owner).post(f"/api/v1/models/{name}/decommission/", {"rationale": "the product closed"}, format="json")
+
+    assert opened.status_code == 201, opened.data
+    assert (opened.data["kind"], opened.data["version"]) == ("decommission", None)
+    assert [d["version"] for d in opened.data["impact"]["deployments"]] == [1]
+
+    decided = decide(api, risk_officer_2, opened.data["id"])
+
+    assert decided.status_code == 201, decided.data
+    assert RegisteredModel.objects.get(pk=model.pk).status == ModelStatus.DECOMMISSIONED
+    assert fresh(deployed).state == VersionState.DECOMMISSIONED
+    assert fresh(idle).state == VersionState.DECOMMISSIONED
+    release.refresh_from_db()
+    assert release.state == RequestState.WITHDRAWN
+    assert f"request #{opened.data['id']}" in release.closed_reason
+    assert fresh(pending).state == VersionState.DRAFT  # withdrawn, it is a draft again, never released
+    deployment.refresh_from_db()
+    assert deployment.retired_at is not None
+    for version in (deployed, idle, pending):
+        answer = ask_gate_api(api, developer, version)
+        assert answer["allowed"] is False
+        assert f"model {name} is decommissioned" in answer["reasons"]
+    status = AuditEvent.objects.filter(model_name=name, after__status="decommissioned").order_by("-seq").first()
+    assert status is not None and f"request #{opened.data['id']}" in status.reason
+
+    again = api(owner).post(f"/api/v1/models/{name}/decommission/", {"rationale": "twice"}, format="json")
+    assert again.status_code == 409, again.data
+    assert again.data["message"] == f"Model {name} is decommissioned: nothing more can be asked of it."
+
+
+def test_a_draft_of_a_decommissioned_model_cannot_be_submitted(api, developer, owner, risk_officer, risk_officer_2):
+    """A decommissioned model takes no new versions and no more requests: the draft it kept
+    (here one whose release the decommission withdrew) is not put up for release either."""
+    model = assessed_model(owner, 4)
+    approve_release(developer, owner, risk_officer, model)
+    draft = make_version(developer, model)
+    services.request_submit(actor=owner, version=draft, rationale="v2 please")
+    decommission = services.request_open(
+        actor=owner, kind=RequestKind.DECOMMISSION, model=model, rationale="the product closed"
+    )
+    services.decision_record(actor=risk_officer_2, request=decommission, outcome="approve")
+    assert fresh(draft).state == VersionState.DRAFT
+
+    response = api(owner).post(f"/api/v1/models/{model.name}/versions/2/submit/", {"rationale": "again"}, format="json")
+
+    assert response.status_code == 409, response.data
+    assert "decommissioned" in response.data["message"]
+    assert fresh(draft).state == VersionState.DRAFT
+    assert not ApprovalRequest.objects.filter(version=draft, state=RequestState.OPEN).exists()
+
+
+# --- revalidation and expiry by the clock --------------------------------------------------
+
+
+def sweep_at(moment: datetime) -> dict[str, int]:
+    """The clock's sweep, run at ``moment`` (everything it writes is stamped then)."""
+    with time_machine.travel(moment, tick=False):
+        return services.lifecycle_sweep()
+
+
+def test_the_clock_asks_for_revalidation_expires_the_approval_and_a_revalidation_renews_it(
+    api, developer, owner, risk_officer, risk_officer_2, settings
+):
+    settings.GATE_GRACE_DAYS = 0
+    version, release = approved(developer, owner, risk_officer)
+    assert release.valid_until is not None and release.closed_at is not None
+    valid_until = release.valid_until
+    assert (valid_until.year, valid_until.month) == (release.closed_at.year + 4, release.closed_at.month)  # 48 months
+
+    assert sweep_at(valid_until - timedelta(days=31))["revalidations"] == 0
+    assert not ApprovalRequest.objects.filter(kind=RequestKind.REVALIDATION).exists()
+    assert not Message.objects.filter(event="approval.expiring").exists()
+
+    counts = sweep_at(valid_until - timedelta(days=29))
+    assert counts == {"expired": 0, "revalidations": 1, "exceptions": 0, "reminders": 0, "escalations": 0}
+    revalidation = ApprovalRequest.objects.get(kind=RequestKind.REVALIDATION)
+    assert (revalidation.version_id, revalidation.state, revalidation.submitted_by.username) == (
+        version.pk,
+        RequestState.OPEN,
+        "warden",
+    )
+    assert f"request #{release.pk}" in revalidation.rationale
+    opened = AuditEvent.objects.get(action="approval_request.submitted", object_id=str(revalidation.pk))
+    assert (opened.actor_name, after(opened)["kind"]) == ("warden", "revalidation")
+    expiring = only_message("approval.expiring", version.model)
+    assert "owner@example.com" in addresses(expiring)
+    assert f"{valid_until:%Y-%m-%d}" in expiring.subject
+
+    assert sweep_at(valid_until - timedelta(days=28))["revalidations"] == 0
+    assert ApprovalRequest.objects.filter(kind=RequestKind.REVALIDATION).count() == 1
+    assert Message.objects.filter(event="approval.expiring").count() == 1
+    assert ask_gate(version, now=valid_until - timedelta(days=1)).allowed is True
+
+    day_after = valid_until + timedelta(days=1)
+    counts = sweep_at(day_after)
+    assert (counts["expired"], counts["revalidations"]) == (1, 0)
+    release.refresh_from_db()
+    assert release.state == RequestState.EXPIRED
+    expired = AuditEvent.objects.get(action="approval_request.expired", object_id=str(release.pk))
+    assert expired.actor_name == "warden"
+    assert "owner@example.com" in addresses(only_message("approval.expired", version.model))
+    assert sweep_at(day_after + timedelta(hours=1))["expired"] == 0
+    assert ApprovalRequest.objects.filter(kind=RequestKind.REVALIDATION).count() == 1
+
+    refused = ask_gate(version, now=day_after)
+    assert refused.allowed is False
+    assert refused.reasons == [
+        f"version 1 of {version.model.name}'s approval (request #{release.pk}) expired on {valid_until:%Y-%m-%d}"
+    ]
+    settings.GATE_GRACE_DAYS = 5
+    assert ask_gate(version, now=day_after).allowed is True
+    assert ask_gate(version, now=valid_until + timedelta(days=6)).allowed is False
+
+    settings.GATE_GRACE_DAYS = 0
+    renewed_at = day_after + timedelta(hours=2)
+    with time_machine.travel(renewed_at, tick=False):
+        decided = decide(api, risk_officer_2, revalidation.pk)
+        assert decided.status_code == 201, decided.data
+        assert ask_gate_api(api, developer, version)["allowed"] is True
+    revalidation.refresh_from_db()
+    assert revalidation.state == RequestState.APPROVED
+    assert revalidation.valid_until is not None
+    assert (revalidation.valid_until.year, revalidation.valid_until.month) == (renewed_at.year + 4, renewed_at.month)
+    assert ask_gate(version, now=renewed_at + timedelta(days=1)).allowed is True
+    assert fresh(version).state == VersionState.APPROVED  # a revalidation moves no version
+    later = sweep_at(renewed_at + timedelta(days=1))
+    assert (later["expired"], later["revalidations"]) == (0, 0)
+    assert ApprovalRequest.objects.filter(kind=RequestKind.REVALIDATION).count() == 1
+
+
+def renewed_early(developer: Any, owner: Any, risk_officer: Any, risk_officer_2: Any) -> tuple[Any, ...]:
+    """An approval revalidated 20 days before it lapses, and the clock's sweep the day after
+    the old approval's valid-until: (version, release, revalidation, that sweep's counts)."""
+    version, release = approved(developer, owner, risk_officer)
+    assert release.valid_until is not None
+    sweep_at(release.valid_until - timedelta(days=29))
+    revalidation = ApprovalRequest.objects.get(kind=RequestKind.REVALIDATION)
+    with time_machine.travel(release.valid_until - timedelta(days=20), tick=False):
+        services.decision_record(actor=risk_officer_2, request=revalidation, outcome="approve")
+    revalidation.refresh_from_db()
+    assert revalidation.state == RequestState.APPROVED
+    counts = sweep_at(release.valid_until + timedelta(days=1))
+    release.refresh_from_db()
+    return version, release, revalidation, counts
+
+
+def test_a_revalidation_approved_before_the_old_approval_lapses_keeps_the_gate_open(
+    developer, owner, risk_officer, risk_officer_2, settings
+):
+    """The point of asking early: the renewed approval takes over, and the old approval's
+    lapse, recorded afterwards, must not close the gate."""
+    settings.GATE_GRACE_DAYS = 0
+    version, release, revalidation, _ = renewed_early(developer, owner, risk_officer, risk_officer_2)
+    assert release.valid_until is not None
+
+    answer = ask_gate(version, now=release.valid_until + timedelta(days=1))
+
+    assert answer.allowed is True, answer.reasons
+    current = selectors.current_approval(version)
+    assert current is not None and current.pk == revalidation.pk
+
+
+def test_the_clock_asks_for_no_second_revalidation_of_a_renewed_approval(
+    developer, owner, risk_officer, risk_officer_2
+):
+    _, _, revalidation, counts = renewed_early(developer, owner, risk_officer, risk_officer_2)
+
+    assert counts["revalidations"] == 0
+    assert list(ApprovalRequest.objects.filter(kind=RequestKind.REVALIDATION).values_list("pk", flat=True)) == [
+        revalidation.pk
+    ]
+    assert Message.objects.filter(event="approval.expiring").count() == 1
+
+
+# --- exceptions ----------------------------------------------------------------------------
+
+
+def test_the_clock_records_a_lapsed_exception_once(developer, owner, risk_officer):
+    version, _ = approved(developer, owner, risk_officer)
+    expires_at = timezone.now() + timedelta(days=10)
+    exception = services.exception_grant(
+        actor=risk_officer,
+        version=version,
+        scope="monitoring report late",
+        compensating_control="weekly manual review",
+        reason="vendor outage",
+        expires_at=expires_at,
+    )
+
+    assert services.lifecycle_sweep(now=expires_at - timedelta(hours=1))["exceptions"] == 0
+    exception.refresh_from_db()
+    assert exception.expired_at is None
+
+    later = expires_at + timedelta(hours=1)
+    assert services.lifecycle_sweep(now=later)["exceptions"] == 1
+    exception.refresh_from_db()
+    assert exception.expired_at == later
+    event = AuditEvent.objects.get(action="exception.expired", object_id=str(exception.pk))
+    assert (event.actor_name, event.model_name) == ("warden", version.model.name)
+    told = only_message("exception.expired", version.model)
+    assert {"owner@example.com", "risk@example.com"} <= addresses(told)
+
+    assert services.lifecycle_sweep(now=later + timedelta(days=1))["exceptions"] == 0
+    assert AuditEvent.objects.filter(action="exception.expired").count() == 1
+    assert Message.objects.filter(event="exception.expired").count() == 1
+
+
+# --- SLAs: business days, reminders, escalation --------------------------------------------
+
+
+def test_a_stage_is_due_in_business_days_reminded_once_and_escalated_once(
+    developer, owner, risk_officer, risk_officer_2, settings
+):
+    settings.HOLIDAYS = frozenset({date(2026, 12, 24), date(2026, 12, 25)})
+    policy = selectors.published_policy(4)
+    assert policy is not None
+    assert [stage["sla_business_days"] for stage in policy.stages] == [20]
+
+    with time_machine.travel(datetime(2026, 12, 21, 10, 0, tzinfo=UTC), tick=False):  # a Monday
+        version, request = submitted(developer, owner, 4)
+    stage = request.stages.get()
+    # 20 working days from Monday 21 December: the 24th and 25th are holidays, weekends skipped,
+    # 1 January counts (it is not in HOLIDAYS here).
+    due = datetime(2027, 1, 20, 10, 0, tzinfo=UTC)
+    assert (stage.state, stage.activated_at, stage.due_at) == (
+        StageState.ACTIVE,
+        datetime(2026, 12, 21, 10, 0, tzinfo=UTC),
+        due,
+    )
+
+    assert services.lifecycle_sweep(now=due - timedelta(hours=25))["reminders"] == 0
+    reminder_time = due - timedelta(hours=23)
+    counts = services.lifecycle_sweep(now=reminder_time)
+    assert (counts["reminders"], counts["escalations"]) == (1, 0)
+    stage.refresh_from_db()
+    assert (stage.reminded_at, stage.escalated_at) == (reminder_time, None)
+    reminded = AuditEvent.objects.get(action="approval_stage.reminded", object_id=str(stage.pk))
+    assert (reminded.actor_name, after(reminded)["request"], after(reminded)["stage"]) == (
+        "warden",
+        request.pk,
+        "Risk officer acknowledgement",
+    )
+    reminder = only_message("sla.reminder", version.model)
+    assert addresses(reminder) == {"risk@example.com", "risk2@example.com"}
+
+    assert services.lifecycle_sweep(now=due - timedelta(hours=1))["reminders"] == 0
+    assert Message.objects.filter(event="sla.reminder").count() == 1
+
+    overdue = due + timedelta(hours=1)
+    counts = services.lifecycle_sweep(now=overdue)
+    assert (counts["reminders"], counts["escalations"]) == (0, 1)
+    stage.refresh_from_db()
+    assert stage.escalated_at == overdue
+    escalated = AuditEvent.objects.get(action="approval_stage.escalated", object_id=str(stage.pk))
+    assert (escalated.actor_name, after(escalated)["due_at"][:19]) == ("warden", "2027-01-20T10:00:00")
+    breached = only_message("sla.breached", version.model)
+    assert addresses(breached) == {"risk@example.com", "risk2@example.com"}
+    assert "Overdue since 2027-01-20" in breached.subject
+
+    assert services.lifecycle_sweep(now=overdue + timedelta(days=1))["escalations"] == 0
+    assert AuditEvent.objects.filter(action="approval_stage.escalated").count() == 1
+    assert Message.objects.filter(event="sla.breached").count() == 1
