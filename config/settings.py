@@ -165,6 +165,7 @@ EMAIL_HOST_USER = env.string("EMAIL_HOST_USER") or ""
 EMAIL_HOST_PASSWORD = env.string("EMAIL_HOST_PASSWORD", secret=True) or ""
 EMAIL_USE_TLS = env.boolean("EMAIL_USE_TLS", True)
 DEFAULT_FROM_EMAIL = env.string("DEFAULT_FROM_EMAIL") or "warden@localhost"
+EMAIL_TIMEOUT = env.integer("EMAIL_TIMEOUT", 10, minimum=1, maximum=120)
 NOTIFY_MAX_ATTEMPTS = env.integer("NOTIFY_MAX_ATTEMPTS", 8, minimum=1, maximum=50)
 NOTIFY_BACKOFF_SECONDS = env.integer("NOTIFY_BACKOFF_SECONDS", 30, minimum=1)
 NOTIFY_WEBHOOK_TIMEOUT = env.integer("NOTIFY_WEBHOOK_TIMEOUT", 10, minimum=1, maximum=120)

@@ -416,6 +416,7 @@ def suspend_versions(modeladmin: admin.ModelAdmin, request: HttpRequest, queryse
                 "title": "Suspend versions",
                 "versions": queryset,
                 "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+                "select_across": request.POST.get("select_across", "0"),
                 "missing_reason": "apply" in request.POST,
             },
         )

@@ -99,7 +99,11 @@ def signable_stages(
     if not getattr(user, "is_authenticated", False):
         return deny(refuse + "sign in first."), []
     if user.pk == request.submitted_by_id:
-        what = "submitted this version" if request.kind == RequestKind.RELEASE else "asked for this tier change"
+        asked: dict[str, str] = {
+            RequestKind.RELEASE: "submitted this version",
+            RequestKind.TIER_CHANGE: "asked for this tier change",
+        }
+        what = asked.get(request.kind, f"asked for this {request.kind}")
         return deny(f"{refuse}you {what}."), []
     if request.version is not None and user.pk == request.version.created_by_id:
         return deny(refuse + "you created this version."), []

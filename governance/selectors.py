@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Prefetch, QuerySet
+from django.db.models import Count, Exists, OuterRef, Prefetch, QuerySet
 from django.utils import timezone
 
 from common import validation
@@ -225,9 +225,16 @@ def dashboard(user: Any, *, now: datetime | None = None) -> Dashboard:
         .select_related("request__model", "request__version")
         .order_by("due_at")[:DASHBOARD_ROWS]
     )
+    renewed = ApprovalRequest.objects.filter(
+        version=OuterRef("version"),
+        kind__in=APPROVAL_KINDS,
+        state__in=[RequestState.APPROVED, RequestState.EXPIRED],
+        closed_at__gt=OuterRef("closed_at"),
+    )
     revalidation_due = list(
-        visible.filter(
-            state=RequestState.APPROVED,
+        visible.exclude(Exists(renewed))
+        .filter(
+            state__in=[RequestState.APPROVED, RequestState.EXPIRED],
             kind__in=APPROVAL_KINDS,
             valid_until__lt=now + timedelta(days=30),
             version__state__in=[VersionState.APPROVED, VersionState.DEPLOYED],

@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Exists, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
@@ -98,6 +98,11 @@ def published_scorecard() -> Scorecard:
     return scorecard
 
 
+def _ensure_active(model: RegisteredModel) -> None:
+    if model.status == ModelStatus.DECOMMISSIONED:
+        raise Conflict(f"Model {model.name} is decommissioned: nothing more can be asked of it.")
+
+
 def _version_name(version: ModelVersion) -> str:
     return f"Version {version.number} of {version.model.name}"
 
@@ -110,8 +115,12 @@ def _lock_request(request: ApprovalRequest) -> ApprovalRequest:
     locked = ApprovalRequest.objects.select_for_update(of=("self",)).filter(pk=request.pk)
     kind, version_id, model_id = locked.values_list("kind", "version_id", "model_id").get()
     versions = ModelVersion.objects.filter(pk=version_id) if version_id is not None else ModelVersion.objects.none()
-    if kind == RequestKind.DECOMMISSION and version_id is None:
-        versions = ModelVersion.objects.filter(model_id=model_id)  # the whole model's, which it may retire
+    if kind == RequestKind.DECOMMISSION:
+        # What it may change when approved: the other open requests it withdraws, and the
+        # versions (the whole model's, without a version) it retires.
+        list(_withdrawn_by(request.pk, model_id, version_id).select_for_update(of=("self",)).values_list("pk"))
+        if version_id is None:
+            versions = ModelVersion.objects.filter(model_id=model_id)
     list(versions.select_for_update(no_key=True).order_by("pk").values_list("pk"))
     RegisteredModel.objects.select_for_update(no_key=True).filter(pk=model_id).first()
     if kind == RequestKind.DECOMMISSION:
@@ -121,6 +130,13 @@ def _lock_request(request: ApprovalRequest) -> ApprovalRequest:
         .prefetch_related("stages", "decisions__stage")
         .get(pk=request.pk)
     )
+
+
+def _withdrawn_by(pk: int, model_id: int, version_id: int | None) -> QuerySet[ApprovalRequest]:
+    """The open requests a decommission withdraws when it is approved: the version's, or all
+    of the model's."""
+    others = ApprovalRequest.objects.filter(model_id=model_id, state=RequestState.OPEN).exclude(pk=pk)
+    return others.filter(version_id=version_id) if version_id is not None else others
 
 
 def _open_stages(request: ApprovalRequest, stages: Sequence[dict[str, Any]]) -> None:
@@ -144,14 +160,15 @@ def _activate_step(request: ApprovalRequest, step: int) -> None:
     for stage in RequestStage.objects.filter(request=request, step=step):
         stage.state = StageState.ACTIVE
         stage.activated_at = now
-        stage.due_at = add_business_days(now, stage.sla_business_days, settings.HOLIDAYS)
+        stage.due_at = add_business_days(timezone.localtime(now), stage.sla_business_days, settings.HOLIDAYS)
         stage.save(update_fields=["state", "activated_at", "due_at"])
     request.current_step = step
     request.save(update_fields=["current_step"])
 
 
-def _close(request: ApprovalRequest, state: str, *, actor: Any, reason: str) -> None:
-    """End the request in ``state``: its unfinished stages close with it."""
+def _close(request: ApprovalRequest, state: str, *, actor: Any, reason: str, tell: bool = True) -> None:
+    """End the request in ``state``: its unfinished stages close with it, and those concerned
+    are told (unless ``tell`` is false: an approval already renewed expires quietly)."""
     workflow.ensure_request_transition(f"Request #{request.pk}", request.state, state)
     before = {"state": request.state}
     request.state = state
@@ -161,7 +178,7 @@ def _close(request: ApprovalRequest, state: str, *, actor: Any, reason: str) -> 
     request.save(update_fields=["state", "closed_at", "closed_reason"])
     RequestStage.objects.filter(request=request).exclude(state=StageState.COMPLETE).update(state=StageState.CLOSED)
     event = CLOSING_EVENTS.get(state)
-    if event is not None:
+    if event is not None and tell:
         _tell(
             event,
             request.model,
@@ -190,6 +207,7 @@ CLOSING_EVENTS: dict[str, str] = {
     RequestState.REJECTED: Event.REQUEST_REJECTED,
     RequestState.CHANGES_REQUESTED: Event.CHANGES_REQUESTED,
     RequestState.EXPIRED: Event.APPROVAL_EXPIRED,
+    RequestState.WITHDRAWN: Event.REQUEST_WITHDRAWN,
 }
 
 
@@ -230,6 +248,7 @@ def assessment_record(*, actor: Any, model: RegisteredModel, answers: Any, flags
     one person's word: it opens a tier-change request for a second risk officer instead."""
     model = RegisteredModel.objects.select_for_update(of=("self",), no_key=True).select_related("team").get(pk=model.pk)
     policies.can_assess(actor, model).ensure()
+    _ensure_active(model)
     scorecard = published_scorecard()
     flags = list(flags) if isinstance(flags, list | tuple) else flags
     result = tiering.assess(scorecard.rules, answers, flags)
@@ -317,6 +336,7 @@ def _withdraw(request: ApprovalRequest, *, actor: Any, reason: str) -> None:
 
 
 def _open_tier_change(*, actor: Any, model: RegisteredModel, tier: int, rationale: str) -> ApprovalRequest:
+    _ensure_active(model)
     if model.risk_tier is None:
         raise Conflict(f"Model {model.name} has no tier yet: record a risk assessment first.")
     if tier == model.risk_tier:
@@ -378,8 +398,7 @@ def request_submit(*, actor: Any, version: ModelVersion, rationale: str = "") ->
             f"{_version_name(version).lower()} has no artifact SHA-256: what is approved must be pinned by its digest; "
             "register a version with one",
         )
-    if model.status == ModelStatus.DECOMMISSIONED:
-        raise Conflict(f"Model {model.name} is decommissioned: nothing more can be asked of it.")
+    _ensure_active(model)
     if model.risk_tier is None:
         raise Conflict(f"Model {model.name} has no risk tier: record its risk assessment before submitting.")
     assessment = selectors.latest_assessment(model)
@@ -422,7 +441,7 @@ def _tell_deciders(request: ApprovalRequest, event: str) -> None:
         event,
         request.model,
         f"{_request_name(request)} awaits {' and '.join(roles)}",
-        to=[person for person in outbox.people(*roles) if person.pk != request.submitted_by_id],
+        to=[person for person in outbox.people(*roles) if policies.can_decide(person, request)],
         request=request.pk,
         kind=request.kind,
         version=request.version.number if request.version else None,
@@ -696,12 +715,13 @@ def deployment_record(*, actor: Any, version: ModelVersion, environment: Environ
 @transaction.atomic
 def deployment_retire(*, actor: Any, deployment: Deployment, reason: str) -> Deployment:
     """Take a deployment out of service; a version retired from everywhere is approved again."""
-    deployment = Deployment.objects.select_for_update(of=("self",)).select_related("environment").get(pk=deployment.pk)
+    # The version before the deployment, as a decommission locks them.
     version = (
         ModelVersion.objects.select_for_update(of=("self",), no_key=True)
         .select_related("model__team")
-        .get(pk=deployment.version_id)
+        .get(pk=Deployment.objects.values_list("version_id", flat=True).get(pk=deployment.pk))
     )
+    deployment = Deployment.objects.select_for_update(of=("self",)).select_related("environment").get(pk=deployment.pk)
     policies.can_deploy(actor, version).ensure()
     reason = _text("reason", reason, required=True)
     if deployment.retired_at is not None:
@@ -743,6 +763,7 @@ def version_suspend(*, actor: Any, version: ModelVersion, reason: str) -> ModelV
         .select_related("model__team", "model__owner")
         .get(pk=version.pk)
     )
+    RegisteredModel.objects.select_for_update(no_key=True).filter(pk=version.model_id).first()  # as alias_set does
     policies.can_suspend(actor).ensure()
     reason = _text("reason", reason, required=True)
     workflow.ensure_version_transition(_version_name(version), version.state, VersionState.SUSPENDED)
@@ -832,8 +853,7 @@ def _open_request(
     rationale = _text("rationale", rationale, required=True)
     if version is None and kind != RequestKind.DECOMMISSION:
         raise ValidationFailed.on("version", f"a {kind} names a version")
-    if model.status == ModelStatus.DECOMMISSIONED:
-        raise Conflict(f"Model {model.name} is decommissioned: nothing more can be asked of it.")
+    _ensure_active(model)
     if version is not None:
         version.model = model
         _check_subject(kind, version)
@@ -850,17 +870,21 @@ def _open_request(
     if already is not None:
         raise Conflict(f"A {kind} of {model.name} already awaits a decision (#{already.pk}).")
     policy = published_policy(model.risk_tier)
-    request = ApprovalRequest.objects.create(
-        kind=kind,
-        model=model,
-        version=version,
-        tier=model.risk_tier,
-        policy=policy,
-        rationale=rationale,
-        replacement=replacement,
-        impact=impact_of(model, version) if kind == RequestKind.DECOMMISSION else {},
-        submitted_by=actor,
-    )
+    try:
+        with transaction.atomic():
+            request = ApprovalRequest.objects.create(
+                kind=kind,
+                model=model,
+                version=version,
+                tier=model.risk_tier,
+                policy=policy,
+                rationale=rationale,
+                replacement=replacement,
+                impact=impact_of(model, version) if kind == RequestKind.DECOMMISSION else {},
+                submitted_by=actor,
+            )
+    except IntegrityError:  # the same request, opened a moment ago by someone else
+        raise Conflict(f"A {kind} of {model.name} already awaits a decision.") from None
     _open_stages(request, policy.stages)
     _tell_deciders(request, Event.REQUEST_SUBMITTED)
     audit_record(
@@ -925,13 +949,13 @@ def _decommission(request: ApprovalRequest, *, actor: Any) -> None:
     model = request.model
     why = f"decommissioned by request #{request.pk}: {request.rationale}"
     context = {"request": request.pk, **_pinned(request)}
+    others = _withdrawn_by(request.pk, model.pk, request.version_id)
+    for other in others.select_related("model__team", "version", "policy", "scorecard").order_by("pk"):
+        _withdraw(other, actor=actor, reason=f"decommissioned by request #{request.pk}")
     if request.version is not None:
         versions = [request.version]
     else:
         versions = list(model.versions.exclude(state=VersionState.DECOMMISSIONED).order_by("number"))
-        others = ApprovalRequest.objects.filter(model=model, state=RequestState.OPEN).exclude(pk=request.pk)
-        for other in others.select_related("model__team", "version", "policy", "scorecard").order_by("pk"):
-            _withdraw(other, actor=actor, reason=f"the model is decommissioned by request #{request.pk}")
     for version in versions:
         version.refresh_from_db(fields=["state"])
         live = Deployment.objects.filter(version=version, retired_at=None).select_related("environment")
@@ -1270,7 +1294,7 @@ def lifecycle_sweep(now: datetime | None = None) -> dict[str, int]:
     ).exclude(state__in=[RequestState.OPEN, RequestState.WITHDRAWN])
     asked = ApprovalRequest.objects.filter(
         version=OuterRef("version"), kind=RequestKind.REVALIDATION, submitted_at__gt=OuterRef("closed_at")
-    )
+    ).exclude(state=RequestState.WITHDRAWN)
     expiring = granted.filter(live_version, valid_until__lte=now + timedelta(days=settings.REVALIDATION_LEAD_DAYS))
     expiring = expiring.exclude(Exists(superseded)).exclude(Exists(asked))
     lapsed = PolicyException.objects.filter(expires_at__lte=now, expired_at=None)
@@ -1291,6 +1315,8 @@ def lifecycle_sweep(now: datetime | None = None) -> dict[str, int]:
                 done[name] += step(pk, actor=actor, now=now)
             except DomainError as error:  # one item's refusal must not stop the others
                 log.warning("lifecycle sweep: %s #%s skipped: %s", name, pk, error.message)
+            except DatabaseError:  # a deadlock or a race: the next run tries again
+                log.exception("lifecycle sweep: %s #%s failed", name, pk)
     return done
 
 
@@ -1307,7 +1333,14 @@ def _expire_approval(pk: int, *, actor: Any, now: datetime) -> int:
     request = _lock_request(ApprovalRequest(pk=pk))
     if request.state != RequestState.APPROVED or request.valid_until is None or request.valid_until > now:
         return 0  # someone got there first
-    _close(request, RequestState.EXPIRED, actor=actor, reason=f"valid until {request.valid_until:%Y-%m-%d}")
+    renewed = selectors.current_approval(request.version) != request if request.version else False
+    _close(
+        request,
+        RequestState.EXPIRED,
+        actor=actor,
+        reason=f"valid until {request.valid_until:%Y-%m-%d}" + (" (since renewed)" if renewed else ""),
+        tell=not renewed,
+    )
     return 1
 
 
@@ -1371,8 +1404,8 @@ def _expire_exception(pk: int, *, actor: Any, now: datetime) -> int:
 def _stage_clock(pk: int, *, actor: Any, now: datetime, escalate: bool) -> int:
     """Remind a stage's signers that it is nearly due, or escalate an overdue one to the risk
     officers; each at most once per stage, each recorded and told."""
-    stage = RequestStage.objects.select_for_update(of=("self",)).select_related("request__model").get(pk=pk)
-    request = stage.request
+    request = _lock_request(ApprovalRequest(pk=RequestStage.objects.values_list("request_id", flat=True).get(pk=pk)))
+    stage = RequestStage.objects.select_for_update(of=("self",)).get(pk=pk)
     mark = "escalated_at" if escalate else "reminded_at"
     if stage.state != StageState.ACTIVE or getattr(stage, mark) is not None:
         return 0
@@ -1382,7 +1415,8 @@ def _stage_clock(pk: int, *, actor: Any, now: datetime, escalate: bool) -> int:
         event, to = Event.SLA_BREACHED, outbox.people(Role.RISK_OFFICER)
         subject = f"Overdue since {stage.due_at:%Y-%m-%d}: {stage.name} of {_request_name(request).lower()}"
     else:
-        event, to = Event.SLA_REMINDER, outbox.people(stage.role)
+        event = Event.SLA_REMINDER
+        to = [p for p in outbox.people(stage.role) if stage in policies.signable_stages(p, request)[1]]
         subject = f"Due {stage.due_at:%Y-%m-%d %H:%M}: {stage.name} of {_request_name(request).lower()}"
     _tell(
         event,

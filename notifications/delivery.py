@@ -1,11 +1,15 @@
-"""Sending what the outbox holds. Each delivery is sent while its row is locked (``SKIP
-LOCKED``), and only while it is pending and due, so the task kicked after the commit and the
-periodic sweep never send the same delivery twice. Every try is logged as an ``Attempt``; a
-failed one is tried again after a doubling backoff, up to ``NOTIFY_MAX_ATTEMPTS``.
+"""Sending what the outbox holds. A delivery is first claimed: one conditional UPDATE moves a
+pending, due delivery's ``next_attempt_at`` past the time a try can take, and only the caller
+whose UPDATE changed the row sends it. That is atomic on PostgreSQL and on SQLite alike, so the
+task kicked after the commit and the periodic sweep never send one delivery twice, and no row
+lock is held while a webhook answers. Every try is logged as an ``Attempt``; a failed one is
+tried again after a doubling backoff, up to ``NOTIFY_MAX_ATTEMPTS``. A worker that dies
+mid-try leaves the claim to lapse, and the sweep tries again.
 
 Webhooks are signed: ``X-Warden-Signature: sha256=<hex>`` is HMAC-SHA256 with the webhook's
 secret over ``<delivery id>.<timestamp>.<body>``, with the id and timestamp in
 ``X-Warden-Delivery`` and ``X-Warden-Timestamp``; ``docs/notifications.md`` shows a receiver.
+A redirect is a failure (a POST must not turn into a GET that drops the body).
 """
 
 from __future__ import annotations
@@ -36,47 +40,53 @@ def sign(secret: str, delivery_id: str, timestamp: str, body: bytes) -> str:
 
 def deliver(delivery_id: Any) -> str | None:
     """Try one delivery if it is pending and due; returns its state afterwards, or None when
-    another worker holds it or it is not due."""
-    with transaction.atomic():
-        delivery = (
-            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("message", "webhook")
-            .filter(pk=delivery_id, state=DeliveryState.PENDING, next_attempt_at__lte=timezone.now())
-            .first()
+    it is not due or another worker has claimed it."""
+    now = timezone.now()
+    claim = now + timedelta(seconds=settings.NOTIFY_WEBHOOK_TIMEOUT + settings.EMAIL_TIMEOUT + 60)
+    due = Delivery.objects.filter(pk=delivery_id, state=DeliveryState.PENDING, next_attempt_at__lte=now)
+    if not due.update(next_attempt_at=claim):
+        return None
+    delivery = Delivery.objects.select_related("message", "webhook").get(pk=delivery_id)
+    started = time.monotonic()
+    ok, status, error = _send(delivery)
+    delivery.attempts += 1
+    now = timezone.now()
+    if ok:
+        delivery.state = DeliveryState.DELIVERED
+        delivery.delivered_at = now
+    elif delivery.attempts >= settings.NOTIFY_MAX_ATTEMPTS:
+        delivery.state = DeliveryState.FAILED
+    else:
+        delivery.next_attempt_at = now + timedelta(
+            seconds=settings.NOTIFY_BACKOFF_SECONDS * 2 ** (delivery.attempts - 1)
         )
-        if delivery is None:
-            return None
-        started = time.monotonic()
-        ok, status, error = _send(delivery)
-        delivery.attempts += 1
+    with transaction.atomic():
         Attempt.objects.create(
             delivery=delivery,
             number=delivery.attempts,
+            at=now,
             ok=ok,
             status_code=status,
             error=error[:2000],
             duration_ms=int((time.monotonic() - started) * 1000),
         )
-        now = timezone.now()
-        if ok:
-            delivery.state = DeliveryState.DELIVERED
-            delivery.delivered_at = now
-        elif delivery.attempts >= settings.NOTIFY_MAX_ATTEMPTS:
-            delivery.state = DeliveryState.FAILED
-        else:
-            delivery.next_attempt_at = now + timedelta(
-                seconds=settings.NOTIFY_BACKOFF_SECONDS * 2 ** (delivery.attempts - 1)
-            )
         delivery.save(update_fields=["state", "attempts", "delivered_at", "next_attempt_at"])
-        return delivery.state
+    return delivery.state
 
 
-def deliver_due(limit: int = 500) -> int:
-    """Deliver up to ``limit`` pending deliveries that are due, oldest first; returns how many
-    were delivered."""
+def deliver_due(limit: int = 500, budget_seconds: float = 60) -> int:
+    """Deliver up to ``limit`` pending deliveries that are due, oldest first, for at most about
+    ``budget_seconds`` (slow receivers must not hold up the rest of the periodic work); returns
+    how many were delivered. What is left waits for the next sweep."""
     due = Delivery.objects.filter(state=DeliveryState.PENDING, next_attempt_at__lte=timezone.now())
     ids = list(due.order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
-    return sum(deliver(pk) == DeliveryState.DELIVERED for pk in ids)
+    deadline = time.monotonic() + budget_seconds
+    delivered = 0
+    for pk in ids:
+        if time.monotonic() > deadline:
+            break
+        delivered += deliver(pk) == DeliveryState.DELIVERED
+    return delivered
 
 
 def _send(delivery: Delivery) -> tuple[bool, int | None, str]:
@@ -117,7 +127,15 @@ def _post(delivery: Delivery) -> tuple[bool, int | None, str]:
         },
     )
     try:
-        with urllib.request.urlopen(request, timeout=settings.NOTIFY_WEBHOOK_TIMEOUT) as response:
+        with _OPENER.open(request, timeout=settings.NOTIFY_WEBHOOK_TIMEOUT) as response:
             return 200 <= response.status < 300, response.status, ""
     except urllib.error.HTTPError as error:
         return False, error.code, f"HTTP {error.code}: {error.reason}"
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # the 3xx is raised as an HTTPError: a failed try
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)

@@ -8,6 +8,7 @@ import secrets
 import uuid
 
 from django.db import models
+from django.utils import timezone
 
 
 class Event(models.TextChoices):
@@ -17,6 +18,7 @@ class Event(models.TextChoices):
     REQUEST_APPROVED = "request.approved"
     REQUEST_REJECTED = "request.rejected"
     CHANGES_REQUESTED = "request.changes_requested"
+    REQUEST_WITHDRAWN = "request.withdrawn"
     VERSION_DEPLOYED = "version.deployed"
     ALIAS_MOVED = "alias.moved"
     VERSION_SUSPENDED = "version.suspended"
@@ -117,7 +119,7 @@ class Attempt(models.Model):
 
     delivery = models.ForeignKey(Delivery, on_delete=models.PROTECT, related_name="attempt_log")
     number = models.PositiveSmallIntegerField()
-    at = models.DateTimeField(auto_now_add=True)
+    at = models.DateTimeField(default=timezone.now)
     ok = models.BooleanField()
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     error = models.TextField(blank=True)

@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common.api import CursorPagination
-from common.errors import ValidationFailed
+from common.errors import NotFound, ValidationFailed
 from governance import gate, history, selectors, services
 from governance.api import serializers as s
 from governance.filters import DeploymentFilter, RequestFilter
@@ -107,9 +107,12 @@ class LifecycleRequestView(APIView):
         data = _validated(s.DecommissionIn if self.kind == "decommission" else s.LifecycleRequestIn, request)
         replacement = data.pop("replacement", None)
         if replacement:
-            data["replacement"] = registry_selectors.version_get(
-                request.user, model_name=replacement["model"], number=replacement["version"]
-            )
+            try:
+                data["replacement"] = registry_selectors.version_get(
+                    request.user, model_name=replacement["model"], number=replacement["version"]
+                )
+            except NotFound as missing:
+                raise ValidationFailed.on("replacement", missing.message) from None
         opened = services.request_open(actor=request.user, kind=self.kind, model=model, version=version, **data)
         return Response(_request_out(opened, request.user), status=status.HTTP_201_CREATED)
 

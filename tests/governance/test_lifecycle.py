@@ -483,6 +483,45 @@ def test_the_clock_asks_for_no_second_revalidation_of_a_renewed_approval(
     assert Message.objects.filter(event="approval.expiring").count() == 1
 
 
+def test_a_renewed_approval_expires_quietly(developer, owner, risk_officer, risk_officer_2):
+    """The old approval is recorded as expired, but no one is told it lapsed: it was renewed."""
+    _, release, _, counts = renewed_early(developer, owner, risk_officer, risk_officer_2)
+    assert counts["expired"] == 1 and release.state == RequestState.EXPIRED
+    event = AuditEvent.objects.get(action="approval_request.expired", object_id=str(release.pk))
+    assert event.reason.endswith("(since renewed)")
+    assert not Message.objects.filter(event="approval.expired").exists()
+
+
+def test_a_withdrawn_revalidation_is_asked_again_at_the_next_sweep(developer, owner, risk_officer):
+    version, release = approved(developer, owner, risk_officer)
+    assert release.valid_until is not None
+    sweep_at(release.valid_until - timedelta(days=29))
+    first = ApprovalRequest.objects.get(kind=RequestKind.REVALIDATION)
+    services.request_withdraw(actor=owner, request=first, reason="wrong evidence attached")
+
+    assert sweep_at(release.valid_until - timedelta(days=28))["revalidations"] == 1
+    again = ApprovalRequest.objects.get(kind=RequestKind.REVALIDATION, state=RequestState.OPEN)
+    assert again.pk != first.pk and fresh(version).state == VersionState.APPROVED
+
+
+def test_decommissioning_a_version_withdraws_its_open_requests(developer, owner, risk_officer):
+    """A revalidation still open for a version that is decommissioned would be decided for a
+    version that no longer exists: it is withdrawn, saying why."""
+    version, release = approved(developer, owner, risk_officer)
+    assert release.valid_until is not None
+    sweep_at(release.valid_until - timedelta(days=29))
+    revalidation = ApprovalRequest.objects.get(kind=RequestKind.REVALIDATION)
+    decommission = services.request_open(
+        actor=owner, kind="decommission", model=version.model, version=version, rationale="retired early"
+    )
+    services.decision_record(actor=risk_officer, request=decommission, outcome="approve")
+
+    revalidation.refresh_from_db()
+    assert revalidation.state == RequestState.WITHDRAWN
+    assert revalidation.closed_reason == f"decommissioned by request #{decommission.pk}"
+    assert fresh(version).state == VersionState.DECOMMISSIONED
+
+
 # --- exceptions ----------------------------------------------------------------------------
 
 

@@ -1,0 +1,79 @@
+"""One delivery id is sent once, whoever tries: the claim is one atomic UPDATE, on PostgreSQL
+and on SQLite; and a redirect is not a delivery."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from notifications import delivery as sending
+from notifications.models import Channel, Delivery, DeliveryState, Message, Webhook
+from tests.receiver import receiving
+
+
+def pending(url: str) -> Delivery:
+    with transaction.atomic():
+        webhook = Webhook.objects.create(name=f"hook-{Webhook.objects.count()}", url=url)
+        message = Message.objects.create(event="alias.moved", subject="moved", payload={"event": "alias.moved"})
+        return Delivery.objects.create(
+            message=message, channel=Channel.WEBHOOK, webhook=webhook, next_attempt_at=timezone.now()
+        )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_trying_one_delivery_send_it_once() -> None:
+    with receiving() as receiver:
+        delivery = pending(receiver.url)
+        start = threading.Barrier(4)
+        results: list[Any] = []
+
+        def worker() -> None:
+            start.wait()
+            try:
+                results.append(sending.deliver(delivery.pk))
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    assert sorted(results, key=str) == [None, None, None, DeliveryState.DELIVERED]
+    assert receiver.per_delivery() == {str(delivery.pk): 1}
+    delivery.refresh_from_db()
+    assert (delivery.state, delivery.attempts) == (DeliveryState.DELIVERED, 1)
+
+
+class Redirect(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.send_response(302)
+        self.send_header("Location", "/elsewhere")
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.django_db
+def test_a_redirect_is_a_failed_try() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        delivery = pending(f"http://127.0.0.1:{server.server_address[1]}/hook")
+        assert sending.deliver(delivery.pk) == DeliveryState.PENDING
+    finally:
+        server.shutdown()
+        server.server_close()
+    attempt = delivery.attempt_log.get()
+    assert (attempt.ok, attempt.status_code) == (False, 302)
