@@ -1,25 +1,36 @@
 """Load a living demo registry: a user per role, two teams, ~20 models across the four tiers
 with versions, datasets and lineage; each model risk-assessed, its first version approved
 through its tier's workflow and its newest one awaiting decisions. Everything goes through the
-services, so the audit trail shows the demo's history like any other."""
+services, so the audit trail shows the demo's history like any other.
+
+The lifecycle has an example of each ending: ``marketing-mix`` was registered and approved
+``PAST_MONTHS`` ago (the services ran with the clock set back), so its approval has expired,
+its revalidation is open and its pending stage is overdue; ``quote-anomaly`` v1 is suspended;
+``call-summariser`` is decommissioned."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import timedelta
 from typing import Any
+from unittest import mock
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.test.utils import override_settings
 from django.utils import timezone
 
 from audit.context import origin
 from common.roles import Role
 from governance import services as governance
-from governance.models import ApprovalRequest, Environment, RequestState, StageState
+from governance.calendar import add_months
+from governance.models import ApprovalRequest, Environment, RequestKind, RequestState, StageState
+from notifications.delivery import deliver_due
 from registry import services
 from registry.models import DatasetVersion, ModelVersion, RegisteredModel
 
@@ -153,6 +164,18 @@ SIGNERS = {
 }
 
 
+PAST = "marketing-mix"  # its history happened PAST_MONTHS ago: its T4 approval (48 months) has expired
+PAST_MONTHS = 49
+
+
+@contextmanager
+def _months_ago(months: int) -> Iterator[None]:
+    """Run the services with the clock set back (the ledger still records the database's time)."""
+    then = add_months(timezone.now(), -months)
+    with mock.patch("django.utils.timezone.now", return_value=then):
+        yield
+
+
 def _digest(*parts: object) -> str:
     return hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()
 
@@ -179,8 +202,12 @@ class Command(BaseCommand):
             passwords = self._create_users()
             self._assign_validators()
             self._create_registry()
+            self._lifecycle_endings()
             dev = User.objects.get(username="dev.credit")
             _, token = services.token_create(actor=dev, name="demo")
+        # The emails of the demo's made-up history go nowhere rather than to the console.
+        with override_settings(EMAIL_BACKEND="django.core.mail.backends.dummy.EmailBackend"):
+            deliver_due(limit=100_000, budget_seconds=600)
         self._print_logins(passwords, token)
 
     def _create_users(self) -> dict[str, str]:
@@ -226,76 +253,115 @@ class Command(BaseCommand):
                     for year in (2024, 2025)
                 ]
         latest: dict[str, ModelVersion] = {}
+        for index, (name, team, tier, restricted, count, used, purpose) in enumerate(MODELS):
+            with _months_ago(PAST_MONTHS) if name == PAST else nullcontext():
+                self._create_model(
+                    index, name, team, tier, restricted, count, used, purpose, dataset_versions, latest, devs, owners
+                )
+        assert RegisteredModel.objects.count() == len(MODELS)
+
+    def _create_model(
+        self,
+        index: int,
+        name: str,
+        team: str,
+        tier: int,
+        restricted: bool,
+        count: int,
+        used: list[str],
+        purpose: str,
+        dataset_versions: dict[str, list[DatasetVersion]],
+        latest: dict[str, ModelVersion],
+        devs: dict[str, Any],
+        owners: dict[str, Any],
+    ) -> None:
         deployer = User.objects.get(username="deployer")
         production = Environment.objects.get(name="production")
-        for index, (name, team, tier, restricted, count, used, purpose) in enumerate(MODELS):
-            model = services.model_register(
-                actor=owners[team],
-                name=name,
-                team=Group.objects.get(name=team),
-                display_name=name.replace("-", " ").capitalize(),
-                business_purpose=purpose,
-                intended_use="Decision support within the documented portfolio and limits.",
-                limitations="Not validated outside the training population.",
-                tags={"line": "lending" if team == "credit-risk" else "insurance"},
-                restricted=restricted,
+        model = services.model_register(
+            actor=owners[team],
+            name=name,
+            team=Group.objects.get(name=team),
+            display_name=name.replace("-", " ").capitalize(),
+            business_purpose=purpose,
+            intended_use="Decision support within the documented portfolio and limits.",
+            limitations="Not validated outside the training population.",
+            tags={"line": "lending" if team == "credit-risk" else "insurance"},
+            restricted=restricted,
+        )
+        answers, flags = ASSESSMENTS[tier]
+        governance.assessment_record(actor=owners[team], model=model, answers=answers, flags=flags)
+        previous: ModelVersion | None = None
+        for number in range(1, count + 1):
+            newest = number == count
+            parents = [(previous, "retrained_from")] if previous else []
+            if name == "pd-smb" and number == 1:
+                parents = [(latest["pd-retail"], "fine_tuned_from")]
+            data = [
+                (dataset_versions[ds][1 if newest else 0], "training" if i == 0 else "validation")
+                for i, ds in enumerate(used)
+            ]
+            previous = services.version_create(
+                actor=devs[team],
+                model=model,
+                artifact_uri=f"s3://warden-demo/models/{name}/{number}/model.pkl",
+                artifact_sha256=_digest(name, number),
+                framework=FRAMEWORKS[index % len(FRAMEWORKS)],
+                source_run_id=_digest("run", name, number)[:32],
+                source_code_commit=_digest("commit", name, number)[:40],
+                parameters={"max_depth": 4 + number, "learning_rate": 0.1},
+                metrics={"auc": round(0.70 + 0.02 * number, 3), "gini": round(0.40 + 0.04 * number, 3)},
+                signature={"inputs": [{"name": "features", "type": "tensor"}], "outputs": [{"name": "score"}]},
+                description=f"Version {number} of {name}",
+                parents=parents,
+                datasets=data,
             )
-            answers, flags = ASSESSMENTS[tier]
-            governance.assessment_record(actor=owners[team], model=model, answers=answers, flags=flags)
-            previous: ModelVersion | None = None
-            for number in range(1, count + 1):
-                newest = number == count
-                parents = [(previous, "retrained_from")] if previous else []
-                if name == "pd-smb" and number == 1:
-                    parents = [(latest["pd-retail"], "fine_tuned_from")]
-                data = [
-                    (dataset_versions[ds][1 if newest else 0], "training" if i == 0 else "validation")
-                    for i, ds in enumerate(used)
-                ]
-                previous = services.version_create(
-                    actor=devs[team],
-                    model=model,
-                    artifact_uri=f"s3://warden-demo/models/{name}/{number}/model.pkl",
-                    artifact_sha256=_digest(name, number),
-                    framework=FRAMEWORKS[index % len(FRAMEWORKS)],
-                    source_run_id=_digest("run", name, number)[:32],
-                    source_code_commit=_digest("commit", name, number)[:40],
-                    parameters={"max_depth": 4 + number, "learning_rate": 0.1},
-                    metrics={"auc": round(0.70 + 0.02 * number, 3), "gini": round(0.40 + 0.04 * number, 3)},
-                    signature={"inputs": [{"name": "features", "type": "tensor"}], "outputs": [{"name": "score"}]},
-                    description=f"Version {number} of {name}",
-                    parents=parents,
-                    datasets=data,
-                )
-            assert previous is not None
-            latest[name] = previous
-            first = model.versions.get(number=1)
-            self._approve(governance.request_submit(actor=owners[team], version=first, rationale="Initial release"))
-            services.alias_set(actor=devs[team], model=model, name="champion", number=1)
-            governance.deployment_record(
-                actor=deployer,
+        assert previous is not None
+        latest[name] = previous
+        first = model.versions.get(number=1)
+        self._approve(governance.request_submit(actor=owners[team], version=first, rationale="Initial release"))
+        services.alias_set(actor=devs[team], model=model, name="champion", number=1)
+        governance.deployment_record(
+            actor=deployer,
+            version=first,
+            environment=production,
+            endpoint=f"https://models.internal/{name}/v1",
+        )
+        if name == "pd-retail":
+            governance.finding_raise(
+                actor=User.objects.get(username="validator"),
+                model=model,
                 version=first,
-                environment=production,
-                endpoint=f"https://models.internal/{name}/v1",
+                title="Calibration weak for thin-file applicants",
+                description="Observed default rate 40% above predicted in the lowest bureau-score band.",
+                severity="high",
+                owner=owners[team],
+                due_date=timezone.localdate() + timedelta(days=60),
             )
-            if name == "pd-retail":
-                governance.finding_raise(
-                    actor=User.objects.get(username="validator"),
-                    model=model,
-                    version=first,
-                    title="Calibration weak for thin-file applicants",
-                    description="Observed default rate 40% above predicted in the lowest bureau-score band.",
-                    severity="high",
-                    owner=owners[team],
-                    due_date=timezone.localdate() + timedelta(days=60),
-                )
-            if count > 1:
-                pending = governance.request_submit(
-                    actor=owners[team], version=previous, rationale=f"Retrained on {used[0] if used else 'new'} data"
-                )
-                if index % 3 == 0 and pending.stages.filter(step=2).exists():  # a few are further along
-                    self._approve(pending, steps=1)
-        assert RegisteredModel.objects.count() == len(MODELS)
+        if count > 1:
+            pending = governance.request_submit(
+                actor=owners[team], version=previous, rationale=f"Retrained on {used[0] if used else 'new'} data"
+            )
+            if index % 3 == 0 and pending.stages.filter(step=2).exists():  # a few are further along
+                self._approve(pending, steps=1)
+
+    def _lifecycle_endings(self) -> None:
+        """A suspended version, a decommissioned model, and the clock's work on the model whose
+        history is old (an expired approval, a revalidation request, an escalated stage)."""
+        risk_officer = User.objects.get(username="risk.officer")
+        anomaly = ModelVersion.objects.get(model__name="quote-anomaly", number=1)
+        governance.version_suspend(
+            actor=risk_officer, version=anomaly, reason="Share of quotes flagged tripled overnight; under investigation"
+        )
+        summariser = RegisteredModel.objects.get(name="call-summariser")
+        self._approve(
+            governance.request_open(
+                actor=User.objects.get(username="owner.pricing"),
+                kind=RequestKind.DECOMMISSION,
+                model=summariser,
+                rationale="Replaced by the contact-centre platform's built-in summaries",
+            )
+        )
+        governance.lifecycle_sweep()
 
     def _assign_validators(self) -> None:
         risk_officer = User.objects.get(username="risk.officer")
