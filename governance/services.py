@@ -404,32 +404,7 @@ def request_submit(*, actor: Any, version: ModelVersion, rationale: str = "") ->
     assessment = selectors.latest_assessment(model)
     if assessment is not None and assessment.prohibited:
         raise Conflict(f"Model {model.name} is assessed as a prohibited practice: it can never be approved.")
-    policy = published_policy(model.risk_tier)
-    request = ApprovalRequest.objects.create(
-        kind=RequestKind.RELEASE,
-        model=model,
-        version=version,
-        tier=model.risk_tier,
-        policy=policy,
-        rationale=rationale,
-        submitted_by=actor,
-    )
-    _open_stages(request, policy.stages)
-    audit_record(
-        actor=actor,
-        action="approval_request.submitted",
-        obj=request,
-        model_name=model.name,
-        after={
-            "kind": request.kind,
-            "version": version.number,
-            "tier": request.tier,
-            "policy": _policy_ref(policy),
-            "stages": policy.stages,
-        },
-        reason=rationale,
-    )
-    _tell_deciders(request, Event.VERSION_SUBMITTED)
+    request = _put(actor=actor, kind=RequestKind.RELEASE, model=model, version=version, rationale=rationale)
     _move_version(request, VersionState.SUBMITTED, actor=actor, reason=rationale or "submitted for approval")
     return request
 
@@ -869,7 +844,23 @@ def _open_request(
     already = ApprovalRequest.objects.filter(model=model, version=version, kind=kind, state=RequestState.OPEN).first()
     if already is not None:
         raise Conflict(f"A {kind} of {model.name} already awaits a decision (#{already.pk}).")
+    return _put(actor=actor, kind=kind, model=model, version=version, rationale=rationale, replacement=replacement)
+
+
+def _put(
+    *,
+    actor: Any,
+    kind: str,
+    model: RegisteredModel,
+    version: ModelVersion | None,
+    rationale: str,
+    replacement: ModelVersion | None = None,
+) -> ApprovalRequest:
+    """Create a request under the policy published for the model's tier (pinned to its end),
+    open its first step, tell its deciders and write its audit event."""
+    assert model.risk_tier is not None
     policy = published_policy(model.risk_tier)
+    decommission = kind == RequestKind.DECOMMISSION
     try:
         with transaction.atomic():
             request = ApprovalRequest.objects.create(
@@ -880,27 +871,28 @@ def _open_request(
                 policy=policy,
                 rationale=rationale,
                 replacement=replacement,
-                impact=impact_of(model, version) if kind == RequestKind.DECOMMISSION else {},
+                impact=impact_of(model, version) if decommission else {},
                 submitted_by=actor,
             )
     except IntegrityError:  # the same request, opened a moment ago by someone else
         raise Conflict(f"A {kind} of {model.name} already awaits a decision.") from None
     _open_stages(request, policy.stages)
-    _tell_deciders(request, Event.REQUEST_SUBMITTED)
+    _tell_deciders(request, Event.VERSION_SUBMITTED if kind == RequestKind.RELEASE else Event.REQUEST_SUBMITTED)
+    after = {
+        "kind": kind,
+        "version": version.number if version else None,
+        "tier": request.tier,
+        "policy": _policy_ref(policy),
+        "stages": policy.stages,
+    }
+    if decommission:
+        after |= {"replacement": _version_ref(replacement), "impact": request.impact}
     audit_record(
         actor=actor,
         action="approval_request.submitted",
         obj=request,
         model_name=model.name,
-        after={
-            "kind": kind,
-            "version": version.number if version else None,
-            "tier": request.tier,
-            "policy": _policy_ref(policy),
-            "stages": policy.stages,
-            "replacement": _version_ref(replacement),
-            "impact": request.impact,
-        },
+        after=after,
         reason=rationale,
     )
     return request
