@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "registry",
     "governance",
     "notifications",
+    "monitoring",
 ]
 
 MIDDLEWARE = [
@@ -178,6 +179,9 @@ HOLIDAYS = env.dates("HOLIDAYS", [])
 REVALIDATION_LEAD_DAYS = env.integer("REVALIDATION_LEAD_DAYS", 30, minimum=1, maximum=365)
 SLA_REMINDER_HOURS = env.integer("SLA_REMINDER_HOURS", 24, minimum=1, maximum=24 * 30)
 LIFECYCLE_SWEEP_SECONDS = env.integer("LIFECYCLE_SWEEP_SECONDS", 900, minimum=10)
+# How often every live deployment's monitoring is evaluated again (thresholds may have changed,
+# data may have stopped coming). Observations are also evaluated as they arrive.
+MONITORING_EVALUATE_SECONDS = env.integer("MONITORING_EVALUATE_SECONDS", 3600, minimum=10)
 
 # Periodic work. Celery beat runs it with Redis; without Redis, `manage.py serve` (make run)
 # runs the same entries in-process (common.scheduler).
@@ -185,6 +189,7 @@ CELERY_BEAT_SCHEDULE = {
     "audit-checkpoint": {"task": "audit.tasks.checkpoint", "schedule": 60.0},
     "notifications-sweep": {"task": "notifications.tasks.sweep", "schedule": float(NOTIFY_SWEEP_SECONDS)},
     "lifecycle-sweep": {"task": "governance.tasks.lifecycle_sweep", "schedule": float(LIFECYCLE_SWEEP_SECONDS)},
+    "monitoring-evaluate": {"task": "monitoring.tasks.evaluate", "schedule": float(MONITORING_EVALUATE_SECONDS)},
 }
 # On PostgreSQL, release the chain head at commit and wait for the WAL flush after it, so that
 # concurrent writers share flushes (audit.services._release_early has the trade-off).
@@ -234,6 +239,7 @@ SPECTACULAR_SETTINGS = {
         "RiskTierEnum": "registry.models.RiskTier",
         "ModelStatusEnum": "registry.models.ModelStatus",
         "DocumentStatusEnum": "governance.models.DocumentStatus",
+        "FindingStateEnum": "governance.models.FindingState",
     },
 }
 

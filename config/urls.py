@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/v1/", include("registry.api.urls")),
     path("api/v1/", include("audit.api.urls")),
     path("api/v1/", include("governance.api.urls")),
+    path("api/v1/", include("monitoring.api.urls")),
     path("api-auth/", include("rest_framework.urls")),
     path("healthz", healthz, name="healthz"),
     re_path(r"^api/(?P<path>.*)$", api_not_found),

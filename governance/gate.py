@@ -9,7 +9,7 @@ A version passes when:
   tier as strict as the model's current one;
 - its model is not assessed as a prohibited practice;
 - no exception granted for it since its last approval has lapsed;
-- no critical finding is open on it or on its model as a whole.
+- no critical finding is open (not yet closed) on it or on its model as a whole.
 """
 
 from __future__ import annotations
@@ -87,8 +87,10 @@ def evaluate(version: ModelVersion, environment: Environment, *, now: datetime |
         lapsed = lapsed.filter(created_at__gt=approval.closed_at)
     for exception in lapsed.order_by("expires_at"):
         reasons.append(f"exception #{exception.pk} ({exception.scope}) lapsed on {exception.expires_at:%Y-%m-%d}")
-    critical = Finding.objects.filter(model=model, state=FindingState.OPEN, severity=Severity.CRITICAL).filter(
-        Q(version=version) | Q(version=None)
+    critical = (
+        Finding.objects.filter(model=model, severity=Severity.CRITICAL)
+        .exclude(state=FindingState.CLOSED)
+        .filter(Q(version=version) | Q(version=None))
     )
     for finding in critical.order_by("id"):
         reasons.append(f"critical finding #{finding.pk} is open: {finding.title}")

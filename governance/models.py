@@ -326,30 +326,69 @@ class Severity(models.TextChoices):
 
 
 class FindingState(models.TextChoices):
+    """open → acknowledged → remediated → closed; any but closed may be closed."""
+
     OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    REMEDIATED = "remediated"
     CLOSED = "closed"
 
 
+class FindingSource(models.TextChoices):
+    VALIDATION = "validation"
+    MONITORING = "monitoring"
+
+
 class Finding(models.Model):
-    """An issue found in a model by validation (or, later, by monitoring), with an owner to fix
-    it by a date. Deciders read a model's findings beside every request for it."""
+    """An issue found in a model by validation or by monitoring, with an owner to fix it by a
+    date. Deciders read a model's findings beside every request for it. A monitoring finding
+    names its metric, and while it is not closed a new breach of that metric updates it rather
+    than opening another; ``entries`` is its history."""
 
     model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="findings")
     version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="findings")
+    source = models.CharField(max_length=12, choices=FindingSource.choices, default=FindingSource.VALIDATION)
+    metric = models.CharField(max_length=200, blank=True, help_text="A monitoring finding: the breached measure.")
     title = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     severity = models.CharField(max_length=10, choices=Severity.choices)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     due_date = models.DateField()
-    state = models.CharField(max_length=10, choices=FindingState.choices, default=FindingState.OPEN)
+    state = models.CharField(max_length=12, choices=FindingState.choices, default=FindingState.OPEN)
     raised_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["version", "metric"],
+                condition=Q(source="monitoring") & ~Q(state="closed"),
+                name="one_live_monitoring_finding_per_metric",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.model.name}: {self.title} ({self.severity}, {self.state})"
+
+
+class FindingEntry(models.Model):
+    """One step of a finding's history: raised, escalated, acknowledged, remediated, closed."""
+
+    finding = models.ForeignKey(Finding, on_delete=models.PROTECT, related_name="entries")
+    action = models.CharField(max_length=20)
+    state = models.CharField(max_length=12, choices=FindingState.choices)
+    severity = models.CharField(max_length=10, choices=Severity.choices)
+    note = models.TextField(blank=True)
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["finding", "at", "id"]
+        verbose_name_plural = "finding entries"
+
+    def __str__(self) -> str:
+        return f"{self.action} ({self.state}, {self.severity})"
 
 
 class Environment(models.Model):

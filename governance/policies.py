@@ -22,6 +22,7 @@ from governance.models import (
     ApprovalRequest,
     Condition,
     ConditionState,
+    FindingState,
     Outcome,
     RequestKind,
     RequestStage,
@@ -249,3 +250,20 @@ def can_open(user: Any, model: RegisteredModel, kind: str) -> Decision:
     if registry_policies.is_team_member(user, model.team_id):
         return ALLOW
     return deny(f"Only the owning team ({model.team.name}) or a risk officer asks for a {kind} of {model.name}.")
+
+
+def can_move_finding(user: Any, finding: Any, state: str) -> Decision:
+    """The finding's owner or the model's team acknowledge and remediate it; governance roles
+    close it (or send a remediation back), the fix confirmed by someone independent of it."""
+    governance = bool(roles_of(user) & GOVERNANCE_ROLES)
+    if state in (FindingState.CLOSED,) or (
+        state == FindingState.ACKNOWLEDGED and finding.state == FindingState.REMEDIATED
+    ):
+        if governance:
+            return ALLOW
+        return deny("Only validators, risk officers, compliance officers and committee members close a finding.")
+    if governance or user.pk in (finding.owner_id, finding.model.owner_id):
+        return ALLOW
+    if registry_policies.is_team_member(user, finding.model.team_id):
+        return ALLOW
+    return deny(f"Only the finding's owner, the team of {finding.model.name} or governance roles work on it.")

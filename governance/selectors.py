@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Exists, OuterRef, Prefetch, QuerySet
+from django.db.models import Case, Count, Exists, OuterRef, Prefetch, QuerySet, When
 from django.utils import timezone
 
 from common import validation
@@ -22,11 +22,14 @@ from governance.models import (
     Deployment,
     DocumentStatus,
     Finding,
+    FindingEntry,
+    FindingState,
     PolicyException,
     RequestStage,
     RequestState,
     RiskAssessment,
     Scorecard,
+    Severity,
     StageState,
 )
 from registry import policies as registry_policies
@@ -177,12 +180,25 @@ def request_page(user: Any, pk: int) -> RequestPage:
 
 
 def findings_of(model: RegisteredModel) -> QuerySet[Finding]:
-    """Open findings first, then the closed ones, newest first."""
+    """Findings not yet closed first, then the closed ones, newest first."""
     return (
         Finding.objects.filter(model=model)
         .select_related("model", "version", "owner", "raised_by")
-        .order_by("-state", "-created_at", "-id")
+        .prefetch_related(Prefetch("entries", FindingEntry.objects.select_related("by")))
+        .order_by(Case(When(state=FindingState.CLOSED, then=1), default=0), "-created_at", "-id")
     )
+
+
+def finding_get(user: Any, pk: int) -> Finding:
+    finding = (
+        Finding.objects.filter(pk=pk, model__in=registry_policies.visible_models(user))
+        .select_related("model", "version", "owner", "raised_by")
+        .prefetch_related(Prefetch("entries", FindingEntry.objects.select_related("by")))
+        .first()
+    )
+    if finding is None:
+        raise NotFound(f"No finding #{pk} that you may see.")
+    return finding
 
 
 @dataclass
@@ -192,6 +208,7 @@ class Dashboard:
     in_flight: list[Any]
     overdue: list[RequestStage]
     revalidation_due: list[ApprovalRequest]
+    findings: list[dict[str, Any]]
 
 
 def dashboard(user: Any, *, now: datetime | None = None) -> Dashboard:
@@ -242,8 +259,25 @@ def dashboard(user: Any, *, now: datetime | None = None) -> Dashboard:
         .select_related("model", "version")
         .order_by("valid_until")[:DASHBOARD_ROWS]
     )
+    open_findings = {
+        (row["model__risk_tier"], row["severity"]): row["n"]
+        for row in Finding.objects.filter(model__in=models)
+        .exclude(state=FindingState.CLOSED)
+        .values("model__risk_tier", "severity")
+        .annotate(n=Count("id"))
+    }
+    severities = [Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW]
+    findings = [
+        {"tier": tier, "label": label, "severities": [open_findings.get((tier, sev), 0) for sev in severities]}
+        for tier, label in RiskTier.choices
+    ]
     return Dashboard(
-        tiers=tiers, states=states, in_flight=in_flight, overdue=overdue, revalidation_due=revalidation_due
+        tiers=tiers,
+        states=states,
+        in_flight=in_flight,
+        overdue=overdue,
+        revalidation_due=revalidation_due,
+        findings=findings,
     )
 
 

@@ -37,6 +37,9 @@ from governance.models import (
     DocumentStatus,
     Environment,
     Finding,
+    FindingEntry,
+    FindingSource,
+    FindingState,
     Outcome,
     PolicyException,
     PublishedDocument,
@@ -741,6 +744,12 @@ def version_suspend(*, actor: Any, version: ModelVersion, reason: str) -> ModelV
     RegisteredModel.objects.select_for_update(no_key=True).filter(pk=version.model_id).first()  # as alias_set does
     policies.can_suspend(actor).ensure()
     reason = _text("reason", reason, required=True)
+    return _suspend(version, actor=actor, reason=reason)
+
+
+def _suspend(version: ModelVersion, *, actor: Any, reason: str) -> ModelVersion:
+    """Suspend ``version`` (locked, with its model): told and audited. The kill switch, or a
+    critical monitoring breach under a policy that suspends automatically."""
     workflow.ensure_version_transition(_version_name(version), version.state, VersionState.SUSPENDED)
     live = list(Deployment.objects.filter(version=version, retired_at=None).select_related("environment"))
     _tell(
@@ -1013,6 +1022,9 @@ def finding_raise(
         due_date=due_date,
         raised_by=actor,
     )
+    FindingEntry.objects.create(
+        finding=finding, action="raised", state=finding.state, severity=severity, note=description, by=actor
+    )
     _tell(
         Event.FINDING_OPENED,
         model,
@@ -1039,6 +1051,166 @@ def finding_raise(
         reason=description,
     )
     return finding
+
+
+FINDING_ACTIONS: dict[str, str] = {
+    FindingState.ACKNOWLEDGED: "acknowledged",
+    FindingState.REMEDIATED: "remediated",
+    FindingState.CLOSED: "closed",
+}
+# How long the owner has to fix a finding, by severity.
+FINDING_DUE_DAYS: dict[str, int] = {Severity.CRITICAL: 7, Severity.HIGH: 14, Severity.MEDIUM: 30, Severity.LOW: 60}
+SEVERITY_ORDER: list[str] = [Severity.LOW, Severity.MEDIUM, Severity.HIGH, Severity.CRITICAL]
+
+
+@transaction.atomic
+def finding_move(*, actor: Any, finding: Finding, state: str, comment: str) -> Finding:
+    """Acknowledge, remediate or close a finding, with a comment; each step is in its history."""
+    finding = Finding.objects.select_for_update(of=("self",)).select_related("model__team").get(pk=finding.pk)
+    if state not in FINDING_ACTIONS:
+        raise ValidationFailed.on("state", f"one of: {', '.join(FINDING_ACTIONS)}")
+    workflow.ensure_finding_transition(f"Finding #{finding.pk}", finding.state, state)
+    policies.can_move_finding(actor, finding, state).ensure()
+    comment = _text("comment", comment, required=True)
+    before = {"state": finding.state}
+    finding.state = state
+    finding.save(update_fields=["state"])
+    action = (
+        "reopened"
+        if before["state"] == FindingState.REMEDIATED and state != FindingState.CLOSED
+        else FINDING_ACTIONS[state]
+    )
+    FindingEntry.objects.create(
+        finding=finding, action=action, state=state, severity=finding.severity, note=comment, by=actor
+    )
+    audit_record(
+        actor=actor,
+        action=f"finding.{action}",
+        obj=finding,
+        model_name=finding.model.name,
+        before=before,
+        after={"state": state, "metric": finding.metric},
+        reason=comment,
+    )
+    return finding
+
+
+def monitoring_breach(
+    *, version: ModelVersion, metric: str, level: str, measure: str, value: float, detail: str
+) -> Finding | None:
+    """What the tier's policy says a monitoring breach does, called by ``monitoring`` inside its
+    transaction. ``level`` is "warn" or "critical". A breach opens a finding on the version's
+    ``metric`` (severity by the policy), or raises the severity of the one not yet closed; a
+    critical breach also opens a revalidation request where the policy says so, and suspends
+    the version where it says ``"suspension": "automatic"`` (otherwise the risk officers, who
+    are told of the finding, decide). Where the policy only logs (T4), the breach is an audit
+    event and nothing more. Returns the finding, if any."""
+    version = (
+        ModelVersion.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("model__team", "model__owner")
+        .get(pk=version.pk)
+    )
+    model = (
+        RegisteredModel.objects.select_for_update(no_key=True).select_related("team", "owner").get(pk=version.model_id)
+    )
+    version.model = model
+    actor = system_actor()
+    policy = selectors.published_policy(model.risk_tier) if model.risk_tier else None
+    on_critical = (policy.monitoring if policy else {}).get("on_critical", {})
+    breach = {"version": version.number, "metric": metric, "measure": measure, "value": value, "level": level}
+    if on_critical.get("log_only") or not on_critical:
+        audit_record(
+            actor=actor,
+            action="monitoring.breach_logged",
+            obj=version,
+            model_name=model.name,
+            after=breach,
+            reason=detail,
+        )
+        return None
+    severity = on_critical.get("finding_severity", Severity.HIGH)
+    if level == "warn":
+        severity = SEVERITY_ORDER[max(0, SEVERITY_ORDER.index(severity) - 1)]
+    finding = (
+        Finding.objects.select_for_update(of=("self",))
+        .filter(version=version, metric=metric, source=FindingSource.MONITORING)
+        .exclude(state=FindingState.CLOSED)
+        .first()
+    )
+    if finding is not None and SEVERITY_ORDER.index(severity) <= SEVERITY_ORDER.index(finding.severity):
+        return finding  # already open at this severity or above
+    due = timezone.localdate() + timedelta(days=FINDING_DUE_DAYS[severity])
+    title = f"{metric} breached its {level} threshold ({measure} {value:.4g})"
+    if finding is None:
+        finding = Finding.objects.create(
+            model=model,
+            version=version,
+            source=FindingSource.MONITORING,
+            metric=metric,
+            title=title[:200],
+            description=detail,
+            severity=severity,
+            owner=model.owner,
+            due_date=due,
+            raised_by=actor,
+        )
+        action, before = "raised", None
+    else:
+        before = {"severity": finding.severity}
+        finding.severity, finding.title, finding.due_date = severity, title[:200], min(finding.due_date, due)
+        finding.save(update_fields=["severity", "title", "due_date"])
+        action = "escalated"
+    FindingEntry.objects.create(
+        finding=finding, action=action, state=finding.state, severity=severity, note=detail, by=actor
+    )
+    _tell(
+        Event.FINDING_OPENED,
+        model,
+        f"{severity.capitalize()} monitoring finding on {_version_name(version).lower()}: {title}",
+        to=[*outbox.owners(model), *outbox.people(Role.RISK_OFFICER)],
+        finding=finding.pk,
+        severity=severity,
+        title=title,
+        version=version.number,
+        metric=metric,
+        level=level,
+        due_date=finding.due_date,
+    )
+    audit_record(
+        actor=actor,
+        action=f"finding.{action}",
+        obj=finding,
+        model_name=model.name,
+        before=before,
+        after={**breach, "severity": severity, "due_date": finding.due_date, "source": FindingSource.MONITORING},
+        reason=detail,
+    )
+    if level == "critical":
+        _act_on_critical(version, on_critical, actor=actor, reason=f"critical breach of {metric}: {detail}")
+    return finding
+
+
+def _act_on_critical(version: ModelVersion, on_critical: dict[str, Any], *, actor: Any, reason: str) -> None:
+    open_revalidation = ApprovalRequest.objects.filter(
+        version=version, kind=RequestKind.REVALIDATION, state=RequestState.OPEN
+    ).exists()
+    if (
+        on_critical.get("revalidation")
+        and not open_revalidation
+        and version.state
+        in (
+            VersionState.APPROVED,
+            VersionState.DEPLOYED,
+        )
+    ):
+        _open_request(
+            actor=actor, kind=RequestKind.REVALIDATION, model=version.model, version=version, rationale=reason
+        )
+    if (
+        on_critical.get("suspension") == "automatic"
+        and VersionState.SUSPENDED in workflow.VERSION_TRANSITIONS[version.state]
+    ):
+        _suspend(version, actor=actor, reason=reason)
 
 
 # --- exceptions --------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from common.errors import Conflict
-from governance.models import RequestState
+from governance.models import FindingState, RequestState
 from registry.models import VersionState
 
 V = VersionState
@@ -61,6 +61,16 @@ REQUEST_TRANSITIONS: Mapping[str, Mapping[str, str]] = {
 }
 
 
+F = FindingState
+# A finding is closed by governance (validators, risk officers) once the fix is confirmed.
+FINDING_TRANSITIONS: Mapping[str, Mapping[str, str]] = {
+    F.OPEN: {F.ACKNOWLEDGED: "acknowledged", F.REMEDIATED: "remediated", F.CLOSED: "closed"},
+    F.ACKNOWLEDGED: {F.REMEDIATED: "remediated", F.CLOSED: "closed"},
+    F.REMEDIATED: {F.CLOSED: "closed", F.ACKNOWLEDGED: "remediation not accepted"},
+    F.CLOSED: {},
+}
+
+
 def _ensure(table: Mapping[str, Mapping[str, str]], subject: str, current: str, target: str) -> None:
     if target in table[current]:
         return
@@ -79,3 +89,7 @@ def ensure_version_transition(subject: str, current: str, target: str) -> None:
 
 def ensure_request_transition(subject: str, current: str, target: str) -> None:
     _ensure(REQUEST_TRANSITIONS, subject, current, target)
+
+
+def ensure_finding_transition(subject: str, current: str, target: str) -> None:
+    _ensure(FINDING_TRANSITIONS, subject, current, target)

@@ -15,6 +15,7 @@ from governance.models import (
     Decision,
     Deployment,
     Finding,
+    FindingEntry,
     Outcome,
     PolicyException,
     RequestStage,
@@ -275,11 +276,24 @@ class FindingIn(StrictSerializer):
     version = serializers.IntegerField(required=False, min_value=1, max_value=10**9, help_text="version number")
 
 
+class FindingEntryOut(serializers.ModelSerializer):
+    by = serializers.CharField(source="by.username")
+
+    class Meta:
+        model = FindingEntry
+        fields = ["action", "state", "severity", "note", "by", "at"]
+
+
+class FindingMoveIn(StrictSerializer):
+    comment = serializers.CharField(max_length=10_000)
+
+
 class FindingOut(serializers.ModelSerializer):
     model = serializers.CharField(source="model.name")
     version = serializers.IntegerField(source="version.number", allow_null=True, default=None)
     owner = serializers.CharField(source="owner.username")
     raised_by = serializers.CharField(source="raised_by.username")
+    entries = FindingEntryOut(many=True, help_text="its history, oldest first")
 
     class Meta:
         model = Finding
@@ -287,6 +301,8 @@ class FindingOut(serializers.ModelSerializer):
             "id",
             "model",
             "version",
+            "source",
+            "metric",
             "title",
             "description",
             "severity",
@@ -295,6 +311,7 @@ class FindingOut(serializers.ModelSerializer):
             "state",
             "raised_by",
             "created_at",
+            "entries",
         ]
 
 

@@ -47,5 +47,21 @@ urlpatterns = [
     path(f"{MODEL}/tier-override/", views.TierOverrideView.as_view(), name="tier-override"),
     path(f"{MODEL}/findings/", views.FindingView.as_view(), name="findings"),
     path("scorecard/", views.ScorecardView.as_view(), name="scorecard"),
+    re_path(r"^findings/(?P<pk>[0-9]{1,18})/$", views.FindingDetailView.as_view(), name="finding"),
+    re_path(
+        r"^findings/(?P<pk>[0-9]{1,18})/acknowledge/$",
+        views.finding_move_view("acknowledged", "Acknowledge a finding").as_view(),
+        name="finding-acknowledge",
+    ),
+    re_path(
+        r"^findings/(?P<pk>[0-9]{1,18})/remediate/$",
+        views.finding_move_view("remediated", "Say a finding is remediated").as_view(),
+        name="finding-remediate",
+    ),
+    re_path(
+        r"^findings/(?P<pk>[0-9]{1,18})/close/$",
+        views.finding_move_view("closed", "Close a finding (governance roles)").as_view(),
+        name="finding-close",
+    ),
     *router.urls,
 ]

@@ -249,6 +249,32 @@ GATE_PARAMS = [
 ]
 
 
+class FindingDetailView(APIView):
+    @extend_schema(responses={200: s.FindingOut}, summary="A finding, with its history")
+    def get(self, request: Request, pk: str) -> Response:
+        return Response(s.FindingOut(selectors.finding_get(request.user, int(pk))).data)
+
+
+class FindingMoveView(APIView):
+    """Acknowledge, remediate or close a finding, with a comment."""
+
+    state = ""
+
+    def post(self, request: Request, pk: str) -> Response:
+        finding = selectors.finding_get(request.user, int(pk))
+        services.finding_move(
+            actor=request.user, finding=finding, state=self.state, **_validated(s.FindingMoveIn, request)
+        )
+        return Response(s.FindingOut(selectors.finding_get(request.user, int(pk))).data)
+
+
+def finding_move_view(state: str, summary: str) -> Any:
+    decorated = extend_schema(request=s.FindingMoveIn, responses={200: s.FindingOut}, summary=summary)
+    return type(
+        f"Finding{state.title()}View", (FindingMoveView,), {"state": state, "post": decorated(FindingMoveView.post)}
+    )
+
+
 class GateView(APIView):
     """The question any CI/CD system asks before it deploys: may this version enter this
     environment now? Always 200 with ``allowed`` and every reason it may not."""

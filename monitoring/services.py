@@ -1,0 +1,367 @@
+"""Monitoring writes: observations and distributions in batches, reference distributions,
+threshold overrides; and the evaluation that turns a breach into governance
+(``governance.services.monitoring_breach``), on arrival and periodically.
+
+A batch is one transaction: every item is validated first (a bad one refuses the batch, naming
+its index), rows whose key is already stored are skipped (a retry counts once), the versions
+touched are locked (in id order, before any audit event), the series they touch are evaluated,
+and one audit event records the batch."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import DatabaseError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from audit.services import audit_record
+from common.errors import Conflict, DomainError, ValidationFailed
+from governance import services as governance
+from governance.models import Deployment
+from monitoring import measures, policies, thresholds
+from monitoring.models import Distribution, Measure, Observation, ThresholdOverride
+from registry.models import ModelVersion, RegisteredModel, VersionState
+
+log = logging.getLogger(__name__)
+
+MAX_OBSERVATIONS = 5000
+MAX_DISTRIBUTIONS = 1000
+FROZEN_REFERENCE = (VersionState.APPROVED, VersionState.DEPLOYED, VersionState.SUSPENDED)
+
+
+@dataclass
+class Received:
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    breaches: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One validated observation or distribution, its version resolved."""
+
+    version: ModelVersion
+    deployment: Deployment | None
+    data: dict[str, Any]
+
+
+def _lock_versions(versions: Iterable[ModelVersion]) -> None:
+    ids = sorted({v.pk for v in versions})
+    list(ModelVersion.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("pk").values_list("pk"))
+    model_ids = sorted({v.model_id for v in versions})
+    list(
+        RegisteredModel.objects.select_for_update(no_key=True).filter(pk__in=model_ids).order_by("pk").values_list("pk")
+    )
+
+
+def _check_window(prefix: str, start: datetime, end: datetime) -> None:
+    if end < start:
+        raise ValidationFailed.on(f"{prefix}.window_end", "must not be before window_start")
+
+
+@transaction.atomic
+def observations_receive(*, actor: Any, items: Sequence[Item]) -> Received:
+    if not items:
+        raise ValidationFailed.on("observations", "at least one")
+    if len(items) > MAX_OBSERVATIONS:
+        raise ValidationFailed.on("observations", f"at most {MAX_OBSERVATIONS} in one call")
+    for index, item in enumerate(items):
+        policies.can_report(actor, item.version).ensure()
+        _check_window(f"observations[{index}]", item.data["window_start"], item.data["window_end"])
+    keys = [item.data["key"] for item in items]
+    seen = set(Observation.objects.filter(key__in=keys).values_list("key", flat=True))
+    fresh: list[Observation] = []
+    for item in items:
+        if item.data["key"] in seen:
+            continue
+        seen.add(item.data["key"])
+        fresh.append(Observation(version=item.version, deployment=item.deployment, **item.data))
+    _lock_versions(o.version for o in fresh)
+    Observation.objects.bulk_create(fresh, ignore_conflicts=True, batch_size=1000)
+    result = Received(received=len(items), stored=len(fresh), duplicates=len(items) - len(fresh))
+    series = sorted({(o.version_id, o.metric, o.segment) for o in fresh})
+    versions = {o.version_id: o.version for o in fresh}
+    for version_id, metric, segment in series:
+        breach = _evaluate_metric(versions[version_id], metric, segment)
+        if breach:
+            result.breaches.append(breach)
+    if fresh:
+        audit_record(
+            actor=actor,
+            action="monitoring.observations_received",
+            object_type="monitoring.observation",
+            model_name=fresh[0].version.model.name if len({v.model_id for v in versions.values()}) == 1 else "",
+            after={
+                "stored": result.stored,
+                "duplicates": result.duplicates,
+                "versions": sorted({f"{v.model.name} v{v.number}" for v in versions.values()}),
+                "breaches": result.breaches,
+            },
+        )
+    return result
+
+
+def _evaluate_metric(version: ModelVersion, metric: str, segment: str) -> dict[str, Any] | None:
+    """The series' latest window against the approved baseline (the version's recorded metric)."""
+    latest = (
+        Observation.objects.filter(version=version, metric=metric, segment=segment)
+        .order_by("-window_end", "-id")
+        .first()
+    )
+    baseline = (version.metrics or {}).get(metric)
+    if latest is None or not isinstance(baseline, int | float) or isinstance(baseline, bool):
+        return None
+    limits = thresholds.for_model(version.model, Measure.RELATIVE_CHANGE)
+    change = measures.relative_change(latest.value, float(baseline))
+    if limits is None or change is None:
+        return None
+    level = measures.level(change, limits.warn, limits.critical)
+    if level == "ok":
+        return None
+    label = f"{metric}[{segment}]" if segment else metric
+    detail = (
+        f"{label} was {latest.value:.4g} in the window ending {latest.window_end:%Y-%m-%d %H:%M}, "
+        f"{change:.2%} from the approved {baseline:.4g}; thresholds {limits.warn:.2%} / {limits.critical:.2%} "
+        f"({limits.source})"
+    )
+    return _breach(version, label, level, "relative change", change, detail)
+
+
+def _breach(version: ModelVersion, metric: str, level: str, measure: str, value: float, detail: str) -> dict[str, Any]:
+    finding = governance.monitoring_breach(
+        version=version, metric=metric, level=level, measure=measure, value=value, detail=detail
+    )
+    return {
+        "model": version.model.name,
+        "version": version.number,
+        "metric": metric,
+        "level": level,
+        "value": round(value, 6),
+        "finding": finding.pk if finding else None,
+    }
+
+
+@transaction.atomic
+def reference_capture(*, actor: Any, item: Item) -> Distribution:
+    """The distribution a version is approved against. Frozen once the version is approved."""
+    version = (
+        ModelVersion.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("model__team")
+        .get(pk=item.version.pk)
+    )
+    policies.can_report(actor, version).ensure()
+    if version.state in FROZEN_REFERENCE:
+        raise Conflict.on("feature", f"version {version.number} is {version.state}: its reference is frozen")
+    _check_bins("reference", item.data["bins"], item.data["counts"])
+    feature = item.data["feature"]
+    if Distribution.objects.filter(version=version, feature=feature, reference=True).exists():
+        raise Conflict.on("feature", f"version {version.number} already has a reference for {feature!r}")
+    if Distribution.objects.filter(key=item.data["key"]).exists():
+        raise Conflict.on("key", "already used")
+    reference = Distribution.objects.create(version=version, reference=True, **item.data)
+    audit_record(
+        actor=actor,
+        action="monitoring.reference_captured",
+        obj=reference,
+        model_name=version.model.name,
+        after={"version": version.number, "feature": feature, "bins": reference.bins, "counts": reference.counts},
+    )
+    return reference
+
+
+def _check_bins(prefix: str, bins: list[Any], counts: list[Any]) -> None:
+    if len(bins) != len(counts) or not counts:
+        raise ValidationFailed.on(f"{prefix}.counts", "one count per bin, at least one bin")
+    if any(c < 0 for c in counts) or sum(counts) <= 0:
+        raise ValidationFailed.on(f"{prefix}.counts", "counts are not negative, and not all zero")
+
+
+@transaction.atomic
+def distributions_receive(*, actor: Any, items: Sequence[Item]) -> Received:
+    if not items:
+        raise ValidationFailed.on("distributions", "at least one")
+    if len(items) > MAX_DISTRIBUTIONS:
+        raise ValidationFailed.on("distributions", f"at most {MAX_DISTRIBUTIONS} in one call")
+    references = {
+        (d.version_id, d.feature): d
+        for d in Distribution.objects.filter(
+            reference=True, version__in={i.version.pk for i in items}, feature__in={i.data["feature"] for i in items}
+        )
+    }
+    for index, item in enumerate(items):
+        prefix = f"distributions[{index}]"
+        policies.can_report(actor, item.version).ensure()
+        _check_window(prefix, item.data["window_start"], item.data["window_end"])
+        _check_bins(prefix, item.data["bins"], item.data["counts"])
+        reference = references.get((item.version.pk, item.data["feature"]))
+        if reference is None:
+            raise ValidationFailed.on(f"{prefix}.feature", f"no reference distribution of {item.data['feature']!r}")
+        if reference.bins != item.data["bins"]:
+            raise ValidationFailed.on(f"{prefix}.bins", "must be the reference's bins")
+    keys = [item.data["key"] for item in items]
+    seen = set(Distribution.objects.filter(key__in=keys).values_list("key", flat=True))
+    fresh: list[Distribution] = []
+    for item in items:
+        if item.data["key"] in seen:
+            continue
+        seen.add(item.data["key"])
+        reference = references[(item.version.pk, item.data["feature"])]
+        psi = measures.psi(reference.counts, item.data["counts"])
+        fresh.append(Distribution(version=item.version, deployment=item.deployment, psi=psi, **item.data))
+    _lock_versions(d.version for d in fresh)
+    Distribution.objects.bulk_create(fresh, ignore_conflicts=True)
+    result = Received(received=len(items), stored=len(fresh), duplicates=len(items) - len(fresh))
+    versions = {d.version_id: d.version for d in fresh}
+    for version_id, feature in sorted({(d.version_id, d.feature) for d in fresh}):
+        breach = _evaluate_distribution(versions[version_id], feature)
+        if breach:
+            result.breaches.append(breach)
+    if fresh:
+        audit_record(
+            actor=actor,
+            action="monitoring.distributions_received",
+            object_type="monitoring.distribution",
+            after={
+                "stored": result.stored,
+                "duplicates": result.duplicates,
+                "versions": sorted({f"{v.model.name} v{v.number}" for v in versions.values()}),
+                "breaches": result.breaches,
+            },
+        )
+    return result
+
+
+def _evaluate_distribution(version: ModelVersion, feature: str) -> dict[str, Any] | None:
+    latest = (
+        Distribution.objects.filter(version=version, feature=feature, reference=False)
+        .order_by("-window_end", "-id")
+        .first()
+    )
+    limits = thresholds.for_model(version.model, Measure.PSI)
+    if latest is None or latest.psi is None or limits is None:
+        return None
+    level = measures.level(latest.psi, limits.warn, limits.critical)
+    if level == "ok":
+        return None
+    detail = (
+        f"PSI of {feature} was {latest.psi:.3f} in the window ending {latest.window_end:%Y-%m-%d %H:%M}; "
+        f"thresholds {limits.warn} / {limits.critical} ({limits.source})"
+    )
+    return _breach(version, f"psi:{feature}", level, "PSI", latest.psi, detail)
+
+
+@transaction.atomic
+def thresholds_override(
+    *, actor: Any, model: RegisteredModel, measure: str, warn: float, critical: float, reason: str
+) -> ThresholdOverride:
+    policies.can_override_thresholds(actor).ensure()
+    if measure not in Measure.values:
+        raise ValidationFailed.on("measure", f"one of: {', '.join(Measure.values)}")
+    if not 0 < warn < critical:
+        raise ValidationFailed.on("critical", "thresholds satisfy 0 < warn < critical")
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationFailed.on("reason", "is required")
+    RegisteredModel.objects.select_for_update(no_key=True).filter(pk=model.pk).first()
+    previous = thresholds.for_model(model, measure)
+    override = ThresholdOverride.objects.create(
+        model=model, measure=measure, warn=warn, critical=critical, reason=reason[:10_000], set_by=actor
+    )
+    audit_record(
+        actor=actor,
+        action="monitoring.thresholds_overridden",
+        obj=override,
+        model_name=model.name,
+        before={"warn": previous.warn, "critical": previous.critical, "source": previous.source} if previous else None,
+        after={"measure": measure, "warn": warn, "critical": critical},
+        reason=reason,
+    )
+    return override
+
+
+def evaluate_all(now: datetime | None = None) -> dict[str, int]:
+    """The periodic evaluation (Celery beat): every live deployment's latest windows against
+    the thresholds in force (an override may have changed them), and staleness: no observation
+    for longer than the tier allows. Each version in a transaction of its own."""
+    now = now or timezone.now()
+    live = (
+        ModelVersion.objects.filter(deployments__retired_at=None, state=VersionState.DEPLOYED)
+        .select_related("model")
+        .distinct()
+        .order_by("pk")
+    )
+    done = {"versions": 0, "breaches": 0, "stale": 0}
+    for version in live:
+        try:
+            breaches = _evaluate_version(version, now)
+        except (DomainError, DatabaseError):  # one version's trouble must not stop the others
+            log.exception("monitoring evaluation of %s failed", version)
+            continue
+        done["versions"] += 1
+        done["breaches"] += sum(1 for b in breaches if b["metric"] != "staleness")
+        done["stale"] += sum(1 for b in breaches if b["metric"] == "staleness")
+    return done
+
+
+@transaction.atomic
+def _evaluate_version(version: ModelVersion, now: datetime) -> list[dict[str, Any]]:
+    _lock_versions([version])
+    breaches = []
+    series = Observation.objects.filter(version=version).values_list("metric", "segment").distinct()
+    for metric, segment in sorted(set(series)):
+        breach = _evaluate_metric(version, metric, segment)
+        if breach:
+            breaches.append(breach)
+    features = Distribution.objects.filter(version=version, reference=False).values_list("feature", flat=True)
+    for feature in sorted(set(features)):
+        breach = _evaluate_distribution(version, feature)
+        if breach:
+            breaches.append(breach)
+    days = thresholds.stale_after_days(version.model)
+    if days:
+        last = Observation.objects.filter(version=version).aggregate(last=Max("window_end"))["last"]
+        since = (
+            last or Deployment.objects.filter(version=version, retired_at=None).aggregate(at=Max("deployed_at"))["at"]
+        )
+        if since is not None and now - since > timedelta(days=days):
+            silent = (now - since).days
+            detail = f"no monitoring data since {since:%Y-%m-%d %H:%M} ({silent} days; the tier allows {days})"
+            breaches.append(_breach(version, "staleness", "warn", "days without data", float(silent), detail))
+    return breaches
+
+
+def charts(version: ModelVersion, limit: int = 500) -> list[str]:
+    """One SVG per metric (and segment) of ``version``: its last ``limit`` windows against the
+    approved baseline and the warn and critical lines in force, each point marked by its level."""
+    from monitoring.charts import line_chart
+
+    limits = thresholds.for_model(version.model, Measure.RELATIVE_CHANGE)
+    drawn = []
+    series = Observation.objects.filter(version=version).values_list("metric", "segment").distinct()
+    for metric, segment in sorted(set(series)):
+        rows = Observation.objects.filter(version=version, metric=metric, segment=segment).order_by("-window_end")
+        points = list(reversed(rows.values_list("window_end", "value")[:limit]))
+        baseline = (version.metrics or {}).get(metric)
+        lines: list[tuple[str, float, str]] = []
+        marked = [(t, v, "ok") for t, v in points]
+        if isinstance(baseline, int | float) and not isinstance(baseline, bool) and baseline:
+            lines.append(("approved", float(baseline), "#417690"))
+            if limits is not None:
+                for label, share, colour in (
+                    ("warn", limits.warn, "#e0a800"),
+                    ("critical", limits.critical, "#ba2121"),
+                ):
+                    lines += [(label, baseline * (1 + share), colour), (label, baseline * (1 - share), colour)]
+                marked = [
+                    (t, v, measures.level(measures.relative_change(v, float(baseline)), limits.warn, limits.critical))
+                    for t, v in points
+                ]
+        title = f"{metric}[{segment}]" if segment else metric
+        drawn.append(line_chart(title, marked, lines))
+    return drawn
