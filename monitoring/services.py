@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import DatabaseError, transaction
-from django.db.models import Max
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Max, OuterRef, Subquery
 from django.utils import timezone
 
 from audit.services import audit_record
@@ -60,6 +60,12 @@ def _lock_versions(versions: Iterable[ModelVersion]) -> None:
     )
 
 
+def _ensure_may_report(actor: Any, items: Sequence[Item]) -> None:
+    """Once per model in the batch (who may report depends on the model), not once per item."""
+    for version in {item.version.model_id: item.version for item in items}.values():
+        policies.can_report(actor, version).ensure()
+
+
 def _check_window(prefix: str, start: datetime, end: datetime) -> None:
     if end < start:
         raise ValidationFailed.on(f"{prefix}.window_end", "must not be before window_start")
@@ -71,8 +77,8 @@ def observations_receive(*, actor: Any, items: Sequence[Item]) -> Received:
         raise ValidationFailed.on("observations", "at least one")
     if len(items) > MAX_OBSERVATIONS:
         raise ValidationFailed.on("observations", f"at most {MAX_OBSERVATIONS} in one call")
+    _ensure_may_report(actor, items)
     for index, item in enumerate(items):
-        policies.can_report(actor, item.version).ensure()
         _check_window(f"observations[{index}]", item.data["window_start"], item.data["window_end"])
     keys = [item.data["key"] for item in items]
     seen = set(Observation.objects.filter(key__in=keys).values_list("key", flat=True))
@@ -85,12 +91,8 @@ def observations_receive(*, actor: Any, items: Sequence[Item]) -> Received:
     _lock_versions(o.version for o in fresh)
     Observation.objects.bulk_create(fresh, ignore_conflicts=True, batch_size=1000)
     result = Received(received=len(items), stored=len(fresh), duplicates=len(items) - len(fresh))
-    series = sorted({(o.version_id, o.metric, o.segment) for o in fresh})
     versions = {o.version_id: o.version for o in fresh}
-    for version_id, metric, segment in series:
-        breach = _evaluate_metric(versions[version_id], metric, segment)
-        if breach:
-            result.breaches.append(breach)
+    result.breaches = _evaluate_metrics(list(versions.values()), {o.metric for o in fresh})
     if fresh:
         audit_record(
             actor=actor,
@@ -107,30 +109,51 @@ def observations_receive(*, actor: Any, items: Sequence[Item]) -> Received:
     return result
 
 
-def _evaluate_metric(version: ModelVersion, metric: str, segment: str) -> dict[str, Any] | None:
-    """The series' latest window against the approved baseline (the version's recorded metric)."""
-    latest = (
-        Observation.objects.filter(version=version, metric=metric, segment=segment)
-        .order_by("-window_end", "-id")
-        .first()
-    )
-    baseline = (version.metrics or {}).get(metric)
-    if latest is None or not isinstance(baseline, int | float) or isinstance(baseline, bool):
-        return None
-    limits = thresholds.for_model(version.model, Measure.RELATIVE_CHANGE)
-    change = measures.relative_change(latest.value, float(baseline))
-    if limits is None or change is None:
-        return None
-    level = measures.level(change, limits.warn, limits.critical)
-    if level == "ok":
-        return None
-    label = f"{metric}[{segment}]" if segment else metric
-    detail = (
-        f"{label} was {latest.value:.4g} in the window ending {latest.window_end:%Y-%m-%d %H:%M}, "
-        f"{change:.2%} from the approved {baseline:.4g}; thresholds {limits.warn:.2%} / {limits.critical:.2%} "
-        f"({limits.source})"
-    )
-    return _breach(version, label, level, "relative change", change, detail)
+def _latest(versions: Sequence[ModelVersion], metrics: set[str]) -> list[tuple[int, str, str, float, datetime]]:
+    """The newest window of every series (version, metric, segment) of ``versions`` and
+    ``metrics``, in one query: (version id, metric, segment, value, window end)."""
+    rows = Observation.objects.filter(version__in=[v.pk for v in versions], metric__in=metrics)
+    fields = ("version_id", "metric", "segment", "value", "window_end")
+    if connection.vendor == "postgresql":  # DISTINCT ON walks the series index
+        newest = rows.order_by("version_id", "metric", "segment", "-window_end", "-id").distinct(
+            "version_id", "metric", "segment"
+        )
+    else:
+        last = rows.filter(
+            version_id=OuterRef("version_id"), metric=OuterRef("metric"), segment=OuterRef("segment")
+        ).order_by("-window_end", "-id")
+        newest = rows.filter(pk=Subquery(last.values("pk")[:1])).order_by("version_id", "metric", "segment")
+    return list(newest.values_list(*fields))
+
+
+def _evaluate_metrics(versions: Sequence[ModelVersion], metrics: set[str]) -> list[dict[str, Any]]:
+    """Each series' latest window against the approved baseline (the version's recorded
+    metric) and the thresholds in force; the breaches go to governance."""
+    by_id = {v.pk: v for v in versions}
+    limits_of: dict[int, thresholds.Thresholds | None] = {}
+    breaches = []
+    for version_id, metric, segment, value, window_end in _latest(versions, metrics):
+        version = by_id[version_id]
+        baseline = (version.metrics or {}).get(metric)
+        if not isinstance(baseline, int | float) or isinstance(baseline, bool):
+            continue
+        if version.model_id not in limits_of:
+            limits_of[version.model_id] = thresholds.for_model(version.model, Measure.RELATIVE_CHANGE)
+        limits = limits_of[version.model_id]
+        change = measures.relative_change(value, float(baseline))
+        if limits is None or change is None:
+            continue
+        level = measures.level(change, limits.warn, limits.critical)
+        if level == "ok":
+            continue
+        label = f"{metric}[{segment}]" if segment else metric
+        detail = (
+            f"{label} was {value:.4g} in the window ending {window_end:%Y-%m-%d %H:%M}, "
+            f"{change:.2%} from the approved {baseline:.4g}; thresholds {limits.warn:.2%} / {limits.critical:.2%} "
+            f"({limits.source})"
+        )
+        breaches.append(_breach(version, label, level, "relative change", change, detail))
+    return breaches
 
 
 def _breach(version: ModelVersion, metric: str, level: str, measure: str, value: float, detail: str) -> dict[str, Any]:
@@ -194,9 +217,9 @@ def distributions_receive(*, actor: Any, items: Sequence[Item]) -> Received:
             reference=True, version__in={i.version.pk for i in items}, feature__in={i.data["feature"] for i in items}
         )
     }
+    _ensure_may_report(actor, items)
     for index, item in enumerate(items):
         prefix = f"distributions[{index}]"
-        policies.can_report(actor, item.version).ensure()
         _check_window(prefix, item.data["window_start"], item.data["window_end"])
         _check_bins(prefix, item.data["bins"], item.data["counts"])
         reference = references.get((item.version.pk, item.data["feature"]))
@@ -291,7 +314,8 @@ def evaluate_all(now: datetime | None = None) -> dict[str, int]:
     for longer than the tier allows. Each version in a transaction of its own."""
     now = now or timezone.now()
     live = (
-        ModelVersion.objects.filter(deployments__retired_at=None, state=VersionState.DEPLOYED)
+        ModelVersion.objects.filter(deployments__retired_at=None)
+        .exclude(state=VersionState.DECOMMISSIONED)
         .select_related("model")
         .distinct()
         .order_by("pk")
@@ -312,12 +336,8 @@ def evaluate_all(now: datetime | None = None) -> dict[str, int]:
 @transaction.atomic
 def _evaluate_version(version: ModelVersion, now: datetime) -> list[dict[str, Any]]:
     _lock_versions([version])
-    breaches = []
-    series = Observation.objects.filter(version=version).values_list("metric", "segment").distinct()
-    for metric, segment in sorted(set(series)):
-        breach = _evaluate_metric(version, metric, segment)
-        if breach:
-            breaches.append(breach)
+    metrics = set(Observation.objects.filter(version=version).values_list("metric", flat=True).distinct())
+    breaches = _evaluate_metrics([version], metrics) if metrics else []
     features = Distribution.objects.filter(version=version, reference=False).values_list("feature", flat=True)
     for feature in sorted(set(features)):
         breach = _evaluate_distribution(version, feature)

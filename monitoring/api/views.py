@@ -31,12 +31,15 @@ def _items(user: Any, name: str, rows: list[dict[str, Any]]) -> list[services.It
     """Resolve each row's version (by model and number, or by deployment) among those the user
     may see, in two queries whatever the batch size."""
     visible = registry_selectors.versions_for(user).select_related("model__team")
-    pairs = {(row["model"], row["version"]) for row in rows if "model" in row}
+    numbers: dict[str, set[int]] = {}
+    for row in rows:
+        if "model" in row:
+            numbers.setdefault(row["model"], set()).add(row["version"])
     by_pair: dict[tuple[str, int], ModelVersion] = {}
-    if pairs:
+    if numbers:
         query = Q()
-        for model, number in pairs:
-            query |= Q(model__name=model, number=number)
+        for model, wanted in numbers.items():
+            query |= Q(model__name=model, number__in=sorted(wanted))
         by_pair = {(v.model.name, v.number): v for v in visible.filter(query)}
     deployment_ids = {row["deployment"] for row in rows if "deployment" in row}
     deployments = {

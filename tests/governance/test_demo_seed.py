@@ -8,7 +8,7 @@ from django.core.management import call_command
 from audit.models import AuditEvent
 from common.roles import Role
 from governance import gate
-from governance.models import ApprovalRequest, Deployment, Environment, RiskAssessment
+from governance.models import ApprovalRequest, Deployment, Environment, Finding, RiskAssessment
 from notifications.models import Delivery
 from registry.models import DatasetUsage, ModelVersion, RegisteredModel, VersionParent
 
@@ -44,6 +44,9 @@ def test_demo_seed_loads_a_living_registry_and_prints_working_logins(db):
     assert ApprovalRequest.objects.filter(model__name="marketing-mix", kind="revalidation", state="open").exists()
     assert AuditEvent.objects.filter(action="approval_stage.escalated", model_name="marketing-mix").exists()
     assert not Delivery.objects.filter(state="pending").exists()  # the history's emails went nowhere
+    pd_retail = ModelVersion.objects.get(model__name="pd-retail", number=1)
+    assert pd_retail.observations.count() == 14 and pd_retail.distributions.filter(reference=True).exists()
+    assert not Finding.objects.filter(version=pd_retail, source="monitoring").exists()  # steady within 1%
 
     rows = [line.split() for line in text.splitlines() if line.startswith("  ")]
     logins = {row[0]: row[1] for row in rows if len(row) >= 3 and row[0] != "curl"}

@@ -30,6 +30,7 @@ from common.roles import Role
 from governance import services as governance
 from governance.calendar import add_months
 from governance.models import ApprovalRequest, Environment, RequestKind, RequestState, StageState
+from monitoring import services as monitoring
 from notifications.delivery import deliver_due
 from registry import services
 from registry.models import DatasetVersion, ModelVersion, RegisteredModel
@@ -164,6 +165,7 @@ SIGNERS = {
 }
 
 
+SCORE_BINS = ["0-0.2", "0.2-0.4", "0.4-0.6", "0.6-0.8", "0.8-1"]
 PAST = "marketing-mix"  # its history happened PAST_MONTHS ago: its T4 approval (48 months) has expired
 PAST_MONTHS = 49
 
@@ -318,6 +320,16 @@ class Command(BaseCommand):
         assert previous is not None
         latest[name] = previous
         first = model.versions.get(number=1)
+        if name == "pd-retail":  # the score distribution it is approved against, for PSI later
+            reference = {
+                "key": "pd-retail-1-score-reference",
+                "feature": "score",
+                "bins": SCORE_BINS,
+                "counts": [120, 340, 310, 160, 70],
+            }
+            monitoring.reference_capture(
+                actor=devs[team], item=monitoring.Item(version=first, deployment=None, data=reference)
+            )
         self._approve(governance.request_submit(actor=owners[team], version=first, rationale="Initial release"))
         services.alias_set(actor=devs[team], model=model, name="champion", number=1)
         governance.deployment_record(
@@ -362,6 +374,30 @@ class Command(BaseCommand):
             )
         )
         governance.lifecycle_sweep()
+        self._monitoring_history()
+
+    def _monitoring_history(self) -> None:
+        """Two weeks of pd-retail v1's AUC in production, steady within 1% of its approved 0.72."""
+        version = ModelVersion.objects.get(model__name="pd-retail", number=1)
+        deployment = version.deployments.get(retired_at=None)
+        today = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+        wobble = [0.0, 0.004, -0.003, 0.006, 0.001, -0.005, 0.002, 0.007, -0.002, 0.003, -0.006, 0.0, 0.005, -0.001]
+        items = [
+            monitoring.Item(
+                version=version,
+                deployment=deployment,
+                data={
+                    "key": f"pd-retail-1-auc-{day}",
+                    "metric": "auc",
+                    "segment": "",
+                    "value": round(0.72 * (1 + wobble[day]), 4),
+                    "window_start": today - timedelta(days=14 - day),
+                    "window_end": today - timedelta(days=13 - day),
+                },
+            )
+            for day in range(14)
+        ]
+        monitoring.observations_receive(actor=User.objects.get(username="dev.credit"), items=items)
 
     def _assign_validators(self) -> None:
         risk_officer = User.objects.get(username="risk.officer")
