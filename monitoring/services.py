@@ -51,7 +51,27 @@ class Item:
     data: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Breach:
+    version: ModelVersion
+    metric: str
+    level: str
+    measure: str
+    value: float
+    detail: str
+
+
+def _act(breaches: Sequence[Breach]) -> list[dict[str, Any]]:
+    """Hand the breaches to governance: their versions and models locked first, in id order,
+    before any audit event (most batches breach nothing and lock nothing)."""
+    _lock_versions(b.version for b in breaches)
+    return [_breach(b) for b in breaches]
+
+
 def _lock_versions(versions: Iterable[ModelVersion]) -> None:
+    versions = list(versions)
+    if not versions:
+        return
     ids = sorted({v.pk for v in versions})
     list(ModelVersion.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("pk").values_list("pk"))
     model_ids = sorted({v.model_id for v in versions})
@@ -64,6 +84,12 @@ def _ensure_may_report(actor: Any, items: Sequence[Item]) -> None:
     """Once per model in the batch (who may report depends on the model), not once per item."""
     for version in {item.version.model_id: item.version for item in items}.values():
         policies.can_report(actor, version).ensure()
+
+
+def _named(versions: Iterable[ModelVersion], most: int = 20) -> dict[str, Any]:
+    """How many versions a batch touched, and the first few by name (the event stays small)."""
+    names = sorted(f"{v.model.name} v{v.number}" for v in versions)
+    return {"count": len(names), "first": names[:most]}
 
 
 def _check_window(prefix: str, start: datetime, end: datetime) -> None:
@@ -88,11 +114,10 @@ def observations_receive(*, actor: Any, items: Sequence[Item]) -> Received:
             continue
         seen.add(item.data["key"])
         fresh.append(Observation(version=item.version, deployment=item.deployment, **item.data))
-    _lock_versions(o.version for o in fresh)
     Observation.objects.bulk_create(fresh, ignore_conflicts=True, batch_size=1000)
     result = Received(received=len(items), stored=len(fresh), duplicates=len(items) - len(fresh))
     versions = {o.version_id: o.version for o in fresh}
-    result.breaches = _evaluate_metrics(list(versions.values()), {o.metric for o in fresh})
+    result.breaches = _act(_metric_breaches(list(versions.values()), {o.metric for o in fresh}))
     if fresh:
         audit_record(
             actor=actor,
@@ -102,7 +127,7 @@ def observations_receive(*, actor: Any, items: Sequence[Item]) -> Received:
             after={
                 "stored": result.stored,
                 "duplicates": result.duplicates,
-                "versions": sorted({f"{v.model.name} v{v.number}" for v in versions.values()}),
+                "versions": _named(versions.values()),
                 "breaches": result.breaches,
             },
         )
@@ -126,7 +151,7 @@ def _latest(versions: Sequence[ModelVersion], metrics: set[str]) -> list[tuple[i
     return list(newest.values_list(*fields))
 
 
-def _evaluate_metrics(versions: Sequence[ModelVersion], metrics: set[str]) -> list[dict[str, Any]]:
+def _metric_breaches(versions: Sequence[ModelVersion], metrics: set[str]) -> list[Breach]:
     """Each series' latest window against the approved baseline (the version's recorded
     metric) and the thresholds in force; the breaches go to governance."""
     by_id = {v.pk: v for v in versions}
@@ -152,20 +177,20 @@ def _evaluate_metrics(versions: Sequence[ModelVersion], metrics: set[str]) -> li
             f"{change:.2%} from the approved {baseline:.4g}; thresholds {limits.warn:.2%} / {limits.critical:.2%} "
             f"({limits.source})"
         )
-        breaches.append(_breach(version, label, level, "relative change", change, detail))
+        breaches.append(Breach(version, label, level, "relative change", change, detail))
     return breaches
 
 
-def _breach(version: ModelVersion, metric: str, level: str, measure: str, value: float, detail: str) -> dict[str, Any]:
+def _breach(b: Breach) -> dict[str, Any]:
     finding = governance.monitoring_breach(
-        version=version, metric=metric, level=level, measure=measure, value=value, detail=detail
+        version=b.version, metric=b.metric, level=b.level, measure=b.measure, value=b.value, detail=b.detail
     )
     return {
-        "model": version.model.name,
-        "version": version.number,
-        "metric": metric,
-        "level": level,
-        "value": round(value, 6),
+        "model": b.version.model.name,
+        "version": b.version.number,
+        "metric": b.metric,
+        "level": b.level,
+        "value": round(b.value, 6),
         "finding": finding.pk if finding else None,
     }
 
@@ -237,14 +262,13 @@ def distributions_receive(*, actor: Any, items: Sequence[Item]) -> Received:
         reference = references[(item.version.pk, item.data["feature"])]
         psi = measures.psi(reference.counts, item.data["counts"])
         fresh.append(Distribution(version=item.version, deployment=item.deployment, psi=psi, **item.data))
-    _lock_versions(d.version for d in fresh)
     Distribution.objects.bulk_create(fresh, ignore_conflicts=True)
     result = Received(received=len(items), stored=len(fresh), duplicates=len(items) - len(fresh))
     versions = {d.version_id: d.version for d in fresh}
-    for version_id, feature in sorted({(d.version_id, d.feature) for d in fresh}):
-        breach = _evaluate_distribution(versions[version_id], feature)
-        if breach:
-            result.breaches.append(breach)
+    found = [
+        _distribution_breach(versions[v], feature) for v, feature in sorted({(d.version_id, d.feature) for d in fresh})
+    ]
+    result.breaches = _act([b for b in found if b is not None])
     if fresh:
         audit_record(
             actor=actor,
@@ -253,14 +277,14 @@ def distributions_receive(*, actor: Any, items: Sequence[Item]) -> Received:
             after={
                 "stored": result.stored,
                 "duplicates": result.duplicates,
-                "versions": sorted({f"{v.model.name} v{v.number}" for v in versions.values()}),
+                "versions": _named(versions.values()),
                 "breaches": result.breaches,
             },
         )
     return result
 
 
-def _evaluate_distribution(version: ModelVersion, feature: str) -> dict[str, Any] | None:
+def _distribution_breach(version: ModelVersion, feature: str) -> Breach | None:
     latest = (
         Distribution.objects.filter(version=version, feature=feature, reference=False)
         .order_by("-window_end", "-id")
@@ -276,7 +300,7 @@ def _evaluate_distribution(version: ModelVersion, feature: str) -> dict[str, Any
         f"PSI of {feature} was {latest.psi:.3f} in the window ending {latest.window_end:%Y-%m-%d %H:%M}; "
         f"thresholds {limits.warn} / {limits.critical} ({limits.source})"
     )
-    return _breach(version, f"psi:{feature}", level, "PSI", latest.psi, detail)
+    return Breach(version, f"psi:{feature}", level, "PSI", latest.psi, detail)
 
 
 @transaction.atomic
@@ -335,12 +359,11 @@ def evaluate_all(now: datetime | None = None) -> dict[str, int]:
 
 @transaction.atomic
 def _evaluate_version(version: ModelVersion, now: datetime) -> list[dict[str, Any]]:
-    _lock_versions([version])
     metrics = set(Observation.objects.filter(version=version).values_list("metric", flat=True).distinct())
-    breaches = _evaluate_metrics([version], metrics) if metrics else []
+    breaches = _metric_breaches([version], metrics) if metrics else []
     features = Distribution.objects.filter(version=version, reference=False).values_list("feature", flat=True)
     for feature in sorted(set(features)):
-        breach = _evaluate_distribution(version, feature)
+        breach = _distribution_breach(version, feature)
         if breach:
             breaches.append(breach)
     days = thresholds.stale_after_days(version.model)
@@ -352,8 +375,8 @@ def _evaluate_version(version: ModelVersion, now: datetime) -> list[dict[str, An
         if since is not None and now - since > timedelta(days=days):
             silent = (now - since).days
             detail = f"no monitoring data since {since:%Y-%m-%d %H:%M} ({silent} days; the tier allows {days})"
-            breaches.append(_breach(version, "staleness", "warn", "days without data", float(silent), detail))
-    return breaches
+            breaches.append(Breach(version, "staleness", "warn", "days without data", float(silent), detail))
+    return _act(breaches)
 
 
 def charts(version: ModelVersion, limit: int = 500) -> list[str]:

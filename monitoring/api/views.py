@@ -30,7 +30,26 @@ def _validated(serializer_class: type, request: Request) -> dict[str, Any]:
 def _items(user: Any, name: str, rows: list[dict[str, Any]]) -> list[services.Item]:
     """Resolve each row's version (by model and number, or by deployment) among those the user
     may see, in two queries whatever the batch size."""
-    visible = registry_selectors.versions_for(user).select_related("model__team")
+    # Only what ingest reads: no lineage prefetches, no artifact JSON.
+    visible = (
+        registry_selectors.versions_for(user)
+        .prefetch_related(None)
+        .select_related(None)
+        .select_related("model__team")
+        .only(
+            "id",
+            "number",
+            "state",
+            "metrics",
+            "model_id",
+            "model__name",
+            "model__team_id",
+            "model__owner_id",
+            "model__risk_tier",
+            "model__status",
+            "model__team__name",
+        )
+    )
     numbers: dict[str, set[int]] = {}
     for row in rows:
         if "model" in row:
