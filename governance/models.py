@@ -348,7 +348,10 @@ class Finding(models.Model):
     model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="findings")
     version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="findings")
     source = models.CharField(max_length=12, choices=FindingSource.choices, default=FindingSource.VALIDATION)
-    metric = models.CharField(max_length=200, blank=True, help_text="A monitoring finding: the breached measure.")
+    metric = models.CharField(max_length=250, blank=True, help_text="A monitoring finding: the breached measure.")
+    window_end = models.DateTimeField(
+        null=True, blank=True, help_text="A monitoring finding: the end of the last window it judged."
+    )
     title = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     severity = models.CharField(max_length=10, choices=Severity.choices)

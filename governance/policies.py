@@ -256,12 +256,17 @@ def can_move_finding(user: Any, finding: Any, state: str) -> Decision:
     """The finding's owner or the model's team acknowledge and remediate it; governance roles
     close it (or send a remediation back), the fix confirmed by someone independent of it."""
     governance = bool(roles_of(user) & GOVERNANCE_ROLES)
-    if state in (FindingState.CLOSED,) or (
+    if state == FindingState.CLOSED or (
         state == FindingState.ACKNOWLEDGED and finding.state == FindingState.REMEDIATED
     ):
-        if governance:
-            return ALLOW
-        return deny("Only validators, risk officers, compliance officers and committee members close a finding.")
+        if not governance:
+            return deny("Only validators, risk officers, compliance officers and committee members close a finding.")
+        remediated_by = (
+            finding.entries.filter(action="remediated").order_by("-at", "-id").values_list("by_id", flat=True).first()
+        )
+        if state == FindingState.CLOSED and remediated_by == user.pk:
+            return deny("You cannot close this finding: you said it was remediated; someone else confirms it.")
+        return ALLOW
     if governance or user.pk in (finding.owner_id, finding.model.owner_id):
         return ALLOW
     if registry_policies.is_team_member(user, finding.model.team_id):

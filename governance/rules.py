@@ -69,8 +69,41 @@ def check_policy(policy: Any) -> None:
     known = set(Environment.objects.values_list("name", flat=True))
     if not isinstance(gated, list) or not all(isinstance(name, str) and name in known for name in gated):
         raise ValidationFailed.on("approval_required_in", f"a list of environments from: {', '.join(sorted(known))}")
-    if not isinstance(policy.monitoring, dict):
+    check_monitoring(policy.monitoring)
+
+
+MEASURES = ("relative_change", "psi")
+SUSPENSION = ("automatic", "risk_officer_may_suspend")
+SEVERITIES = ("low", "medium", "high", "critical")
+
+
+def check_monitoring(monitoring: Any) -> None:
+    """``{"thresholds": {measure: {"warn", "critical"}}, "on_critical": {...}, "stale_after_days"}``:
+    known measures with 0 < warn < critical; on a critical breach either ``log_only`` or a
+    finding of a known severity, with an optional revalidation and suspension."""
+    if not isinstance(monitoring, dict):
         raise ValidationFailed.on("monitoring", "must be an object")
+    thresholds = monitoring.get("thresholds", {})
+    if not isinstance(thresholds, dict) or set(thresholds) - set(MEASURES):
+        raise ValidationFailed.on("monitoring.thresholds", f"an object of: {', '.join(MEASURES)}")
+    for measure, limits in thresholds.items():
+        numbers = isinstance(limits, dict) and all(
+            isinstance(limits.get(k), int | float) and not isinstance(limits.get(k), bool) for k in ("warn", "critical")
+        )
+        if not numbers or not 0 < limits["warn"] < limits["critical"] < 1e6:
+            raise ValidationFailed.on(f"monitoring.thresholds.{measure}", "{warn, critical} with 0 < warn < critical")
+    on_critical = monitoring.get("on_critical", {})
+    if not isinstance(on_critical, dict):
+        raise ValidationFailed.on("monitoring.on_critical", "must be an object")
+    if on_critical and not on_critical.get("log_only") and on_critical.get("finding_severity") not in SEVERITIES:
+        raise ValidationFailed.on("monitoring.on_critical.finding_severity", f"one of: {', '.join(SEVERITIES)}")
+    if not isinstance(on_critical.get("revalidation", False), bool):
+        raise ValidationFailed.on("monitoring.on_critical.revalidation", "true or false")
+    if on_critical.get("suspension") not in (None, *SUSPENSION):
+        raise ValidationFailed.on("monitoring.on_critical.suspension", f"one of: {', '.join(SUSPENSION)}")
+    stale = monitoring.get("stale_after_days")
+    if stale is not None and (isinstance(stale, bool) or not isinstance(stale, int) or not 1 <= stale <= 3650):
+        raise ValidationFailed.on("monitoring.stale_after_days", "a whole number of days, 1-3650")
 
 
 def check_scorecard(rules: Any) -> None:

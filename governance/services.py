@@ -1095,8 +1095,22 @@ def finding_move(*, actor: Any, finding: Finding, state: str, comment: str) -> F
     return finding
 
 
+def lock_monitoring_findings(versions: Sequence[ModelVersion]) -> None:
+    """Lock the monitoring findings of ``versions`` not yet closed, in id order: a batch of
+    breaches does this before its first audit event, as ``monitoring_breach`` will update them."""
+    live = Finding.objects.filter(version__in=[v.pk for v in versions], source=FindingSource.MONITORING)
+    list(live.exclude(state=FindingState.CLOSED).select_for_update().order_by("pk").values_list("pk"))
+
+
 def monitoring_breach(
-    *, version: ModelVersion, metric: str, level: str, measure: str, value: float, detail: str
+    *,
+    version: ModelVersion,
+    metric: str,
+    level: str,
+    measure: str,
+    value: float,
+    detail: str,
+    window_end: datetime,
 ) -> Finding | None:
     """What the tier's policy says a monitoring breach does, called by ``monitoring`` inside its
     transaction. ``level`` is "warn" or "critical". A breach opens a finding on the version's
@@ -1104,7 +1118,11 @@ def monitoring_breach(
     critical breach also opens a revalidation request where the policy says so, and suspends
     the version where it says ``"suspension": "automatic"`` (otherwise the risk officers, who
     are told of the finding, decide). Where the policy only logs (T4), the breach is an audit
-    event and nothing more. Returns the finding, if any."""
+    event and nothing more. Returns the finding, if any.
+
+    A window is judged once: a breach whose window ends no later than the last one a finding
+    of this metric judged (closed or not) changes nothing, so the periodic evaluation does not
+    reopen, re-tell or re-suspend on data already acted upon."""
     version = (
         ModelVersion.objects.select_for_update(of=("self",), no_key=True)
         .select_related("model__team", "model__owner")
@@ -1131,16 +1149,42 @@ def monitoring_breach(
     severity = on_critical.get("finding_severity", Severity.HIGH)
     if level == "warn":
         severity = SEVERITY_ORDER[max(0, SEVERITY_ORDER.index(severity) - 1)]
-    finding = (
-        Finding.objects.select_for_update(of=("self",))
-        .filter(version=version, metric=metric, source=FindingSource.MONITORING)
-        .exclude(state=FindingState.CLOSED)
-        .first()
-    )
-    if finding is not None and SEVERITY_ORDER.index(severity) <= SEVERITY_ORDER.index(finding.severity):
-        return finding  # already open at this severity or above
+    ours = Finding.objects.filter(version=version, metric=metric, source=FindingSource.MONITORING)
+    judged = ours.aggregate(last=Max("window_end"))["last"]
+    if judged is not None and window_end <= judged:
+        return ours.order_by("-window_end", "-id").first()
+    finding = ours.select_for_update(of=("self",)).exclude(state=FindingState.CLOSED).first()
     due = timezone.localdate() + timedelta(days=FINDING_DUE_DAYS[severity])
     title = f"{metric} breached its {level} threshold ({measure} {value:.4g})"
+    reason = f"{level} breach of {metric}: {detail}"
+    if finding is not None and SEVERITY_ORDER.index(severity) <= SEVERITY_ORDER.index(finding.severity):
+        # Already at this severity or above: the new window is recorded; a fix claimed is undone.
+        finding.window_end = window_end
+        fields = ["window_end"]
+        if finding.state == FindingState.REMEDIATED:
+            finding.state = FindingState.OPEN
+            fields.append("state")
+            FindingEntry.objects.create(
+                finding=finding,
+                action="reopened",
+                state=finding.state,
+                severity=finding.severity,
+                note=detail,
+                by=actor,
+            )
+            audit_record(
+                actor=actor,
+                action="finding.reopened",
+                obj=finding,
+                model_name=model.name,
+                before={"state": FindingState.REMEDIATED},
+                after={**breach, "state": FindingState.OPEN},
+                reason=detail,
+            )
+        finding.save(update_fields=fields)
+        if level == "critical":
+            _act_on_critical(version, on_critical, actor=actor, reason=reason)
+        return finding
     if finding is None:
         finding = Finding.objects.create(
             model=model,
@@ -1153,12 +1197,16 @@ def monitoring_breach(
             owner=model.owner,
             due_date=due,
             raised_by=actor,
+            window_end=window_end,
         )
         action, before = "raised", None
     else:
-        before = {"severity": finding.severity}
+        before = {"severity": finding.severity, "state": finding.state}
         finding.severity, finding.title, finding.due_date = severity, title[:200], min(finding.due_date, due)
-        finding.save(update_fields=["severity", "title", "due_date"])
+        finding.window_end = window_end
+        if finding.state == FindingState.REMEDIATED:
+            finding.state = FindingState.OPEN
+        finding.save(update_fields=["severity", "title", "due_date", "window_end", "state"])
         action = "escalated"
     FindingEntry.objects.create(
         finding=finding, action=action, state=finding.state, severity=severity, note=detail, by=actor
@@ -1186,7 +1234,7 @@ def monitoring_breach(
         reason=detail,
     )
     if level == "critical":
-        _act_on_critical(version, on_critical, actor=actor, reason=f"critical breach of {metric}: {detail}")
+        _act_on_critical(version, on_critical, actor=actor, reason=reason)
     return finding
 
 

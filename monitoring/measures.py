@@ -13,10 +13,12 @@ PSI_FLOOR = 1e-4
 
 
 def relative_change(value: float, baseline: float) -> float | None:
-    """|value - baseline| / |baseline|; None when the baseline is zero (no scale to compare)."""
+    """|value - baseline| / |baseline|; None when the baseline is zero or the change beyond any
+    number (no scale to compare)."""
     if baseline == 0:
         return None
-    return abs(value - baseline) / abs(baseline)
+    change = abs(value - baseline) / abs(baseline)
+    return change if math.isfinite(change) else None
 
 
 def psi(reference: Sequence[float], observed: Sequence[float]) -> float:

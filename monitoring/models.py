@@ -20,12 +20,14 @@ class Observation(models.Model):
     value = models.FloatField()
     window_start = models.DateTimeField()
     window_end = models.DateTimeField()
-    key = models.CharField(max_length=200, unique=True, help_text="The client's idempotency key.")
+    key = models.CharField(max_length=200, help_text="The client's idempotency key, unique per version.")
+    batch = models.UUIDField(help_text="The call that stored it.")
     received_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["version", "metric", "segment", "window_end"]
         indexes = [models.Index(fields=["version", "metric", "segment", "window_end"], name="observation_series")]
+        constraints = [models.UniqueConstraint(fields=["version", "key"], name="observation_key_per_version")]
 
     def __str__(self) -> str:
         return f"{self.metric}={self.value} ({self.window_end:%Y-%m-%d})"
@@ -45,7 +47,8 @@ class Distribution(models.Model):
     window_start = models.DateTimeField(null=True, blank=True)
     window_end = models.DateTimeField(null=True, blank=True)
     psi = models.FloatField(null=True, blank=True)
-    key = models.CharField(max_length=200, unique=True)
+    key = models.CharField(max_length=200, help_text="The client's idempotency key, unique per version.")
+    batch = models.UUIDField(help_text="The call that stored it.")
     received_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -54,6 +57,7 @@ class Distribution(models.Model):
             models.UniqueConstraint(
                 fields=["version", "feature"], condition=Q(reference=True), name="one_reference_per_feature"
             ),
+            models.UniqueConstraint(fields=["version", "key"], name="distribution_key_per_version"),
             models.CheckConstraint(
                 condition=Q(reference=True, window_end=None) | Q(reference=False, window_end__isnull=False),
                 name="observed_distribution_has_a_window",

@@ -10,17 +10,19 @@ and one audit event records the batch."""
 from __future__ import annotations
 
 import logging
+import math
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import DatabaseError, connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Max, OuterRef, Subquery
 from django.utils import timezone
 
 from audit.services import audit_record
-from common.errors import Conflict, DomainError, ValidationFailed
+from common.errors import Conflict, ValidationFailed
 from governance import services as governance
 from governance.models import Deployment
 from monitoring import measures, policies, thresholds
@@ -59,12 +61,17 @@ class Breach:
     measure: str
     value: float
     detail: str
+    window_end: datetime
 
 
 def _act(breaches: Sequence[Breach]) -> list[dict[str, Any]]:
-    """Hand the breaches to governance: their versions and models locked first, in id order,
-    before any audit event (most batches breach nothing and lock nothing)."""
+    """Hand the breaches to governance: their versions, models and live monitoring findings
+    locked first, in id order, before any audit event (most batches breach nothing and lock
+    nothing)."""
+    if not breaches:
+        return []
     _lock_versions(b.version for b in breaches)
+    governance.lock_monitoring_findings([b.version for b in breaches])
     return [_breach(b) for b in breaches]
 
 
@@ -92,9 +99,57 @@ def _named(versions: Iterable[ModelVersion], most: int = 20) -> dict[str, Any]:
     return {"count": len(names), "first": names[:most]}
 
 
+# A window may end this far ahead of the server's clock (the client's may be fast); later would
+# stay the "latest" window for ever and hide what comes after it.
+CLOCK_SKEW = timedelta(hours=1)
+
+
 def _check_window(prefix: str, start: datetime, end: datetime) -> None:
     if end < start:
         raise ValidationFailed.on(f"{prefix}.window_end", "must not be before window_start")
+    if end > timezone.now() + CLOCK_SKEW:
+        raise ValidationFailed.on(f"{prefix}.window_end", "must not be in the future")
+
+
+def _hold(items: Sequence[Item]) -> None:
+    """Share-lock the versions and deployments the batch's rows refer to, in id order, before
+    anything else: the foreign keys are checked at commit, after the batch's audit event has
+    taken the ledger's lock, and must not wait then for a writer (retiring a deployment, say)
+    who waits for the ledger."""
+    if connection.vendor != "postgresql":
+        return
+    versions = sorted({item.version.pk for item in items})
+    deployments = sorted({item.deployment.pk for item in items if item.deployment is not None})
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM registry_modelversion WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE", [versions])
+        if deployments:
+            cursor.execute(
+                "SELECT 1 FROM governance_deployment WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE", [deployments]
+            )
+
+
+def _new(items: Sequence[Item], model: type[Observation] | type[Distribution]) -> list[Item]:
+    """The items whose (version, key) is not stored yet, each key once."""
+    stored = set(
+        model.objects.filter(
+            version__in={item.version.pk for item in items}, key__in={item.data["key"] for item in items}
+        ).values_list("version_id", "key")
+    )
+    fresh = []
+    for item in items:
+        mark = (item.version.pk, item.data["key"])
+        if mark not in stored:
+            stored.add(mark)
+            fresh.append(item)
+    return fresh
+
+
+def _stored(model: type[Observation] | type[Distribution], items: Sequence[Item], batch: uuid.UUID) -> int:
+    """How many of ``items`` this call stored: a concurrent call with the same keys may have
+    stored some first (both skip them as conflicts; only the first counts them)."""
+    return model.objects.filter(
+        version__in={item.version.pk for item in items}, key__in={item.data["key"] for item in items}, batch=batch
+    ).count()
 
 
 @transaction.atomic
@@ -106,19 +161,16 @@ def observations_receive(*, actor: Any, items: Sequence[Item]) -> Received:
     _ensure_may_report(actor, items)
     for index, item in enumerate(items):
         _check_window(f"observations[{index}]", item.data["window_start"], item.data["window_end"])
-    keys = [item.data["key"] for item in items]
-    seen = set(Observation.objects.filter(key__in=keys).values_list("key", flat=True))
-    fresh: list[Observation] = []
-    for item in items:
-        if item.data["key"] in seen:
-            continue
-        seen.add(item.data["key"])
-        fresh.append(Observation(version=item.version, deployment=item.deployment, **item.data))
+    _hold(items)
+    batch = uuid.uuid4()
+    new = _new(items, Observation)
+    fresh = [Observation(version=i.version, deployment=i.deployment, batch=batch, **i.data) for i in new]
     Observation.objects.bulk_create(fresh, ignore_conflicts=True, batch_size=1000)
-    result = Received(received=len(items), stored=len(fresh), duplicates=len(items) - len(fresh))
+    stored = _stored(Observation, new, batch) if new else 0
+    result = Received(received=len(items), stored=stored, duplicates=len(items) - stored)
     versions = {o.version_id: o.version for o in fresh}
     result.breaches = _act(_metric_breaches(list(versions.values()), {o.metric for o in fresh}))
-    if fresh:
+    if stored:
         audit_record(
             actor=actor,
             action="monitoring.observations_received",
@@ -177,13 +229,19 @@ def _metric_breaches(versions: Sequence[ModelVersion], metrics: set[str]) -> lis
             f"{change:.2%} from the approved {baseline:.4g}; thresholds {limits.warn:.2%} / {limits.critical:.2%} "
             f"({limits.source})"
         )
-        breaches.append(Breach(version, label, level, "relative change", change, detail))
+        breaches.append(Breach(version, label, level, "relative change", change, detail, window_end))
     return breaches
 
 
 def _breach(b: Breach) -> dict[str, Any]:
     finding = governance.monitoring_breach(
-        version=b.version, metric=b.metric, level=b.level, measure=b.measure, value=b.value, detail=b.detail
+        version=b.version,
+        metric=b.metric,
+        level=b.level,
+        measure=b.measure,
+        value=b.value,
+        detail=b.detail,
+        window_end=b.window_end,
     )
     return {
         "model": b.version.model.name,
@@ -210,9 +268,13 @@ def reference_capture(*, actor: Any, item: Item) -> Distribution:
     feature = item.data["feature"]
     if Distribution.objects.filter(version=version, feature=feature, reference=True).exists():
         raise Conflict.on("feature", f"version {version.number} already has a reference for {feature!r}")
-    if Distribution.objects.filter(key=item.data["key"]).exists():
-        raise Conflict.on("key", "already used")
-    reference = Distribution.objects.create(version=version, reference=True, **item.data)
+    if Distribution.objects.filter(version=version, key=item.data["key"]).exists():
+        raise Conflict.on("key", "already used for this version")
+    try:
+        with transaction.atomic():
+            reference = Distribution.objects.create(version=version, reference=True, batch=uuid.uuid4(), **item.data)
+    except IntegrityError:  # the same reference, captured a moment ago by someone else
+        raise Conflict.on("feature", f"version {version.number} already has a reference for {feature!r}") from None
     audit_record(
         actor=actor,
         action="monitoring.reference_captured",
@@ -226,8 +288,8 @@ def reference_capture(*, actor: Any, item: Item) -> Distribution:
 def _check_bins(prefix: str, bins: list[Any], counts: list[Any]) -> None:
     if len(bins) != len(counts) or not counts:
         raise ValidationFailed.on(f"{prefix}.counts", "one count per bin, at least one bin")
-    if any(c < 0 for c in counts) or sum(counts) <= 0:
-        raise ValidationFailed.on(f"{prefix}.counts", "counts are not negative, and not all zero")
+    if any(c < 0 for c in counts) or not 0 < sum(counts) < math.inf:
+        raise ValidationFailed.on(f"{prefix}.counts", "counts are not negative, not all zero, and sum to a number")
 
 
 @transaction.atomic
@@ -252,24 +314,28 @@ def distributions_receive(*, actor: Any, items: Sequence[Item]) -> Received:
             raise ValidationFailed.on(f"{prefix}.feature", f"no reference distribution of {item.data['feature']!r}")
         if reference.bins != item.data["bins"]:
             raise ValidationFailed.on(f"{prefix}.bins", "must be the reference's bins")
-    keys = [item.data["key"] for item in items]
-    seen = set(Distribution.objects.filter(key__in=keys).values_list("key", flat=True))
-    fresh: list[Distribution] = []
-    for item in items:
-        if item.data["key"] in seen:
-            continue
-        seen.add(item.data["key"])
-        reference = references[(item.version.pk, item.data["feature"])]
-        psi = measures.psi(reference.counts, item.data["counts"])
-        fresh.append(Distribution(version=item.version, deployment=item.deployment, psi=psi, **item.data))
+    _hold(items)
+    batch = uuid.uuid4()
+    new = _new(items, Distribution)
+    fresh = [
+        Distribution(
+            version=i.version,
+            deployment=i.deployment,
+            batch=batch,
+            psi=measures.psi(references[(i.version.pk, i.data["feature"])].counts, i.data["counts"]),
+            **i.data,
+        )
+        for i in new
+    ]
     Distribution.objects.bulk_create(fresh, ignore_conflicts=True)
-    result = Received(received=len(items), stored=len(fresh), duplicates=len(items) - len(fresh))
+    stored = _stored(Distribution, new, batch) if new else 0
+    result = Received(received=len(items), stored=stored, duplicates=len(items) - stored)
     versions = {d.version_id: d.version for d in fresh}
     found = [
         _distribution_breach(versions[v], feature) for v, feature in sorted({(d.version_id, d.feature) for d in fresh})
     ]
     result.breaches = _act([b for b in found if b is not None])
-    if fresh:
+    if stored:
         audit_record(
             actor=actor,
             action="monitoring.distributions_received",
@@ -291,7 +357,7 @@ def _distribution_breach(version: ModelVersion, feature: str) -> Breach | None:
         .first()
     )
     limits = thresholds.for_model(version.model, Measure.PSI)
-    if latest is None or latest.psi is None or limits is None:
+    if latest is None or latest.psi is None or limits is None or latest.window_end is None:
         return None
     level = measures.level(latest.psi, limits.warn, limits.critical)
     if level == "ok":
@@ -300,7 +366,7 @@ def _distribution_breach(version: ModelVersion, feature: str) -> Breach | None:
         f"PSI of {feature} was {latest.psi:.3f} in the window ending {latest.window_end:%Y-%m-%d %H:%M}; "
         f"thresholds {limits.warn} / {limits.critical} ({limits.source})"
     )
-    return Breach(version, f"psi:{feature}", level, "PSI", latest.psi, detail)
+    return Breach(version, f"psi:{feature}", level, "PSI", latest.psi, detail, latest.window_end)
 
 
 @transaction.atomic
@@ -348,7 +414,7 @@ def evaluate_all(now: datetime | None = None) -> dict[str, int]:
     for version in live:
         try:
             breaches = _evaluate_version(version, now)
-        except (DomainError, DatabaseError):  # one version's trouble must not stop the others
+        except Exception:  # one version's trouble must not stop the others; it is logged
             log.exception("monitoring evaluation of %s failed", version)
             continue
         done["versions"] += 1
@@ -375,7 +441,7 @@ def _evaluate_version(version: ModelVersion, now: datetime) -> list[dict[str, An
         if since is not None and now - since > timedelta(days=days):
             silent = (now - since).days
             detail = f"no monitoring data since {since:%Y-%m-%d %H:%M} ({silent} days; the tier allows {days})"
-            breaches.append(Breach(version, "staleness", "warn", "days without data", float(silent), detail))
+            breaches.append(Breach(version, "staleness", "warn", "days without data", float(silent), detail, since))
     return _act(breaches)
 
 

@@ -8,7 +8,8 @@ from rest_framework import serializers
 from common.api import StrictSerializer
 from monitoring.models import Measure, Observation, ThresholdOverride
 
-NAME = r"^[A-Za-z0-9_.:\-/ ]+$"
+NAME = r"^[A-Za-z0-9_.\-/ ]+$"  # no ":", which the labels of PSI findings use
+RESERVED = {"staleness"}  # the label of a finding about silence
 
 
 class FiniteFloat(serializers.FloatField):
@@ -34,9 +35,20 @@ class Subject(StrictSerializer):
         return attrs
 
 
+class MetricName(serializers.RegexField):
+    def __init__(self, **kwargs: Any):
+        super().__init__(NAME, max_length=100, **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        if value in RESERVED:
+            raise serializers.ValidationError(f"{value!r} is reserved")
+        return value
+
+
 class ObservationIn(Subject):
     key = serializers.CharField(max_length=200, help_text="your idempotency key: a retry with it is counted once")
-    metric = serializers.RegexField(NAME, max_length=100)
+    metric = MetricName()
     segment = serializers.RegexField(NAME, max_length=100, required=False, default="")
     value = FiniteFloat()
     window_start = serializers.DateTimeField()

@@ -3,6 +3,7 @@ chart draws, and per-model threshold overrides."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.db.models import Q
@@ -18,7 +19,7 @@ from monitoring import services
 from monitoring.api import serializers as s
 from monitoring.models import Observation
 from registry import selectors as registry_selectors
-from registry.models import ModelVersion
+from registry.models import ModelVersion, VersionState
 
 
 def _validated(serializer_class: type, request: Request) -> dict[str, Any]:
@@ -79,6 +80,10 @@ def _items(user: Any, name: str, rows: list[dict[str, Any]]) -> list[services.It
             raise ValidationFailed.on(f"{name}[{index}].deployment", "no such deployment that you may see")
         else:
             version = deployment.version
+        if deployment is not None and deployment.retired_at is not None:
+            raise ValidationFailed.on(f"{name}[{index}].deployment", "was retired: it reports nothing more")
+        if version.state == VersionState.DECOMMISSIONED:
+            raise ValidationFailed.on(f"{name}[{index}].version", "is decommissioned: it reports nothing more")
         items.append(services.Item(version=version, deployment=deployment, data=row))
     return items
 
@@ -129,9 +134,11 @@ class SeriesView(APIView):
     def get(self, request: Request, model_name: str, number: str) -> Response:
         version = registry_selectors.version_get(request.user, model_name=model_name, number=int(number))
         metric = request.query_params.get("metric", "")
-        if not metric or len(metric) > 100:
-            raise ValidationFailed.on("metric", "a metric name (1-100 characters)")
-        segment = request.query_params.get("segment", "")[:100]
+        segment = request.query_params.get("segment", "")
+        if not re.fullmatch(s.NAME[1:-1], metric) or len(metric) > 100:
+            raise ValidationFailed.on("metric", "a metric name (1-100 letters, digits, spaces or _ . - /)")
+        if segment and (not re.fullmatch(s.NAME[1:-1], segment) or len(segment) > 100):
+            raise ValidationFailed.on("segment", "a segment name (1-100 letters, digits, spaces or _ . - /)")
         points = Observation.objects.filter(version=version, metric=metric, segment=segment).order_by("-window_end")
         return Response(s.PointOut(reversed(list(points[:1000])), many=True).data)
 

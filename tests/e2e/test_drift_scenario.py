@@ -48,7 +48,7 @@ def drift(api: Any, reporter: Any, version: ModelVersion, start: Any) -> dict[in
     breaches each day's call reported."""
     reported = {}
     for day in range(11):
-        with time_machine.travel(start + timedelta(days=day, hours=1), tick=False):
+        with time_machine.travel(start + timedelta(days=day + 1, hours=1), tick=False):  # once the day is over
             window = start + timedelta(days=day)
             body = {
                 "observations": [
@@ -108,7 +108,7 @@ def test_a_drifting_t1_pricing_model_is_caught_and_stopped(
     actions = set(AuditEvent.objects.filter(model_name=version.model.name).values_list("action", flat=True))
     assert {"finding.raised", "finding.escalated", "version.state_changed", "approval_request.submitted"} <= actions
 
-    with time_machine.travel(start + timedelta(days=11), tick=False):
+    with time_machine.travel(start + timedelta(days=12), tick=False):
         deliver_due()
     told = {(m.subject.split(":")[0], address) for m in mail.outbox for address in m.to}
     for who in (owner, risk_officer):

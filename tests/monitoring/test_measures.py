@@ -14,6 +14,7 @@ def test_relative_change_is_the_share_of_the_baseline():
     assert measures.relative_change(90, 100) == pytest.approx(0.10)
     assert measures.relative_change(-5, -4) == pytest.approx(0.25)
     assert measures.relative_change(1, 0) is None
+    assert measures.relative_change(1e308, 1e-10) is None  # beyond any number: not judged
 
 
 def test_psi_by_hand():

@@ -119,7 +119,13 @@ def test_a_monitoring_finding_is_acknowledged_remediated_and_closed(api, develop
         actor=risk_officer, model=version.model, measure="relative_change", warn=0.02, critical=0.05, reason="r"
     )
     finding = governance.monitoring_breach(
-        version=version, metric="auc", level="warn", measure="relative change", value=0.03, detail="d"
+        version=version,
+        metric="auc",
+        level="warn",
+        measure="relative change",
+        value=0.03,
+        detail="d",
+        window_end=timezone.now(),
     )
     assert finding is None  # T4 logs only
     finding = governance.finding_raise(

@@ -1,0 +1,125 @@
+"""What monitoring refuses, and how it keeps from acting twice on the same data."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from common.errors import ValidationFailed
+from governance import services as governance
+from governance.models import Environment, Finding
+from monitoring import services
+from registry.models import ModelVersion
+from tests.factories import approved, make_version
+
+
+def deployed_t2(developer: Any, owner: Any, assigned_validator: Any, risk_officer: Any) -> ModelVersion:
+    """A T2 version (thresholds 5% / 10%, findings high) with auc 0.80, in production."""
+    from tests.factories import assessed_model
+
+    version = make_version(developer, assessed_model(owner, 2), metrics={"auc": 0.80})
+    request = governance.request_submit(actor=owner, version=version)
+    governance.decision_record(actor=assigned_validator, request=request, outcome="approve")
+    governance.decision_record(actor=risk_officer, request=request, outcome="approve")
+    governance.deployment_record(actor=owner, version=version, environment=Environment.objects.get(name="production"))
+    return ModelVersion.objects.select_related("model").get(pk=version.pk)
+
+
+def post(api: Any, user: Any, version: ModelVersion, value: float, days_ago: int, **extra: Any) -> Any:
+    end = timezone.now() - timedelta(days=days_ago)
+    point = {
+        "key": f"auc-{days_ago}-{value}",
+        "model": version.model.name,
+        "version": version.number,
+        "metric": "auc",
+        "value": value,
+        "window_start": (end - timedelta(days=1)).isoformat(),
+        "window_end": end.isoformat(),
+        **extra,
+    }
+    return api(user).post("/api/v1/monitoring/observations/", {"observations": [point]}, format="json")
+
+
+def test_a_window_is_acted_on_once(api, developer, owner, assigned_validator, risk_officer, risk_officer_2):
+    version = deployed_t2(developer, owner, assigned_validator, risk_officer)
+    assert post(api, developer, version, 0.70, days_ago=3).data["breaches"][0]["level"] == "critical"
+    finding = Finding.objects.get(version=version, metric="auc")
+    governance.finding_move(actor=owner, finding=finding, state="remediated", comment="retrained the calibration")
+    governance.finding_move(actor=risk_officer_2, finding=finding, state="closed", comment="fix confirmed")
+
+    services.evaluate_all()  # the same (closed) window again: nothing new
+    assert Finding.objects.filter(version=version, metric="auc").count() == 1
+
+    assert post(api, developer, version, 0.75, days_ago=1).data["breaches"][0]["level"] == "warn"
+    assert Finding.objects.filter(version=version, metric="auc").count() == 2  # a new window, a new finding
+
+
+def test_a_new_breach_reopens_a_finding_said_to_be_remediated(api, developer, owner, assigned_validator, risk_officer):
+    version = deployed_t2(developer, owner, assigned_validator, risk_officer)
+    post(api, developer, version, 0.70, days_ago=3)
+    finding = Finding.objects.get(version=version, metric="auc")
+    governance.finding_move(actor=owner, finding=finding, state="remediated", comment="retrained")
+    post(api, developer, version, 0.70, days_ago=2)
+    finding.refresh_from_db()
+    assert finding.state == "open"
+    assert [e.action for e in finding.entries.all()] == ["raised", "remediated", "reopened"]
+
+
+def test_who_said_it_was_remediated_does_not_close_it(developer, owner, validator, risk_officer):
+    version, _ = approved(developer, owner, risk_officer)
+    finding = governance.finding_raise(
+        actor=validator,
+        model=version.model,
+        title="Thin-file segment",
+        severity="medium",
+        owner=owner,
+        due_date=timezone.localdate() + timedelta(days=30),
+    )
+    governance.finding_move(actor=risk_officer, finding=finding, state="remediated", comment="done")
+    with pytest.raises(Exception, match="you said it was remediated"):
+        governance.finding_move(actor=risk_officer, finding=finding, state="closed", comment="and checked")
+    assert (
+        governance.finding_move(actor=validator, finding=finding, state="closed", comment="checked").state == "closed"
+    )
+
+
+def test_what_an_ingest_refuses(api, developer, owner, assigned_validator, risk_officer):
+    version = deployed_t2(developer, owner, assigned_validator, risk_officer)
+    future = post(api, developer, version, 0.8, days_ago=-2)
+    assert future.status_code == 400 and "observations[0].window_end" in future.data["fields"]
+    reserved = post(api, developer, version, 0.8, days_ago=1, metric="staleness")
+    assert reserved.status_code == 400
+    colon = post(api, developer, version, 0.8, days_ago=1, metric="psi:score")
+    assert colon.status_code == 400
+    huge = post(api, developer, version, 1e308, days_ago=1)
+    assert huge.status_code == 200 and huge.data["breaches"][0]["level"] == "critical"
+    nul = api(developer).get(f"/api/v1/models/{version.model.name}/versions/1/monitoring/?metric=a%00b")
+    assert nul.status_code == 400
+
+    deployment = version.deployments.get()
+    governance.deployment_retire(actor=owner, deployment=deployment, reason="moved to the new cluster")
+    point = {"key": "late", "deployment": deployment.pk, "metric": "auc", "value": 0.8}
+    window = {"window_start": "2026-11-01T00:00:00Z", "window_end": "2026-11-02T00:00:00Z"}
+    late = api(developer).post(
+        "/api/v1/monitoring/observations/", {"observations": [{**point, **window}]}, format="json"
+    )
+    assert late.status_code == 400 and "was retired" in late.data["message"]
+
+
+def test_a_policy_with_a_malformed_monitoring_section_is_not_published(risk_officer):
+    draft = governance.policy_draft(actor=risk_officer, tier=2)
+    cases = [
+        ({"thresholds": {"psi": {"warn": 0.3, "critical": 0.2}}}, "monitoring.thresholds.psi"),
+        ({"thresholds": {"latency": {"warn": 1, "critical": 2}}}, "monitoring.thresholds"),
+        ({"on_critical": {"finding_severity": "severe"}}, "monitoring.on_critical.finding_severity"),
+        ({"on_critical": {"finding_severity": "high", "suspension": "maybe"}}, "monitoring.on_critical.suspension"),
+        ({"stale_after_days": "weekly"}, "monitoring.stale_after_days"),
+    ]
+    for monitoring, field in cases:
+        with pytest.raises(ValidationFailed) as refused:
+            governance.document_update(actor=risk_officer, document=draft, changes={"monitoring": monitoring})
+            governance.document_publish(actor=risk_officer, document=draft)
+        assert field in refused.value.fields, (monitoring, refused.value.fields)
