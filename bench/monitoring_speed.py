@@ -23,6 +23,7 @@ import secrets
 import statistics
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +173,9 @@ def _measure(world: dict[str, Any], size: int, batches: int) -> dict[str, Any]:
         assert response.status_code == 200 and response.data["stored"] == BATCH, response.data
         by_number = {v.number: v for v in world["versions"]}
         rows = [
-            Observation(version=by_number[p.pop("version")], **{k: v for k, v in p.items() if k != "model"})
+            Observation(
+                version=by_number[p.pop("version")], batch=uuid.uuid4(), **{k: v for k, v in p.items() if k != "model"}
+            )
             for p in _points(world, size, batch, "plain")
         ]
         began = time.perf_counter()
