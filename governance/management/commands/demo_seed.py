@@ -6,7 +6,8 @@ services, so the audit trail shows the demo's history like any other.
 The lifecycle has an example of each ending: ``marketing-mix`` was registered and approved
 ``PAST_MONTHS`` ago (the services ran with the clock set back), so its approval has expired,
 its revalidation is open and its pending stage is overdue; ``quote-anomaly`` v1 is suspended;
-``call-summariser`` is decommissioned."""
+``call-summariser`` is decommissioned. The T1 policy's second version suspends a version on a
+critical monitoring breach, and ``pd-retail`` v1 has two steady weeks of AUC to drift from."""
 
 from __future__ import annotations
 
@@ -374,10 +375,25 @@ class Command(BaseCommand):
             )
         )
         governance.lifecycle_sweep()
+        # A risk officer's edit of the T1 policy, so that the demo shows the strictest answer
+        # to drift: a critical breach suspends the version at once (PRODUCT.md's default lets
+        # a risk officer decide).
+        draft = governance.policy_draft(actor=risk_officer, tier=1)
+        on_critical = {**draft.monitoring["on_critical"], "suspension": "automatic"}
+        governance.document_update(
+            actor=risk_officer,
+            document=draft,
+            changes={
+                "monitoring": {**draft.monitoring, "on_critical": on_critical},
+                "notes": "A critical monitoring breach suspends a T1 version at once.",
+            },
+        )
+        governance.document_publish(actor=risk_officer, document=draft)
         self._monitoring_history()
 
     def _monitoring_history(self) -> None:
-        """Two weeks of pd-retail v1's AUC in production, steady within 1% of its approved 0.72."""
+        """Two weeks of pd-retail v1's AUC in production, steady within 1% of its approved 0.72,
+        ending eleven days ago: room for an engineer to post eleven daily windows up to today."""
         version = ModelVersion.objects.get(model__name="pd-retail", number=1)
         deployment = version.deployments.get(retired_at=None)
         today = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
@@ -391,8 +407,8 @@ class Command(BaseCommand):
                     "metric": "auc",
                     "segment": "",
                     "value": round(0.72 * (1 + wobble[day]), 4),
-                    "window_start": today - timedelta(days=14 - day),
-                    "window_end": today - timedelta(days=13 - day),
+                    "window_start": today - timedelta(days=25 - day),
+                    "window_end": today - timedelta(days=24 - day),
                 },
             )
             for day in range(14)
