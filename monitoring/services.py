@@ -331,10 +331,7 @@ def distributions_receive(*, actor: Any, items: Sequence[Item]) -> Received:
     stored = _stored(Distribution, new, batch) if new else 0
     result = Received(received=len(items), stored=stored, duplicates=len(items) - stored)
     versions = {d.version_id: d.version for d in fresh}
-    found = [
-        _distribution_breach(versions[v], feature) for v, feature in sorted({(d.version_id, d.feature) for d in fresh})
-    ]
-    result.breaches = _act([b for b in found if b is not None])
+    result.breaches = _act(_distribution_breaches(list(versions.values()), {d.feature for d in fresh}))
     if stored:
         audit_record(
             actor=actor,
@@ -350,23 +347,37 @@ def distributions_receive(*, actor: Any, items: Sequence[Item]) -> Received:
     return result
 
 
-def _distribution_breach(version: ModelVersion, feature: str) -> Breach | None:
-    latest = (
-        Distribution.objects.filter(version=version, feature=feature, reference=False)
-        .order_by("-window_end", "-id")
-        .first()
-    )
-    limits = thresholds.for_model(version.model, Measure.PSI)
-    if latest is None or latest.psi is None or limits is None or latest.window_end is None:
-        return None
-    level = measures.level(latest.psi, limits.warn, limits.critical)
-    if level == "ok":
-        return None
-    detail = (
-        f"PSI of {feature} was {latest.psi:.3f} in the window ending {latest.window_end:%Y-%m-%d %H:%M}; "
-        f"thresholds {limits.warn} / {limits.critical} ({limits.source})"
-    )
-    return Breach(version, f"psi:{feature}", level, "PSI", latest.psi, detail, latest.window_end)
+def _distribution_breaches(versions: Sequence[ModelVersion], features: set[str]) -> list[Breach]:
+    """Each (version, feature)'s latest observed distribution against the PSI thresholds in
+    force: one query for the latest, one lookup of the thresholds per model."""
+    by_id = {v.pk: v for v in versions}
+    rows = Distribution.objects.filter(version__in=list(by_id), feature__in=features, reference=False)
+    fields = ("version_id", "feature", "psi", "window_end")
+    if connection.vendor == "postgresql":
+        newest = rows.order_by("version_id", "feature", "-window_end", "-id").distinct("version_id", "feature")
+    else:
+        last = rows.filter(version_id=OuterRef("version_id"), feature=OuterRef("feature")).order_by(
+            "-window_end", "-id"
+        )
+        newest = rows.filter(pk=Subquery(last.values("pk")[:1])).order_by("version_id", "feature")
+    limits_of: dict[int, thresholds.Thresholds | None] = {}
+    breaches = []
+    for version_id, feature, psi, window_end in newest.values_list(*fields):
+        version = by_id[version_id]
+        if version.model_id not in limits_of:
+            limits_of[version.model_id] = thresholds.for_model(version.model, Measure.PSI)
+        limits = limits_of[version.model_id]
+        if psi is None or limits is None or window_end is None:
+            continue
+        level = measures.level(psi, limits.warn, limits.critical)
+        if level == "ok":
+            continue
+        detail = (
+            f"PSI of {feature} was {psi:.3f} in the window ending {window_end:%Y-%m-%d %H:%M}; "
+            f"thresholds {limits.warn} / {limits.critical} ({limits.source})"
+        )
+        breaches.append(Breach(version, f"psi:{feature}", level, "PSI", psi, detail, window_end))
+    return breaches
 
 
 @transaction.atomic
@@ -427,11 +438,8 @@ def evaluate_all(now: datetime | None = None) -> dict[str, int]:
 def _evaluate_version(version: ModelVersion, now: datetime) -> list[dict[str, Any]]:
     metrics = set(Observation.objects.filter(version=version).values_list("metric", flat=True).distinct())
     breaches = _metric_breaches([version], metrics) if metrics else []
-    features = Distribution.objects.filter(version=version, reference=False).values_list("feature", flat=True)
-    for feature in sorted(set(features)):
-        breach = _distribution_breach(version, feature)
-        if breach:
-            breaches.append(breach)
+    features = set(Distribution.objects.filter(version=version, reference=False).values_list("feature", flat=True))
+    breaches += _distribution_breaches([version], features) if features else []
     days = thresholds.stale_after_days(version.model)
     if days:
         last = Observation.objects.filter(version=version).aggregate(last=Max("window_end"))["last"]

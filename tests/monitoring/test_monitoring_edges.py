@@ -123,3 +123,34 @@ def test_a_policy_with_a_malformed_monitoring_section_is_not_published(risk_offi
             governance.document_update(actor=risk_officer, document=draft, changes={"monitoring": monitoring})
             governance.document_publish(actor=risk_officer, document=draft)
         assert field in refused.value.fields, (monitoring, refused.value.fields)
+
+
+def test_a_batch_costs_the_same_queries_whatever_its_size(api, developer, owner, risk_officer):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    version, _ = approved(developer, owner, risk_officer)
+    versions = [version] + [make_version(developer, version.model, metrics={"auc": 0.8}) for _ in range(4)]
+
+    def batch(size: int, tag: str) -> int:
+        points = [
+            {
+                "key": f"{tag}-{i}",
+                "model": version.model.name,
+                "version": versions[i % len(versions)].number,
+                "metric": "auc",
+                "segment": f"s{i}",
+                "value": 0.8,
+                "window_start": "2026-11-01T00:00:00Z",
+                "window_end": "2026-11-02T00:00:00Z",
+            }
+            for i in range(size)
+        ]
+        with CaptureQueriesContext(connection) as queries:
+            response = api(developer).post("/api/v1/monitoring/observations/", {"observations": points}, format="json")
+        assert response.status_code == 200 and response.data["stored"] == size
+        return len(queries)
+
+    batch(3, "warm-up")  # the first call reads what later calls find cached (the user's roles)
+    # 80 points stay inside one INSERT on SQLite too (its statements take 999 parameters)
+    assert batch(5, "small") == batch(80, "large")
