@@ -3,9 +3,10 @@ threshold overrides; and the evaluation that turns a breach into governance
 (``governance.services.monitoring_breach``), on arrival and periodically.
 
 A batch is one transaction: every item is validated first (a bad one refuses the batch, naming
-its index), rows whose key is already stored are skipped (a retry counts once), the versions
-touched are locked (in id order, before any audit event), the series they touch are evaluated,
-and one audit event records the batch."""
+its index); the versions and deployments its rows refer to are share-locked; rows whose key is
+already stored for their version are skipped (a retry counts once); the series they touch are
+evaluated, and the versions, models and findings of any breach locked (in id order, before any
+audit event) and handed to governance; one audit event records the batch."""
 
 from __future__ import annotations
 
