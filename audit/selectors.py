@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from audit import policies
 from audit.models import AuditEvent
@@ -13,5 +13,16 @@ def events_for(user: Any) -> QuerySet[AuditEvent]:
 
 
 def model_history(model_name: str) -> QuerySet[AuditEvent]:
-    """Every event about one model. The caller has checked the user may see the model."""
-    return AuditEvent.objects.filter(model_name=model_name)
+    """Every event about one model, under each name it has had: a name counts from the rename
+    that freed it for this model (another model may have had it before) up to the rename that
+    gave it up. The caller has checked the user may see the model."""
+    renames = AuditEvent.objects.filter(action="model.renamed")
+    scope, name, upto = Q(), model_name, None
+    while True:
+        within = Q(seq__lt=upto) if upto else Q()
+        freed = renames.filter(within, before__name=name).order_by("-seq").values_list("seq", flat=True).first()
+        scope |= Q(within, model_name=name, seq__gt=freed or 0)
+        into = renames.filter(within, model_name=name, seq__gt=freed or 0).order_by("-seq").first()
+        if into is None:
+            return AuditEvent.objects.filter(scope)
+        name, upto = (into.before or {})["name"], into.seq

@@ -48,6 +48,14 @@ class Conflict(DomainError):
         return cls(f"{field}: {rule}", fields={field: [rule]})
 
 
+class Duplicate(Conflict):
+    """Something with this name or digest already exists (MLflow's RESOURCE_ALREADY_EXISTS)."""
+
+    @classmethod
+    def on(cls, field: str, rule: str) -> Duplicate:
+        return cls(f"{field}: {rule}", fields={field: [rule]})
+
+
 class Unavailable(DomainError):
     """The service cannot do this as configured (a missing key, say): the operator must act."""
 

@@ -1,7 +1,13 @@
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from config.celery import app as celery_app
+
+
+def health(request: HttpRequest) -> HttpResponse:
+    """Liveness: the process answers (the path MLflow's server uses). Touches nothing else, so a
+    load balancer can poll it often; ``/healthz`` is the readiness check."""
+    return HttpResponse("OK", content_type="text/plain")
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

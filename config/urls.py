@@ -3,7 +3,8 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from common.api import api_not_found
-from common.views import healthz
+from common.views import health, healthz
+from registry.mlflow.views import endpoint as mlflow_endpoint
 
 admin.site.site_header = "Warden"
 admin.site.site_title = "Warden"
@@ -19,6 +20,9 @@ urlpatterns = [
     path("api/v1/", include("governance.api.urls")),
     path("api/v1/", include("monitoring.api.urls")),
     path("api-auth/", include("rest_framework.urls")),
+    # MLflow's client speaks to /api/2.0/mlflow/… (and its UI to /ajax-api/2.0/mlflow/…).
+    re_path(r"^(?:api|ajax-api)/2\.0/mlflow/(?P<path>.*)$", mlflow_endpoint, name="mlflow"),
+    path("health", health, name="health"),
     path("healthz", healthz, name="healthz"),
     re_path(r"^api/(?P<path>.*)$", api_not_found),
 ]

@@ -89,6 +89,12 @@ def can_update_model(user: Any, model: RegisteredModel, fields: Iterable[str]) -
     return deny(f"Only the owner or the owning team ({model.team.name}) may change model {model.name}.")
 
 
+def can_rename_model(user: Any, model: RegisteredModel) -> Decision:
+    if user.pk == model.owner_id or has_role(user, Role.RISK_OFFICER):
+        return ALLOW
+    return deny(f"Only the owner of model {model.name} or a risk officer may rename it.")
+
+
 def can_add_version(user: Any, model: RegisteredModel) -> Decision:
     if is_team_member(user, model.team_id):
         return ALLOW

@@ -20,7 +20,7 @@ from guardian.shortcuts import assign_perm, remove_perm
 
 from audit.services import audit_record
 from common import validation
-from common.errors import Conflict, NotFound, ValidationFailed
+from common.errors import Conflict, Duplicate, NotFound, ValidationFailed
 from common.roles import is_team
 from notifications import outbox
 from notifications.models import Event
@@ -149,12 +149,12 @@ def model_register(
     )
     _clean(model)
     if RegisteredModel.objects.filter(name=name).exists():
-        raise Conflict.on("name", f"a model named {name!r} already exists")
+        raise Duplicate.on("name", f"a model named {name!r} already exists")
     try:
         with transaction.atomic():
             model.save(force_insert=True)
     except IntegrityError:
-        raise Conflict.on("name", f"a model named {name!r} already exists") from None
+        raise Duplicate.on("name", f"a model named {name!r} already exists") from None
     audit_record(
         actor=actor,
         action="model.registered",
@@ -208,6 +208,42 @@ def model_update(
         model_name=model.name,
         before=before,
         after=_snapshot(model, changed),
+    )
+    return model
+
+
+@transaction.atomic
+def model_rename(*, actor: Any, model: RegisteredModel, new_name: str) -> RegisteredModel:
+    """Give a model a new name. Only while every version is a draft: once a version has been
+    submitted, approvals, deployments and exports name the model, so the name is settled. The
+    model's history follows the rename (``audit.selectors.model_history``)."""
+    model = RegisteredModel.objects.select_for_update(of=("self",), no_key=True).select_related("team").get(pk=model.pk)
+    policies.can_rename_model(actor, model).ensure()
+    if new_name == model.name:
+        return model
+    governed = model.versions.exclude(state=VersionState.DRAFT).order_by("number").first()
+    if governed is not None:
+        raise Conflict(
+            f"Model {model.name} cannot be renamed: version {governed.number} is {governed.state}, and once a "
+            "version has been submitted its approvals and audit trail name the model for good."
+        )
+    old_name = model.name
+    model.name = new_name
+    _clean(model)
+    if RegisteredModel.objects.filter(name=new_name).exists():
+        raise Duplicate.on("name", f"a model named {new_name!r} already exists")
+    try:
+        with transaction.atomic():
+            model.save(update_fields=["name", "updated_at"])
+    except IntegrityError:
+        raise Duplicate.on("name", f"a model named {new_name!r} already exists") from None
+    audit_record(
+        actor=actor,
+        action="model.renamed",
+        obj=model,
+        model_name=new_name,
+        before={"name": old_name},
+        after={"name": new_name},
     )
     return model
 
@@ -326,7 +362,7 @@ def version_create(
     if digest:
         clash = model.versions.filter(artifact_sha256=digest).values_list("number", flat=True).first()
         if clash is not None:
-            raise Conflict.on("artifact_sha256", f"version {clash} of {model.name} already has this digest")
+            raise Duplicate.on("artifact_sha256", f"version {clash} of {model.name} already has this digest")
     version.save(force_insert=True)
     for index, (parent, relation) in enumerate(parents):
         _add_parent(actor=actor, child=version, parent=parent, relation=relation, field=f"parents[{index}].version_id")
@@ -502,12 +538,12 @@ def dataset_create(*, actor: Any, name: str, team: Group, description: str = "")
     dataset = Dataset(name=name, team=team, description=description, created_by=actor)
     _clean(dataset)
     if Dataset.objects.filter(name=name).exists():
-        raise Conflict.on("name", f"a dataset named {name!r} already exists")
+        raise Duplicate.on("name", f"a dataset named {name!r} already exists")
     try:
         with transaction.atomic():
             dataset.save(force_insert=True)
     except IntegrityError:
-        raise Conflict.on("name", f"a dataset named {name!r} already exists") from None
+        raise Duplicate.on("name", f"a dataset named {name!r} already exists") from None
     audit_record(
         actor=actor,
         action="dataset.created",
@@ -542,7 +578,7 @@ def dataset_version_create(
     _clean(dataset_version, exclude=["dataset"])
     clash = dataset.versions.filter(digest=digest).values_list("number", flat=True).first()
     if clash is not None:
-        raise Conflict.on("digest", f"version {clash} of dataset {dataset.name} already has this digest")
+        raise Duplicate.on("digest", f"version {clash} of dataset {dataset.name} already has this digest")
     dataset_version.save(force_insert=True)
     audit_record(
         actor=actor,
@@ -685,7 +721,7 @@ def token_create(
             "expires_at", f"a token cannot outlive the token that creates it (expires {via.expires_at.isoformat()})"
         )
     if ApiToken.objects.filter(user=actor, name=name, revoked_at=None).exists():
-        raise Conflict.on("name", f"you already have an active token named {name!r}")
+        raise Duplicate.on("name", f"you already have an active token named {name!r}")
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     try:
         with transaction.atomic():
@@ -693,7 +729,7 @@ def token_create(
                 user=actor, name=name, prefix=secret[:12], key_hash=hash_token(secret), expires_at=expires_at
             )
     except IntegrityError:
-        raise Conflict.on("name", f"you already have an active token named {name!r}") from None
+        raise Duplicate.on("name", f"you already have an active token named {name!r}") from None
     audit_record(
         actor=actor,
         action="token.created",

@@ -1,0 +1,568 @@
+"""The endpoints. MLflow's wire conventions: GET parameters in the query string, JSON bodies
+for POST, PATCH and DELETE; timestamps in epoch milliseconds; ``version`` as a string; errors
+as ``{"error_code", "message"}``.
+
+Plain Django views rather than DRF: the MLflow protocol is small and fixed, and every
+millisecond of framework on a registry call is paid by every training job that registers a
+model. Rules stay where they live: visibility and writes go through ``registry.selectors``,
+``registry.policies`` and ``registry.services``, whose errors map onto MLflow's codes here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Case, F, QuerySet, Value, When, Window
+from django.db.models.functions import RowNumber
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from rest_framework import exceptions as drf_exceptions
+
+from common import validation
+from common.errors import Conflict, DomainError, Duplicate, NotFound, PermissionDenied, Unavailable, ValidationFailed
+from registry import policies, services
+from registry.api.authentication import BasicTokenAuthentication, BearerTokenAuthentication
+from registry.mlflow import search
+from registry.models import Alias, ModelVersion, RegisteredModel, VersionState
+
+# Tags under this prefix are Warden's: read-only facts in responses, and on create the few
+# settings MLflow's protocol has no field for (the owning team, the artifact's digest).
+RESERVED = "warden."
+TEAM_TAG = "warden.team"
+DIGEST_TAG = "warden.artifact_sha256"
+
+STAGES = ("None", "Staging", "Production", "Archived")
+# How a Warden state reads as an MLflow stage (stages are read-only: see transition_stage).
+STAGE_OF = {
+    VersionState.DEPLOYED: "Production",
+    VersionState.DEPRECATED: "Archived",
+    VersionState.DECOMMISSIONED: "Archived",
+}
+
+MODEL_KEYS = frozenset({"name"})
+MODEL_COLUMNS = {"name": "name", "tags": "tags"}
+MODEL_ORDER = {
+    "name": "name",
+    "timestamp": "created_at",
+    "creation_timestamp": "created_at",
+    "last_updated_timestamp": "updated_at",
+}
+VERSION_KEYS = frozenset({"name", "run_id", "source_path", "version_number"})
+VERSION_COLUMNS = {
+    "name": "model__name",
+    "run_id": "source_run_id",
+    "source_path": "artifact_uri",
+    "version_number": "number",
+    "tags": "tags",
+}
+VERSION_ORDER = {
+    "name": "model__name",
+    "version_number": "number",
+    "creation_timestamp": "created_at",
+    "timestamp": "created_at",
+    "last_updated_timestamp": "updated_at",
+}
+
+
+class MlflowError(Exception):
+    def __init__(self, code: str, message: str, status: int = 400):
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
+# --- wire --------------------------------------------------------------------------------
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _tags(tags: dict[str, str], facts: dict[str, Any]) -> list[dict[str, str]]:
+    out = [{"key": key, "value": value} for key, value in tags.items()]
+    out += [{"key": RESERVED + key, "value": str(value)} for key, value in facts.items() if value not in (None, "")]
+    return out
+
+
+def version_json(version: ModelVersion, aliases: list[str]) -> dict[str, Any]:
+    return {
+        "name": version.model.name,
+        "version": str(version.number),
+        "creation_timestamp": _ms(version.created_at),
+        "last_updated_timestamp": _ms(version.updated_at),
+        "user_id": version.created_by.get_username(),
+        "current_stage": STAGE_OF.get(version.state, "None"),  # type: ignore[call-overload]
+        "description": version.description,
+        "source": version.artifact_uri,
+        "run_id": version.source_run_id,
+        "run_link": version.source_pipeline_url,
+        "status": "READY",
+        "status_message": f"Warden state: {version.state}",
+        "tags": _tags(version.tags, {"state": version.state, "artifact_sha256": version.artifact_sha256}),
+        "aliases": aliases,
+    }
+
+
+def model_json(model: RegisteredModel, latest: list[ModelVersion], aliases: list[Alias]) -> dict[str, Any]:
+    facts = {"team": model.team.name, "risk_tier": model.risk_tier and f"T{model.risk_tier}", "status": model.status}
+    by_version: dict[int, list[str]] = {}
+    for alias in aliases:
+        by_version.setdefault(alias.version_id, []).append(alias.name)
+    return {
+        "name": model.name,
+        "creation_timestamp": _ms(model.created_at),
+        "last_updated_timestamp": _ms(model.updated_at),
+        "user_id": model.owner.get_username(),
+        "description": model.description,
+        "tags": _tags(model.tags, facts),
+        "aliases": [{"alias": alias.name, "version": str(alias.version.number)} for alias in aliases],
+        "latest_versions": [version_json(v, by_version.get(v.pk, [])) for v in latest],
+    }
+
+
+# --- reads -------------------------------------------------------------------------------
+
+
+def _versions(actor: Any) -> QuerySet[ModelVersion]:
+    return ModelVersion.objects.filter(model__in=policies.visible_models(actor)).select_related("model", "created_by")
+
+
+def _model(actor: Any, name: Any) -> RegisteredModel:
+    name = _text("name", name)
+    model = policies.visible_models(actor).select_related("owner", "team").filter(name=name).first()
+    if model is None:
+        raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"Registered Model with name={name} not found", 404)
+    return model
+
+
+def _version(actor: Any, name: Any, number: Any) -> ModelVersion:
+    name, number = _text("name", name), _number(number)
+    version = _versions(actor).filter(model__name=name, number=number).first()
+    if version is None:
+        raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"Model Version (name={name}, version={number}) not found", 404)
+    return version
+
+
+def _aliases_of_models(model_ids: list[int]) -> dict[int, list[Alias]]:
+    out: dict[int, list[Alias]] = {}
+    for alias in Alias.objects.filter(model_id__in=model_ids).select_related("version").order_by("name"):
+        out.setdefault(alias.model_id, []).append(alias)
+    return out
+
+
+def _aliases_of_versions(version_ids: list[int]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for version_id, name in (
+        Alias.objects.filter(version_id__in=version_ids).order_by("name").values_list("version_id", "name")
+    ):
+        out.setdefault(version_id, []).append(name)
+    return out
+
+
+def _stage() -> Case:
+    whens = [When(state=state, then=Value(stage)) for state, stage in STAGE_OF.items()]
+    return Case(*whens, default=Value("None"))
+
+
+def _latest(model_ids: list[int], stages: list[str] | None = None) -> dict[int, list[ModelVersion]]:
+    """The newest version in each stage of each model, in one query."""
+    stage = _stage()
+    queryset = (
+        ModelVersion.objects.filter(model_id__in=model_ids)
+        .select_related("model", "created_by")
+        .annotate(
+            stage=stage, rank=Window(RowNumber(), partition_by=[F("model_id"), stage], order_by=F("number").desc())
+        )
+        .filter(rank=1)
+        .order_by("model_id", "number")
+    )
+    if stages:
+        queryset = queryset.filter(stage__in=stages)
+    out: dict[int, list[ModelVersion]] = {}
+    for version in queryset:
+        out.setdefault(version.model_id, []).append(version)
+    return out
+
+
+def _model_out(model: RegisteredModel) -> dict[str, Any]:
+    return model_json(model, _latest([model.pk]).get(model.pk, []), _aliases_of_models([model.pk]).get(model.pk, []))
+
+
+def _version_out(version: ModelVersion) -> dict[str, Any]:
+    return version_json(version, _aliases_of_versions([version.pk]).get(version.pk, []))
+
+
+# --- parameters --------------------------------------------------------------------------
+
+
+def _text(field: str, value: Any, *, required: bool = True) -> str:
+    if value is None or value == "":
+        if required:
+            raise MlflowError("INVALID_PARAMETER_VALUE", f"Missing value for required parameter '{field}'.")
+        return ""
+    if not isinstance(value, str):
+        raise MlflowError("INVALID_PARAMETER_VALUE", f"Parameter '{field}' must be a string.")
+    return value
+
+
+def _number(value: Any) -> int:
+    text = _text("version", str(value) if isinstance(value, int) and not isinstance(value, bool) else value)
+    if not validation.is_number(text, 9) or int(text) < 1:
+        raise MlflowError("INVALID_PARAMETER_VALUE", f"Parameter 'version' must be a positive integer, got {text!r}.")
+    return int(text)
+
+
+def _tag_list(value: Any) -> dict[str, str]:
+    if value in (None, ""):
+        return {}
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise MlflowError("INVALID_PARAMETER_VALUE", "Parameter 'tags' must be a list of {key, value} objects.")
+    return {_text("tags.key", t.get("key")): _text("tags.value", t.get("value"), required=False) for t in value}
+
+
+def _user_tags(tags: dict[str, str]) -> dict[str, str]:
+    return {key: value for key, value in tags.items() if not key.startswith(RESERVED)}
+
+
+def _writable_tag(key: Any) -> str:
+    key = _text("key", key)
+    if key.startswith(RESERVED):
+        raise MlflowError(
+            "INVALID_PARAMETER_VALUE", f"Tag {key!r}: tags starting with {RESERVED!r} are Warden's and read-only."
+        )
+    return key
+
+
+def _team(actor: Any, tags: dict[str, str]) -> Any:
+    """The owning team: the ``warden.team`` tag, or the caller's team if they have exactly one."""
+    teams = list(policies.teams_of(actor).order_by("name"))
+    named = tags.get(TEAM_TAG)
+    if named:
+        for team in teams:
+            if team.name == named:
+                return team
+        raise ValidationFailed.on(f"tags.{TEAM_TAG}", f"you are not a member of a team named {named!r}")
+    if len(teams) == 1:
+        return teams[0]
+    if not teams:
+        raise PermissionDenied("Only members of a team register models; you belong to no team.")
+    names = ", ".join(team.name for team in teams)
+    raise ValidationFailed.on(f"tags.{TEAM_TAG}", f"you belong to several teams ({names}): name the owning team")
+
+
+# --- registered models -------------------------------------------------------------------
+
+
+def create_registered_model(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
+    tags = _tag_list(p.get("tags"))
+    model = services.model_register(
+        actor=actor,
+        name=_text("name", p.get("name")),
+        team=_team(actor, tags),
+        description=_text("description", p.get("description"), required=False),
+        tags=_user_tags(tags),
+    )
+    return {"registered_model": model_json(model, [], [])}
+
+
+def get_registered_model(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
+    return {"registered_model": _model_out(_model(actor, p.get("name")))}
+
+
+def rename_registered_model(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
+    model = _model(actor, p.get("name"))
+    model = services.model_rename(actor=actor, model=model, new_name=_text("new_name", p.get("new_name")))
+    return {"registered_model": _model_out(model)}
+
+
+def update_registered_model(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
+    model = _model(actor, p.get("name"))
+    if "description" in p:
+        model = services.model_update(
+            actor=actor, model=model, changes={"description": _text("description", p["description"], required=False)}
+        )
+    return {"registered_model": _model_out(model)}
+
+
+def delete_registered_model(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
+    model = _model(actor, p.get("name"))
+    raise MlflowError(
+        "PERMISSION_DENIED",
+        f"Warden does not delete registered models: model {model.name}'s versions, approvals and audit trail "
+        f"must stay answerable. Retire it by decommissioning: POST /api/v1/models/{model.name}/decommission/ "
+        "with a rationale, which a risk officer approves.",
+        403,
+    )
+
+
+def search_registered_models(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
+    queryset = search.filtered(
+        policies.visible_models(actor).select_related("owner", "team"),
+        p.get("filter"),
+        keys=MODEL_KEYS,
+        columns=MODEL_COLUMNS,
+    )
+    order = search.ordering(p.get("order_by") or [], MODEL_ORDER, ["name ASC"])
+    limit, offset = search.max_results(p.get("max_results"), 100, 1000), search.page_offset(p.get("page_token"))
+    models = list(queryset.order_by(*order)[offset : offset + limit + 1])
+    page, more = models[:limit], len(models) > limit
+    ids = [model.pk for model in page]
+    latest, aliases = _latest(ids), _aliases_of_models(ids)
+    out: dict[str, Any] = {
+        "registered_models": [model_json(m, latest.get(m.pk, []), aliases.get(m.pk, [])) for m in page]
+    }
+    if more:
+        out["next_page_token"] = search.page_token(offset + limit)
+    return out
+
+
+def get_latest_versions(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
+    model = _model(actor, p.get("name"))
+    stages = p.get("stages") or []
+    if isinstance(stages, str):
+        stages = [stages]
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise MlflowError("INVALID_PARAMETER_VALUE", f"Invalid stage {unknown[0]!r}: use one of {', '.join(STAGES)}.")
+    versions = _latest([model.pk], stages).get(model.pk, [])
+    aliases = _aliases_of_versions([v.pk for v in versions])
+    return {"model_versions": [version_json(v, aliases.get(v.pk, [])) for v in versions]}
+
+
+def set_registered_model_tag(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
+    model = _model(actor, p.get("name"))
+    key = _writable_tag(p.get("key"))
+    services.model_update(actor=actor, model=model, set_tags={key: _text("value", p.get("value"), required=False)})
+    return {}
+
+
+def delete_registered_model_tag(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
+    model = _model(actor, p.get("name"))
+    services.model_update(actor=actor, model=model, delete_tags=[_writable_tag(p.get("key"))])
+    return {}
+
+
+def set_alias(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
+    model = _model(actor, p.get("name"))
+    services.alias_set(actor=actor, model=model, name=_text("alias", p.get("alias")), number=_number(p.get("version")))
+    return {}
+
+
+def get_alias(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
+    name, alias = _text("name", p.get("name")), _text("alias", p.get("alias"))
+    version = _versions(actor).filter(model__name=name, aliases__name=alias).first()
+    if version is None:
+        _model(actor, name)  # says so if the model itself is missing
+        raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"Registered model alias {alias} not found.", 404)
+    return {"model_version": _version_out(version)}
+
+
+def delete_alias(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
+    model = _model(actor, p.get("name"))
+    alias_name = _text("alias", p.get("alias"))
+    alias = Alias.objects.filter(model=model, name=alias_name).first()
+    if alias is None:
+        raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"Registered model alias {alias_name} not found.", 404)
+    services.alias_delete(actor=actor, alias=alias)
+    return {}
+
+
+# --- model versions ----------------------------------------------------------------------
+
+
+def create_model_version(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
+    model = _model(actor, p.get("name"))
+    tags = _tag_list(p.get("tags"))
+    version = services.version_create(
+        actor=actor,
+        model=model,
+        artifact_uri=_text("source", p.get("source")),
+        artifact_sha256=tags.get(DIGEST_TAG, ""),
+        source_run_id=_text("run_id", p.get("run_id"), required=False),
+        source_pipeline_url=_text("run_link", p.get("run_link"), required=False),
+        description=_text("description", p.get("description"), required=False),
+        tags=_user_tags(tags),
+    )
+    version.created_by = actor
+    return {"model_version": version_json(version, [])}
+
+
+def get_model_version(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
+    return {"model_version": _version_out(_version(actor, p.get("name"), p.get("version")))}
+
+
+def update_model_version(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
+    version = _version(actor, p.get("name"), p.get("version"))
+    if "description" in p:
+        services.version_update(
+            actor=actor, version=version, description=_text("description", p["description"], required=False)
+        )
+        version = _version(actor, version.model.name, version.number)
+    return {"model_version": _version_out(version)}
+
+
+def delete_model_version(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
+    version = _version(actor, p.get("name"), p.get("version"))
+    name, number = version.model.name, version.number
+    raise MlflowError(
+        "PERMISSION_DENIED",
+        f"Warden does not delete model versions: version {number} of {name} is {version.state}, and every "
+        "version stays in the registry and its audit trail. A draft can simply be left unsubmitted; a version "
+        f"in use is retired by decommissioning: POST /api/v1/models/{name}/versions/{number}/decommission/.",
+        403,
+    )
+
+
+def search_model_versions(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
+    queryset = search.filtered(_versions(actor), p.get("filter"), keys=VERSION_KEYS, columns=VERSION_COLUMNS)
+    default = ["last_updated_timestamp DESC", "name ASC", "version_number DESC"]
+    order = search.ordering(p.get("order_by") or [], VERSION_ORDER, default)
+    limit, offset = search.max_results(p.get("max_results"), 10_000, 200_000), search.page_offset(p.get("page_token"))
+    versions = list(queryset.order_by(*order)[offset : offset + limit + 1])
+    page, more = versions[:limit], len(versions) > limit
+    aliases = _aliases_of_versions([v.pk for v in page])
+    out: dict[str, Any] = {"model_versions": [version_json(v, aliases.get(v.pk, [])) for v in page]}
+    if more:
+        out["next_page_token"] = search.page_token(offset + limit)
+    return out
+
+
+def get_download_uri(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
+    return {"artifact_uri": _version(actor, p.get("name"), p.get("version")).artifact_uri}
+
+
+def set_model_version_tag(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
+    version = _version(actor, p.get("name"), p.get("version"))
+    key = _writable_tag(p.get("key"))
+    services.version_update(
+        actor=actor, version=version, set_tags={key: _text("value", p.get("value"), required=False)}
+    )
+    return {}
+
+
+def delete_model_version_tag(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
+    version = _version(actor, p.get("name"), p.get("version"))
+    services.version_update(actor=actor, version=version, delete_tags=[_writable_tag(p.get("key"))])
+    return {}
+
+
+def transition_stage(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
+    version = _version(actor, p.get("name"), p.get("version"))
+    name, number = version.model.name, version.number
+    raise MlflowError(
+        "INVALID_PARAMETER_VALUE",
+        f"Warden does not move versions between MLflow stages (which MLflow itself has deprecated): version "
+        f"{number} of {name} is {version.state}. It is approved through Warden's workflow "
+        f"(POST /api/v1/models/{name}/versions/{number}/submit/), deployed through the gate, and retired by "
+        "decommissioning; point an alias such as 'production' at it once the gate allows.",
+    )
+
+
+# --- dispatch ----------------------------------------------------------------------------
+
+Handler = Callable[[Any, dict[str, Any]], dict[str, Any]]
+ENDPOINTS: dict[tuple[str, str], Handler] = {
+    ("registered-models/create", "POST"): create_registered_model,
+    ("registered-models/get", "GET"): get_registered_model,
+    ("registered-models/rename", "POST"): rename_registered_model,
+    ("registered-models/update", "PATCH"): update_registered_model,
+    ("registered-models/delete", "DELETE"): delete_registered_model,
+    ("registered-models/search", "GET"): search_registered_models,
+    ("registered-models/get-latest-versions", "POST"): get_latest_versions,
+    ("registered-models/get-latest-versions", "GET"): get_latest_versions,
+    ("registered-models/set-tag", "POST"): set_registered_model_tag,
+    ("registered-models/delete-tag", "DELETE"): delete_registered_model_tag,
+    ("registered-models/alias", "POST"): set_alias,
+    ("registered-models/alias", "GET"): get_alias,
+    ("registered-models/alias", "DELETE"): delete_alias,
+    ("model-versions/create", "POST"): create_model_version,
+    ("model-versions/get", "GET"): get_model_version,
+    ("model-versions/update", "PATCH"): update_model_version,
+    ("model-versions/delete", "DELETE"): delete_model_version,
+    ("model-versions/search", "GET"): search_model_versions,
+    ("model-versions/get-download-uri", "GET"): get_download_uri,
+    ("model-versions/set-tag", "POST"): set_model_version_tag,
+    ("model-versions/delete-tag", "DELETE"): delete_model_version_tag,
+    ("model-versions/transition-stage", "POST"): transition_stage,
+}
+# A few fields are repeated in a query string (``order_by=a&order_by=b``).
+LIST_PARAMS = frozenset({"order_by", "stages"})
+
+_AUTHENTICATORS = (BearerTokenAuthentication(), BasicTokenAuthentication())
+_DOMAIN_CODES: dict[type[DomainError], tuple[str, int]] = {
+    ValidationFailed: ("INVALID_PARAMETER_VALUE", 400),
+    PermissionDenied: ("PERMISSION_DENIED", 403),
+    NotFound: ("RESOURCE_DOES_NOT_EXIST", 404),
+    Unavailable: ("TEMPORARILY_UNAVAILABLE", 503),
+}
+
+
+def _error(code: str, message: str, status: int) -> JsonResponse:
+    response = JsonResponse({"error_code": code, "message": message}, status=status)
+    if status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="warden", Basic realm="warden"'
+    return response
+
+
+def _actor(request: HttpRequest) -> Any:
+    for authenticator in _AUTHENTICATORS:
+        try:
+            found = authenticator.authenticate(request)  # type: ignore[arg-type]
+        except drf_exceptions.AuthenticationFailed as exc:
+            raise MlflowError("UNAUTHENTICATED", str(exc.detail), 401) from None
+        if found is not None:
+            return found[0]
+    raise MlflowError(
+        "UNAUTHENTICATED",
+        "Authenticate with a Warden API token (MLFLOW_TRACKING_TOKEN, sent as 'Authorization: Bearer'), "
+        "or basic auth (MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, where the password may be a token).",
+        401,
+    )
+
+
+def _params(request: HttpRequest) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        key: request.GET.getlist(key) if key in LIST_PARAMS else request.GET.get(key) for key in request.GET
+    }
+    if request.method != "GET" and request.body:
+        try:
+            body = json.loads(request.body)
+        except (ValueError, RecursionError):
+            raise MlflowError("MALFORMED_REQUEST", "The request body is not valid JSON.") from None
+        if not isinstance(body, dict):
+            raise MlflowError("MALFORMED_REQUEST", "The request body must be a JSON object.")
+        params.update(body)
+    return params
+
+
+def _domain_error(exc: DomainError) -> tuple[str, int]:
+    if isinstance(exc, Conflict):
+        if exc.code == "gate_refused":
+            return "PERMISSION_DENIED", 403
+        return ("RESOURCE_ALREADY_EXISTS", 400) if isinstance(exc, Duplicate) else ("INVALID_STATE", 400)
+    for kind, answer in _DOMAIN_CODES.items():
+        if isinstance(exc, kind):
+            return answer
+    return "INVALID_PARAMETER_VALUE", 400
+
+
+@csrf_exempt
+def endpoint(request: HttpRequest, path: str) -> HttpResponse:
+    """One entry for every MLflow registry call: authenticate, read the parameters, run the
+    handler, and answer in MLflow's shape whatever happens."""
+    handler = ENDPOINTS.get((path, request.method or ""))
+    try:
+        if handler is None:
+            known = sorted(method for (p, method) in ENDPOINTS if p == path)
+            if known:
+                raise MlflowError("ENDPOINT_NOT_FOUND", f"{path} takes {', '.join(known)}, not {request.method}.", 405)
+            raise MlflowError("ENDPOINT_NOT_FOUND", f"No MLflow registry endpoint {path}.", 404)
+        actor = _actor(request)
+        return JsonResponse(handler(actor, _params(request)))
+    except MlflowError as exc:
+        return _error(exc.code, exc.message, exc.status)
+    except DomainError as exc:
+        code, status = _domain_error(exc)
+        return _error(code, exc.message, status)
