@@ -23,13 +23,24 @@ ROLE_NAMES = frozenset(role.value for role in Role)
 
 
 def roles_of(user: Any) -> frozenset[str]:
-    """The user's role names, read once per user object (one query)."""
+    """The user's role names."""
+    return _groups(user)[0]
+
+
+def team_ids(user: Any) -> frozenset[int]:
+    """The ids of the user's teams (their groups that are not roles)."""
+    return _groups(user)[1]
+
+
+def _groups(user: Any) -> tuple[frozenset[str], frozenset[int]]:
+    """Roles and teams, read once per user object (one query): a request asks several times."""
     if not getattr(user, "is_authenticated", False):
-        return frozenset()
-    cached = getattr(user, "_warden_roles", None)
+        return frozenset(), frozenset()
+    cached = getattr(user, "_warden_groups", None)
     if cached is None:
-        cached = frozenset(user.groups.filter(name__in=ROLE_NAMES).values_list("name", flat=True))
-        user._warden_roles = cached
+        rows = list(user.groups.values_list("pk", "name"))
+        roles = frozenset(name for _, name in rows if name in ROLE_NAMES)
+        cached = user._warden_groups = (roles, frozenset(pk for pk, name in rows if name not in ROLE_NAMES))
     return cached
 
 

@@ -13,7 +13,7 @@ from django.contrib.auth.models import Group
 from django.db.models import Q, QuerySet
 
 from common.policy import ALLOW, Decision, deny
-from common.roles import ROLE_NAMES, Role, has_oversight, has_role
+from common.roles import ROLE_NAMES, Role, has_oversight, has_role, team_ids
 from registry.models import (
     ApiToken,
     Dataset,
@@ -32,7 +32,7 @@ def teams_of(user: Any) -> QuerySet[Group]:
 
 
 def is_team_member(user: Any, team_id: int) -> bool:
-    return teams_of(user).filter(pk=team_id).exists()
+    return team_id in team_ids(user)
 
 
 # --- visibility --------------------------------------------------------------------------
@@ -53,15 +53,19 @@ def visible_models(user: Any, queryset: QuerySet[RegisteredModel] | None = None)
         group__in=user.groups.all(), permission__codename=VIEW_PERMISSION
     ).values("content_object_id")
     return queryset.filter(
-        Q(restricted=False)
-        | Q(team_id__in=teams_of(user).values("pk"))
-        | Q(pk__in=granted_to_user)
-        | Q(pk__in=granted_to_groups)
+        Q(restricted=False) | Q(team_id__in=team_ids(user)) | Q(pk__in=granted_to_user) | Q(pk__in=granted_to_groups)
     )
 
 
 def can_view_model(user: Any, model: RegisteredModel) -> Decision:
-    if visible_models(user, RegisteredModel.objects.filter(pk=model.pk)).exists():
+    """``visible_models`` for one model in hand: the same rule, asked without a query unless
+    the model is restricted and the user neither oversees nor owns it."""
+    if getattr(user, "is_authenticated", False) and (
+        not model.restricted
+        or has_oversight(user)
+        or model.team_id in team_ids(user)
+        or visible_models(user, RegisteredModel.objects.filter(pk=model.pk)).exists()
+    ):
         return ALLOW
     return deny("This model is restricted to its owning team and those granted access.")
 

@@ -72,9 +72,12 @@ def _snapshot(obj: Model, fields: Iterable[str]) -> dict[str, Any]:
 
 
 def _clean(obj: Model, *, exclude: Sequence[str] = ()) -> None:
-    """Run the model's field validators; report failures as one 400 naming each field."""
+    """Run the model's field validators; report failures as one 400 naming each field. Related
+    objects are not checked: the services hand them in loaded, and checking would cost a query
+    each."""
+    related = [field.name for field in obj._meta.concrete_fields if field.is_relation]
     try:
-        obj.full_clean(exclude=list(exclude), validate_unique=False, validate_constraints=False)
+        obj.full_clean(exclude=[*exclude, *related], validate_unique=False, validate_constraints=False)
     except DjangoValidationError as exc:
         fields = {name: [str(m) for m in messages] for name, messages in exc.message_dict.items()}
         message = "; ".join(f"{name}: {' '.join(rules)}" for name, rules in fields.items())

@@ -131,16 +131,16 @@ def _versions(actor: Any) -> QuerySet[ModelVersion]:
 
 def _model(actor: Any, name: Any) -> RegisteredModel:
     name = _text("name", name)
-    model = policies.visible_models(actor).select_related("owner", "team").filter(name=name).first()
-    if model is None:
+    model = RegisteredModel.objects.select_related("owner", "team").filter(name=name).first()
+    if model is None or not policies.can_view_model(actor, model):
         raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"Registered Model with name={name} not found", 404)
     return model
 
 
 def _version(actor: Any, name: Any, number: Any) -> ModelVersion:
     name, number = _text("name", name), _number(number)
-    version = _versions(actor).filter(model__name=name, number=number).first()
-    if version is None:
+    version = ModelVersion.objects.select_related("model", "created_by").filter(model__name=name, number=number).first()
+    if version is None or not policies.can_view_model(actor, version.model):
         raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"Model Version (name={name}, version={number}) not found", 404)
     return version
 
