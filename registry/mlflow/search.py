@@ -26,8 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, Q, QuerySet, TextField
 from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
 
 from common.errors import ValidationFailed
 
@@ -171,7 +172,8 @@ def to_q(clauses: list[Clause], columns: dict[str, str]) -> tuple[Q, dict[str, A
             q &= _compare(columns[clause.key], clause.op, clause.value)
             continue
         tag, field = clause.key[5:], f"_tag{index}"
-        annotations[field] = KeyTextTransform(tag, columns["tags"])
+        # Cast: compared as plain text, not as JSON (which SQLite would otherwise parse the value as).
+        annotations[field] = Cast(KeyTextTransform(tag, columns["tags"]), TextField())
         present, compared = Q(**{f"{columns['tags']}__has_key": tag}), _compare(field, clause.op, clause.value)
         # As in MLflow, a row without the tag differs from any value.
         q &= (~present | compared) if clause.op == "!=" else (present & compared)

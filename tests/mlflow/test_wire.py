@@ -11,9 +11,10 @@ import pytest
 from django.test import Client
 
 from audit.models import AuditEvent
+from governance import services as governance
 from registry import services
-from registry.models import ModelVersion
-from tests.factories import digest
+from registry.models import ModelVersion, RegisteredModel
+from tests.factories import assessed_model, digest
 
 API = "/api/2.0/mlflow"
 
@@ -126,3 +127,220 @@ def test_basic_auth_with_a_token_or_a_password(developer):
     developer.save()
     assert Mlflow(basic=("dev", "s3cret-pass")).call("GET", "registered-models/get", {"name": "churn"})[0] == 200
     assert Mlflow(basic=("dev", "wrong")).call("GET", "registered-models/get", {"name": "churn"})[0] == 401
+
+
+@pytest.fixture
+def churn(mlflow) -> None:
+    mlflow.call("POST", "registered-models/create", {"name": "churn", "tags": [{"key": "area", "value": "retail"}]})
+    for n in (1, 2, 3):
+        tags = [{"key": "framework", "value": "xgboost" if n < 3 else "torch"}]
+        mlflow.call(
+            "POST",
+            "model-versions/create",
+            {"name": "churn", "source": f"s3://m/churn/{n}", "run_id": f"run-{n}", "tags": tags},
+        )
+    mlflow.call("POST", "registered-models/create", {"name": "fraud-score"})
+    mlflow.call("POST", "model-versions/create", {"name": "fraud-score", "source": "s3://m/fraud/1"})
+
+
+def versions(mlflow, **params) -> list[tuple[str, str]]:
+    status, body = mlflow.call("GET", "model-versions/search", params)
+    assert status == 200, body
+    return [(v["name"], v["version"]) for v in body.get("model_versions", [])]
+
+
+@pytest.mark.parametrize(
+    ("filter_", "expected"),
+    [
+        ("name='churn'", [("churn", "1"), ("churn", "2"), ("churn", "3")]),
+        ('name = "churn" AND version_number >= 2', [("churn", "2"), ("churn", "3")]),
+        ("name != 'churn'", [("fraud-score", "1")]),
+        ("name LIKE 'fraud%'", [("fraud-score", "1")]),
+        ("name LIKE 'CHURN'", []),
+        ("name ILIKE 'CH_RN'", [("churn", "1"), ("churn", "2"), ("churn", "3")]),
+        ("run_id IN ('run-1', 'run-3')", [("churn", "1"), ("churn", "3")]),
+        ("tags.framework = 'torch'", [("churn", "3")]),
+        ("tag.`framework` != 'xgboost'", [("churn", "3"), ("fraud-score", "1")]),
+        ("source_path LIKE 's3://m/churn/%' and version_number < 2", [("churn", "1")]),
+    ],
+)
+def test_search_takes_mlflows_filter_grammar(mlflow, churn, filter_, expected):
+    assert sorted(versions(mlflow, filter=filter_)) == expected
+
+
+@pytest.mark.parametrize(
+    ("filter_", "message"),
+    [
+        ("name = churn", "filter: name compares with a quoted string, found 'churn'"),
+        ("owner = 'dev'", "filter: unknown key 'owner'; use name, run_id, source_path, version_number or tags.<key>"),
+        ("name > 'a'", "filter: name takes !=, =, ILIKE, IN, LIKE, not >"),
+        ("name = 'a' OR name = 'b'", "filter: clauses are joined by AND, found 'OR'"),
+        ("version_number = 'x'", "filter: version_number compares with a number, found \"'x'\""),
+        ("name IN 'a'", "filter: IN takes a parenthesised list, after name"),
+        ("name =", "filter: expected a value at the end"),
+    ],
+)
+def test_a_bad_filter_is_refused_saying_where(mlflow, churn, filter_, message):
+    assert mlflow.call("GET", "model-versions/search", {"filter": filter_}) == (
+        400,
+        {"error_code": "INVALID_PARAMETER_VALUE", "message": message},
+    )
+
+
+def test_search_orders_and_pages_with_an_opaque_token(mlflow, churn):
+    status, first = mlflow.call(
+        "GET", "model-versions/search", {"filter": "name='churn'", "order_by": "version_number DESC", "max_results": 2}
+    )
+    assert status == 200 and [v["version"] for v in first["model_versions"]] == ["3", "2"]
+    _, rest = mlflow.call(
+        "GET",
+        "model-versions/search",
+        {
+            "filter": "name='churn'",
+            "order_by": "version_number DESC",
+            "max_results": 2,
+            "page_token": first["next_page_token"],
+        },
+    )
+    assert [v["version"] for v in rest["model_versions"]] == ["1"] and "next_page_token" not in rest
+    _, body = mlflow.call("GET", "registered-models/search", {"order_by": "name DESC"})
+    assert [m["name"] for m in body["registered_models"]] == ["fraud-score", "churn"]
+    assert [v["version"] for v in body["registered_models"][1]["latest_versions"]] == ["3"]
+    assert mlflow.call("GET", "model-versions/search", {"page_token": "garbage"})[1]["message"] == (
+        "page_token: not a page token this server returned"
+    )
+    assert mlflow.call("GET", "registered-models/search", {"max_results": 1001})[0] == 400
+
+
+def test_search_costs_the_same_queries_whatever_the_page(mlflow, churn, django_assert_max_num_queries):
+    for n in range(4, 30):
+        services.version_create(
+            actor=ModelVersion.objects.first().created_by,
+            model=RegisteredModel.objects.get(name="churn"),
+            artifact_uri=f"s3://m/{n}",
+        )
+    with django_assert_max_num_queries(4):  # token, roles, versions, aliases
+        assert len(versions(mlflow, filter="name='churn'", max_results=100)) == 29
+    with django_assert_max_num_queries(5):  # token, roles, models, latest versions, aliases
+        assert mlflow.call("GET", "registered-models/search", {"max_results": 100})[0] == 200
+
+
+def test_tags_update_and_aliases(mlflow, churn):
+    assert mlflow.call(
+        "POST", "model-versions/set-tag", {"name": "churn", "version": "2", "key": "qa", "value": "passed"}
+    ) == (200, {})
+    assert mlflow.call("POST", "registered-models/set-tag", {"name": "churn", "key": "owner-note", "value": "x"}) == (
+        200,
+        {},
+    )
+    status, body = mlflow.call(
+        "POST", "registered-models/set-tag", {"name": "churn", "key": "warden.team", "value": "pricing"}
+    )
+    assert (status, body["error_code"]) == (400, "INVALID_PARAMETER_VALUE") and "read-only" in body["message"]
+    assert mlflow.call("DELETE", "model-versions/delete-tag", {"name": "churn", "version": "2", "key": "qa"}) == (
+        200,
+        {},
+    )
+    status, body = mlflow.call("DELETE", "model-versions/delete-tag", {"name": "churn", "version": "2", "key": "qa"})
+    assert (status, body["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST")
+    status, body = mlflow.call(
+        "PATCH", "model-versions/update", {"name": "churn", "version": "2", "description": "better"}
+    )
+    assert body["model_version"]["description"] == "better"
+    status, body = mlflow.call("PATCH", "registered-models/update", {"name": "churn", "description": "who leaves"})
+    assert body["registered_model"]["description"] == "who leaves"
+
+    assert mlflow.call("POST", "registered-models/alias", {"name": "churn", "alias": "candidate", "version": "2"}) == (
+        200,
+        {},
+    )
+    status, body = mlflow.call("GET", "registered-models/alias", {"name": "churn", "alias": "candidate"})
+    assert body["model_version"]["version"] == "2" and body["model_version"]["aliases"] == ["candidate"]
+    status, body = mlflow.call("GET", "registered-models/get", {"name": "churn"})
+    assert body["registered_model"]["aliases"] == [{"alias": "candidate", "version": "2"}]
+    assert mlflow.call("DELETE", "registered-models/alias", {"name": "churn", "alias": "candidate"}) == (200, {})
+    status, body = mlflow.call("GET", "registered-models/alias", {"name": "churn", "alias": "candidate"})
+    assert (status, body["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST")
+    actions = list(AuditEvent.objects.filter(model_name="churn").values_list("action", flat=True))
+    assert (
+        actions.count("alias.set") == 1
+        and actions.count("alias.deleted") == 1
+        and actions.count("version.updated") == 3
+    )
+
+
+def test_governance_holds(mlflow, churn, owner, risk_officer, developer):
+    status, body = mlflow.call(
+        "POST", "registered-models/alias", {"name": "churn", "alias": "production", "version": "1"}
+    )
+    assert (status, body["error_code"]) == (403, "PERMISSION_DENIED")
+    assert body["message"].startswith("Version 1 of churn may not enter production:")
+    status, body = mlflow.call("DELETE", "model-versions/delete", {"name": "churn", "version": "1"})
+    assert (status, body["error_code"]) == (403, "PERMISSION_DENIED")
+    assert "POST /api/v1/models/churn/versions/1/decommission/" in body["message"]
+    status, body = mlflow.call("DELETE", "registered-models/delete", {"name": "churn"})
+    assert (status, body["error_code"]) == (403, "PERMISSION_DENIED") and "decommission" in body["message"]
+    status, body = mlflow.call(
+        "POST", "model-versions/transition-stage", {"name": "churn", "version": "1", "stage": "Production"}
+    )
+    assert (status, body["error_code"]) == (400, "INVALID_PARAMETER_VALUE") and "/submit/" in body["message"]
+    assert ModelVersion.objects.filter(model__name="churn").count() == 3
+    assert RegisteredModel.objects.filter(name="churn").exists()
+    status, body = mlflow.call(
+        "POST", "registered-models/get-latest-versions", {"name": "churn", "stages": ["Production"]}
+    )
+    assert body == {"model_versions": []}
+    status, body = mlflow.call("POST", "registered-models/get-latest-versions", {"name": "churn"})
+    assert [(v["version"], v["current_stage"]) for v in body["model_versions"]] == [("3", "None")]
+
+
+def test_a_restricted_model_does_not_exist_for_outsiders(mlflow, churn, outsider, developer):
+    services.model_update(
+        actor=developer, model=RegisteredModel.objects.get(name="churn"), changes={"restricted": True}
+    )
+    other = Mlflow(outsider)
+    status, body = other.call("GET", "registered-models/get", {"name": "churn"})
+    assert (status, body["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST")
+    assert other.call("GET", "model-versions/get", {"name": "churn", "version": "1"})[0] == 404
+    assert [m["name"] for m in other.call("GET", "registered-models/search", {})[1]["registered_models"]] == [
+        "fraud-score"
+    ]
+    assert all(name != "churn" for name, _ in versions(other))
+
+
+def test_a_model_is_renamed_while_its_versions_are_drafts_and_its_history_follows(mlflow, churn, api, developer):
+    status, body = mlflow.call("POST", "registered-models/rename", {"name": "churn", "new_name": "attrition"})
+    assert (status, body["registered_model"]["name"]) == (200, "attrition")
+    assert mlflow.call("GET", "model-versions/get", {"name": "attrition", "version": "3"})[0] == 200
+    history = api(developer).get("/api/v1/models/attrition/history/").json()["results"]
+    actions = [event["action"] for event in history]
+    assert actions[0] == "model.renamed" and actions.count("version.created") == 3 and "model.registered" in actions
+    # A new model may take the freed name; its history starts afresh.
+    mlflow.call("POST", "registered-models/create", {"name": "churn"})
+    assert [e["action"] for e in api(developer).get("/api/v1/models/churn/history/").json()["results"]] == [
+        "model.registered"
+    ]
+
+
+def test_renaming_stops_once_a_version_is_submitted(mlflow, developer, owner, risk_officer):
+    model = assessed_model(owner, 4, name="scorecard")
+    version = services.version_create(actor=developer, model=model, artifact_uri="s3://x", artifact_sha256=digest("s"))
+    governance.request_submit(actor=owner, version=version, rationale="ready")
+    status, body = Mlflow(owner).call(
+        "POST", "registered-models/rename", {"name": "scorecard", "new_name": "scorecard-2"}
+    )
+    assert (status, body["error_code"]) == (400, "INVALID_STATE")
+    assert body["message"].startswith("Model scorecard cannot be renamed: version 1 is submitted")
+    status, body = mlflow.call("POST", "registered-models/rename", {"name": "scorecard", "new_name": "x"})
+    assert (status, body["error_code"]) == (403, "PERMISSION_DENIED")
+
+
+def test_the_ajax_prefix_and_wrong_methods(mlflow, churn):
+    response = mlflow.client.get("/ajax-api/2.0/mlflow/registered-models/get", {"name": "churn"}, **mlflow.headers)
+    assert response.status_code == 200
+    status, body = mlflow.call("GET", "registered-models/create")
+    assert (status, body["error_code"]) == (405, "ENDPOINT_NOT_FOUND")
+    response = mlflow.client.post(
+        f"{API}/registered-models/create", "not json", content_type="application/json", **mlflow.headers
+    )
+    assert (response.status_code, response.json()["error_code"]) == (400, "MALFORMED_REQUEST")
