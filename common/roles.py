@@ -4,6 +4,8 @@ roles are the groups they are in. Teams are the other groups."""
 from enum import StrEnum
 from typing import Any
 
+from common import memo
+
 
 class Role(StrEnum):
     MODEL_DEVELOPER = "Model developers"
@@ -33,15 +35,16 @@ def team_ids(user: Any) -> frozenset[int]:
 
 
 def _groups(user: Any) -> tuple[frozenset[str], frozenset[int]]:
-    """Roles and teams, read once per user object (one query): a request asks several times."""
+    """Roles and teams in one query, remembered for the request (``common.memo``)."""
     if not getattr(user, "is_authenticated", False):
         return frozenset(), frozenset()
-    cached = getattr(user, "_warden_groups", None)
-    if cached is None:
+
+    def read() -> tuple[frozenset[str], frozenset[int]]:
         rows = list(user.groups.values_list("pk", "name"))
         roles = frozenset(name for _, name in rows if name in ROLE_NAMES)
-        cached = user._warden_groups = (roles, frozenset(pk for pk, name in rows if name not in ROLE_NAMES))
-    return cached
+        return roles, frozenset(pk for pk, name in rows if name not in ROLE_NAMES)
+
+    return memo.remembered(("groups", user.pk), read)
 
 
 def has_role(user: Any, role: Role) -> bool:

@@ -57,6 +57,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "audit.context.RequestContextMiddleware",
+    "common.memo.MemoMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"

@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from django.contrib.auth.models import Group
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
+from django.db import connection
 from django.db.models import Q, QuerySet
 
+from common import memo
 from common.policy import ALLOW, Decision, deny
 from common.roles import ROLE_NAMES, Role, has_oversight, has_role, team_ids
 from registry.models import (
@@ -44,17 +47,47 @@ def visible_models(user: Any, queryset: QuerySet[RegisteredModel] | None = None)
     queryset = RegisteredModel.objects.all() if queryset is None else queryset
     if not getattr(user, "is_authenticated", False):
         return queryset.none()
+    return queryset.filter(model_visibility(user))
+
+
+def model_visibility(user: Any, path: str = "") -> Q:
+    """``visible_models`` as a filter, on models (``path=""``) or on rows that reach a model
+    through ``path`` (``"model__"``, ``"version__model__"``). Joining beats ``model__in=
+    visible_models(user)``, whose subquery PostgreSQL reads whole: its cost grew with the store."""
+    if not getattr(user, "is_authenticated", False):
+        return Q(**{f"{path}pk__in": []})
     if has_oversight(user):
-        return queryset
-    granted_to_user = RegisteredModelUserObjectPermission.objects.filter(
-        user=user, permission__codename=VIEW_PERMISSION
-    ).values("content_object_id")
-    granted_to_groups = RegisteredModelGroupObjectPermission.objects.filter(
-        group__in=user.groups.all(), permission__codename=VIEW_PERMISSION
-    ).values("content_object_id")
-    return queryset.filter(
-        Q(restricted=False) | Q(team_id__in=team_ids(user)) | Q(pk__in=granted_to_user) | Q(pk__in=granted_to_groups)
-    )
+        return Q()
+    q = Q(**{f"{path}restricted": False})
+    if team_ids(user):
+        q |= Q(**{f"{path}team_id__in": team_ids(user)})
+    if granted_model_ids(user):
+        q |= Q(**{f"{path}pk__in": granted_model_ids(user)})
+    return q
+
+
+def granted_model_ids(user: Any) -> frozenset[int]:
+    """Restricted models the user was granted to see, themselves or through a group: one query,
+    remembered for the request (``common.memo``). Plain SQL, because building the same as two
+    ORM querysets and a union cost more than a millisecond on every list."""
+
+    def read() -> frozenset[int]:
+        to_user = RegisteredModelUserObjectPermission._meta.db_table
+        to_group = RegisteredModelGroupObjectPermission._meta.db_table
+        permission, membership = Permission._meta.db_table, get_user_model().groups.through._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""SELECT g.content_object_id FROM {to_user} g JOIN {permission} p ON p.id = g.permission_id
+                    WHERE g.user_id = %s AND p.codename = %s
+                    UNION
+                    SELECT g.content_object_id FROM {to_group} g JOIN {permission} p ON p.id = g.permission_id
+                    JOIN {membership} m ON m.group_id = g.group_id
+                    WHERE m.user_id = %s AND p.codename = %s""",
+                [user.pk, VIEW_PERMISSION, user.pk, VIEW_PERMISSION],
+            )
+            return frozenset(row[0] for row in cursor.fetchall())
+
+    return memo.remembered(("granted", user.pk), read)
 
 
 def can_view_model(user: Any, model: RegisteredModel) -> Decision:
@@ -64,7 +97,7 @@ def can_view_model(user: Any, model: RegisteredModel) -> Decision:
         not model.restricted
         or has_oversight(user)
         or model.team_id in team_ids(user)
-        or visible_models(user, RegisteredModel.objects.filter(pk=model.pk)).exists()
+        or model.pk in granted_model_ids(user)
     ):
         return ALLOW
     return deny("This model is restricted to its owning team and those granted access.")

@@ -41,14 +41,15 @@ def model_get(user: Any, name: str) -> RegisteredModel:
 def versions_for(user: Any) -> QuerySet[ModelVersion]:
     """Versions of the models the user may see; a parent from a model they may not see is
     left out of ``parents`` (lineage endpoints count such versions in ``hidden``)."""
-    visible = policies.visible_models(user)
     return (
-        ModelVersion.objects.filter(model__in=visible)
+        ModelVersion.objects.filter(policies.model_visibility(user, "model__"))
         .select_related("model", "created_by")
         .prefetch_related(
             Prefetch(
                 "parent_edges",
-                queryset=VersionParent.objects.filter(parent__model__in=visible).select_related("parent__model"),
+                queryset=VersionParent.objects.filter(
+                    policies.model_visibility(user, "parent__model__")
+                ).select_related("parent__model"),
             ),
             Prefetch(
                 "dataset_usages",

@@ -19,7 +19,7 @@ from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
 from audit.services import audit_record
-from common import validation
+from common import memo, validation
 from common.errors import Conflict, Duplicate, NotFound, ValidationFailed
 from common.roles import is_team
 from notifications import outbox
@@ -304,6 +304,7 @@ def _change_access(*, actor: Any, model: RegisteredModel, user: Any, group: Grou
     if grants.filter(content_object=model, permission__codename=policies.VIEW_PERMISSION).exists() == grant:
         return  # nothing changes, so there is nothing to record
     (assign_perm if grant else remove_perm)(policies.VIEW_PERMISSION, grantee, model)
+    memo.forget("granted")
     audit_record(
         actor=actor,
         action="model.access_granted" if grant else "model.access_revoked",
@@ -339,7 +340,7 @@ def version_create(
     gap: the model row is locked while the number is taken."""
     if parents:
         _pg_lock(LINEAGE_LOCK)  # before any row lock: the lineage lock is always taken first
-    model = RegisteredModel.objects.select_for_update(of=("self",), no_key=True).select_related("team").get(pk=model.pk)
+    model = RegisteredModel.objects.select_for_update(no_key=True).get(pk=model.pk)
     policies.can_add_version(actor, model).ensure()
     if model.status != ModelStatus.ACTIVE:
         raise Conflict(f"Model {model.name} is {model.status}: it takes no new versions.")
@@ -598,7 +599,11 @@ def dataset_version_create(
 @transaction.atomic
 def alias_set(*, actor: Any, model: RegisteredModel, name: str, number: int) -> Alias:
     """Point alias ``name`` of ``model`` at its version ``number``."""
-    model = RegisteredModel.objects.select_for_update(of=("self",), no_key=True).select_related("team").get(pk=model.pk)
+    model = (
+        RegisteredModel.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("team", "owner")
+        .get(pk=model.pk)
+    )
     policies.can_edit_version(actor, model).ensure()
     if not ALIAS_NAME_RE.match(name):
         raise ValidationFailed.on("alias", "1-100 letters, digits, '_' or '-'")

@@ -126,7 +126,9 @@ def model_json(model: RegisteredModel, latest: list[ModelVersion], aliases: list
 
 
 def _versions(actor: Any) -> QuerySet[ModelVersion]:
-    return ModelVersion.objects.filter(model__in=policies.visible_models(actor)).select_related("model", "created_by")
+    return ModelVersion.objects.filter(policies.model_visibility(actor, "model__")).select_related(
+        "model", "created_by"
+    )
 
 
 def _model(actor: Any, name: Any) -> RegisteredModel:
@@ -352,8 +354,10 @@ def set_alias(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
 
 def get_alias(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
     name, alias = _text("name", p.get("name")), _text("alias", p.get("alias"))
-    version = _versions(actor).filter(model__name=name, aliases__name=alias).first()
-    if version is None:
+    version = (
+        ModelVersion.objects.select_related("model", "created_by").filter(model__name=name, aliases__name=alias).first()
+    )
+    if version is None or not policies.can_view_model(actor, version.model):
         _model(actor, name)  # says so if the model itself is missing
         raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"Registered model alias {alias} not found.", 404)
     return {"model_version": _version_out(version)}

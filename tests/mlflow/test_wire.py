@@ -219,9 +219,9 @@ def test_search_costs_the_same_queries_whatever_the_page(mlflow, churn, django_a
             model=RegisteredModel.objects.get(name="churn"),
             artifact_uri=f"s3://m/{n}",
         )
-    with django_assert_max_num_queries(4):  # token, roles, versions, aliases
+    with django_assert_max_num_queries(5):  # token, groups, grants, versions, aliases
         assert len(versions(mlflow, filter="name='churn'", max_results=100)) == 29
-    with django_assert_max_num_queries(5):  # token, roles, models, latest versions, aliases
+    with django_assert_max_num_queries(6):  # token, groups, grants, models, latest versions, aliases
         assert mlflow.call("GET", "registered-models/search", {"max_results": 100})[0] == 200
 
 
