@@ -16,7 +16,7 @@ _store: ContextVar[dict[tuple[Any, ...], Any] | None] = ContextVar("warden_memo"
 
 @contextmanager
 def scope() -> Iterator[None]:
-    """Remember answers until the block ends (``common.middleware``: one request)."""
+    """Remember answers until the block ends (``MemoMiddleware``: one request)."""
     token = _store.set({})
     try:
         yield

@@ -65,9 +65,6 @@ class BasicTokenAuthentication(authentication.BasicAuthentication):
             return user, token
         return super().authenticate_credentials(userid, password, request)
 
-    def authenticate_header(self, request: Request) -> str:
-        return 'Bearer realm="warden"'
-
 
 class BearerTokenScheme(OpenApiAuthenticationExtension):
     target_class = BearerTokenAuthentication
