@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, QuerySet, prefetch_related_objects
 from django.db.models.expressions import RawSQL
 
 from common.errors import NotFound
@@ -31,16 +31,17 @@ def models_for(user: Any) -> QuerySet[RegisteredModel]:
 
 
 def model_get(user: Any, name: str) -> RegisteredModel:
-    """Fetch and authorise in one call: a model the user may not see does not exist for them."""
-    model = models_for(user).filter(name=name).first()
-    if model is None:
+    """Fetch and authorise in one call: a model the user may not see does not exist for them.
+    Checked with ``can_view_model`` once fetched, which needs no query for an unrestricted one."""
+    model = RegisteredModel.objects.select_related("owner", "team").filter(name=name).first()
+    if model is None or not policies.can_view_model(user, model):
         raise NotFound(f"No model named {name!r}.")
     return model
 
 
 def versions_for(user: Any) -> QuerySet[ModelVersion]:
     """Versions of the models the user may see; a parent from a model they may not see is
-    left out of ``parents`` (lineage endpoints count such versions in ``hidden``)."""
+    left out of ``visible_parent_edges`` (lineage endpoints count such versions in ``hidden``)."""
     return (
         ModelVersion.objects.filter(policies.model_visibility(user, "model__"))
         .select_related("model", "created_by")
@@ -50,11 +51,9 @@ def versions_for(user: Any) -> QuerySet[ModelVersion]:
                 queryset=VersionParent.objects.filter(
                     policies.model_visibility(user, "parent__model__")
                 ).select_related("parent__model"),
+                to_attr="visible_parent_edges",
             ),
-            Prefetch(
-                "dataset_usages",
-                queryset=DatasetUsage.objects.select_related("dataset_version__dataset"),
-            ),
+            Prefetch("dataset_usages", queryset=DatasetUsage.objects.select_related("dataset_version__dataset")),
         )
     )
 
@@ -62,14 +61,25 @@ def versions_for(user: Any) -> QuerySet[ModelVersion]:
 def version_get(
     user: Any, *, pk: int | None = None, model_name: str | None = None, number: int | None = None
 ) -> ModelVersion:
-    queryset = versions_for(user)
+    """One version, as ``versions_for`` gives it. Fetched first and checked with
+    ``can_view_model``, which needs no query for an unrestricted model, where filtering by
+    visibility would read the user's groups and grants on every call."""
+    queryset = ModelVersion.objects.select_related("model", "created_by")
     if pk is not None:
         version = queryset.filter(pk=pk).first()
     else:
         assert model_name is not None and number is not None, "give pk, or model_name and number"
         version = queryset.filter(model__name=model_name, number=number).first()
-    if version is None:
+    if version is None or not policies.can_view_model(user, version.model):
         raise NotFound("No such model version." if pk is not None else f"Model {model_name!r} has no version {number}.")
+    prefetch_related_objects(
+        [version],
+        Prefetch("parent_edges", queryset=VersionParent.objects.select_related("parent__model")),
+        Prefetch("dataset_usages", queryset=DatasetUsage.objects.select_related("dataset_version__dataset")),
+    )
+    version.visible_parent_edges = [  # type: ignore[attr-defined]
+        edge for edge in version.parent_edges.all() if policies.can_view_model(user, edge.parent.model)
+    ]
     return version
 
 

@@ -135,7 +135,7 @@ class VersionOut(serializers.ModelSerializer):
     model = serializers.CharField(source="model.name")
     created_by = serializers.CharField(source="created_by.username")
     tags = serializers.DictField(child=serializers.CharField())
-    parents = ParentOut(source="parent_edges", many=True)
+    parents = ParentOut(source="visible_parent_edges", many=True)
     datasets = DatasetUsageOut(source="dataset_usages", many=True)
 
     class Meta:

@@ -124,16 +124,31 @@ def model_json(model: RegisteredModel, latest: list[ModelVersion], aliases: list
 
 # --- reads -------------------------------------------------------------------------------
 
+# What the responses show: loading only these skips the JSON columns (parameters, metrics,
+# signature) and most of the users' rows, which were most of a point read's time.
+VERSION_FIELDS = (
+    *("number", "created_at", "updated_at", "state", "description", "tags", "artifact_uri", "artifact_sha256"),
+    *("source_run_id", "source_pipeline_url", "model__name", "model__restricted", "model__team_id"),
+    "created_by__username",
+)
+
+
+def _version_rows() -> QuerySet[ModelVersion]:
+    return ModelVersion.objects.select_related("model", "created_by").only(*VERSION_FIELDS)
+
 
 def _versions(actor: Any) -> QuerySet[ModelVersion]:
-    return ModelVersion.objects.filter(policies.model_visibility(actor, "model__")).select_related(
-        "model", "created_by"
-    )
+    return _version_rows().filter(policies.model_visibility(actor, "model__"))
+
+
+def _one(queryset: QuerySet) -> Any:
+    """The first row or None, without the ORDER BY that ``first()`` adds."""
+    return next(iter(queryset.order_by()[:1]), None)
 
 
 def _model(actor: Any, name: Any) -> RegisteredModel:
     name = _text("name", name)
-    model = RegisteredModel.objects.select_related("owner", "team").filter(name=name).first()
+    model = _one(RegisteredModel.objects.select_related("owner", "team").filter(name=name))
     if model is None or not policies.can_view_model(actor, model):
         raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"Registered Model with name={name} not found", 404)
     return model
@@ -141,7 +156,7 @@ def _model(actor: Any, name: Any) -> RegisteredModel:
 
 def _version(actor: Any, name: Any, number: Any) -> ModelVersion:
     name, number = _text("name", name), _number(number)
-    version = ModelVersion.objects.select_related("model", "created_by").filter(model__name=name, number=number).first()
+    version = _one(_version_rows().filter(model__name=name, number=number))
     if version is None or not policies.can_view_model(actor, version.model):
         raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"Model Version (name={name}, version={number}) not found", 404)
     return version
@@ -172,8 +187,8 @@ def _latest(model_ids: list[int], stages: list[str] | None = None) -> dict[int, 
     """The newest version in each stage of each model, in one query."""
     stage = _stage()
     queryset = (
-        ModelVersion.objects.filter(model_id__in=model_ids)
-        .select_related("model", "created_by")
+        _version_rows()
+        .filter(model_id__in=model_ids)
         .annotate(
             stage=stage, rank=Window(RowNumber(), partition_by=[F("model_id"), stage], order_by=F("number").desc())
         )
@@ -354,9 +369,7 @@ def set_alias(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
 
 def get_alias(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
     name, alias = _text("name", p.get("name")), _text("alias", p.get("alias"))
-    version = (
-        ModelVersion.objects.select_related("model", "created_by").filter(model__name=name, aliases__name=alias).first()
-    )
+    version = _one(_version_rows().filter(model__name=name, aliases__name=alias))
     if version is None or not policies.can_view_model(actor, version.model):
         _model(actor, name)  # says so if the model itself is missing
         raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"Registered model alias {alias} not found.", 404)
