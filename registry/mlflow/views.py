@@ -126,11 +126,11 @@ def model_json(model: RegisteredModel, latest: list[ModelVersion], aliases: list
 
 # What the responses show: loading only these skips the JSON columns (parameters, metrics,
 # signature) and most of the users' rows, which were most of a point read's time.
-VERSION_FIELDS = (
+_OWN_FIELDS = (
     *("number", "created_at", "updated_at", "state", "description", "tags", "artifact_uri", "artifact_sha256"),
-    *("source_run_id", "source_pipeline_url", "model__name", "model__restricted", "model__team_id"),
-    "created_by__username",
+    *("source_run_id", "source_pipeline_url", "created_by__username"),
 )
+VERSION_FIELDS = (*_OWN_FIELDS, "model__name", "model__restricted", "model__team_id")
 
 
 def _version_rows() -> QuerySet[ModelVersion]:
@@ -183,12 +183,15 @@ def _stage() -> Case:
     return Case(*whens, default=Value("None"))
 
 
-def _latest(model_ids: list[int], stages: list[str] | None = None) -> dict[int, list[ModelVersion]]:
-    """The newest version in each stage of each model, in one query."""
+def _latest(models: list[RegisteredModel], stages: list[str] | None = None) -> dict[int, list[ModelVersion]]:
+    """The newest version in each stage of each model, in one query. The models are in hand, so
+    they are not joined: joined, PostgreSQL hashes every model in the registry to match a page's."""
+    by_id = {model.pk: model for model in models}
     stage = _stage()
     queryset = (
-        _version_rows()
-        .filter(model_id__in=model_ids)
+        ModelVersion.objects.select_related("created_by")
+        .only("model", *_OWN_FIELDS)
+        .filter(model_id__in=by_id)
         .annotate(
             stage=stage, rank=Window(RowNumber(), partition_by=[F("model_id"), stage], order_by=F("number").desc())
         )
@@ -199,12 +202,13 @@ def _latest(model_ids: list[int], stages: list[str] | None = None) -> dict[int, 
         queryset = queryset.filter(stage__in=stages)
     out: dict[int, list[ModelVersion]] = {}
     for version in queryset:
+        version.model = by_id[version.model_id]
         out.setdefault(version.model_id, []).append(version)
     return out
 
 
 def _model_out(model: RegisteredModel) -> dict[str, Any]:
-    return model_json(model, _latest([model.pk]).get(model.pk, []), _aliases_of_models([model.pk]).get(model.pk, []))
+    return model_json(model, _latest([model]).get(model.pk, []), _aliases_of_models([model.pk]).get(model.pk, []))
 
 
 def _version_out(version: ModelVersion) -> dict[str, Any]:
@@ -326,7 +330,7 @@ def search_registered_models(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
     models = list(queryset.order_by(*order)[offset : offset + limit + 1])
     page, more = models[:limit], len(models) > limit
     ids = [model.pk for model in page]
-    latest, aliases = _latest(ids), _aliases_of_models(ids)
+    latest, aliases = _latest(page), _aliases_of_models(ids)
     out: dict[str, Any] = {
         "registered_models": [model_json(m, latest.get(m.pk, []), aliases.get(m.pk, [])) for m in page]
     }
@@ -343,7 +347,7 @@ def get_latest_versions(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise MlflowError("INVALID_PARAMETER_VALUE", f"Invalid stage {unknown[0]!r}: use one of {', '.join(STAGES)}.")
-    versions = _latest([model.pk], stages).get(model.pk, [])
+    versions = _latest([model], stages).get(model.pk, [])
     aliases = _aliases_of_versions([v.pk for v in versions])
     return {"model_versions": [version_json(v, aliases.get(v.pk, [])) for v in versions]}
 
