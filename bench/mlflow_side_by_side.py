@@ -144,11 +144,15 @@ def start_mlflow(dsn: str, scratch: Path) -> tuple[list[Server], dict[str, int]]
     return [server], {"server": server.process.pid}
 
 
-def start_warden(dsn: str, scratch: Path) -> tuple[list[Server], dict[str, int]]:
+def start_warden(
+    dsn: str, scratch: Path, port: int = PORTS["warden"], redis_db: int = 14
+) -> tuple[list[Server], dict[str, int]]:
+    """Warden on ``port``, its Celery worker on Redis database ``redis_db``; the bench user's
+    token goes to ``WARDEN_BENCH_TOKEN``."""
     env = {
         **os.environ,
         "DATABASE_URL": dsn.replace("postgresql://", "postgres://"),
-        "REDIS_URL": "redis://127.0.0.1:6379/14",
+        "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
         "DEBUG": "false",
         "SECRET_KEY": "bench-" + "x" * 60,
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
@@ -164,7 +168,7 @@ def start_warden(dsn: str, scratch: Path) -> tuple[list[Server], dict[str, int]]
     )
     os.environ["WARDEN_BENCH_TOKEN"] = token
     gunicorn = [str(ROOT / ".venv" / "bin" / "gunicorn"), "config.wsgi", "--workers", str(WORKERS)]
-    gunicorn += ["--bind", f"127.0.0.1:{PORTS['warden']}"]
+    gunicorn += ["--bind", f"127.0.0.1:{port}"]
     web = Server(gunicorn, {**env, "PYTHONPATH": str(ROOT)}, scratch / "gunicorn.log")
     worker = Server(
         [
@@ -180,7 +184,7 @@ def start_warden(dsn: str, scratch: Path) -> tuple[list[Server], dict[str, int]]
         {**env, "PYTHONPATH": str(ROOT)},
         scratch / "celery.log",
     )
-    wait_for(f"http://127.0.0.1:{PORTS['warden']}/health")
+    wait_for(f"http://127.0.0.1:{port}/health")
     return [web, worker], {"server": web.process.pid, "jobs": worker.process.pid}
 
 
