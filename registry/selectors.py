@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection
-from django.db.models import Prefetch, QuerySet, prefetch_related_objects
+from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 from django.db.models.expressions import RawSQL
 
 from common.errors import NotFound
@@ -24,6 +24,7 @@ from registry.models import (
 )
 
 MAX_LINEAGE_DEPTH = 50
+_USAGES = DatasetUsage.objects.select_related("dataset_version__dataset")
 
 
 def models_for(user: Any) -> QuerySet[RegisteredModel]:
@@ -53,7 +54,7 @@ def versions_for(user: Any) -> QuerySet[ModelVersion]:
                 ).select_related("parent__model"),
                 to_attr="visible_parent_edges",
             ),
-            Prefetch("dataset_usages", queryset=DatasetUsage.objects.select_related("dataset_version__dataset")),
+            Prefetch("dataset_usages", queryset=_USAGES, to_attr="dataset_usage_list"),
         )
     )
 
@@ -63,8 +64,13 @@ def version_get(
 ) -> ModelVersion:
     """One version, as ``versions_for`` gives it. Fetched first and checked with
     ``can_view_model``, which needs no query for an unrestricted model, where filtering by
-    visibility would read the user's groups and grants on every call."""
-    queryset = ModelVersion.objects.select_related("model", "created_by")
+    visibility would read the user's groups and grants on every call. Its parents and datasets
+    are read only if the version has any (asked in the same query): most have none, and each
+    read, empty or not, cost more than the version's own."""
+    queryset = ModelVersion.objects.select_related("model", "created_by").annotate(
+        has_parents=Exists(VersionParent.objects.filter(child=OuterRef("pk"))),
+        has_datasets=Exists(DatasetUsage.objects.filter(version=OuterRef("pk"))),
+    )
     if pk is not None:
         version = queryset.filter(pk=pk).first()
     else:
@@ -72,14 +78,13 @@ def version_get(
         version = queryset.filter(model__name=model_name, number=number).first()
     if version is None or not policies.can_view_model(user, version.model):
         raise NotFound("No such model version." if pk is not None else f"Model {model_name!r} has no version {number}.")
-    prefetch_related_objects(
-        [version],
-        Prefetch("parent_edges", queryset=VersionParent.objects.select_related("parent__model")),
-        Prefetch("dataset_usages", queryset=DatasetUsage.objects.select_related("dataset_version__dataset")),
-    )
-    version.visible_parent_edges = [  # type: ignore[attr-defined]
-        edge for edge in version.parent_edges.all() if policies.can_view_model(user, edge.parent.model)
-    ]
+    edges, usages = [], []
+    if version.has_parents:  # type: ignore[attr-defined]
+        edges = list(VersionParent.objects.filter(child=version).select_related("parent__model"))
+    if version.has_datasets:  # type: ignore[attr-defined]
+        usages = list(_USAGES.filter(version=version))
+    version.visible_parent_edges = [edge for edge in edges if policies.can_view_model(user, edge.parent.model)]  # type: ignore[attr-defined]
+    version.dataset_usage_list = usages  # type: ignore[attr-defined]
     return version
 
 

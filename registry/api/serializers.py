@@ -136,7 +136,7 @@ class VersionOut(serializers.ModelSerializer):
     created_by = serializers.CharField(source="created_by.username")
     tags = serializers.DictField(child=serializers.CharField())
     parents = ParentOut(source="visible_parent_edges", many=True)
-    datasets = DatasetUsageOut(source="dataset_usages", many=True)
+    datasets = DatasetUsageOut(source="dataset_usage_list", many=True)
 
     class Meta:
         model = ModelVersion

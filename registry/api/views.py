@@ -192,7 +192,11 @@ class ModelVersionViewSet(VersionViewSetBase):
         data["parents"] = [(p["version_id"], p["relation"]) for p in data.get("parents", [])]
         data["datasets"] = [(d["dataset_version_id"], d["role"]) for d in data.get("datasets", [])]
         version = services.version_create(actor=request.user, model=model, **data)
-        return Response(s.VersionOut(self._reload(version)).data, status=status.HTTP_201_CREATED)
+        if data["parents"] or data["datasets"]:
+            version = self._reload(version)
+        else:  # created without lineage, the instance in hand is the whole answer
+            version.visible_parent_edges, version.dataset_usage_list = [], []  # type: ignore[attr-defined]
+        return Response(s.VersionOut(version).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=s.VersionUpdateIn, responses={200: s.VersionOut})
     def partial_update(self, request: Request, model_name: str, number: str) -> Response:

@@ -250,9 +250,9 @@ def test_the_lineage_endpoint_costs_the_same_queries_for_3_and_10_generations(
     short = _chain(developer, make_model(developer, name="short"), 3)
     long = _chain(developer, make_model(developer, name="long"), 10)
     client = api(developer)
-    with django_assert_num_queries(12) as few:
+    with django_assert_num_queries(11) as few:
         assert len(_lineage(client, short[1], depth=50)) == 3
-    with django_assert_num_queries(12) as many:
+    with django_assert_num_queries(11) as many:
         assert len(_lineage(client, long[4], depth=50)) == 10
     assert len(few.captured_queries) == len(many.captured_queries)
 

@@ -330,3 +330,20 @@ def test_json_documents_with_lone_surrogates_are_refused_naming_the_field(api, d
     )
     assert response.status_code == 400
     assert response.data["fields"] == {"parameters": ["must be valid Unicode (no lone surrogates)"]}
+
+
+def test_a_point_read_reads_lineage_only_for_a_version_that_has_some(api, developer, django_assert_num_queries):
+    model = make_model(developer, name="churn")
+    plain = make_version(developer, model)
+    loans = make_dataset_version(developer, name="loans")
+    make_version(developer, model, parents=[(plain, "retrained_from")], datasets=[(loans, "training")])
+    client = api(developer)
+    with django_assert_num_queries(1):
+        response = client.get("/api/v1/models/churn/versions/1/")
+    assert (response.data["parents"], response.data["datasets"]) == ([], [])
+    with django_assert_num_queries(3):
+        response = client.get("/api/v1/models/churn/versions/2/")
+    assert [(p["model"], p["number"], p["relation"]) for p in response.data["parents"]] == [
+        ("churn", 1, "retrained_from")
+    ]
+    assert [(d["dataset"], d["role"]) for d in response.data["datasets"]] == [("loans", "training")]
