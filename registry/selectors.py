@@ -24,7 +24,10 @@ from registry.models import (
 )
 
 MAX_LINEAGE_DEPTH = 50
-_USAGES = DatasetUsage.objects.select_related("dataset_version__dataset")
+
+
+def _usages() -> QuerySet[DatasetUsage]:
+    return DatasetUsage.objects.select_related("dataset_version__dataset")
 
 
 def models_for(user: Any) -> QuerySet[RegisteredModel]:
@@ -54,7 +57,7 @@ def versions_for(user: Any) -> QuerySet[ModelVersion]:
                 ).select_related("parent__model"),
                 to_attr="visible_parent_edges",
             ),
-            Prefetch("dataset_usages", queryset=_USAGES, to_attr="dataset_usage_list"),
+            Prefetch("dataset_usages", queryset=_usages(), to_attr="dataset_usage_list"),
         )
     )
 
@@ -65,8 +68,8 @@ def version_get(
     """One version, as ``versions_for`` gives it. Fetched first and checked with
     ``can_view_model``, which needs no query for an unrestricted model, where filtering by
     visibility would read the user's groups and grants on every call. Its parents and datasets
-    are read only if the version has any (asked in the same query): most have none, and each
-    read, empty or not, cost more than the version's own."""
+    are read only if it has any (the version's own query asks): each is a query of its own,
+    empty or not."""
     queryset = ModelVersion.objects.select_related("model", "created_by").annotate(
         has_parents=Exists(VersionParent.objects.filter(child=OuterRef("pk"))),
         has_datasets=Exists(DatasetUsage.objects.filter(version=OuterRef("pk"))),
@@ -82,7 +85,7 @@ def version_get(
     if version.has_parents:  # type: ignore[attr-defined]
         edges = list(VersionParent.objects.filter(child=version).select_related("parent__model"))
     if version.has_datasets:  # type: ignore[attr-defined]
-        usages = list(_USAGES.filter(version=version))
+        usages = list(_usages().filter(version=version))
     version.visible_parent_edges = [edge for edge in edges if policies.can_view_model(user, edge.parent.model)]  # type: ignore[attr-defined]
     version.dataset_usage_list = usages  # type: ignore[attr-defined]
     return version
