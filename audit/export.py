@@ -146,9 +146,10 @@ def export_begin(*, actor: Any, selection: Selection, reason: str = "") -> Expor
             object_id="export",
             after={"filters": selection.filters, "format": FORMAT},
             reason=reason,
+            now=True,
         )
         checkpoint = checkpoint_make(force=True)
-    assert checkpoint is not None and checkpoint.size == record.seq
+    assert record is not None and checkpoint is not None and checkpoint.size == record.seq
     return Export(selection, record, checkpoint)
 
 

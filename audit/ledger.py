@@ -65,23 +65,29 @@ def _number(value: float) -> str:
     return f"{mantissa.removesuffix('.0')}e{'-' if exponent.startswith('-') else '+'}{int(exponent.lstrip('+-'))}"
 
 
+# ``json.dumps(text, ensure_ascii=False)`` without building an encoder per call.
+_string = json.encoder.encode_basestring  # type: ignore[attr-defined]
+
+
 def encode(value: Any) -> str:
     """Any JSON-able value in canonical form."""
     return _encode(value)
 
 
 def _encode(value: Any) -> str:
-    if value is None or isinstance(value, bool | str):
-        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str):
+        return _string(value)
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
         return _number(value)
     if isinstance(value, datetime):
-        return json.dumps(format_time(value))
+        return _string(format_time(value))
     if isinstance(value, dict):
         items = sorted((str(k), v) for k, v in value.items())
-        return "{" + ",".join(f"{json.dumps(k, ensure_ascii=False)}:{_encode(v)}" for k, v in items) + "}"
+        return "{" + ",".join(f"{_string(k)}:{_encode(v)}" for k, v in items) + "}"
     if isinstance(value, list | tuple):
         return "[" + ",".join(_encode(v) for v in value) + "]"
     raise TypeError(f"{type(value).__name__} has no canonical JSON form; convert it first")
@@ -101,7 +107,7 @@ def canonical_template(fields: dict[str, Any]) -> tuple[str, str, str]:
     So the database can finish the text, and hash it, in the statement that takes the lock."""
     pieces, text = [], "{"
     for name in HASHED_FIELDS:
-        text += ("" if text == "{" else ",") + json.dumps(name) + ":"
+        text += ("" if text == "{" else ",") + _string(name) + ":"
         if name == "occurred_at":
             pieces.append(text + '"')
             text = '"'
@@ -126,7 +132,7 @@ def chain_hash(prev_hash: str, entry: str) -> str:
 def plain(value: Any) -> Any:
     """Bring a before/after document to JSON types the canonical form accepts (dates → text,
     decimals → numbers, tuples → lists) the way it will read back from the database."""
-    return json.loads(json.dumps(value, default=_default))
+    return None if value is None else json.loads(_plain_encoder.encode(value))
 
 
 def _default(value: Any) -> Any:
@@ -141,3 +147,6 @@ def _default(value: Any) -> Any:
     if hasattr(value, "isoformat"):
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} cannot be recorded in the audit trail")
+
+
+_plain_encoder = json.JSONEncoder(default=_default)

@@ -54,7 +54,7 @@ class AuditEvent(models.Model):
     action = models.CharField(max_length=64, db_index=True, editable=False)
     object_type = models.CharField(max_length=64, editable=False)
     object_id = models.CharField(max_length=64, editable=False)
-    model_name = models.CharField(max_length=100, blank=True, db_index=True, editable=False)
+    model_name = models.CharField(max_length=100, blank=True, editable=False)
     before = models.JSONField(null=True, encoder=DjangoJSONEncoder, editable=False)
     after = models.JSONField(null=True, encoder=DjangoJSONEncoder, editable=False)
     reason = models.TextField(blank=True, editable=False)
@@ -62,7 +62,7 @@ class AuditEvent(models.Model):
     source_ip = models.GenericIPAddressField(null=True, editable=False)
     canonical = models.TextField(editable=False, help_text="the exact text that entry_hash is the SHA-256 of")
     entry_hash = models.CharField(max_length=64, editable=False)
-    prev_hash = models.CharField(max_length=64, unique=True, editable=False, help_text="unique: the chain cannot fork")
+    prev_hash = models.CharField(max_length=64, editable=False, help_text="unique: the chain cannot fork")
     chain_hash = models.CharField(max_length=64, editable=False, help_text="SHA-256(prev_hash ‖ entry_hash)")
 
     objects = AppendOnlyQuerySet.as_manager()
@@ -70,7 +70,14 @@ class AuditEvent(models.Model):
     class Meta:
         ordering = ["-seq"]
         base_manager_name = "objects"  # no plain manager that could update or delete
-        indexes = [models.Index(fields=["object_type", "object_id"])]
+        # Declared here rather than as db_index / unique on the fields, which on PostgreSQL would
+        # add a second, pattern-matching index to each: every index is written under the chain
+        # head's lock, and only ``action`` is searched by prefix.
+        indexes = [
+            models.Index(fields=["object_type", "object_id"]),
+            models.Index(fields=["model_name"], name="audit_event_model_name"),
+        ]
+        constraints = [models.UniqueConstraint(fields=["prev_hash"], name="audit_event_prev_hash_unique")]
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.action} {self.object_type}:{self.object_id} by {self.actor_name}"

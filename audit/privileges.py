@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from audit.triggers import CHECKPOINTS, EVENTS, HEAD
+from audit.triggers import CHECKPOINTS, EVENTS, HEAD, PENDING
 
 ROLE_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -26,6 +26,9 @@ def runtime_grants(role: str) -> list[str]:
         f"GRANT SELECT, INSERT ON {CHECKPOINTS} TO {role}",
         f"REVOKE DELETE, TRUNCATE, TRIGGER, REFERENCES ON {HEAD} FROM {role}",
         f"GRANT SELECT, UPDATE ON {HEAD} TO {role}",
+        # Events waiting for their transaction's commit to chain them (``audit.triggers``).
+        f"REVOKE UPDATE, TRUNCATE, TRIGGER, REFERENCES ON {PENDING} FROM {role}",
+        f"GRANT SELECT, INSERT, DELETE ON {PENDING} TO {role}",
     ]
 
 

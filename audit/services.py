@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import cache
+import json
 from typing import Any
 
 from django.conf import settings
@@ -11,11 +11,11 @@ from django.utils import timezone
 
 from audit import context, ledger
 from audit.models import AuditEvent, ChainHead
-from audit.triggers import EVENTS, HEAD
+from audit.triggers import GIVEN, PENDING
 
-# Columns the append statement computes under the head's lock, rather than taking from Python.
-_UNDER_LOCK = ("seq", "occurred_at", "canonical", "entry_hash", "prev_hash", "chain_hash")
-_PREPARED = "warden_audit_append"
+# Prepared once per connection: the pending insert and the direct append (``audit.triggers``).
+_PENDING_SQL = f"INSERT INTO {PENDING} (early, text_a, text_b, text_c, {', '.join(GIVEN)}) VALUES ({{}})"
+_CHAIN_SQL = "SELECT id, seq, occurred_at, canonical, entry_hash, prev_hash, chain_hash FROM warden_audit_chain({})"
 # Run after the commit, in a transaction of its own that writes one small WAL record (an empty
 # logical-decoding message): such a transaction's commit waits for its flush, and the WAL is
 # flushed in order, so everything committed before it is durable too. (A transaction that only
@@ -34,7 +34,8 @@ def audit_record(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
     reason: str = "",
-) -> AuditEvent:
+    now: bool = False,
+) -> AuditEvent | None:
     """Append one event for a change made by ``actor`` in the current transaction.
 
     Call it last, inside the ``transaction.atomic`` block of the change: if the change rolls
@@ -42,9 +43,9 @@ def audit_record(
     one. ``obj`` gives the object type (``app_label.model``) and id; pass them explicitly for
     things that are not rows. Appends are serialised on the chain head's row lock, which is
     held until the transaction ends, so callers lock their own rows first and the ledger last.
-    Everything that does not depend on the head is prepared before taking the lock: on
-    PostgreSQL the lock, the event and the head's advance are one statement (``_append_sql``),
-    since every concurrent writer waits for as long as the lock is held.
+    On PostgreSQL the event is chained when the transaction commits (``audit.triggers``) and
+    nothing is returned; with ``now=True`` (or ``AUDIT_CHAIN_AT_COMMIT=false``) it is chained at
+    once, holding the head from then on, and the stored event is returned, as on SQLite.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("audit_record must run inside the transaction of the change it records")
@@ -64,43 +65,46 @@ def audit_record(
         "request_id": origin.request_id,
         "source_ip": origin.source_ip,
     }
-    event = AuditEvent(**fields, actor_name=getattr(actor, "get_username", lambda: "system")() or "system")
-    if connection.vendor == "postgresql":
-        _append_postgres(event, fields)
-    else:
-        _append_orm(event, fields)
-    return event
+    actor_name = getattr(actor, "get_username", lambda: "system")() or "system"
+    if connection.vendor != "postgresql":
+        return _append_orm(AuditEvent(**fields, actor_name=actor_name), fields)
+    return _append_postgres(fields, actor_name, now=now or not settings.AUDIT_CHAIN_AT_COMMIT)
 
 
-def _append_postgres(event: AuditEvent, fields: dict[str, Any]) -> None:
-    """Lock the head, finish and hash the event, insert it and advance the head, in one round
-    trip; Python sends the canonical text in the pieces around the two values only the lock
-    can give (``ledger.canonical_template``). The statement is prepared once per connection,
-    so its parse and plan are not paid under the lock (a pooler in front of the database must
-    keep sessions, as PgBouncer's session mode does)."""
+def _append_postgres(fields: dict[str, Any], actor_name: str, *, now: bool) -> AuditEvent | None:
+    """Hand the event to ``warden_audit_chain``: at commit, through the pending table, or now.
+    Python sends the canonical text in the pieces around the two values only the lock can give
+    (``ledger.canonical_template``), and the columns as the database takes them. Both statements
+    are prepared once per connection (a pooler in front of the database must keep sessions, as
+    PgBouncer's session mode does)."""
     early = settings.AUDIT_EARLY_LOCK_RELEASE
-    values = [
-        field.get_db_prep_save(getattr(event, field.attname), connection)
-        for column, field in _event_columns()
-        if column not in _UNDER_LOCK
-    ]
-    params = [early, *ledger.canonical_template(fields), *values]
+    given = fields | {"actor_name": actor_name}
+    for document in ("before", "after"):
+        given[document] = None if given[document] is None else json.dumps(given[document])
+    params = [early, *ledger.canonical_template(fields), *(given[name] for name in GIVEN)]
     with connection.cursor() as cursor:
         if getattr(connection, "audit_prepared_on", None) is not connection.connection:
-            cursor.execute(f"PREPARE {_PREPARED} AS {_append_sql()}")
+            slots = ", ".join(f"${n}" for n in range(1, len(params) + 1))
+            cursor.execute(f"PREPARE warden_audit_pending AS {_PENDING_SQL.format(slots)}")
+            cursor.execute(f"PREPARE warden_audit_chain AS {_CHAIN_SQL.format(slots)}")
             connection.audit_prepared_on = connection.connection  # type: ignore[attr-defined]
-        cursor.execute(f"EXECUTE {_PREPARED} ({', '.join(['%s'] * len(params))})", params)
-        row = cursor.fetchone()
+        statement = "warden_audit_chain" if now else "warden_audit_pending"
+        cursor.execute(f"EXECUTE {statement} ({', '.join(['%s'] * len(params))})", params)
+        row = cursor.fetchone() if now else None
+    if early:
+        _release_early()
+    if not now:
+        return None
     if row is None:
         raise ChainHead.DoesNotExist("the audit chain head is missing: run migrate")
+    event = AuditEvent(**fields, actor_name=actor_name)
     (event.pk, event.seq, event.occurred_at, event.canonical, event.entry_hash, event.prev_hash, event.chain_hash) = row
     event._state.adding = False
     event._state.db = connection.alias
-    if early:
-        _release_early()
+    return event
 
 
-def _append_orm(event: AuditEvent, fields: dict[str, Any]) -> None:
+def _append_orm(event: AuditEvent, fields: dict[str, Any]) -> AuditEvent:
     """SQLite, whose writers are serialised on the database: the same steps through the ORM,
     with the application's clock, never earlier than the previous event's."""
     head = ChainHead.objects.select_for_update().get(pk=1)
@@ -113,59 +117,7 @@ def _append_orm(event: AuditEvent, fields: dict[str, Any]) -> None:
     event.chain_hash = ledger.chain_hash(event.prev_hash, event.entry_hash)
     event.save(force_insert=True)
     ChainHead.objects.filter(pk=1).update(seq=event.seq, chain_hash=event.chain_hash, occurred_at=event.occurred_at)
-
-
-@cache
-def _event_columns() -> list[tuple[str, models.Field]]:
-    """The event's columns as the ORM inserts them: all but the key (and ``txid``, not a field)."""
-    return [
-        (field.column, field) for field in AuditEvent._meta.concrete_fields if field.column and not field.primary_key
-    ]
-
-
-@cache
-def _append_sql() -> str:
-    """The append, as one statement; ``$1`` says whether to release the head early.
-
-    ``head`` locks the chain head, then reads the clock: the outer query runs over the row the
-    inner one has locked (in a flat ``SELECT …, clock_timestamp() … FOR UPDATE`` the scan
-    computes the select list before waiting for the lock, so after a wait for a writer that
-    rolled back, the time would be one taken before this append held the chain). ``hashed``
-    finishes the canonical text with the time (``ledger.sql_time``) and the sequence number, and
-    hashes it as ``ledger`` does. The head's update is joined to the insert's output, so the
-    insert runs first and the head's trigger (``audit.triggers``) finds the event it checks for. Columns left out take their defaults, as
-    with the ORM: ``txid``, which the registry's bypass guard matches at commit, is one.
-
-    Releasing early turns off the wait for the WAL flush at this transaction's commit (see
-    ``_release_early``); otherwise ``synchronous_commit`` keeps the session's value.
-    """
-    given = [column for column, _ in _event_columns() if column not in _UNDER_LOCK]
-    quote = connection.ops.quote_name
-    return f"""
-    WITH head AS (
-        SELECT locked.seq + 1 AS seq, locked.chain_hash AS prev_hash,
-               GREATEST(clock_timestamp(), locked.occurred_at) AS occurred_at
-        FROM (SELECT seq, chain_hash, occurred_at FROM {HEAD} WHERE id = 1 FOR UPDATE) AS locked,
-             set_config('synchronous_commit',
-                        CASE WHEN $1::boolean THEN 'off' ELSE current_setting('synchronous_commit') END, true)
-    ), text AS (
-        SELECT head.*, $2::text || {ledger.sql_time("head.occurred_at")} || $3::text || head.seq::text || $4::text
-               AS canonical
-        FROM head
-    ), hashed AS (
-        SELECT text.*, encode(sha256(convert_to(text.canonical, 'UTF8')), 'hex') AS entry_hash FROM text
-    ), event AS (
-        INSERT INTO {EVENTS} ({", ".join(quote(c) for c in (*given, *_UNDER_LOCK))})
-        SELECT {", ".join(f"${n}" for n in range(5, 5 + len(given)))}, seq, occurred_at, canonical, entry_hash,
-               prev_hash, encode(sha256(decode(prev_hash, 'hex') || decode(entry_hash, 'hex')), 'hex')
-        FROM hashed
-        RETURNING id, seq, occurred_at, canonical, entry_hash, prev_hash, chain_hash
-    )
-    UPDATE {HEAD} SET seq = event.seq, chain_hash = event.chain_hash, occurred_at = event.occurred_at
-    FROM event WHERE {HEAD}.id = 1
-    RETURNING event.id, event.seq, event.occurred_at, event.canonical, event.entry_hash, event.prev_hash,
-              event.chain_hash
-    """
+    return event
 
 
 def _release_early() -> None:
@@ -195,5 +147,7 @@ def _release_early() -> None:
 def _wait_for_flush() -> None:
     if connection.audit_flush_pending:  # type: ignore[attr-defined]
         connection.audit_flush_pending = False  # type: ignore[attr-defined]
-        with connection.cursor() as cursor:
+        # On the driver's connection, in autocommit after the commit: a statement of its own,
+        # without the ORM's cursor wrapping, for one round trip per audited write.
+        with connection.connection.cursor() as cursor:
             cursor.execute(_WAIT_FOR_FLUSH)

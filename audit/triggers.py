@@ -1,4 +1,4 @@
-"""The database's own refusal to change the ledger, and the bypass guard on governed state.
+"""The database's own refusal to change the ledger, and the append itself on PostgreSQL.
 
 Installed by migrations (``install`` is idempotent: a later migration that rebuilds an audit
 table on SQLite calls it again). PostgreSQL triggers are ``ENABLE ALWAYS`` so that
@@ -13,11 +13,116 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from audit.ledger import GENESIS
+from audit.ledger import GENESIS, sql_time
 
 EVENTS = "audit_auditevent"
 HEAD = "audit_chainhead"
 CHECKPOINTS = "audit_checkpoint"
+PENDING = "audit_pending"
+# What the writer gives an event (in ``warden_audit_chain``'s order, after ``early`` and the three
+# pieces of the canonical text); the chain head gives the rest.
+GIVEN = (
+    "actor_id",
+    "actor_name",
+    "action",
+    "object_type",
+    "object_id",
+    "model_name",
+    "before",
+    "after",
+    "reason",
+    "request_id",
+    "source_ip",
+)
+
+# The append (PostgreSQL). ``warden_audit_chain`` locks the chain head, then reads the clock,
+# finishes the canonical text with that time and the next sequence number
+# (``ledger.canonical_template`` made the pieces around them), hashes it as ``ledger`` does,
+# inserts the event and advances the head. Writers call it at commit: ``audit_record`` inserts
+# the event into ``audit_pending``, and a deferred constraint trigger chains each pending row when
+# its transaction commits, after every other statement, so the head is locked only for the
+# function's own work and never while a client computes or a round trip is on the wire. (Called
+# directly, it chains at once, for a caller that needs the event's place now.) ``early`` turns off
+# this transaction's wait for the WAL flush (``audit.services._release_early``). The pending table
+# is unlogged: its rows live only until their transaction ends.
+_APPEND = f"""
+CREATE UNLOGGED TABLE IF NOT EXISTS {PENDING} (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    txid bigint NOT NULL DEFAULT txid_current(),
+    early boolean NOT NULL,
+    text_a text NOT NULL,
+    text_b text NOT NULL,
+    text_c text NOT NULL,
+    actor_id integer,
+    actor_name varchar(150) NOT NULL,
+    action varchar(64) NOT NULL,
+    object_type varchar(64) NOT NULL,
+    object_id varchar(64) NOT NULL,
+    model_name varchar(100) NOT NULL,
+    before jsonb,
+    after jsonb,
+    reason text NOT NULL,
+    request_id varchar(64) NOT NULL,
+    source_ip inet
+);
+CREATE INDEX IF NOT EXISTS audit_pending_txid ON {PENDING} (txid);
+-- Every row is deleted by the commit that chains it: have autovacuum (where it runs, as it does
+-- by default) clear the dead ones as soon as a few thousand have gathered.
+ALTER TABLE {PENDING} SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 2000);
+
+CREATE OR REPLACE FUNCTION warden_audit_chain(
+    early boolean, text_a text, text_b text, text_c text,
+    {", ".join(f"p_{name} {EVENTS}.{name}%TYPE" for name in GIVEN)}
+) RETURNS {EVENTS} LANGUAGE plpgsql AS $$
+DECLARE
+    head record;
+    moment timestamptz;
+    hashed_text text;
+    entry text;
+    appended {EVENTS};
+BEGIN
+    IF early THEN
+        PERFORM set_config('synchronous_commit', 'off', true);
+    END IF;
+    SELECT seq, chain_hash, occurred_at INTO head FROM {HEAD} WHERE id = 1 FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'the audit chain head is missing: run migrate';
+    END IF;
+    moment := GREATEST(clock_timestamp(), head.occurred_at);
+    hashed_text := text_a || {sql_time("moment")} || text_b || (head.seq + 1)::text || text_c;
+    entry := encode(sha256(convert_to(hashed_text, 'UTF8')), 'hex');
+    INSERT INTO {EVENTS} ({", ".join(GIVEN)},
+                          seq, occurred_at, canonical, entry_hash, prev_hash, chain_hash)
+    VALUES ({", ".join(f"p_{name}" for name in GIVEN)},
+            head.seq + 1, moment, hashed_text, entry, head.chain_hash,
+            encode(sha256(decode(head.chain_hash, 'hex') || decode(entry, 'hex')), 'hex'))
+    RETURNING * INTO appended;
+    UPDATE {HEAD} SET seq = appended.seq, chain_hash = appended.chain_hash, occurred_at = appended.occurred_at
+    WHERE id = 1;
+    RETURN appended;
+END $$;
+
+CREATE OR REPLACE FUNCTION warden_audit_chain_pending() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM warden_audit_chain(NEW.early, NEW.text_a, NEW.text_b, NEW.text_c,
+                               {", ".join(f"NEW.{name}" for name in GIVEN)});
+    DELETE FROM {PENDING} WHERE id = NEW.id;
+    RETURN NULL;
+END $$;
+
+DROP TRIGGER IF EXISTS audit_pending_chain ON {PENDING};
+CREATE CONSTRAINT TRIGGER audit_pending_chain AFTER INSERT ON {PENDING}
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION warden_audit_chain_pending();
+ALTER TABLE {PENDING} ENABLE ALWAYS TRIGGER audit_pending_chain;
+
+-- For the bypass guards: has this transaction recorded an event about this object (chained, or
+-- waiting for the commit to chain it)?
+CREATE OR REPLACE FUNCTION warden_audit_written(about_type text, about_id text) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT 1 FROM {EVENTS} WHERE txid = txid_current() AND object_type = about_type AND object_id = about_id)
+        OR EXISTS (SELECT 1 FROM {PENDING} WHERE txid = txid_current() AND object_type = about_type AND object_id = about_id)
+$$;
+"""
 
 _POSTGRES = f"""
 CREATE OR REPLACE FUNCTION warden_audit_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -72,7 +177,7 @@ ALTER TABLE {HEAD} ENABLE ALWAYS TRIGGER audit_head_no_delete;
 ALTER TABLE {HEAD} ENABLE ALWAYS TRIGGER audit_head_no_truncate;
 
 INSERT INTO {HEAD} (id, seq, chain_hash) VALUES (1, 0, '{GENESIS}') ON CONFLICT (id) DO NOTHING;
-"""
+{_APPEND}"""
 
 _SQLITE = [
     f"""CREATE TRIGGER IF NOT EXISTS audit_event_no_update BEFORE UPDATE ON {EVENTS}
@@ -113,10 +218,9 @@ def install(connection: Any) -> None:
             raise NotImplementedError(f"the audit ledger supports PostgreSQL and SQLite, not {connection.vendor}")
 
 
-@contextmanager
-def suspended(connection: Any) -> Iterator[None]:
-    """Lift the ledger's protection for the tables' owner, then restore it. For the test
-    suite's database flush only: the application's runtime role cannot do this."""
+def lift(connection: Any) -> None:
+    """Switch the protection off until ``install`` puts it back: for the test suite's flush, and
+    for a migration that rebuilds an audit table on SQLite (whose triggers name the tables)."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             for table in (EVENTS, HEAD, CHECKPOINTS):
@@ -124,6 +228,13 @@ def suspended(connection: Any) -> Iterator[None]:
         else:
             for name in _SQLITE_TRIGGERS:
                 cursor.execute(f"DROP TRIGGER IF EXISTS {name}")
+
+
+@contextmanager
+def suspended(connection: Any) -> Iterator[None]:
+    """Lift the ledger's protection for the tables' owner, then restore it. For the test
+    suite's database flush only: the application's runtime role cannot do this."""
+    lift(connection)
     try:
         yield
     finally:

@@ -192,12 +192,14 @@ CELERY_BEAT_SCHEDULE = {
     "lifecycle-sweep": {"task": "governance.tasks.lifecycle_sweep", "schedule": float(LIFECYCLE_SWEEP_SECONDS)},
     "monitoring-evaluate": {"task": "monitoring.tasks.evaluate", "schedule": float(MONITORING_EVALUATE_SECONDS)},
 }
-# On PostgreSQL, release the chain head at commit and wait for the WAL flush after it, so that
-# concurrent writers share flushes (audit.services._release_early has the trade-off).
 # Aliases that only point at a version passing the gate of an environment (alias=environment),
 # and the days after an approval's revalidation date before the gate refuses the version.
 PROTECTED_ALIASES = env.mapping("PROTECTED_ALIASES", {"production": "production", "champion": "production"})
 GATE_GRACE_DAYS = env.integer("GATE_GRACE_DAYS", 0, minimum=0, maximum=3650)
+# On PostgreSQL, chain each audit event when its transaction commits (audit.triggers), and
+# release the chain head at commit, waiting for the WAL flush after it, so that concurrent
+# writers share flushes (audit.services._release_early has the trade-off).
+AUDIT_CHAIN_AT_COMMIT = env.boolean("AUDIT_CHAIN_AT_COMMIT", True)
 AUDIT_EARLY_LOCK_RELEASE = env.boolean("AUDIT_EARLY_LOCK_RELEASE", True)
 # Only trust X-Forwarded-For for the audit trail's source address when a proxy sets it.
 AUDIT_TRUST_X_FORWARDED_FOR = env.boolean("AUDIT_TRUST_X_FORWARDED_FOR", False)

@@ -12,10 +12,7 @@ from typing import Any
 _FUNCTION = """
 CREATE OR REPLACE FUNCTION governance_requires_audit() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF NOT EXISTS (
-        SELECT 1 FROM audit_auditevent
-        WHERE txid = txid_current() AND object_type = TG_ARGV[0] AND object_id = NEW.id::text
-    ) THEN
+    IF NOT warden_audit_written(TG_ARGV[0], NEW.id::text) THEN
         RAISE EXCEPTION '% % was written (%) without an audit event: change it through the services', TG_ARGV[0], NEW.id, TG_OP
             USING ERRCODE = 'integrity_constraint_violation';
     END IF;

@@ -3,8 +3,8 @@ aliases — may change only in a transaction that also writes the matching audit
 deferred constraint trigger checks at commit, so ``ModelVersion.objects.filter(…).update(
 state=…)`` or raw SQL outside the services fails loudly instead of passing silently.
 
-The event matches when it was written by the same top-level transaction (the ledger's
-``txid`` column, PostgreSQL only) about the same object (``object_type``, ``object_id``).
+The event matches when it was written by the same top-level transaction about the same object
+(``warden_audit_written`` in ``audit.triggers``: chained already, or waiting for the commit).
 """
 
 from __future__ import annotations
@@ -14,10 +14,7 @@ from typing import Any
 _GUARD = """
 CREATE OR REPLACE FUNCTION registry_version_requires_audit() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF NOT EXISTS (
-        SELECT 1 FROM audit_auditevent
-        WHERE txid = txid_current() AND object_type = 'registry.modelversion' AND object_id = NEW.id::text
-    ) THEN
+    IF NOT warden_audit_written('registry.modelversion', NEW.id::text) THEN
         RAISE EXCEPTION 'model version % changed state to % without an audit event: change it through the services', NEW.id, NEW.state
             USING ERRCODE = 'integrity_constraint_violation';
     END IF;
@@ -29,9 +26,8 @@ DECLARE
     alias_model bigint := CASE WHEN TG_OP = 'DELETE' THEN OLD.model_id ELSE NEW.model_id END;
     alias_name text := CASE WHEN TG_OP = 'DELETE' THEN OLD.name ELSE NEW.name END;
 BEGIN
-    IF NOT EXISTS (
-        SELECT 1 FROM audit_auditevent e JOIN registry_registeredmodel m ON m.id = alias_model
-        WHERE e.txid = txid_current() AND e.object_type = 'registry.alias' AND e.object_id = m.name || '@' || alias_name
+    IF NOT warden_audit_written(
+        'registry.alias', (SELECT name FROM registry_registeredmodel WHERE id = alias_model) || '@' || alias_name
     ) THEN
         RAISE EXCEPTION 'alias % of model % changed (%) without an audit event: change it through the services', alias_name, alias_model, TG_OP
             USING ERRCODE = 'integrity_constraint_violation';

@@ -51,6 +51,16 @@ def _flush_past_the_ledger_protection() -> Any:
 
 
 @pytest.fixture(autouse=True)
+def _chain_now_unless_the_test_commits(request: Any, settings: Any) -> None:
+    """On PostgreSQL audit events are chained when their transaction commits. A test that runs
+    inside a transaction rolled back at its end never commits, so its events are chained at
+    once (the same database function, called directly); transactional tests commit, and chain
+    at commit as in production."""
+    marker = request.node.get_closest_marker("django_db")
+    settings.AUDIT_CHAIN_AT_COMMIT = bool(marker and marker.kwargs.get("transaction"))
+
+
+@pytest.fixture(autouse=True)
 def _default_rules(request: Any) -> None:
     """Transactional tests end by flushing every table, data migrations' rows included: a
     transactional test gets the default rules back when one before it flushed them."""

@@ -1,5 +1,6 @@
-"""The append itself: what ``audit_record`` returns is what it stored, and on PostgreSQL the
-event's time is read once this append holds the chain, not while it waits for it."""
+"""The append itself: what ``audit_record`` returns is what it stored; on PostgreSQL the event
+is chained when its transaction commits, and its time is read once the append holds the chain,
+not while it waits for it."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import threading
 import time
 from datetime import UTC, datetime
 
+import psycopg2
 import pytest
 from django.db import connection, transaction
 
-from audit import context, ledger
+from audit import context, ledger, triggers
 from audit.models import AuditEvent, ChainHead
 from audit.services import audit_record
 
@@ -57,9 +59,57 @@ def test_the_time_is_read_after_the_head_lock_is_granted(developer):
     holder.start()
     assert locked.wait(timeout=10)
     with transaction.atomic():
-        event = audit_record(actor=developer, action="x.changed", object_type="x", object_id=1)
+        audit_record(actor=developer, action="x.changed", object_type="x", object_id=1)
     holder.join(timeout=10)
-    assert event.occurred_at >= released_at[0]
+    assert AuditEvent.objects.get(action="x.changed").occurred_at >= released_at[0]
+
+
+def _head_is_free() -> bool:
+    """Whether another session can lock the chain head right now."""
+    other = psycopg2.connect(**connection.get_connection_params())
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM audit_chainhead WHERE id = 1 FOR UPDATE SKIP LOCKED")
+            return cursor.fetchone() is not None
+    finally:
+        other.close()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite appends at once, under its database lock")
+@pytest.mark.django_db(transaction=True)
+def test_events_are_chained_when_their_transaction_commits_and_hold_the_head_only_then(developer):
+    with transaction.atomic():
+        audit_record(actor=developer, action="x.first", object_type="x", object_id=1)
+        audit_record(actor=developer, action="x.second", object_type="x", object_id=1)
+        assert not AuditEvent.objects.exists()
+        assert _head_is_free()
+    events = list(AuditEvent.objects.order_by("seq"))
+    assert [(e.seq, e.action) for e in events] == [(1, "x.first"), (2, "x.second")]
+    assert events[1].prev_hash == events[0].chain_hash
+    assert events[1].canonical == ledger.canonical(
+        {name: getattr(events[1], name) for name in ledger.HASHED_FIELDS} | {"actor_id": developer.pk}
+    )
+    assert ChainHead.objects.get().chain_hash == events[1].chain_hash
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM audit_pending")
+        assert cursor.fetchone() == (0,)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the pending table is PostgreSQL's")
+def test_the_pending_table_holds_what_the_writer_gives_an_event_with_the_same_types(db):
+    def types(table: str) -> dict[str, tuple]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT column_name, data_type, character_maximum_length FROM information_schema.columns "
+                "WHERE table_name = %s",
+                [table],
+            )
+            return {name: rest for name, *rest in cursor.fetchall()}
+
+    event, pending = types("audit_auditevent"), types("audit_pending")
+    assert {name: pending[name] for name in triggers.GIVEN} == {name: event[name] for name in triggers.GIVEN}
+    given = {name for name in event if name not in ("id", "txid", "canonical", "entry_hash", "prev_hash", "chain_hash")}
+    assert given - {"seq", "occurred_at"} == set(triggers.GIVEN)
 
 
 def test_the_template_pieces_around_time_and_sequence_make_the_canonical_text():
@@ -102,14 +152,15 @@ def _wal_insert_position() -> str:
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="early lock release is PostgreSQL's commit")
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("early", [True, False])
-def test_an_audited_change_is_durable_when_its_transaction_returns(developer, settings, early):
+@pytest.mark.parametrize("now", [True, False])
+def test_an_audited_change_is_durable_when_its_transaction_returns(developer, settings, early, now):
     settings.AUDIT_EARLY_LOCK_RELEASE = early
     with transaction.atomic():
-        audit_record(actor=developer, action="x.changed", object_type="x", object_id=1)
-        assert _synchronous_commit() == ("off" if early else "on")
-        written = _wal_insert_position()
-    assert _flushed(written)
+        audit_record(actor=developer, action="x.changed", object_type="x", object_id=1, now=now)
+        assert _synchronous_commit() == ("off" if early and now else "on")  # else set at commit
+    assert _flushed(_wal_insert_position())  # all the WAL written so far: the commit's too
     assert _synchronous_commit() == "on"
+    assert list(AuditEvent.objects.values_list("seq", "action")) == [(1, "x.changed")]
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="early lock release is PostgreSQL's commit")
@@ -121,6 +172,5 @@ def test_the_wait_for_durability_survives_a_rolled_back_savepoint(developer, set
             audit_record(actor=developer, action="x.tried", object_type="x", object_id=1)
             raise ValueError("rolled back")
         audit_record(actor=developer, action="x.changed", object_type="x", object_id=1)
-        written = _wal_insert_position()
-    assert _flushed(written)
+    assert _flushed(_wal_insert_position())
     assert list(AuditEvent.objects.values_list("seq", "action")) == [(1, "x.changed")]

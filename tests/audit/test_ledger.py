@@ -267,6 +267,17 @@ def test_the_runtime_role_appends_through_the_services(developer, runtime_role):
     assert verify().findings == []
 
 
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_the_runtime_role_appends_at_commit(developer, runtime_role):
+    with transaction.atomic():
+        sql(f"SET LOCAL ROLE {runtime_role}")
+        make_model(developer, name="m1")
+        assert not AuditEvent.objects.exists()
+    assert list(AuditEvent.objects.values_list("seq", "action")) == [(1, "model.registered")]
+    assert verify().findings == []
+
+
 def test_audit_grants_refuses_a_role_name_that_is_not_plain():
     with pytest.raises(CommandError, match="not a plain PostgreSQL role name"):
         call_command("audit_grants", "x; DROP TABLE y", "--print")
