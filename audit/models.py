@@ -51,7 +51,7 @@ class AuditEvent(models.Model):
         settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+", editable=False
     )
     actor_name = models.CharField(max_length=150, editable=False)
-    action = models.CharField(max_length=64, db_index=True, editable=False)
+    action = models.CharField(max_length=64, editable=False)
     object_type = models.CharField(max_length=64, editable=False)
     object_id = models.CharField(max_length=64, editable=False)
     model_name = models.CharField(max_length=100, blank=True, editable=False)
@@ -72,10 +72,12 @@ class AuditEvent(models.Model):
         base_manager_name = "objects"  # no plain manager that could update or delete
         # Declared here rather than as db_index / unique on the fields, which on PostgreSQL would
         # add a second, pattern-matching index to each: every index is written under the chain
-        # head's lock, and only ``action`` is searched by prefix.
+        # head's lock. ``action`` is searched by prefix as well as by value, which its one
+        # pattern index serves on PostgreSQL.
         indexes = [
             models.Index(fields=["object_type", "object_id"]),
             models.Index(fields=["model_name"], name="audit_event_model_name"),
+            models.Index(fields=["action"], name="audit_event_action", opclasses=["varchar_pattern_ops"]),
         ]
         constraints = [models.UniqueConstraint(fields=["prev_hash"], name="audit_event_prev_hash_unique")]
 

@@ -1,7 +1,7 @@
 """Audited appends per second next to plain inserts of the same rows, at 1, 4 and 16 writers.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/warden_bench .venv/bin/python bench/audit_appends.py \\
-        [--seconds 10] [--warmup 2] [--writers 1,4,16]
+        [--seconds 5] [--warmup 2] [--writers 1,4,16] [--rounds 3]
 
 Each audited transaction holds one ``audit_record`` call, as a service write does; each plain
 one inserts a row of the same shape into ``bench_plain_event``, a copy of the event table's
@@ -11,8 +11,10 @@ writers. Writers are separate processes, each with its own Django setup and conn
 two cores and the GIL would otherwise measure Python rather than the database.
 
 The database (default ``warden_bench``) is dropped and created afresh on every run, so runs
-compare; the harness refuses to drop one it did not create. After each audited run the chain is
-checked for forks and gaps. Results go to stdout as Markdown and to
+compare; the harness refuses to drop one it did not create. The two kinds alternate, round after
+round over every writer count, and each writer count is reported by its median round (a shared
+machine's neighbours move single runs by ±10%). After each audited run the chain is checked for
+forks and gaps. Results go to stdout as Markdown and to
 ``bench/results/audit-appends-<date>.{json,md}``.
 """
 
@@ -42,13 +44,14 @@ BENCH_USER = "bench-writer"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Audited appends per second next to plain inserts of the same rows.")
-    parser.add_argument("--seconds", type=float, default=10.0, help="measured time per configuration (default 10)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured time per configuration (default 5)")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured time before each (default 2)")
     parser.add_argument("--writers", default="1,4,16", help="writer counts, comma-separated (default 1,4,16)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds over every writer count (default 3)")
     args = parser.parse_args()
     writer_counts = [int(n) for n in args.writers.split(",")]
-    if not 0 < args.seconds <= 10 or not 0 <= args.warmup <= 5:
-        parser.error("keep runs bounded: 0 < --seconds <= 10 and 0 <= --warmup <= 5 (a shared 2-core machine)")
+    if not 0 < args.seconds <= 10 or not 0 <= args.warmup <= 5 or not 0 < args.rounds <= 5:
+        parser.error("keep runs bounded: 0 < --seconds <= 10, 0 <= --warmup <= 5, 0 < --rounds <= 5")
 
     _configure_environment()
     _recreate_database()
@@ -61,15 +64,15 @@ def main() -> None:
     machine = _machine_facts()
     connection.close()
 
-    configurations: list[dict[str, Any]] = []
-    for writers in writer_counts:
-        plain = _run("plain", writers, args.seconds, args.warmup)
-        audited = _run("audited", writers, args.seconds, args.warmup)
-        chain = _check_chain()
-        configurations.append(
-            {"writers": writers, "plain": plain, "audited": audited, "ratio": _ratio(audited, plain), "chain": chain}
-        )
-        print(_row(configurations[-1]), file=sys.stderr, flush=True)
+    runs: dict[int, list[dict[str, Any]]] = {writers: [] for writers in writer_counts}
+    for round_number in range(1, args.rounds + 1):
+        for writers in writer_counts:
+            plain = _run("plain", writers, args.seconds, args.warmup)
+            audited = _run("audited", writers, args.seconds, args.warmup)
+            run = {"writers": writers, "plain": plain, "audited": audited, "ratio": _ratio(audited, plain)}
+            runs[writers].append(run | {"chain": _check_chain()})
+            print(f"round {round_number}: {_row(runs[writers][-1])}", file=sys.stderr, flush=True)
+    configurations = [_median_run(runs[writers]) for writers in writer_counts]
     machine["load_average_after"] = os.getloadavg()
 
     results: dict[str, Any] = {
@@ -77,6 +80,7 @@ def main() -> None:
         "date": date.today().isoformat(),
         "seconds": args.seconds,
         "warmup_seconds": args.warmup,
+        "rounds": args.rounds,
         "machine": machine,
         "configurations": configurations,
         "target": "audited >= 0.5 x plain at every writer count",
@@ -90,6 +94,14 @@ def main() -> None:
     stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     stem.with_suffix(".md").write_text(markdown)
     print(f"written: {stem}.json, {stem}.md", file=sys.stderr)
+
+
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round whose ratio is the median, with every round's ratio, and the chain intact only
+    if it was after every round."""
+    middle = sorted(runs, key=lambda run: run["ratio"])[len(runs) // 2]
+    chain = runs[-1]["chain"] | {"intact": all(run["chain"]["intact"] for run in runs)}
+    return middle | {"ratios": [run["ratio"] for run in runs], "chain": chain}
 
 
 def _configure_environment() -> None:
@@ -441,6 +453,7 @@ def _row(c: dict[str, Any]) -> str:
         f"| {plain['latency_ms']['p50']} / {plain['latency_ms']['p99']} "
         f"| {audited['latency_ms']['p50']} / {audited['latency_ms']['p99']} "
         f"| {plain['commit_ms_mean']} / {audited['commit_ms_mean']} | {check} |"
+        + (f" {' / '.join(f'{ratio:.2f}' for ratio in c['ratios'])} |" if "ratios" in c else "")
     )
 
 
@@ -450,15 +463,16 @@ def _markdown(results: dict[str, Any]) -> str:
     lines = [
         f"# Audited appends vs plain inserts — {results['date']}",
         "",
-        f"{results['seconds']:g} s measured per configuration after {results['warmup_seconds']:g} s of warm-up; "
-        "one row per transaction; writers are separate processes. Timings taken while other work ran on "
+        f"{results['seconds']:g} s measured per configuration after {results['warmup_seconds']:g} s of warm-up, "
+        f"plain and audited alternating, {results['rounds']} rounds; each row is the round with the median ratio. "
+        "One row per transaction; writers are separate processes. Timings taken while other work ran on "
         f"the machine (load average {m['load_average_before'][0]:.2f} before, "
         f"{m['load_average_after'][0]:.2f} after; {m['other_database_sessions_at_start']} other database sessions "
         "at the start).",
         "",
         "| writers | plain tx/s | audited tx/s | audited / plain | plain p50 / p99 ms | audited p50 / p99 ms "
-        "| commit, mean ms: plain / audited | chain after the audited run |",
-        "|--:|--:|--:|--:|--:|--:|--:|---|",
+        "| commit, mean ms: plain / audited | chain after the audited runs | ratio by round |",
+        "|--:|--:|--:|--:|--:|--:|--:|---|---|",
         *(_row(c) for c in results["configurations"]),
         "",
         f"Target (audited ≥ 0.5 x plain at every writer count): {'met' if results['target_met'] else 'not met'}. "

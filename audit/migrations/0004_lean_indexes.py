@@ -28,6 +28,15 @@ class Migration(migrations.Migration):
         migrations.RunPython(lift_on_sqlite, migrations.RunPython.noop),
         migrations.AlterField(
             model_name="auditevent",
+            name="action",
+            field=models.CharField(editable=False, max_length=64),
+        ),
+        migrations.AddIndex(
+            model_name="auditevent",
+            index=models.Index(fields=["action"], name="audit_event_action", opclasses=["varchar_pattern_ops"]),
+        ),
+        migrations.AlterField(
+            model_name="auditevent",
             name="model_name",
             field=models.CharField(blank=True, editable=False, max_length=100),
         ),
