@@ -58,7 +58,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Concat, RowNumber
 from django.utils import timezone
 
-from audit import ledger, signing
+from audit import ledger, selectors, signing
 from audit.checkpoints import checkpoint_make
 from audit.merkle import leaf_hash, node_hash
 from audit.models import EVENT_FIELDS, AuditEvent, Checkpoint
@@ -92,7 +92,8 @@ def select(
     action: str = "",
 ) -> Selection:
     """The export's filters: events at or after ``occurred_after`` and before
-    ``occurred_before``, about one model, by one user (a username; the trail holds the user's
+    ``occurred_before``, about one model (the one called ``model`` now, under each name it has
+    had), by one user (a username; the trail holds the user's
     id, so a later rename does not hide their events), with one action."""
     if occurred_after and occurred_before and occurred_after >= occurred_before:
         raise ValidationFailed.on("occurred_before", "must be later than occurred_after")
@@ -104,7 +105,7 @@ def select(
         q &= Q(occurred_at__lt=occurred_before)
         filters["occurred_before"] = ledger.format_time(occurred_before)
     if model:
-        q &= Q(model_name=model)
+        q &= selectors.model_scope(model)
         filters["model"] = model
     if actor:
         user = get_user_model().objects.filter(username=actor).first()

@@ -13,9 +13,15 @@ def events_for(user: Any) -> QuerySet[AuditEvent]:
 
 
 def model_history(model_name: str) -> QuerySet[AuditEvent]:
-    """Every event about one model, under each name it has had: a name counts from the rename
-    that freed it for this model (another model may have had it before) up to the rename that
-    gave it up. The caller has checked the user may see the model."""
+    """Every event about one model, under each name it has had. The caller has checked the user
+    may see the model."""
+    return AuditEvent.objects.filter(model_scope(model_name))
+
+
+def model_scope(model_name: str) -> Q:
+    """The events about the model called ``model_name`` now, under each name it has had: a name
+    counts from the rename that freed it for this model (another model may have had it before)
+    up to the rename that gave it up."""
     renames = AuditEvent.objects.filter(action="model.renamed")
     scope, name, upto = Q(), model_name, None
     while True:
@@ -24,5 +30,5 @@ def model_history(model_name: str) -> QuerySet[AuditEvent]:
         scope |= Q(within, model_name=name, seq__gt=freed or 0)
         into = renames.filter(within, model_name=name, seq__gt=freed or 0).order_by("-seq").first()
         if into is None:
-            return AuditEvent.objects.filter(scope)
+            return scope
         name, upto = (into.before or {})["name"], into.seq

@@ -98,6 +98,26 @@ def test_a_models_trail_is_proven_event_by_event_against_the_signed_checkpoint(t
     assert manifest["seq_ranges"] == [[1, 1], [3, 3], [5, 5]]
 
 
+def test_a_models_trail_follows_it_across_a_rename(trail, developer, signing_key, tmp_path):
+    from registry import services
+
+    scorecard = make_model(developer, name="scorecard-2")
+    make_version(developer, scorecard)
+    services.model_rename(actor=developer, model=scorecard, new_name="credit-card")
+    make_version(developer, scorecard)
+
+    bundle = run_export(tmp_path, "--model", "credit-card")
+
+    assert offline(bundle, signing_key)[0] == 0
+    events = lines(bundle / "events.jsonl")
+    assert [(e["action"], e["model_name"]) for e in events] == [
+        ("model.registered", "scorecard-2"),
+        ("version.created", "scorecard-2"),
+        ("model.renamed", "credit-card"),
+        ("version.created", "credit-card"),
+    ]
+
+
 def test_filters_by_actor_action_and_time(trail, developer, signing_key, tmp_path):
     by_developer = lines(run_export(tmp_path, "--actor", "dev", name="a") / "events.jsonl")
     assert {e["actor_id"] for e in by_developer} == {developer.pk} and len(by_developer) == 3

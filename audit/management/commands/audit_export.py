@@ -32,7 +32,9 @@ class Command(BaseCommand):
         parser.add_argument("destination", type=Path)
         parser.add_argument("--from", dest="occurred_after", help="events at or after this time (ISO 8601)")
         parser.add_argument("--to", dest="occurred_before", help="events before this time (ISO 8601)")
-        parser.add_argument("--model", default="", help="events about this model")
+        parser.add_argument(
+            "--model", default="", help="events about the model with this name now, under every name it has had"
+        )
         parser.add_argument("--actor", default="", help="events by this user (username)")
         parser.add_argument("--action", default="", help="events with this action, e.g. version.created")
         parser.add_argument("--as", dest="as_user", default="", help="the auditor recorded as exporting (username)")
