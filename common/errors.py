@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Self
+
 
 class DomainError(Exception):
     status = 400
@@ -15,16 +17,17 @@ class DomainError(Exception):
         if code:
             self.code = code
 
+    @classmethod
+    def on(cls, field: str, rule: str) -> Self:
+        """The error about one field, naming the rule it broke."""
+        return cls(f"{field}: {rule}", fields={field: [rule]})
+
 
 class ValidationFailed(DomainError):
     """Bad input: the message names the field and the rule."""
 
     status = 400
     code = "invalid"
-
-    @classmethod
-    def on(cls, field: str, rule: str) -> ValidationFailed:
-        return cls(f"{field}: {rule}", fields={field: [rule]})
 
 
 class PermissionDenied(DomainError):
@@ -43,17 +46,9 @@ class Conflict(DomainError):
     status = 409
     code = "conflict"
 
-    @classmethod
-    def on(cls, field: str, rule: str) -> Conflict:
-        return cls(f"{field}: {rule}", fields={field: [rule]})
-
 
 class Duplicate(Conflict):
     """Something with this name or digest already exists (MLflow's RESOURCE_ALREADY_EXISTS)."""
-
-    @classmethod
-    def on(cls, field: str, rule: str) -> Duplicate:
-        return cls(f"{field}: {rule}", fields={field: [rule]})
 
 
 class Unavailable(DomainError):
