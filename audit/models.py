@@ -47,8 +47,16 @@ class AuditEvent(models.Model):
     occurred_at = models.DateTimeField(
         db_index=True, editable=False, help_text="database time, taken under the chain lock"
     )
+    # No foreign key constraint in the database: its check would lock the user's row (FOR KEY
+    # SHARE) inside every append, under the chain head's lock. The id is in the hashed text, and
+    # the ORM still refuses to delete a user the trail names (PROTECT).
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+", editable=False
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        editable=False,
+        db_constraint=False,
     )
     actor_name = models.CharField(max_length=150, editable=False)
     action = models.CharField(max_length=64, editable=False)

@@ -116,12 +116,12 @@ CREATE CONSTRAINT TRIGGER audit_pending_chain AFTER INSERT ON {PENDING}
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION warden_audit_chain_pending();
 ALTER TABLE {PENDING} ENABLE ALWAYS TRIGGER audit_pending_chain;
 
--- For the bypass guards: has this transaction recorded an event about this object (chained, or
--- waiting for the commit to chain it)?
+-- For the bypass guards: has this transaction recorded an event about this object (waiting for
+-- the commit to chain it, the usual case when a guard runs, or chained already)?
 CREATE OR REPLACE FUNCTION warden_audit_written(about_type text, about_id text) RETURNS boolean
 LANGUAGE sql STABLE AS $$
-    SELECT EXISTS (SELECT 1 FROM {EVENTS} WHERE txid = txid_current() AND object_type = about_type AND object_id = about_id)
-        OR EXISTS (SELECT 1 FROM {PENDING} WHERE txid = txid_current() AND object_type = about_type AND object_id = about_id)
+    SELECT EXISTS (SELECT 1 FROM {PENDING} WHERE txid = txid_current() AND object_type = about_type AND object_id = about_id)
+        OR EXISTS (SELECT 1 FROM {EVENTS} WHERE txid = txid_current() AND object_type = about_type AND object_id = about_id)
 $$;
 """
 
