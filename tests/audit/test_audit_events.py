@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 from django.db import transaction
+from django.db.models import ProtectedError
 
 from audit.models import AuditEvent
 from audit.services import audit_record
@@ -131,3 +132,10 @@ def test_only_the_owner_or_a_risk_officer_revokes_access(api, owner, developer, 
 
 def test_me_needs_a_signed_in_user(api):
     assert api().get("/api/v1/me/").status_code == 401
+
+
+def test_a_user_the_trail_names_cannot_be_deleted(developer):
+    make_model(developer, name="m1")
+    with pytest.raises(ProtectedError):
+        developer.delete()
+    assert AuditEvent.objects.get().actor_id == developer.pk
