@@ -14,25 +14,16 @@ from contextlib import contextmanager
 from typing import Any
 
 from audit.ledger import GENESIS, sql_time
+from audit.models import EVENT_FIELDS
 
 EVENTS = "audit_auditevent"
 HEAD = "audit_chainhead"
 CHECKPOINTS = "audit_checkpoint"
 PENDING = "audit_pending"
-# What the writer gives an event (in ``warden_audit_chain``'s order, after ``early`` and the three
-# pieces of the canonical text); the chain head gives the rest.
-GIVEN = (
-    "actor_id",
-    "actor_name",
-    "action",
-    "object_type",
-    "object_id",
-    "model_name",
-    "before",
-    "after",
-    "reason",
-    "request_id",
-    "source_ip",
+# What the writer gives an event: every field but those the chain head gives, in the order of
+# ``EVENT_FIELDS`` (``warden_audit_chain``'s, after ``early`` and the canonical text's pieces).
+GIVEN = tuple(
+    name for name in EVENT_FIELDS if name not in ("seq", "occurred_at", "entry_hash", "prev_hash", "chain_hash")
 )
 
 # The append (PostgreSQL). ``warden_audit_chain`` locks the chain head, then reads the clock,

@@ -152,6 +152,27 @@ def test_the_services_satisfy_the_bypass_guard(developer):
         sql("SET CONSTRAINTS ALL IMMEDIATE")
 
 
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_several_guarded_changes_in_one_transaction_commit_with_their_events_chained_at_commit(developer):
+    """At commit each guard runs before or after the events before it are chained: it finds its
+    event pending or in the trail, whichever it is by then."""
+    model = make_model(developer, name="m1")
+    with transaction.atomic():
+        make_version(developer, model)
+        make_version(developer, model)
+        services.alias_set(actor=developer, model=model, name="candidate", number=2)
+        assert not AuditEvent.objects.filter(object_type="registry.alias").exists()
+    assert model.aliases.get().version.number == 2
+    assert list(AuditEvent.objects.order_by("seq").values_list("action", flat=True)) == [
+        "model.registered",
+        "version.created",
+        "version.created",
+        "alias.set",
+    ]
+    assert verify().findings == []
+
+
 # --- tampering by someone who can lift the protection (the tables' owner) ------------------
 
 
