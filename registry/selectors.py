@@ -11,6 +11,7 @@ from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 from django.db.models.expressions import RawSQL
 
 from common.errors import NotFound
+from common.rows import JoinedRow
 from registry import policies
 from registry.models import (
     Alias,
@@ -34,11 +35,21 @@ def models_for(user: Any) -> QuerySet[RegisteredModel]:
     return policies.visible_models(user).select_related("owner", "team")
 
 
+_MODELS_BY_NAME = JoinedRow(RegisteredModel, ("owner", "team"), "name")
+
+
+def model_named(user: Any, name: str) -> RegisteredModel | None:
+    """The model named ``name`` with its owner and team, if the user may see it. Checked with
+    ``can_view_model`` once fetched, which needs no query for an unrestricted model; read on most
+    requests, so through ``common.rows``."""
+    model = _MODELS_BY_NAME.get(name)
+    return model if model is not None and policies.can_view_model(user, model) else None
+
+
 def model_get(user: Any, name: str) -> RegisteredModel:
-    """Fetch and authorise in one call: a model the user may not see does not exist for them.
-    Checked with ``can_view_model`` once fetched, which needs no query for an unrestricted one."""
-    model = RegisteredModel.objects.select_related("owner", "team").filter(name=name).first()
-    if model is None or not policies.can_view_model(user, model):
+    """Fetch and authorise in one call: a model the user may not see does not exist for them."""
+    model = model_named(user, name)
+    if model is None:
         raise NotFound(f"No model named {name!r}.")
     return model
 

@@ -8,10 +8,12 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from common.rows import JoinedRow
 from registry.models import ApiToken
 from registry.services import TOKEN_PREFIX, hash_token
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+_TOKENS = JoinedRow(ApiToken, ("user",), "key_hash")  # read on every request: see common.rows
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
@@ -37,7 +39,7 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
 
 def token_user(secret: str) -> tuple[Any, ApiToken]:
     """The user a token secret stands for, or AuthenticationFailed saying why not."""
-    token = ApiToken.objects.select_related("user").filter(key_hash=hash_token(secret)).first()
+    token = _TOKENS.get(hash_token(secret))
     now = timezone.now()
     if token is None or token.revoked_at is not None:
         raise exceptions.AuthenticationFailed("Invalid or revoked token.")

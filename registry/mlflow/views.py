@@ -23,7 +23,7 @@ from rest_framework import exceptions as drf_exceptions
 
 from common import validation
 from common.errors import Conflict, DomainError, Duplicate, NotFound, PermissionDenied, Unavailable, ValidationFailed
-from registry import policies, services
+from registry import policies, selectors, services
 from registry.api.authentication import BasicTokenAuthentication, BearerTokenAuthentication
 from registry.mlflow import search
 from registry.models import Alias, ModelVersion, RegisteredModel, VersionState
@@ -148,8 +148,8 @@ def _one(queryset: QuerySet) -> Any:
 
 def _model(actor: Any, name: Any) -> RegisteredModel:
     name = _text("name", name)
-    model = _one(RegisteredModel.objects.select_related("owner", "team").filter(name=name))
-    if model is None or not policies.can_view_model(actor, model):
+    model = selectors.model_named(actor, name)
+    if model is None:
         raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"Registered Model with name={name} not found", 404)
     return model
 

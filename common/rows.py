@@ -1,0 +1,88 @@
+"""One row and the rows its foreign keys name, read in one statement whose SQL is written once.
+
+For lookups made on nearly every request (the API token and its user, a model by name with its
+owner and team), where building the ORM's query costs several times what the database does:
+``ApiToken.objects.select_related("user").get(key_hash=…)`` takes about 450 µs of CPU here,
+this about 100 µs. The columns come from the models' own fields and the database's converters
+are applied as the ORM applies them, so the instances are the ones the ORM would give."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any, Generic, TypeVar
+
+from django.db import connections
+from django.db.models import Field, Model
+
+M = TypeVar("M", bound=Model)
+_Converters = list[tuple[int, list[Any], Any]]
+
+
+class JoinedRow(Generic[M]):
+    """``JoinedRow(ApiToken, ("user",), "key_hash").get(value)``: the token whose key_hash is
+    ``value``, with ``token.user`` already set, or None. The relations are foreign keys that
+    cannot be null (an inner join)."""
+
+    def __init__(self, model: type[M], relations: tuple[str, ...], key: str):
+        self.model, self.relations, self.key = model, relations, key
+        self._prepared: dict[str, tuple[str, _Converters]] = {}
+
+    @cached_property
+    def _parts(self) -> list[tuple[str | None, type[Model], list[Field]]]:
+        """(relation, model, its fields) for the row itself (relation None) and each related row."""
+        parts: list[tuple[str | None, type[Model], list[Field]]] = [
+            (None, self.model, list(self.model._meta.concrete_fields))
+        ]
+        for name in self.relations:
+            link: Any = self.model._meta.get_field(name)
+            assert link.many_to_one and not link.null, f"{name}: a foreign key that cannot be null"
+            parts.append((name, link.related_model, list(link.related_model._meta.concrete_fields)))
+        return parts
+
+    def _sql(self, connection: Any) -> str:
+        quote = connection.ops.quote_name
+        columns = [f"t{i}.{quote(f.column)}" for i, (_, _, fields) in enumerate(self._parts) for f in fields]
+        joins = []
+        for i, (name, related, _) in enumerate(self._parts[1:], start=1):
+            link: Any = self.model._meta.get_field(name)  # type: ignore[arg-type]
+            target = link.target_field.column
+            joins.append(f"JOIN {quote(related._meta.db_table)} t{i} ON t{i}.{quote(target)} = t0.{quote(link.column)}")
+        key: Any = self.model._meta.get_field(self.key)
+        return (
+            f"SELECT {', '.join(columns)} FROM {quote(self.model._meta.db_table)} t0 {' '.join(joins)} "
+            f"WHERE t0.{quote(key.column)} = %s"
+        )
+
+    def _converters(self, connection: Any) -> _Converters:
+        found = []
+        fields = [field for _, _, fields in self._parts for field in fields]
+        for index, field in enumerate(fields):
+            column = field.get_col(field.model._meta.db_table)
+            converters = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+            if converters:
+                found.append((index, converters, column))
+        return found
+
+    def get(self, value: Any, using: str = "default") -> M | None:
+        connection = connections[using]
+        if using not in self._prepared:
+            self._prepared[using] = (self._sql(connection), self._converters(connection))
+        sql, converters = self._prepared[using]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [value])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        values = list(row)
+        for index, functions, column in converters:
+            for convert in functions:
+                values[index] = convert(values[index], column, connection)
+        instance, start = None, 0
+        for name, model, fields in self._parts:
+            part = model.from_db(using, [f.attname for f in fields], values[start : start + len(fields)])
+            start += len(fields)
+            if name is None:
+                instance = part
+            else:
+                setattr(instance, name, part)
+        return instance  # type: ignore[return-value]

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.utils import timezone
+
+from common.rows import JoinedRow
+from registry import services
+from registry.models import ApiToken
+
+TOKENS = JoinedRow(ApiToken, ("user",), "key_hash")
+
+
+def _fields(instance: object) -> dict[str, object]:
+    return {f.attname: getattr(instance, f.attname) for f in type(instance)._meta.concrete_fields}  # type: ignore[attr-defined]
+
+
+def test_a_joined_row_is_the_instance_the_orm_gives_with_its_related_row(developer):
+    expires = timezone.now() + timedelta(days=3)
+    token, secret = services.token_create(actor=developer, name="ci", expires_at=expires)
+    developer.last_login = timezone.now()
+    developer.save(update_fields=["last_login"])
+
+    got = TOKENS.get(services.hash_token(secret))
+    orm = ApiToken.objects.select_related("user").get(pk=token.pk)
+
+    assert _fields(got) == _fields(orm)
+    assert _fields(got.user) == _fields(orm.user)
+    assert got.expires_at == expires and got.expires_at.tzinfo is not None  # converted, on SQLite too
+    assert got.user.is_active is True and got.user.username == developer.username
+    assert not got._state.adding and not got.user._state.adding
+
+
+def test_no_row_is_none(db):
+    assert TOKENS.get("0" * 64) is None
