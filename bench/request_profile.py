@@ -4,7 +4,7 @@ database. Prints CPU ms (of the cheapest of three passes) and SQL statements per
 functions that spent it (cProfile, by own time).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/warden_profile \\
-        .venv/bin/python bench/request_profile.py [--requests 300] [--profile mlflow:write]
+        .venv/bin/python bench/request_profile.py [--store 4000] [--profile mlflow:write] [--sql native:read]
 
 It drops and re-creates its database, as the bench user of ``mlflow_side_by_side.py`` does.
 """
@@ -34,6 +34,7 @@ os.environ.setdefault("SECRET_KEY", "profile-" + "x" * 60)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=200, help="requests of each kind in a pass")
+    parser.add_argument("--store", type=int, default=200, help="versions in the store, ten to a model")
     parser.add_argument("--passes", type=int, default=3, help="passes of each kind; the cheapest is reported")
     parser.add_argument("--profile", action="append", default=[], help="api:kind to profile, e.g. native:read")
     parser.add_argument("--sql", action="append", default=[], help="api:kind whose statements to print, one request's")
@@ -71,41 +72,48 @@ def main() -> None:
     def post(path: str, body: dict[str, Any]) -> Any:
         return ok(client.post(path, json.dumps(body), content_type="application/json"))
 
-    mlflow = "/api/2.0/mlflow"
+    mlflow, k = "/api/2.0/mlflow", max(args.store // 10, 20)  # the store: k models of ten versions
+
+    def r(i: int) -> str:  # a model of the store, spread as the workload's random picks are
+        return f"r{i * 7919 % k}"
+
     kinds: dict[str, dict[str, Callable[[int], Any]]] = {
         "mlflow": {
-            "write": lambda i: post(f"{mlflow}/model-versions/create", {"name": f"m{100 + i % 20}", "source": "s3://b/x"}),
-            "read": lambda i: ok(client.get(f"{mlflow}/model-versions/get", {"name": f"m{i % 20}", "version": "1"})),
+            "write": lambda i: post(f"{mlflow}/model-versions/create", {"name": f"w{i % 20}", "source": "s3://b/x"}),
+            "read": lambda i: ok(
+                client.get(f"{mlflow}/model-versions/get", {"name": r(i), "version": str(1 + i % 10)})
+            ),
             "search": lambda i: ok(
-                client.get(f"{mlflow}/model-versions/search", {"filter": f"name='m{i % 20}'", "max_results": "100"})
+                client.get(f"{mlflow}/model-versions/search", {"filter": f"name='{r(i)}'", "max_results": "100"})
             ),
             "alias-set": lambda i: post(
-                f"{mlflow}/registered-models/alias", {"name": f"m{i % 20}", "alias": "candidate", "version": str(1 + i // 20 % 2)}
+                f"{mlflow}/registered-models/alias",
+                {"name": f"r{i % 20}", "alias": "candidate", "version": str(1 + i // 20 % 2)},
             ),
             "alias-get": lambda i: ok(
-                client.get(f"{mlflow}/registered-models/alias", {"name": f"m{i % 20}", "alias": "candidate"})
+                client.get(f"{mlflow}/registered-models/alias", {"name": f"r{i % 20}", "alias": "candidate"})
             ),
             "list": lambda i: ok(client.get(f"{mlflow}/registered-models/search", {"max_results": "100"})),
         },
         "native": {
-            "write": lambda i: post(f"/api/v1/models/m{100 + i % 20}/versions/", {"artifact_uri": "s3://b/x"}),
-            "read": lambda i: ok(client.get(f"/api/v1/models/m{i % 20}/versions/1/")),
-            "search": lambda i: ok(client.get(f"/api/v1/models/m{i % 20}/versions/", {"page_size": 100})),
+            "write": lambda i: post(f"/api/v1/models/w{i % 20}/versions/", {"artifact_uri": "s3://b/x"}),
+            "read": lambda i: ok(client.get(f"/api/v1/models/{r(i)}/versions/{1 + i % 10}/")),
+            "search": lambda i: ok(client.get(f"/api/v1/models/{r(i)}/versions/", {"page_size": 100})),
             "alias-set": lambda i: ok(
                 client.put(
-                    f"/api/v1/models/m{i % 20}/aliases/candidate/",
+                    f"/api/v1/models/r{i % 20}/aliases/candidate/",
                     json.dumps({"version": 1 + i // 20 % 2}),
                     content_type="application/json",
                 )
             ),
-            "alias-get": lambda i: ok(client.get(f"/api/v1/models/m{i % 20}/aliases/candidate/")),
+            "alias-get": lambda i: ok(client.get(f"/api/v1/models/r{i % 20}/aliases/candidate/")),
             "list": lambda i: ok(client.get("/api/v1/models/", {"page_size": 100})),
         },
     }
-    for i in range(120):
-        post(f"{mlflow}/registered-models/create", {"name": f"m{i}"})
-    for i in range(20 * 10):  # as the workload's store: ten versions a model (writes go to others)
-        post(f"{mlflow}/model-versions/create", {"name": f"m{i % 20}", "source": "s3://b/x"})
+    for name in [f"r{i}" for i in range(k)] + [f"w{i}" for i in range(20)]:
+        post(f"{mlflow}/registered-models/create", {"name": name})
+    for i in range(k * 10):
+        post(f"{mlflow}/model-versions/create", {"name": f"r{i % k}", "source": "s3://b/x"})
 
     print(f"{'api':8} {'kind':10} {'CPU ms':>7} {'wall ms':>8} {'stmts':>6}")
     with connection.execute_wrapper(count):

@@ -21,11 +21,12 @@ _Converters = list[tuple[int, list[Any], Any]]
 class JoinedRow(Generic[M]):
     """``JoinedRow(ApiToken, ("user",), "key_hash").get(value)``: the token whose key_hash is
     ``value``, with ``token.user`` already set, or None. The relations are foreign keys that
-    cannot be null (an inner join)."""
+    cannot be null (an inner join). ``get(value, lock=True)`` also locks the row (not the related
+    rows) as ``select_for_update(no_key=True, of=("self",))`` does, where the database can."""
 
     def __init__(self, model: type[M], relations: tuple[str, ...], key: str):
         self.model, self.relations, self.key = model, relations, key
-        self._prepared: dict[str, tuple[str, _Converters]] = {}
+        self._prepared: dict[tuple[str, bool], tuple[str, _Converters]] = {}
 
     @cached_property
     def _parts(self) -> list[tuple[str | None, type[Model], list[Field]]]:
@@ -39,7 +40,7 @@ class JoinedRow(Generic[M]):
             parts.append((name, link.related_model, list(link.related_model._meta.concrete_fields)))
         return parts
 
-    def _sql(self, connection: Any) -> str:
+    def _sql(self, connection: Any, lock: bool) -> str:
         quote = connection.ops.quote_name
         columns = [f"t{i}.{quote(f.column)}" for i, (_, _, fields) in enumerate(self._parts) for f in fields]
         joins = []
@@ -47,11 +48,14 @@ class JoinedRow(Generic[M]):
             link: Any = self.model._meta.get_field(name)  # type: ignore[arg-type]
             target = link.target_field.column
             joins.append(f"JOIN {quote(related._meta.db_table)} t{i} ON t{i}.{quote(target)} = t0.{quote(link.column)}")
-        key: Any = self.model._meta.get_field(self.key)
-        return (
+        key: Any = self.model._meta.pk if self.key == "pk" else self.model._meta.get_field(self.key)
+        sql = (
             f"SELECT {', '.join(columns)} FROM {quote(self.model._meta.db_table)} t0 {' '.join(joins)} "
             f"WHERE t0.{quote(key.column)} = %s"
         )
+        if lock and connection.features.has_select_for_no_key_update:  # SQLite locks the database
+            sql += " FOR NO KEY UPDATE OF t0"
+        return sql
 
     def _converters(self, connection: Any) -> _Converters:
         found = []
@@ -63,11 +67,11 @@ class JoinedRow(Generic[M]):
                 found.append((index, converters, column))
         return found
 
-    def get(self, value: Any, using: str = "default") -> M | None:
+    def get(self, value: Any, *, lock: bool = False, using: str = "default") -> M | None:
         connection = connections[using]
-        if using not in self._prepared:
-            self._prepared[using] = (self._sql(connection), self._converters(connection))
-        sql, converters = self._prepared[using]
+        if (using, lock) not in self._prepared:
+            self._prepared[using, lock] = (self._sql(connection, lock), self._converters(connection))
+        sql, converters = self._prepared[using, lock]
         with connection.cursor() as cursor:
             cursor.execute(sql, [value])
             row = cursor.fetchone()

@@ -73,18 +73,53 @@ def versions_for(user: Any) -> QuerySet[ModelVersion]:
     )
 
 
+def _flagged(versions: QuerySet[ModelVersion]) -> QuerySet[ModelVersion]:
+    """Versions that say whether they have parents or datasets, for ``with_lineage``."""
+    return versions.select_related("model", "created_by").annotate(
+        has_parents=Exists(VersionParent.objects.filter(child=OuterRef("pk"))),
+        has_datasets=Exists(DatasetUsage.objects.filter(version=OuterRef("pk"))),
+    )
+
+
+def visible_versions(user: Any) -> QuerySet[ModelVersion]:
+    """``versions_for`` for a page: the lineage is read afterwards, by ``with_lineage``."""
+    return _flagged(ModelVersion.objects.filter(policies.model_visibility(user, "model__")))
+
+
+def versions_of(model: RegisteredModel) -> QuerySet[ModelVersion]:
+    """The versions of a model the user has been let see (``model_get``): no visibility filter,
+    which would read the user's groups and grants."""
+    return _flagged(ModelVersion.objects.filter(model=model))
+
+
+def with_lineage(user: Any, versions: list[ModelVersion]) -> list[ModelVersion]:
+    """Give each version (of ``_flagged``) its ``visible_parent_edges`` and ``dataset_usage_list``,
+    as ``versions_for`` does, reading them only for versions that have any: most have none, and
+    a prefetch is a query (with the user's visibility to build) whether it finds rows or not."""
+    edges: dict[int, list[VersionParent]] = {}
+    usages: dict[int, list[DatasetUsage]] = {}
+    with_parents = [v.pk for v in versions if v.has_parents]  # type: ignore[attr-defined]
+    with_datasets = [v.pk for v in versions if v.has_datasets]  # type: ignore[attr-defined]
+    if with_parents:
+        for edge in VersionParent.objects.filter(child_id__in=with_parents).select_related("parent__model"):
+            if policies.can_view_model(user, edge.parent.model):
+                edges.setdefault(edge.child_id, []).append(edge)
+    if with_datasets:
+        for usage in _usages().filter(version_id__in=with_datasets):
+            usages.setdefault(usage.version_id, []).append(usage)
+    for version in versions:
+        version.visible_parent_edges = edges.get(version.pk, [])  # type: ignore[attr-defined]
+        version.dataset_usage_list = usages.get(version.pk, [])  # type: ignore[attr-defined]
+    return versions
+
+
 def version_get(
     user: Any, *, pk: int | None = None, model_name: str | None = None, number: int | None = None
 ) -> ModelVersion:
     """One version, as ``versions_for`` gives it. Fetched first and checked with
     ``can_view_model``, which needs no query for an unrestricted model, where filtering by
-    visibility would read the user's groups and grants on every call. Its parents and datasets
-    are read only if it has any (the version's own query asks): each is a query of its own,
-    empty or not."""
-    queryset = ModelVersion.objects.select_related("model", "created_by").annotate(
-        has_parents=Exists(VersionParent.objects.filter(child=OuterRef("pk"))),
-        has_datasets=Exists(DatasetUsage.objects.filter(version=OuterRef("pk"))),
-    )
+    visibility would read the user's groups and grants on every call."""
+    queryset = _flagged(ModelVersion.objects.all())
     if pk is not None:
         version = queryset.filter(pk=pk).first()
     else:
@@ -92,14 +127,7 @@ def version_get(
         version = queryset.filter(model__name=model_name, number=number).first()
     if version is None or not policies.can_view_model(user, version.model):
         raise NotFound("No such model version." if pk is not None else f"Model {model_name!r} has no version {number}.")
-    edges, usages = [], []
-    if version.has_parents:  # type: ignore[attr-defined]
-        edges = list(VersionParent.objects.filter(child=version).select_related("parent__model"))
-    if version.has_datasets:  # type: ignore[attr-defined]
-        usages = list(_usages().filter(version=version))
-    version.visible_parent_edges = [edge for edge in edges if policies.can_view_model(user, edge.parent.model)]  # type: ignore[attr-defined]
-    version.dataset_usage_list = usages  # type: ignore[attr-defined]
-    return version
+    return with_lineage(user, [version])[0]
 
 
 def datasets_for(user: Any) -> QuerySet[Dataset]:

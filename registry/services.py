@@ -22,6 +22,7 @@ from audit.services import audit_record
 from common import memo, validation
 from common.errors import Conflict, Duplicate, NotFound, ValidationFailed
 from common.roles import is_team
+from common.rows import JoinedRow
 from notifications import outbox
 from notifications.models import Event
 from registry import hooks, policies, selectors
@@ -114,6 +115,19 @@ def _pg_lock(name: str) -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
 
 
+_MODEL_ROWS = JoinedRow(RegisteredModel, ("owner", "team"), "pk")
+
+
+def _locked(pk: int) -> RegisteredModel:
+    """The model's row, with its owner and team, locked until the transaction ends: every change
+    to a model or its versions and aliases takes this lock first. A plain statement
+    (``common.rows``), as writes take it on every call."""
+    model = _MODEL_ROWS.get(pk, lock=True)
+    if model is None:
+        raise RegisteredModel.DoesNotExist(f"no model {pk}")
+    return model
+
+
 # --- models ------------------------------------------------------------------------------
 
 
@@ -184,11 +198,7 @@ def model_update(
     if unknown:
         field = sorted(unknown)[0]
         raise ValidationFailed.on(field, "cannot be changed here")
-    model = (
-        RegisteredModel.objects.select_for_update(of=("self",), no_key=True)
-        .select_related("team", "owner")
-        .get(pk=model.pk)
-    )
+    model = _locked(model.pk)
     requested = set(changes) | ({"tags"} if set_tags or delete_tags else set())
     policies.can_update_model(actor, model, requested).ensure()
     changes["tags"] = _merge_tags(f"Model {model.name}", model.tags, changes.get("tags"), set_tags, delete_tags)
@@ -220,7 +230,7 @@ def model_rename(*, actor: Any, model: RegisteredModel, new_name: str) -> Regist
     """Give a model a new name. Only while every version is a draft: once a version has been
     submitted, approvals, deployments and exports name the model, so the name is settled. The
     model's history follows the rename (``audit.selectors.model_history``)."""
-    model = RegisteredModel.objects.select_for_update(of=("self",), no_key=True).select_related("team").get(pk=model.pk)
+    model = _locked(model.pk)
     policies.can_rename_model(actor, model).ensure()
     if new_name == model.name:
         return model
@@ -261,7 +271,7 @@ def model_set_risk_tier(
         raise RuntimeError("model_set_risk_tier runs inside the governance service's transaction")
     if tier not in RiskTier.values:
         raise ValidationFailed.on("risk_tier", "must be 1, 2, 3 or 4 (T1 critical … T4 low)")
-    model = RegisteredModel.objects.select_for_update(no_key=True).get(pk=model.pk)
+    model = _locked(model.pk)
     before = {"risk_tier": model.risk_tier}
     if model.risk_tier == tier:
         return model
@@ -293,7 +303,7 @@ def model_revoke_access(*, actor: Any, model: RegisteredModel, user: Any = None,
 def _change_access(*, actor: Any, model: RegisteredModel, user: Any, group: Group | None, grant: bool) -> None:
     if (user is None) == (group is None):
         raise ValidationFailed.on("user", "give exactly one of user or group")
-    model = RegisteredModel.objects.select_for_update(of=("self",), no_key=True).select_related("team").get(pk=model.pk)
+    model = _locked(model.pk)
     policies.can_grant_access(actor, model).ensure()
     grantee = user if user is not None else group
     grants = (
@@ -340,7 +350,7 @@ def version_create(
     gap: the model row is locked while the number is taken."""
     if parents:
         _pg_lock(LINEAGE_LOCK)  # before any row lock: the lineage lock is always taken first
-    model = RegisteredModel.objects.select_for_update(no_key=True).get(pk=model.pk)
+    model = _locked(model.pk)
     policies.can_add_version(actor, model).ensure()
     if model.status != ModelStatus.ACTIVE:
         raise Conflict(f"Model {model.name} is {model.status}: it takes no new versions.")
@@ -599,11 +609,7 @@ def dataset_version_create(
 @transaction.atomic
 def alias_set(*, actor: Any, model: RegisteredModel, name: str, number: int) -> Alias:
     """Point alias ``name`` of ``model`` at its version ``number``."""
-    model = (
-        RegisteredModel.objects.select_for_update(of=("self",), no_key=True)
-        .select_related("team", "owner")
-        .get(pk=model.pk)
-    )
+    model = _locked(model.pk)
     policies.can_edit_version(actor, model).ensure()
     if not ALIAS_NAME_RE.match(name):
         raise ValidationFailed.on("alias", "1-100 letters, digits, '_' or '-'")
@@ -671,7 +677,7 @@ def model_set_status(*, actor: Any, model: RegisteredModel, status: str, reason:
     transaction, as ``model_set_risk_tier``."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("model_set_status runs inside the governance service's transaction")
-    model = RegisteredModel.objects.select_for_update(no_key=True).get(pk=model.pk)
+    model = _locked(model.pk)
     before = {"status": model.status}
     model.status = status
     model.save(update_fields=["status", "updated_at"])
@@ -688,11 +694,7 @@ def model_set_status(*, actor: Any, model: RegisteredModel, status: str, reason:
 
 @transaction.atomic
 def alias_delete(*, actor: Any, alias: Alias) -> None:
-    model = (
-        RegisteredModel.objects.select_for_update(of=("self",), no_key=True)
-        .select_related("team")
-        .get(pk=alias.model_id)
-    )
+    model = _locked(alias.model_id)
     policies.can_edit_version(actor, model).ensure()
     alias = Alias.objects.select_related("version").get(pk=alias.pk)
     before = {"version": alias.version.number}

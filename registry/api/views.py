@@ -159,6 +159,11 @@ class VersionViewSetBase(mixins.ListModelMixin, viewsets.GenericViewSet):
     def _reload(self, version: ModelVersion) -> ModelVersion:
         return selectors.version_get(self.request.user, pk=version.pk)
 
+    def paginate_queryset(self, queryset: Any) -> Any:
+        """A page, with the lineage of the versions on it that have any (``with_lineage``)."""
+        page = super().paginate_queryset(queryset)
+        return None if page is None else selectors.with_lineage(self.request.user, page)
+
 
 class ModelVersionViewSet(VersionViewSetBase):
     """Versions of one model, addressed by the model's name and the version number."""
@@ -172,8 +177,7 @@ class ModelVersionViewSet(VersionViewSetBase):
     def get_queryset(self) -> QuerySet:
         if getattr(self, "swagger_fake_view", False):
             return self.queryset
-        model = selectors.model_get(self.request.user, self.kwargs["model_name"])
-        return selectors.versions_for(self.request.user).filter(model=model)
+        return selectors.versions_of(selectors.model_get(self.request.user, self.kwargs["model_name"]))
 
     def get_object(self) -> ModelVersion:
         return selectors.version_get(
@@ -236,7 +240,7 @@ class VersionViewSet(VersionViewSetBase):
     ordering = ["-created_at"]
 
     def get_queryset(self) -> QuerySet:
-        return selectors.versions_for(self.request.user)
+        return selectors.visible_versions(self.request.user)
 
     def get_object(self) -> ModelVersion:
         return selectors.version_get(self.request.user, pk=int(self.kwargs["pk"]))

@@ -298,15 +298,29 @@ def test_listing_versions_of_a_model_costs_the_same_queries_at_10_and_100_rows(
 ):
     _many_versions_with_lineage(developer, 100)
     client = api(developer)
-    with django_assert_num_queries(6) as small:
+    # the model, the page, its parents and its datasets
+    with django_assert_num_queries(4) as small:
         response = client.get("/api/v1/models/m1/versions/?page_size=10")
     assert len(response.data["results"]) == 10
     assert response.data["results"][0]["parents"][0]["model"] == "base"
     assert response.data["results"][0]["datasets"][0]["dataset"] == "loans"
-    with django_assert_num_queries(6) as large:
+    with django_assert_num_queries(4) as large:
         response = client.get("/api/v1/models/m1/versions/?page_size=100")
     assert len(response.data["results"]) == 100
     assert len(small.captured_queries) == len(large.captured_queries)
+
+
+def test_a_page_of_versions_without_lineage_reads_none(api, developer, django_assert_num_queries):
+    model = make_model(developer, name="plain")
+    for _ in range(3):
+        make_version(developer, model)
+    with django_assert_num_queries(2):  # the model and the page
+        response = api(developer).get("/api/v1/models/plain/versions/")
+    assert [(v["number"], v["parents"], v["datasets"]) for v in response.data["results"]] == [
+        (3, [], []),
+        (2, [], []),
+        (1, [], []),
+    ]
 
 
 def test_listing_all_versions_costs_the_same_queries_at_10_and_100_rows(api, developer, django_assert_num_queries):

@@ -23,6 +23,11 @@ def test_a_parent_from_a_restricted_model_is_not_shown_to_those_who_cannot_see_i
     assert api(outsider).get(f"/api/v1/versions/{child.pk}/").data["parents"] == []
     assert [p["model"] for p in api(risk_officer).get(f"/api/v1/versions/{child.pk}/").data["parents"]] == ["secret"]
     assert api(outsider).get(f"/api/v1/versions/{child.pk}/lineage/").data["hidden"] == 1
+    for page in ("/api/v1/versions/", "/api/v1/models/p1/versions/"):  # lists read lineage apart
+        seen = {v["id"]: [p["model"] for p in v["parents"]] for v in api(outsider).get(page).data["results"]}
+        assert seen == {child.pk: []}
+        seen = {v["id"]: [p["model"] for p in v["parents"]] for v in api(risk_officer).get(page).data["results"]}
+        assert seen[child.pk] == ["secret"]
 
 
 def test_a_hidden_version_and_a_missing_one_get_the_same_answer(api, owner, outsider):
