@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection
-from django.db.models import Exists, OuterRef, Prefetch, QuerySet
+from django.db.models import Exists, Model, OuterRef, Prefetch, QuerySet
 from django.db.models.expressions import RawSQL
 
 from common.errors import NotFound
@@ -35,7 +35,7 @@ def models_for(user: Any) -> QuerySet[RegisteredModel]:
     return policies.visible_models(user).select_related("owner", "team")
 
 
-_MODELS_BY_NAME = JoinedRow(RegisteredModel, ("owner", "team"), "name")
+_MODELS_BY_NAME = JoinedRow(RegisteredModel, ("owner", "team"), ("name",))
 
 
 def model_named(user: Any, name: str) -> RegisteredModel | None:
@@ -113,18 +113,30 @@ def with_lineage(user: Any, versions: list[ModelVersion]) -> list[ModelVersion]:
     return versions
 
 
+_LINEAGE_FLAGS: dict[str, tuple[type[Model], str]] = {
+    "has_parents": (VersionParent, "child"),
+    "has_datasets": (DatasetUsage, "version"),
+}
+_VERSIONS_BY_PK = JoinedRow(ModelVersion, ("model", "created_by"), ("pk",), flags=_LINEAGE_FLAGS)
+_VERSIONS_BY_NUMBER = JoinedRow(ModelVersion, ("model", "created_by"), ("model__name", "number"), flags=_LINEAGE_FLAGS)
+
+
+def version_named(model_name: str, number: int) -> ModelVersion | None:
+    """The version, with its model and author, whoever may see it: callers check."""
+    return _VERSIONS_BY_NUMBER.get(model_name, number)
+
+
 def version_get(
     user: Any, *, pk: int | None = None, model_name: str | None = None, number: int | None = None
 ) -> ModelVersion:
-    """One version, as ``versions_for`` gives it. Fetched first and checked with
-    ``can_view_model``, which needs no query for an unrestricted model, where filtering by
-    visibility would read the user's groups and grants on every call."""
-    queryset = _flagged(ModelVersion.objects.all())
+    """One version, as ``versions_for`` gives it. Fetched first (a point read, through
+    ``common.rows``) and checked with ``can_view_model``, which needs no query for an
+    unrestricted model, where filtering by visibility would read the user's groups and grants."""
     if pk is not None:
-        version = queryset.filter(pk=pk).first()
+        version = _VERSIONS_BY_PK.get(pk)
     else:
         assert model_name is not None and number is not None, "give pk, or model_name and number"
-        version = queryset.filter(model__name=model_name, number=number).first()
+        version = version_named(model_name, number)
     if version is None or not policies.can_view_model(user, version.model):
         raise NotFound("No such model version." if pk is not None else f"Model {model_name!r} has no version {number}.")
     return with_lineage(user, [version])[0]

@@ -115,7 +115,9 @@ def _pg_lock(name: str) -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
 
 
-_MODEL_ROWS = JoinedRow(RegisteredModel, ("owner", "team"), "pk")
+_MODEL_ROWS = JoinedRow(RegisteredModel, ("owner", "team"), ("pk",))
+_VERSION_ROWS = JoinedRow(ModelVersion, (), ("model", "number"))
+_ALIAS_ROWS = JoinedRow(Alias, ("version",), ("model", "name"))
 
 
 def _locked(pk: int) -> RegisteredModel:
@@ -615,12 +617,15 @@ def alias_set(*, actor: Any, model: RegisteredModel, name: str, number: int) -> 
         raise ValidationFailed.on("alias", "1-100 letters, digits, '_' or '-'")
     if RESERVED_ALIAS_RE.match(name):
         raise ValidationFailed.on("alias", f"{name!r} is reserved ('latest' and 'v<number>' name versions)")
-    version = model.versions.filter(number=number).first()
+    version = _VERSION_ROWS.get(model.pk, number)
     if version is None:
         raise ValidationFailed.on("version", f"model {model.name} has no version {number}")
+    version.model = model
     for check in hooks.ALIAS_CHECKS:
         check(actor=actor, version=version, alias=name)
-    alias = Alias.objects.filter(model=model, name=name).select_related("version").first()
+    alias = _ALIAS_ROWS.get(model.pk, name)
+    if alias:
+        alias.model = model
     before = {"version": alias.version.number} if alias else None
     if alias and alias.version_id == version.pk:
         return alias

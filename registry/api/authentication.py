@@ -13,7 +13,7 @@ from registry.models import ApiToken
 from registry.services import TOKEN_PREFIX, hash_token
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
-_TOKENS = JoinedRow(ApiToken, ("user",), "key_hash")  # read on every request: see common.rows
+_TOKENS = JoinedRow(ApiToken, ("user",), ("key_hash",))  # read on every request: see common.rows
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):

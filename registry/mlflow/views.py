@@ -156,7 +156,7 @@ def _model(actor: Any, name: Any) -> RegisteredModel:
 
 def _version(actor: Any, name: Any, number: Any) -> ModelVersion:
     name, number = _text("name", name), _number(number)
-    version = _one(_version_rows().filter(model__name=name, number=number))
+    version = selectors.version_named(name, number)
     if version is None or not policies.can_view_model(actor, version.model):
         raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"Model Version (name={name}, version={number}) not found", 404)
     return version
