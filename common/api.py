@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -109,6 +110,19 @@ class StrictSerializer(serializers.Serializer):
 
     def unknown_field_message(self, name: str) -> str:
         return "unknown field, or one that cannot be set here"
+
+
+# An output ``ModelSerializer`` whose fields are worked out from the model once per class. DRF
+# works them out again for every serializer it makes (0.36 ms for a version's twenty, on every
+# response); a copy of the first is about half that. Fields are bound to the serializer using
+# them, so each gets its own copy. (A comment, not a docstring: the schema would show it as the
+# description of every answer.)
+class ModelAnswer(serializers.ModelSerializer):
+    def get_fields(self) -> dict[str, Any]:
+        cls = type(self)
+        if "_fields_from_model" not in cls.__dict__:
+            cls._fields_from_model = super().get_fields()  # type: ignore[attr-defined]
+        return copy.deepcopy(cls._fields_from_model)  # type: ignore[attr-defined]
 
 
 def api_not_found(request: HttpRequest, path: str = "") -> JsonResponse:

@@ -1,10 +1,10 @@
 from rest_framework import serializers
 
 from audit.models import EVENT_FIELDS, AuditEvent
-from common.api import StrictSerializer
+from common.api import ModelAnswer, StrictSerializer
 
 
-class AuditEventOut(serializers.ModelSerializer):
+class AuditEventOut(ModelAnswer):
     class Meta:
         model = AuditEvent
         fields = list(EVENT_FIELDS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from common.api import StrictSerializer
+from common.api import ModelAnswer, StrictSerializer
 from governance import tiering
 from governance.models import (
     ApprovalPolicy,
@@ -26,13 +26,13 @@ from governance.models import (
 from registry.api.serializers import TeamField, UsernameField
 
 
-class PolicyRefOut(serializers.ModelSerializer):
+class PolicyRefOut(ModelAnswer):
     class Meta:
         model = ApprovalPolicy
         fields = ["id", "tier", "version"]
 
 
-class PolicyOut(serializers.ModelSerializer):
+class PolicyOut(ModelAnswer):
     published_by = serializers.CharField(source="published_by.username", allow_null=True, default=None)
 
     class Meta:
@@ -53,7 +53,7 @@ class PolicyOut(serializers.ModelSerializer):
         ]
 
 
-class ScorecardOut(serializers.ModelSerializer):
+class ScorecardOut(ModelAnswer):
     class Meta:
         model = Scorecard
         fields = ["id", "version", "status", "rules", "notes", "published_at"]
@@ -64,7 +64,7 @@ class AssessmentIn(StrictSerializer):
     flags = serializers.ListField(child=serializers.CharField(), required=False, default=list)
 
 
-class AssessmentOut(serializers.ModelSerializer):
+class AssessmentOut(ModelAnswer):
     model = serializers.CharField(source="model.name")
     scorecard_version = serializers.IntegerField(source="scorecard.version")
     assessed_by = serializers.CharField(source="assessed_by.username")
@@ -118,7 +118,7 @@ class DecisionIn(StrictSerializer):
     conditions = serializers.ListField(child=ConditionIn(), required=False, default=list, max_length=20)
 
 
-class StageOut(serializers.ModelSerializer):
+class StageOut(ModelAnswer):
     class Meta:
         model = RequestStage
         fields = [
@@ -137,7 +137,7 @@ class StageOut(serializers.ModelSerializer):
         ]
 
 
-class ConditionOut(serializers.ModelSerializer):
+class ConditionOut(ModelAnswer):
     owner = serializers.CharField(source="owner.username")
 
     class Meta:
@@ -145,7 +145,7 @@ class ConditionOut(serializers.ModelSerializer):
         fields = ["id", "description", "owner", "due_date", "state", "decision"]
 
 
-class DecisionOut(serializers.ModelSerializer):
+class DecisionOut(ModelAnswer):
     person = serializers.CharField(source="person.username")
     stage = serializers.CharField(source="stage.name")
     role = serializers.CharField(source="stage.role")
@@ -183,7 +183,7 @@ class SuspendedOut(serializers.Serializer):
     state = serializers.CharField()
 
 
-class RequestOut(serializers.ModelSerializer):
+class RequestOut(ModelAnswer):
     model = serializers.CharField(source="model.name")
     version = serializers.IntegerField(source="version.number", allow_null=True, default=None)
     policy = PolicyRefOut(allow_null=True)
@@ -245,7 +245,7 @@ class ExceptionIn(StrictSerializer):
     expires_at = serializers.DateTimeField()
 
 
-class ExceptionOut(serializers.ModelSerializer):
+class ExceptionOut(ModelAnswer):
     model = serializers.CharField(source="version.model.name")
     version = serializers.IntegerField(source="version.number")
     approver = serializers.CharField(source="approver.username")
@@ -276,7 +276,7 @@ class FindingIn(StrictSerializer):
     version = serializers.IntegerField(required=False, min_value=1, max_value=10**9, help_text="version number")
 
 
-class FindingEntryOut(serializers.ModelSerializer):
+class FindingEntryOut(ModelAnswer):
     by = serializers.CharField(source="by.username")
 
     class Meta:
@@ -288,7 +288,7 @@ class FindingMoveIn(StrictSerializer):
     comment = serializers.CharField(max_length=10_000)
 
 
-class FindingOut(serializers.ModelSerializer):
+class FindingOut(ModelAnswer):
     model = serializers.CharField(source="model.name")
     version = serializers.IntegerField(source="version.number", allow_null=True, default=None)
     owner = serializers.CharField(source="owner.username")
@@ -332,7 +332,7 @@ class RetireIn(StrictSerializer):
     reason = serializers.CharField(max_length=10_000)
 
 
-class DeploymentOut(serializers.ModelSerializer):
+class DeploymentOut(ModelAnswer):
     model = serializers.CharField(source="version.model.name")
     version = serializers.IntegerField(source="version.number")
     environment = serializers.CharField(source="environment.name")

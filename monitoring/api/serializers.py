@@ -5,7 +5,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from common.api import StrictSerializer
+from common.api import ModelAnswer, StrictSerializer
 from monitoring.models import Measure, Observation, ThresholdOverride
 
 NAME = r"^[A-Za-z0-9_.\-/ ]+$"  # no ":", which the labels of PSI findings use
@@ -102,7 +102,7 @@ class ThresholdIn(StrictSerializer):
     reason = serializers.CharField(max_length=10_000)
 
 
-class ThresholdOut(serializers.ModelSerializer):
+class ThresholdOut(ModelAnswer):
     model = serializers.CharField(source="model.name")
     set_by = serializers.CharField(source="set_by.username")
 
@@ -111,7 +111,7 @@ class ThresholdOut(serializers.ModelSerializer):
         fields = ["id", "model", "measure", "warn", "critical", "reason", "set_by", "created_at"]
 
 
-class PointOut(serializers.ModelSerializer):
+class PointOut(ModelAnswer):
     class Meta:
         model = Observation
         fields = ["window_start", "window_end", "value", "segment"]

@@ -10,7 +10,7 @@ from django.contrib.auth.models import Group
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from common.api import StrictSerializer
+from common.api import ModelAnswer, StrictSerializer
 from common.roles import ROLE_NAMES
 from registry.models import (
     Alias,
@@ -51,7 +51,7 @@ class TeamField(serializers.SlugRelatedField):
 # --- models ------------------------------------------------------------------------------
 
 
-class ModelOut(serializers.ModelSerializer):
+class ModelOut(ModelAnswer):
     owner = serializers.CharField(source="owner.username")
     team = serializers.CharField(source="team.name")
     risk_tier = serializers.IntegerField(allow_null=True, help_text="1 (critical) … 4 (low); null until assessed")
@@ -131,7 +131,7 @@ class DatasetUsageOut(serializers.Serializer):
     role = serializers.CharField()
 
 
-class VersionOut(serializers.ModelSerializer):
+class VersionOut(ModelAnswer):
     model = serializers.CharField(source="model.name")
     created_by = serializers.CharField(source="created_by.username")
     tags = serializers.DictField(child=serializers.CharField())
@@ -264,7 +264,7 @@ class ImpactOut(serializers.Serializer):
 # --- datasets ----------------------------------------------------------------------------
 
 
-class DatasetOut(serializers.ModelSerializer):
+class DatasetOut(ModelAnswer):
     team = serializers.CharField(source="team.name")
     created_by = serializers.CharField(source="created_by.username")
 
@@ -280,7 +280,7 @@ class DatasetCreateIn(StrictSerializer):
     description = serializers.CharField(required=False, allow_blank=True)
 
 
-class DatasetVersionOut(serializers.ModelSerializer):
+class DatasetVersionOut(ModelAnswer):
     dataset = serializers.CharField(source="dataset.name")
     created_by = serializers.CharField(source="created_by.username")
 
@@ -310,7 +310,7 @@ class DatasetVersionCreateIn(StrictSerializer):
 # --- aliases, tags, tokens ---------------------------------------------------------------
 
 
-class AliasOut(serializers.ModelSerializer):
+class AliasOut(ModelAnswer):
     model = serializers.CharField(source="model.name")
     version = serializers.IntegerField(source="version.number")
     version_id = serializers.IntegerField()
@@ -330,7 +330,7 @@ class TagIn(StrictSerializer):
     value = serializers.CharField(allow_blank=True, max_length=5000, trim_whitespace=False)
 
 
-class TokenOut(serializers.ModelSerializer):
+class TokenOut(ModelAnswer):
     class Meta:
         model = ApiToken
         fields = ["id", "name", "prefix", "created_at", "expires_at", "revoked_at", "last_used_at"]
