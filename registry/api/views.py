@@ -380,8 +380,7 @@ class AliasViewSet(viewsets.GenericViewSet):
     def update(self, request: Request, model_name: str, alias: str) -> Response:
         number = _validated(s.AliasSetIn, request)["version"]
         model = selectors.model_get(request.user, model_name)
-        found = services.alias_set(actor=request.user, model=model, name=alias, number=number)
-        return Response(s.AliasOut(selectors.aliases_for(request.user, model).get(pk=found.pk)).data)
+        return Response(s.AliasOut(services.alias_set(actor=request.user, model=model, name=alias, number=number)).data)
 
     def destroy(self, request: Request, model_name: str, alias: str) -> Response:
         services.alias_delete(actor=request.user, alias=self.get_object())
