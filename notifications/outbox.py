@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from audit import ledger
@@ -72,12 +72,30 @@ def kick(ids: list[str]) -> None:
 
 
 def people(*roles: str, team_id: int | None = None, users: Iterable[Any] = ()) -> list[Any]:
-    """Active users holding any of ``roles``, members of ``team_id``, and ``users``."""
+    """Active users holding any of ``roles``, members of ``team_id``, and ``users``. Plain SQL:
+    asked on every notified change (an alias move, a decision), where the ORM's join through the
+    membership table cost more to build than to run."""
     found = list(users)
-    query = Q(groups__name__in=[str(role) for role in roles]) if roles else Q(pk__in=[])
+    conditions: list[str] = []
+    params: list[Any] = []
+    if roles:
+        conditions.append(f"g.name IN ({', '.join(['%s'] * len(roles))})")
+        params += [str(role) for role in roles]
     if team_id is not None:
-        query |= Q(groups__pk=team_id)
-    found += list(get_user_model().objects.filter(query, is_active=True).distinct())
+        conditions.append("g.id = %s")
+        params.append(team_id)
+    if not conditions:
+        return found
+    user = get_user_model()
+    membership = user.groups.through._meta.db_table
+    found += list(
+        user.objects.raw(
+            f"SELECT u.* FROM {user._meta.db_table} u WHERE u.is_active AND u.id IN ("
+            f"SELECT m.user_id FROM {membership} m JOIN {Group._meta.db_table} g ON g.id = m.group_id"
+            f" WHERE {' OR '.join(conditions)})",
+            params,
+        )
+    )
     return found
 
 
