@@ -1,7 +1,8 @@
-"""Where one request's time goes, in process: the side-by-side workload's requests, against both of
-Warden's APIs, through Django's WSGI handler (no HTTP, no gunicorn), on a fresh PostgreSQL
-database. Prints CPU ms (of the cheapest of three passes) and SQL statements per request for each kind; ``--profile KIND`` adds the
-functions that spent it (cProfile, by own time).
+"""Where one request's time goes, in process: the side-by-side workload's requests, against both
+of Warden's APIs, through Django's WSGI handler (no HTTP, no gunicorn), on a fresh PostgreSQL
+database. Prints CPU ms (of the cheapest of three passes) and SQL statements per request for
+each kind; ``--profile KIND`` adds the functions that spent it (cProfile, by own time) and
+``--sql KIND`` one request's statements.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/warden_profile \\
         .venv/bin/python bench/request_profile.py [--store 4000] [--profile mlflow:write] [--sql native:read]

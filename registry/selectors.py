@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection
-from django.db.models import Exists, Model, OuterRef, Prefetch, QuerySet
+from django.db.models import Exists, Model, OuterRef, QuerySet
 from django.db.models.expressions import RawSQL
 
 from common.errors import NotFound
@@ -54,25 +54,6 @@ def model_get(user: Any, name: str) -> RegisteredModel:
     return model
 
 
-def versions_for(user: Any) -> QuerySet[ModelVersion]:
-    """Versions of the models the user may see; a parent from a model they may not see is
-    left out of ``visible_parent_edges`` (lineage endpoints count such versions in ``hidden``)."""
-    return (
-        ModelVersion.objects.filter(policies.model_visibility(user, "model__"))
-        .select_related("model", "created_by")
-        .prefetch_related(
-            Prefetch(
-                "parent_edges",
-                queryset=VersionParent.objects.filter(
-                    policies.model_visibility(user, "parent__model__")
-                ).select_related("parent__model"),
-                to_attr="visible_parent_edges",
-            ),
-            Prefetch("dataset_usages", queryset=_usages(), to_attr="dataset_usage_list"),
-        )
-    )
-
-
 def _flagged(versions: QuerySet[ModelVersion]) -> QuerySet[ModelVersion]:
     """Versions that say whether they have parents or datasets, for ``with_lineage``."""
     return versions.select_related("model", "created_by").annotate(
@@ -81,8 +62,9 @@ def _flagged(versions: QuerySet[ModelVersion]) -> QuerySet[ModelVersion]:
     )
 
 
-def visible_versions(user: Any) -> QuerySet[ModelVersion]:
-    """``versions_for`` for a page: the lineage is read afterwards, by ``with_lineage``."""
+def versions_for(user: Any) -> QuerySet[ModelVersion]:
+    """Versions of the models the user may see. Those an answer shows go through
+    ``with_lineage`` once fetched, for their parents and datasets."""
     return _flagged(ModelVersion.objects.filter(policies.model_visibility(user, "model__")))
 
 
@@ -93,9 +75,11 @@ def versions_of(model: RegisteredModel) -> QuerySet[ModelVersion]:
 
 
 def with_lineage(user: Any, versions: list[ModelVersion]) -> list[ModelVersion]:
-    """Give each version (of ``_flagged``) its ``visible_parent_edges`` and ``dataset_usage_list``,
-    as ``versions_for`` does, reading them only for versions that have any: most have none, and
-    a prefetch is a query (with the user's visibility to build) whether it finds rows or not."""
+    """Give each version (of ``versions_for`` or ``versions_of``) its ``visible_parent_edges``
+    (a parent from a model the user may not see is left out; lineage endpoints count such
+    versions in ``hidden``) and ``dataset_usage_list``. Read only for versions that have any:
+    most have none, and a prefetch is a query (with the user's visibility to build) whether it
+    finds rows or not."""
     edges: dict[int, list[VersionParent]] = {}
     usages: dict[int, list[DatasetUsage]] = {}
     with_parents = [v.pk for v in versions if v.has_parents]  # type: ignore[attr-defined]
@@ -129,7 +113,7 @@ def version_named(model_name: str, number: int) -> ModelVersion | None:
 def version_get(
     user: Any, *, pk: int | None = None, model_name: str | None = None, number: int | None = None
 ) -> ModelVersion:
-    """One version, as ``versions_for`` gives it. Fetched first (a point read, through
+    """One version, with its lineage. Fetched first (a point read, through
     ``common.rows``) and checked with ``can_view_model``, which needs no query for an
     unrestricted model, where filtering by visibility would read the user's groups and grants."""
     if pk is not None:

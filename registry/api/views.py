@@ -240,7 +240,7 @@ class VersionViewSet(VersionViewSetBase):
     ordering = ["-created_at"]
 
     def get_queryset(self) -> QuerySet:
-        return selectors.visible_versions(self.request.user)
+        return selectors.versions_for(self.request.user)
 
     def get_object(self) -> ModelVersion:
         return selectors.version_get(self.request.user, pk=int(self.kwargs["pk"]))
@@ -342,7 +342,7 @@ class DatasetVersionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         versions, hidden = selectors.impacted_versions(request.user, dataset_version)
         payload = {
             "dataset_version_id": dataset_version.pk,
-            "versions": versions[:IMPACT_LIMIT],
+            "versions": selectors.with_lineage(request.user, list(versions[:IMPACT_LIMIT])),
             "hidden": hidden,
         }
         return Response(s.ImpactOut(payload).data)

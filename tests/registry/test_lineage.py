@@ -250,9 +250,9 @@ def test_the_lineage_endpoint_costs_the_same_queries_for_3_and_10_generations(
     short = _chain(developer, make_model(developer, name="short"), 3)
     long = _chain(developer, make_model(developer, name="long"), 10)
     client = api(developer)
-    with django_assert_num_queries(11) as few:
+    with django_assert_num_queries(9) as few:
         assert len(_lineage(client, short[1], depth=50)) == 3
-    with django_assert_num_queries(11) as many:
+    with django_assert_num_queries(9) as many:
         assert len(_lineage(client, long[4], depth=50)) == 10
     assert len(few.captured_queries) == len(many.captured_queries)
 
@@ -274,6 +274,9 @@ def test_impact_lists_every_version_that_used_the_data_directly_or_through_ances
         ("scorecard", 1),
         ("scorecard", 2),
     ]
+    lineage = {(v["model"], v["number"]): (v["parents"], v["datasets"]) for v in response.data["versions"]}
+    assert [(p["model"], p["number"]) for p in lineage["pricing", 1][0]] == [("scorecard", 2)]
+    assert [d["dataset"] for d in lineage["scorecard", 1][1]] == ["loans"]
     assert response.data["hidden"] == 0
 
 
