@@ -12,8 +12,10 @@ from django.utils import timezone
 from audit import context, ledger
 from audit.models import AuditEvent, ChainHead
 from audit.triggers import GIVEN, PENDING
+from common import statements
 
-# Prepared once per connection: the pending insert and the direct append (``audit.triggers``).
+# Prepared once per connection (``common.statements``): the pending insert and the direct append
+# (``audit.triggers``).
 _PENDING_SQL = f"INSERT INTO {PENDING} (early, text_a, text_b, text_c, {', '.join(GIVEN)}) VALUES ({{}})"
 _CHAIN_SQL = "SELECT id, seq, occurred_at, canonical, entry_hash, prev_hash, chain_hash FROM warden_audit_chain({})"
 # Run after the commit, in a transaction of its own that writes one small WAL record (an empty
@@ -83,13 +85,8 @@ def _append_postgres(fields: dict[str, Any], actor_name: str, *, now: bool) -> A
         given[document] = None if given[document] is None else json.dumps(given[document])
     params = [early, *ledger.canonical_template(fields), *(given[name] for name in GIVEN)]
     with connection.cursor() as cursor:
-        if getattr(connection, "audit_prepared_on", None) is not connection.connection:
-            slots = ", ".join(f"${n}" for n in range(1, len(params) + 1))
-            cursor.execute(f"PREPARE warden_audit_pending AS {_PENDING_SQL.format(slots)}")
-            cursor.execute(f"PREPARE warden_audit_chain AS {_CHAIN_SQL.format(slots)}")
-            connection.audit_prepared_on = connection.connection  # type: ignore[attr-defined]
-        statement = "warden_audit_chain" if now else "warden_audit_pending"
-        cursor.execute(f"EXECUTE {statement} ({', '.join(['%s'] * len(params))})", params)
+        slots = ", ".join(["%s"] * len(params))
+        statements.execute(cursor, (_CHAIN_SQL if now else _PENDING_SQL).format(slots), params)
         row = cursor.fetchone() if now else None
     if early:
         _release_early()

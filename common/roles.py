@@ -4,7 +4,7 @@ roles are the groups they are in. Teams are the other groups."""
 from enum import StrEnum
 from typing import Any
 
-from common import memo
+from common import memo, statements
 
 
 class Role(StrEnum):
@@ -47,7 +47,8 @@ def _groups(user: Any) -> tuple[frozenset[str], frozenset[int]]:
         # Plain SQL: the ORM's join through the membership table costs more to build than to run.
         membership = get_user_model().groups.through._meta.db_table
         with connection.cursor() as cursor:
-            cursor.execute(
+            statements.execute(
+                cursor,
                 f"SELECT g.id, g.name FROM {Group._meta.db_table} g JOIN {membership} m ON m.group_id = g.id"
                 " WHERE m.user_id = %s",
                 [user.pk],

@@ -22,7 +22,7 @@ from audit.services import audit_record
 from common import memo, validation
 from common.errors import Conflict, Duplicate, NotFound, ValidationFailed
 from common.roles import is_team
-from common.rows import JoinedRow
+from common.rows import JoinedRow, NumberedInsert
 from notifications import outbox
 from notifications.models import Event
 from registry import hooks, policies, selectors
@@ -118,6 +118,8 @@ def _pg_lock(name: str) -> None:
 _MODEL_ROWS = JoinedRow(RegisteredModel, ("owner", "team"), ("pk",))
 _VERSION_ROWS = JoinedRow(ModelVersion, (), ("model", "number"))
 _ALIAS_ROWS = JoinedRow(Alias, ("version",), ("model", "name"))
+# Every version is created with its number in one statement (``common.rows``), under the model's lock.
+_NEW_VERSIONS = NumberedInsert(ModelVersion, "number", within="model")
 
 
 def _locked(pk: int) -> RegisteredModel:
@@ -360,7 +362,6 @@ def version_create(
     _check_metrics(metrics or {})
     version = ModelVersion(
         model=model,
-        number=_next_number(model),
         artifact_uri=artifact_uri,
         artifact_sha256=digest,
         framework=framework,
@@ -374,12 +375,12 @@ def version_create(
         tags=validation.tags("tags", tags or {}),
         created_by=actor,
     )
-    _clean(version, exclude=["model"])
+    _clean(version, exclude=["model", "number"])
     if digest:
         clash = model.versions.filter(artifact_sha256=digest).values_list("number", flat=True).first()
         if clash is not None:
             raise Duplicate.on("artifact_sha256", f"version {clash} of {model.name} already has this digest")
-    version.save(force_insert=True)
+    _NEW_VERSIONS.save(version)
     for index, (parent, relation) in enumerate(parents):
         _add_parent(actor=actor, child=version, parent=parent, relation=relation, field=f"parents[{index}].version_id")
     for dataset_version, role in datasets:
@@ -396,15 +397,6 @@ def version_create(
         },
     )
     return version
-
-
-def _next_number(model: RegisteredModel) -> int:
-    """The number of the model's next version; the caller holds the model's lock. Plain SQL, as
-    it runs for every version created and the ORM's aggregate cost more to build than to run."""
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT max(number) FROM {ModelVersion._meta.db_table} WHERE model_id = %s", [model.pk])
-        (last,) = cursor.fetchone()
-    return (last or 0) + 1
 
 
 def _check_metrics(metrics: Any) -> None:

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.db import transaction
 from django.utils import timezone
 
-from common.rows import JoinedRow
+from audit.services import audit_record
+from common.rows import JoinedRow, NumberedInsert
 from registry import services
 from registry.models import ApiToken, DatasetUsage, ModelVersion, VersionParent
 from tests.factories import make_model, make_version
@@ -53,3 +55,23 @@ def test_keys_may_name_a_related_row_and_flags_say_whether_rows_point_here(devel
     assert (got.has_parents, got.has_datasets) == (True, False)
     assert versions.get("m1", 1).has_parents is False
     assert versions.get("m1", 3) is None and versions.get("m2", 1) is None
+
+
+def test_a_numbered_insert_stores_the_row_the_orm_would_with_the_next_number(developer):
+    model, other = make_model(developer, name="m1"), make_model(developer, name="m2")
+    make_version(developer, model)
+    make_version(developer, model)
+    inserts = NumberedInsert(ModelVersion, "number", within="model")
+
+    version = ModelVersion(
+        model=model, artifact_uri="s3://b/3", tags={"k": "v"}, metrics={"auc": 0.9}, created_by=developer
+    )
+    first_of_other = ModelVersion(model=other, artifact_uri="s3://b/1", created_by=developer)
+    for new in (version, first_of_other):
+        with transaction.atomic():  # with its audit event, as the bypass guard requires
+            inserts.save(new)
+            audit_record(actor=developer, action="version.created", obj=new)
+
+    assert (version.number, first_of_other.number) == (3, 1)
+    assert not version._state.adding and version.created_at is not None
+    assert _fields(version) == _fields(ModelVersion.objects.get(pk=version.pk))

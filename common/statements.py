@@ -1,0 +1,45 @@
+"""Plain statements that run on nearly every request, prepared once per connection on PostgreSQL.
+
+PostgreSQL plans a statement each time it receives its text, and for the short lookups made on
+every request, planning costs more than running: the API token with its user, or a model by name
+with its owner and team, takes about 0.3 ms to plan and 0.1 ms to run here. Prepared, the plan is
+made once per connection (after five runs PostgreSQL keeps a generic plan when it is no worse),
+and the lookup costs the run and the round trip: 0.45 → 0.15 ms for the model by name.
+
+Prepared statements belong to the database session and outlive its transactions, rolled back or
+not. A pooler in front of PostgreSQL must therefore keep sessions (PgBouncer's session mode),
+as the audit trail's prepared appends already require. Other databases run the text as it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+_NAMED: dict[str, tuple[str, str, str]] = {}  # text → (name, PREPARE, EXECUTE)
+
+
+def execute(cursor: Any, sql: str, params: Sequence[Any] = ()) -> None:
+    """Run ``sql`` (``%s`` placeholders, as for ``cursor.execute``) on ``cursor``, a cursor of
+    Django's connection, prepared on its session the first time it runs there."""
+    connection = cursor.db
+    if connection.vendor != "postgresql":
+        cursor.execute(sql, params)
+        return
+    if sql not in _NAMED:
+        assert "%%" not in sql, "a prepared statement's text takes no literal %"
+        pieces = sql.split("%s")
+        name = "warden_" + hashlib.blake2s(sql.encode(), digest_size=8).hexdigest()
+        text = "".join(piece + (f"${n}" if n < len(pieces) else "") for n, piece in enumerate(pieces, start=1))
+        slots = f" ({', '.join(['%s'] * (len(pieces) - 1))})" if len(pieces) > 1 else ""
+        _NAMED[sql] = (name, f"PREPARE {name} AS {text}", f"EXECUTE {name}{slots}")
+    name, prepare, run = _NAMED[sql]
+    session = connection.connection  # the driver's connection: a new one has none prepared
+    prepared = getattr(connection, "prepared_statements", None)
+    if prepared is None or prepared[0] is not session:
+        prepared = connection.prepared_statements = (session, set[str]())
+    if name not in prepared[1]:
+        cursor.execute(prepare)
+        prepared[1].add(name)
+    cursor.execute(run, params)

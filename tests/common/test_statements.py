@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import pytest
+from django.db import connection, transaction
+
+from common import statements
+from tests.conftest import on_postgres
+
+SQL = "SELECT CAST(%s AS integer) + CAST(%s AS integer)"
+
+
+def _run(a: int, b: int) -> int:
+    with connection.cursor() as cursor:
+        statements.execute(cursor, SQL, [a, b])
+        return cursor.fetchone()[0]
+
+
+def _prepared() -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM pg_prepared_statements")
+        return {name for (name,) in cursor.fetchall()}
+
+
+@pytest.mark.django_db
+def test_a_statement_runs_with_its_parameters():
+    assert _run(1, 2) == 3 and _run(40, 2) == 42
+
+
+@pytest.mark.skipif(not on_postgres(), reason="other databases run the text as it is")
+@pytest.mark.django_db(transaction=True)
+def test_it_is_prepared_once_per_session_and_outlives_a_rollback():
+    assert _run(1, 2) == 3
+    name = statements._NAMED[SQL][0]
+    assert name in _prepared()
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        assert _run(2, 3) == 5
+        raise RuntimeError("roll back")
+    assert name in _prepared() and _run(4, 5) == 9
+
+    connection.close()  # a new session has nothing prepared: it is prepared there again
+    assert _run(5, 6) == 11 and name in _prepared()
