@@ -14,7 +14,7 @@ from django.contrib.auth.models import Group, Permission
 from django.db import connection
 from django.db.models import Q, QuerySet
 
-from common import memo
+from common import memo, statements
 from common.policy import ALLOW, Decision, deny
 from common.roles import ROLE_NAMES, Role, has_oversight, has_role, team_ids
 from registry.models import (
@@ -68,7 +68,7 @@ def model_visibility(user: Any, path: str = "") -> Q:
 
 def granted_model_ids(user: Any) -> frozenset[int]:
     """Restricted models the user was granted to see, themselves or through a group: one query,
-    remembered for the request (``common.memo``). Plain SQL, because building the same as two
+    remembered for the request (``common.memo``). Plain SQL (prepared: ``common.statements``), as building the same as two
     ORM querysets and a union cost more than a millisecond on every list."""
 
     def read() -> frozenset[int]:
@@ -76,7 +76,8 @@ def granted_model_ids(user: Any) -> frozenset[int]:
         to_group = RegisteredModelGroupObjectPermission._meta.db_table
         permission, membership = Permission._meta.db_table, get_user_model().groups.through._meta.db_table
         with connection.cursor() as cursor:
-            cursor.execute(
+            statements.execute(
+                cursor,
                 f"""SELECT g.content_object_id FROM {to_user} g JOIN {permission} p ON p.id = g.permission_id
                     WHERE g.user_id = %s AND p.codename = %s
                     UNION
