@@ -68,8 +68,8 @@ def model_visibility(user: Any, path: str = "") -> Q:
 
 def granted_model_ids(user: Any) -> frozenset[int]:
     """Restricted models the user was granted to see, themselves or through a group: one query,
-    remembered for the request (``common.memo``). Plain SQL (prepared: ``common.statements``), as building the same as two
-    ORM querysets and a union cost more than a millisecond on every list."""
+    remembered for the request (``common.memo``). Plain SQL, prepared (``common.statements``), as
+    building the same as two ORM querysets and a union cost more than a millisecond on every list."""
 
     def read() -> frozenset[int]:
         to_user = RegisteredModelUserObjectPermission._meta.db_table
