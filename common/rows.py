@@ -46,7 +46,7 @@ class JoinedRow(Generic[M]):
         flags: dict[str, tuple[type[Model], str]] | None = None,
     ):
         self.model, self.relations, self.keys, self.flags = model, relations, keys, flags or {}
-        self._prepared: dict[tuple[str, bool], tuple[str, _Converters]] = {}
+        self._written: dict[tuple[str, bool], tuple[str, _Converters]] = {}  # (alias, lock) → SQL, converters
 
     @cached_property
     def _parts(self) -> list[tuple[str | None, type[Model], list[Field]]]:
@@ -99,9 +99,9 @@ class JoinedRow(Generic[M]):
 
     def get(self, *keys: Any, lock: bool = False, using: str = "default") -> M | None:
         connection = connections[using]
-        if (using, lock) not in self._prepared:
-            self._prepared[using, lock] = (self._sql(connection, lock), self._converters(connection))
-        sql, converters = self._prepared[using, lock]
+        if (using, lock) not in self._written:
+            self._written[using, lock] = (self._sql(connection, lock), self._converters(connection))
+        sql, converters = self._written[using, lock]
         with connection.cursor() as cursor:
             statements.execute(cursor, sql, keys)
             row = cursor.fetchone()
