@@ -39,6 +39,9 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=3, help="passes of each kind; the cheapest is reported")
     parser.add_argument("--profile", action="append", default=[], help="api:kind to profile, e.g. native:read")
     parser.add_argument("--sql", action="append", default=[], help="api:kind whose statements to print, one request's")
+    parser.add_argument(
+        "--only", action="append", default=[], help="api:kind to time, e.g. mlflow:write (default: all)"
+    )
     args = parser.parse_args()
     name = os.environ["DATABASE_URL"].rsplit("/", 1)[1]
     subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", "--force", name], check=True)
@@ -120,6 +123,8 @@ def main() -> None:
     with connection.execute_wrapper(count):
         for api, calls in kinds.items():
             for kind, call in calls.items():
+                if args.only and f"{api}:{kind}" not in args.only:
+                    continue
                 for i in range(20):
                     call(i)
                 if f"{api}:{kind}" in args.sql:

@@ -11,6 +11,7 @@ the ORM would give. On PostgreSQL the statement is prepared once per connection
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cached_property
 from typing import Any, Generic, TypeVar
 
@@ -87,33 +88,26 @@ class JoinedRow(Generic[M]):
             sql += " FOR NO KEY UPDATE OF t0"
         return sql
 
-    def _converters(self, connection: Any) -> _Converters:
-        found = []
-        fields = [field for _, _, fields in self._parts for field in fields]
-        for index, field in enumerate(fields):
-            column = field.get_col(field.model._meta.db_table)
-            converters = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
-            if converters:
-                found.append((index, converters, column))
-        return found
-
-    def get(self, *keys: Any, lock: bool = False, using: str = "default") -> M | None:
+    def _statement(self, using: str, lock: bool) -> tuple[Any, str, _Converters]:
         connection = connections[using]
         if (using, lock) not in self._written:
-            self._written[using, lock] = (self._sql(connection, lock), self._converters(connection))
+            fields = [field for _, _, fields in self._parts for field in fields]
+            self._written[using, lock] = (self._sql(connection, lock), _converters(connection, fields))
         sql, converters = self._written[using, lock]
+        return connection, sql, converters
+
+    def get(self, *keys: Any, lock: bool = False, using: str = "default") -> M | None:
+        connection, sql, converters = self._statement(using, lock)
         with connection.cursor() as cursor:
             statements.execute(cursor, sql, keys)
             row = cursor.fetchone()
-        if row is None:
-            return None
-        values = list(row)
-        for index, functions, column in converters:
-            for convert in functions:
-                values[index] = convert(values[index], column, connection)
+        return None if row is None else self._instance(row, converters, connection)
+
+    def _instance(self, row: tuple[Any, ...], converters: _Converters, connection: Any) -> M:
+        values = _converted(row, converters, connection)
         instance, start = None, 0
         for name, model, fields in self._parts:
-            part = model.from_db(using, [f.attname for f in fields], values[start : start + len(fields)])
+            part = model.from_db(connection.alias, [f.attname for f in fields], values[start : start + len(fields)])
             start += len(fields)
             if name is None:
                 instance = part
@@ -124,23 +118,97 @@ class JoinedRow(Generic[M]):
         return instance  # type: ignore[return-value]
 
 
-class NumberedInsert(Generic[M]):
+def _converters(connection: Any, fields: list[Field]) -> _Converters:
+    """(position, the database's converters, column) for each of ``fields`` that has any."""
+    found = []
+    for index, field in enumerate(fields):
+        column = field.get_col(field.model._meta.db_table)
+        converters = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+        if converters:
+            found.append((index, converters, column))
+    return found
+
+
+def _converted(row: tuple[Any, ...], converters: _Converters, connection: Any) -> list[Any]:
+    values = list(row)
+    for index, functions, column in converters:
+        for convert in functions:
+            values[index] = convert(values[index], column, connection)
+    return values
+
+
+def rows(model: type[M], sql: str, params: Sequence[Any] = (), using: str = "default") -> list[M]:
+    """Instances of ``model`` from ``sql``, a statement that selects ``columns(model)``, prepared
+    on PostgreSQL: for lists whose SQL is fixed, as ``JoinedRow`` is for one row by key."""
+    connection = connections[using]
+    if (model, using) not in _MODEL_CONVERTERS:
+        _MODEL_CONVERTERS[model, using] = _converters(connection, list(model._meta.concrete_fields))
+    converters = _MODEL_CONVERTERS[model, using]
+    with connection.cursor() as cursor:
+        statements.execute(cursor, sql, params)
+        found = cursor.fetchall()
+    names = [f.attname for f in model._meta.concrete_fields]
+    return [model.from_db(using, names, _converted(row, converters, connection)) for row in found]
+
+
+_MODEL_CONVERTERS: dict[tuple[type[Model], str], _Converters] = {}
+
+
+def columns(model: type[Model], table: str = "t0", using: str = "default") -> str:
+    """``t0."id", t0."name", …``: every concrete column of ``model``, in the order ``rows`` reads."""
+    fields: list[Any] = list(model._meta.concrete_fields)
+    return ", ".join(f"{table}.{connections[using].ops.quote_name(f.column)}" for f in fields)
+
+
+class Insert(Generic[M]):
+    """``Insert(Message).save(message)``: ``message.save(force_insert=True)`` as one plain
+    statement, prepared on PostgreSQL, for rows written on every request of a kind (the ORM's
+    insert compiler costs more than the round trip). Fields get their ``pre_save``
+    (``auto_now``, ``auto_now_add``) and are adapted for the database as the ORM does; the
+    primary key comes back set; no signals are sent."""
+
+    def __init__(self, model: type[M]):
+        self.model = model
+        self.fields = [f for f in model._meta.concrete_fields if f is not model._meta.pk]
+        self._sql: dict[str, str] = {}
+
+    def _text(self, connection: Any) -> str:
+        quote, table = connection.ops.quote_name, connection.ops.quote_name(self.model._meta.db_table)
+        columns = ", ".join(quote(f.column) for f in self.fields)
+        pk = quote(self.model._meta.pk.column)  # type: ignore[union-attr]
+        return f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(self.fields))}) RETURNING {pk}"
+
+    def _run(self, instance: M, using: str, extra: Sequence[Any] = ()) -> tuple[Any, ...]:
+        connection = connections[using]
+        if using not in self._sql:
+            self._sql[using] = self._text(connection)
+        values = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in self.fields]
+        with connection.cursor() as cursor:
+            statements.execute(cursor, self._sql[using], [*values, *extra])
+            returned = cursor.fetchone()
+        instance.pk = returned[0]
+        instance._state.adding, instance._state.db = False, using
+        return returned
+
+    def save(self, instance: M, using: str = "default") -> None:
+        self._run(instance, using)
+
+
+class NumberedInsert(Insert[M]):
     """``NumberedInsert(ModelVersion, "number", within="model").save(version)``: insert
     ``version`` in one plain statement that also numbers it, 1 + the highest ``number`` of the rows
     with the same ``model`` (1 for the first), and set its primary key and number, as
     ``save(force_insert=True)`` would have with the number taken by a query of its own first.
 
     The caller holds a lock that keeps anyone else from numbering rows under the same parent (the
-    model's row, for versions); the unique constraint on (parent, number) is the backstop. Fields
-    get their ``pre_save`` (``auto_now``) and are adapted for the database as the ORM does; no
-    signals are sent."""
+    model's row, for versions); the unique constraint on (parent, number) is the backstop. As
+    ``Insert``: ``pre_save`` and the database's adaptation apply; no signals are sent."""
 
     def __init__(self, model: type[M], number: str, *, within: str):
-        self.model = model
+        super().__init__(model)
         self.number: Any = model._meta.get_field(number)
         self.within: Any = model._meta.get_field(within)
-        self.fields = [f for f in model._meta.concrete_fields if f is not model._meta.pk and f is not self.number]
-        self._sql: dict[str, str] = {}
+        self.fields = [f for f in self.fields if f is not self.number]
 
     def _text(self, connection: Any) -> str:
         quote, table = connection.ops.quote_name, connection.ops.quote_name(self.model._meta.db_table)
@@ -152,12 +220,29 @@ class NumberedInsert(Generic[M]):
         return f"INSERT INTO {table} ({columns}) VALUES ({values}, {following}) RETURNING {pk}, {number}"
 
     def save(self, instance: M, using: str = "default") -> None:
+        _, number = self._run(instance, using, [getattr(instance, self.within.attname)])
+        setattr(instance, self.number.attname, number)
+
+
+class Update(Generic[M]):
+    """``Update(Alias, ("version", "updated_by", "updated_at")).save(alias)``:
+    ``alias.save(update_fields=[…])`` as one plain statement, prepared on PostgreSQL. Fields get
+    their ``pre_save`` (``auto_now``) and the database's adaptation; no signals are sent."""
+
+    def __init__(self, model: type[M], fields: tuple[str, ...]):
+        self.model = model
+        self.fields: list[Any] = [model._meta.get_field(name) for name in fields]
+        self._sql: dict[str, str] = {}
+
+    def save(self, instance: M, using: str = "default") -> None:
         connection = connections[using]
         if using not in self._sql:
-            self._sql[using] = self._text(connection)
-        values = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in self.fields]
+            quote = connection.ops.quote_name
+            assignments = ", ".join(f"{quote(f.column)} = %s" for f in self.fields)
+            pk: Any = self.model._meta.pk
+            self._sql[using] = (
+                f"UPDATE {quote(self.model._meta.db_table)} SET {assignments} WHERE {quote(pk.column)} = %s"
+            )
+        values = [f.get_db_prep_save(f.pre_save(instance, False), connection) for f in self.fields]
         with connection.cursor() as cursor:
-            statements.execute(cursor, self._sql[using], [*values, getattr(instance, self.within.attname)])
-            instance.pk, number = cursor.fetchone()
-        setattr(instance, self.number.attname, number)
-        instance._state.adding, instance._state.db = False, using
+            statements.execute(cursor, self._sql[using], [*values, instance.pk])

@@ -22,7 +22,7 @@ from audit.services import audit_record
 from common import memo, validation
 from common.errors import Conflict, Duplicate, NotFound, ValidationFailed
 from common.roles import is_team
-from common.rows import JoinedRow, NumberedInsert
+from common.rows import JoinedRow, NumberedInsert, Update
 from notifications import outbox
 from notifications.models import Event
 from registry import hooks, policies, selectors
@@ -120,6 +120,7 @@ _VERSION_ROWS = JoinedRow(ModelVersion, (), ("model", "number"))
 _ALIAS_ROWS = JoinedRow(Alias, ("version",), ("model", "name"))
 # Every version is created with its number in one statement (``common.rows``), under the model's lock.
 _NEW_VERSIONS = NumberedInsert(ModelVersion, "number", within="model")
+_ALIAS_MOVES = Update(Alias, ("version", "updated_by", "updated_at"))
 
 
 def _locked(pk: int) -> RegisteredModel:
@@ -633,7 +634,7 @@ def alias_set(*, actor: Any, model: RegisteredModel, name: str, number: int) -> 
     if alias:
         alias.version = version
         alias.updated_by = actor
-        alias.save(update_fields=["version", "updated_by", "updated_at"])
+        _ALIAS_MOVES.save(alias)
     else:
         alias = Alias.objects.create(model=model, name=name, version=version, updated_by=actor)
     outbox.enqueue(

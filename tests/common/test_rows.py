@@ -6,9 +6,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.services import audit_record
-from common.rows import JoinedRow, NumberedInsert
+from common.rows import Insert, JoinedRow, NumberedInsert, Update, columns, rows
+from notifications.models import Message, Webhook
 from registry import services
-from registry.models import ApiToken, DatasetUsage, ModelVersion, VersionParent
+from registry.models import Alias, ApiToken, DatasetUsage, ModelVersion, VersionParent
 from tests.factories import make_model, make_version
 
 TOKENS = JoinedRow(ApiToken, ("user",), ("key_hash",))
@@ -75,3 +76,40 @@ def test_a_numbered_insert_stores_the_row_the_orm_would_with_the_next_number(dev
     assert (version.number, first_of_other.number) == (3, 1)
     assert not version._state.adding and version.created_at is not None
     assert _fields(version) == _fields(ModelVersion.objects.get(pk=version.pk))
+
+
+def test_an_insert_stores_the_row_the_orm_would_and_sets_its_key(db):
+    message = Message(event="alias.moved", subject="m@candidate now points to version 2", payload={"n": [1, "ü"]})
+    with transaction.atomic():
+        Insert(Message).save(message)
+
+    assert message.pk is not None and not message._state.adding
+    assert message.created_at is not None  # auto_now_add applied
+    assert _fields(message) == _fields(Message.objects.get(pk=message.pk))
+
+
+def test_an_update_writes_only_its_fields_and_applies_auto_now(developer):
+    model = make_model(developer, name="m1")
+    first, second = make_version(developer, model), make_version(developer, model)
+    alias = services.alias_set(actor=developer, model=model, name="candidate", number=first.number)
+    stored = Alias.objects.get(pk=alias.pk)
+    alias.version, alias.name = second, "renamed-in-memory-only"
+    with transaction.atomic():  # with its audit event, as the bypass guard requires
+        Update(Alias, ("version", "updated_at")).save(alias)
+        audit_record(actor=developer, action="alias.set", obj=alias)
+
+    now = Alias.objects.get(pk=alias.pk)
+    assert now.version_id == second.pk and now.name == "candidate"
+    assert now.updated_at > stored.updated_at and now.updated_at == alias.updated_at
+
+
+def test_rows_are_the_instances_the_orm_gives(db):
+    for name, active in (("b", True), ("a", True), ("c", False)):
+        Webhook.objects.create(name=name, url=f"https://example.com/{name}", secret="s" * 32, active=active)
+    sql = f"SELECT {columns(Webhook)} FROM notifications_webhook t0 WHERE t0.active = %s ORDER BY t0.name"
+
+    got = rows(Webhook, sql, [True])
+
+    assert [_fields(hook) for hook in got] == [_fields(hook) for hook in Webhook.objects.filter(active=True)]
+    assert [hook.name for hook in got] == ["a", "b"] and got[0].created_at.tzinfo is not None
+    assert rows(Webhook, sql, [False])[0].name == "c"
