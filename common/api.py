@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
+from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpRequest, JsonResponse
 from django_filters.rest_framework import DjangoFilterBackend
-from rest_framework import exceptions, pagination, parsers, serializers, status
+from rest_framework import ISO_8601, exceptions, pagination, parsers, serializers, status
+from rest_framework.fields import SkipField
+from rest_framework.relations import PKOnlyObject
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.settings import api_settings
 
 from common.errors import DomainError
 
@@ -53,6 +58,10 @@ def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    # DRF's views module reads the API settings, which name this module's parser: imported here,
+    # not above, so that importing this module first (a serializer's test) is not circular.
+    from rest_framework.views import exception_handler as drf_exception_handler
+
     if isinstance(exc, DomainError):
         return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status)
     if isinstance(exc, Http404):
@@ -153,6 +162,66 @@ class StrictSerializer(serializers.Serializer):
 class ModelAnswer(serializers.ModelSerializer):
     def get_fields(self) -> dict[str, Any]:
         return _fields_once(self, super().get_fields)
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        # DRF's, except that a field showing one of the model's own columns (not a relation) reads
+        # it with getattr, all that DRF's get_attribute comes to for it, and a timestamp in ISO
+        # 8601 is written with the time zone looked up once per answer rather than per value: a
+        # list of a hundred versions did both two thousand times, 3.2 ms against 1.4.
+        if isinstance(instance, Mapping):
+            return super().to_representation(instance)
+        answer: dict[str, Any] = {}
+        for name, field, column, show in self._plan:
+            if column is not None:
+                value = getattr(instance, column)
+                answer[name] = None if value is None else show(value)
+                continue
+            try:
+                attribute = field.get_attribute(instance)
+            except SkipField:
+                continue
+            check = attribute.pk if isinstance(attribute, PKOnlyObject) else attribute
+            answer[name] = None if check is None else field.to_representation(attribute)
+        return answer
+
+    @cached_property
+    def _plan(self) -> list[tuple[str, Any, str | None, Any]]:
+        """(name, field, the column it shows or None to read it DRF's way, how to show the
+        column's value) for each field, once per serializer (a list's items share one)."""
+        model: Any = self.Meta.model
+        columns = {f.attname for f in model._meta.concrete_fields if not f.is_relation}
+        plan: list[tuple[str, Any, str | None, Any]] = []
+        for field in self._readable_fields:
+            attrs = field.source_attrs
+            plain = (
+                len(attrs) == 1
+                and attrs[0] in columns
+                and type(field).get_attribute is serializers.Field.get_attribute
+                and not isinstance(field, serializers.BaseSerializer)
+            )
+            plan.append((str(field.field_name), field, attrs[0] if plain else None, _shown(field)))
+        return plan
+
+
+def _shown(field: Any) -> Any:
+    """``field.to_representation``, or for a DRF ``DateTimeField`` written in ISO 8601 in a time
+    zone, the same text made with that zone looked up now (DRF looks up the current zone for every
+    value; it does not change within an answer)."""
+    if type(field) is not serializers.DateTimeField:
+        return field.to_representation
+    if str(getattr(field, "format", api_settings.DATETIME_FORMAT)).lower() != ISO_8601:
+        return field.to_representation
+    zone = getattr(field, "timezone", None) or field.default_timezone()
+    if zone is None:
+        return field.to_representation
+
+    def iso(value: Any) -> Any:
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            return field.to_representation(value)
+        text = value.astimezone(zone).isoformat()
+        return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+    return iso
 
 
 def api_not_found(request: HttpRequest, path: str = "") -> JsonResponse:

@@ -1,12 +1,18 @@
 from __future__ import annotations
 
+from django.utils import timezone
+from rest_framework import serializers
+
+from audit.api.serializers import AuditEventOut
+from audit.models import AuditEvent
+from registry import services
+from registry.api import serializers as s
 from tests.factories import make_model, make_version
 
 
 def test_serializers_of_one_class_get_fields_of_their_own(db):
     # common.api builds a class's fields once and copies them: two serializers must not share
     # a bound field, nor see each other's input or errors, nested lists included.
-    from registry.api import serializers as s
 
     good = s.VersionCreateIn(data={"artifact_uri": "s3://b/1", "tags": {"k": "v"}})
     bad = s.VersionCreateIn(data={"artifact_uri": "", "parents": [{"version_id": 999999, "relation": "nope"}]})
@@ -21,7 +27,6 @@ def test_serializers_of_one_class_get_fields_of_their_own(db):
 
 
 def test_answers_of_one_class_are_made_from_their_own_instances(developer):
-    from registry.api import serializers as s
 
     model = make_model(developer, name="m1")
     first, second = make_version(developer, model), make_version(developer, model, tags={"k": "v"})
@@ -33,3 +38,30 @@ def test_answers_of_one_class_are_made_from_their_own_instances(developer):
     assert (a.data["number"], a.data["tags"]) == (1, {})
     assert (b.data["number"], b.data["tags"]) == (2, {"k": "v"})
     assert a.fields["tags"] is not b.fields["tags"] and a.fields["tags"].parent is a
+
+
+def _stock(serializer: object, instance: object) -> object:
+    """What DRF's own ModelSerializer.to_representation answers for ``instance``."""
+    return serializers.ModelSerializer.to_representation(serializer, instance)  # type: ignore[arg-type]
+
+
+def test_answers_are_what_drf_itself_would_write(developer):
+    # common.api.ModelAnswer reads plain columns directly and writes timestamps with the time zone
+    # looked up once: the answers must be DRF's own, to the character, in UTC and in another zone.
+    model = make_model(developer, name="m1", tags={"k": "v"})
+    version = make_version(developer, model, tags={"t": "1"}, metrics={"auc": 0.91}, description="first")
+    version.visible_parent_edges, version.dataset_usage_list = [], []
+    alias = services.alias_set(actor=developer, model=model, name="candidate", number=version.number)
+    token, _ = services.token_create(actor=developer, name="ci", expires_at=None)
+    event = AuditEvent.objects.order_by("-seq").first()
+    answers = [(s.VersionOut, version), (s.ModelOut, model), (s.AliasOut, alias), (s.TokenOut, token)]
+    answers.append((AuditEventOut, event))
+    for zone in ("UTC", "Europe/Paris"):
+        with timezone.override(zone):
+            for answer, instance in answers:
+                serializer = answer(instance)
+                assert serializer.data == _stock(answer(instance), instance), (answer.__name__, zone)
+            shown = s.VersionOut(version).data["created_at"]
+            assert shown.endswith("Z" if zone == "UTC" else ":00") and "+00:00" not in shown
+    many = s.VersionOut([version, version], many=True).data
+    assert many[0] == many[1] == _stock(s.VersionOut(version), version)
