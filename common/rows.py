@@ -137,27 +137,56 @@ def _converted(row: tuple[Any, ...], converters: _Converters, connection: Any) -
     return values
 
 
-def rows(model: type[M], sql: str, params: Sequence[Any] = (), using: str = "default") -> list[M]:
-    """Instances of ``model`` from ``sql``, a statement that selects ``columns(model)``, prepared
-    on PostgreSQL: for lists whose SQL is fixed, as ``JoinedRow`` is for one row by key."""
+def rows(
+    model: type[M],
+    sql: str,
+    params: Sequence[Any] = (),
+    *,
+    fields: Sequence[str] | None = None,
+    extra: Sequence[str] = (),
+    using: str = "default",
+) -> list[M]:
+    """Instances of ``model`` from ``sql``, prepared on PostgreSQL: for lists whose SQL is fixed,
+    as ``JoinedRow`` is for one row by key. ``sql`` selects ``columns(model, …, fields=fields)``
+    (every concrete field by default) and then one column for each name in ``extra``, set on the
+    instance as it comes. Fields not selected are deferred, as with ``only()``."""
     connection = connections[using]
-    if (model, using) not in _MODEL_CONVERTERS:
-        _MODEL_CONVERTERS[model, using] = _converters(connection, list(model._meta.concrete_fields))
-    converters = _MODEL_CONVERTERS[model, using]
+    chosen = _chosen(model, fields)
+    names = tuple(f.attname for f in chosen)
+    if (model, names, using) not in _CONVERTERS:
+        _CONVERTERS[model, names, using] = _converters(connection, chosen)
+    converters = _CONVERTERS[model, names, using]
     with connection.cursor() as cursor:
         statements.execute(cursor, sql, params)
         found = cursor.fetchall()
-    names = [f.attname for f in model._meta.concrete_fields]
-    return [model.from_db(using, names, _converted(row, converters, connection)) for row in found]
+    width, out = len(names), []
+    for row in found:
+        instance = model.from_db(using, names, _converted(row[:width], converters, connection))
+        for name, value in zip(extra, row[width:], strict=True):
+            setattr(instance, name, value)
+        out.append(instance)
+    return out
 
 
-_MODEL_CONVERTERS: dict[tuple[type[Model], str], _Converters] = {}
+_CONVERTERS: dict[tuple[type[Model], tuple[str, ...], str], _Converters] = {}
 
 
-def columns(model: type[Model], table: str = "t0", using: str = "default") -> str:
-    """``t0."id", t0."name", …``: every concrete column of ``model``, in the order ``rows`` reads."""
-    fields: list[Any] = list(model._meta.concrete_fields)
-    return ", ".join(f"{table}.{connections[using].ops.quote_name(f.column)}" for f in fields)
+def columns(model: type[Model], table: str = "t0", using: str = "default", fields: Sequence[str] | None = None) -> str:
+    """``t0."id", t0."name", …``: the columns of ``fields`` (attnames; every concrete field by
+    default) in the model's order, which is the order ``rows`` reads them in."""
+    quote = connections[using].ops.quote_name
+    return ", ".join(f"{table}.{quote(field.column)}" for field in _chosen(model, fields))
+
+
+def _chosen(model: type[Model], fields: Sequence[str] | None) -> list[Any]:
+    """The concrete fields named by attname in ``fields`` (all by default), in the model's order:
+    ``Model.from_db`` takes a subset's values in that order."""
+    every: list[Any] = list(model._meta.concrete_fields)
+    if fields is None:
+        return every
+    unknown = set(fields) - {f.attname for f in every}
+    assert not unknown, f"{model.__name__} has no columns {sorted(unknown)}"
+    return [f for f in every if f.attname in fields]
 
 
 class Insert(Generic[M]):

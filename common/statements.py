@@ -43,3 +43,11 @@ def execute(cursor: Any, sql: str, params: Sequence[Any] = ()) -> None:
         cursor.execute(prepare)
         prepared[1].add(name)
     cursor.execute(run, params)
+
+
+def any_of(connection: Any, values: Sequence[Any]) -> tuple[str, list[Any]]:
+    """``("= ANY(%s)", [values])`` on PostgreSQL, where one prepared statement then serves any
+    number of values; ``("IN (%s, …)", values)`` elsewhere. For ``column {sql}``; not empty."""
+    if connection.vendor == "postgresql":
+        return "= ANY(%s)", [list(values)]
+    return f"IN ({', '.join(['%s'] * len(values))})", list(values)

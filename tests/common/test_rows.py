@@ -113,3 +113,19 @@ def test_rows_are_the_instances_the_orm_gives(db):
     assert [_fields(hook) for hook in got] == [_fields(hook) for hook in Webhook.objects.filter(active=True)]
     assert [hook.name for hook in got] == ["a", "b"] and got[0].created_at.tzinfo is not None
     assert rows(Webhook, sql, [False])[0].name == "c"
+
+
+def test_rows_of_some_fields_defer_the_rest_and_carry_extra_columns(developer):
+    model = make_model(developer, name="m1")
+    version = make_version(developer, model, tags={"k": "v"})
+    fields = ("tags", "number", "id", "created_at")  # in any order: read in the model's
+    sql = (
+        f"SELECT {columns(ModelVersion, 'v', fields=fields)}, u.username FROM registry_modelversion v"
+        " JOIN auth_user u ON u.id = v.created_by_id WHERE v.id = %s"
+    )
+
+    (got,) = rows(ModelVersion, sql, [version.pk], fields=fields, extra=("author",))
+
+    assert (got.pk, got.number, got.tags, got.created_at) == (version.pk, 1, {"k": "v"}, version.created_at)
+    assert got.author == developer.username
+    assert got.get_deferred_fields() >= {"artifact_uri", "metrics", "state"}

@@ -8,9 +8,11 @@ import json
 from typing import Any
 
 import pytest
+from django.db import transaction
 from django.test import Client
 
 from audit.models import AuditEvent
+from audit.services import audit_record
 from governance import services as governance
 from registry import services
 from registry.models import ModelVersion, RegisteredModel
@@ -344,3 +346,36 @@ def test_the_ajax_prefix_and_wrong_methods(mlflow, churn):
         f"{API}/registered-models/create", "not json", content_type="application/json", **mlflow.headers
     )
     assert (response.status_code, response.json()["error_code"]) == (400, "MALFORMED_REQUEST")
+
+
+def test_latest_versions_are_the_newest_of_each_stage_with_their_aliases(mlflow, churn, developer):
+    # Version 1 of churn retired (Archived) and version 2 deployed (Production); 3 is a draft.
+    for number, state in ((1, "deprecated"), (2, "deployed")):
+        with transaction.atomic():  # a state change with its audit event, as the bypass guard requires
+            version = ModelVersion.objects.get(model__name="churn", number=number)
+            ModelVersion.objects.filter(pk=version.pk).update(state=state)
+            audit_record(actor=developer, action="version.state_changed", obj=version, after={"state": state})
+    for alias, number in (("champion-b", "2"), ("a-candidate", "3")):
+        assert (
+            mlflow.call("POST", "registered-models/alias", {"name": "churn", "alias": alias, "version": number})[0]
+            == 200
+        )
+
+    _, body = mlflow.call("POST", "registered-models/get-latest-versions", {"name": "churn"})
+    shown = [(v["version"], v["current_stage"], v["aliases"], v["user_id"]) for v in body["model_versions"]]
+    assert shown == [
+        ("1", "Archived", [], developer.username),
+        ("2", "Production", ["champion-b"], developer.username),
+        ("3", "None", ["a-candidate"], developer.username),
+    ]
+    _, body = mlflow.call("POST", "registered-models/get-latest-versions", {"name": "churn", "stages": ["Production"]})
+    assert [v["version"] for v in body["model_versions"]] == ["2"]
+    _, body = mlflow.call("GET", "registered-models/search", {"filter": "name = 'churn'"})
+    (model,) = body["registered_models"]
+    assert [(v["version"], v["current_stage"]) for v in model["latest_versions"]] == [
+        ("1", "Archived"),
+        ("2", "Production"),
+        ("3", "None"),
+    ]
+    assert model["aliases"] == [{"alias": "a-candidate", "version": "3"}, {"alias": "champion-b", "version": "2"}]
+    assert model["latest_versions"][2]["tags"][0] == {"key": "framework", "value": "torch"}
