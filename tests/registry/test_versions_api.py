@@ -298,23 +298,23 @@ def test_listing_versions_of_a_model_costs_the_same_queries_at_10_and_100_rows(
 ):
     _many_versions_with_lineage(developer, 100)
     client = api(developer)
-    # the model, the page, its parents and its datasets
-    with django_assert_num_queries(4) as small:
+    # the model, the page, which of its versions have lineage, their parents and their datasets
+    with django_assert_num_queries(5) as small:
         response = client.get("/api/v1/models/m1/versions/?page_size=10")
     assert len(response.data["results"]) == 10
     assert response.data["results"][0]["parents"][0]["model"] == "base"
     assert response.data["results"][0]["datasets"][0]["dataset"] == "loans"
-    with django_assert_num_queries(4) as large:
+    with django_assert_num_queries(5) as large:
         response = client.get("/api/v1/models/m1/versions/?page_size=100")
     assert len(response.data["results"]) == 100
     assert len(small.captured_queries) == len(large.captured_queries)
 
 
-def test_a_page_of_versions_without_lineage_reads_none(api, developer, django_assert_num_queries):
+def test_a_page_of_versions_without_lineage_reads_only_that_they_have_none(api, developer, django_assert_num_queries):
     model = make_model(developer, name="plain")
     for _ in range(3):
         make_version(developer, model)
-    with django_assert_num_queries(2):  # the model and the page
+    with django_assert_num_queries(3):  # the model, the page, and which of its versions have lineage
         response = api(developer).get("/api/v1/models/plain/versions/")
     assert [(v["number"], v["parents"], v["datasets"]) for v in response.data["results"]] == [
         (3, [], []),
@@ -326,10 +326,10 @@ def test_a_page_of_versions_without_lineage_reads_none(api, developer, django_as
 def test_listing_all_versions_costs_the_same_queries_at_10_and_100_rows(api, developer, django_assert_num_queries):
     _many_versions_with_lineage(developer, 100)
     client = api(developer)
-    with django_assert_num_queries(5):
+    with django_assert_num_queries(6):
         response = client.get("/api/v1/versions/?page_size=10")
     assert len(response.data["results"]) == 10
-    with django_assert_num_queries(5):
+    with django_assert_num_queries(6):
         response = client.get("/api/v1/versions/?page_size=100")
     assert len(response.data["results"]) == 100
 
