@@ -1,13 +1,15 @@
-"""One row and the rows its foreign keys name, read in one statement whose SQL is written once.
+"""Rows read and written by plain statements whose SQL is written once: one row and the rows its
+foreign keys name (``JoinedRow``), a fixed list (``rows``), an insert (``Insert``,
+``NumberedInsert``) and an update of some fields (``Update``).
 
-For lookups made on nearly every request (the API token and its user, a model by name with its
-owner and team, a version by its model's name and number), where building the ORM's query costs
-several times what the database does: ``ApiToken.objects.select_related("user").get(key_hash=…)``
-takes about 450 µs of CPU here, this about 100 µs; a version with its model and author (and
-whether it has lineage), 1,390 µs against 140 µs. The columns come from the models' own fields
-and the database's converters are applied as the ORM applies them, so the instances are the ones
-the ORM would give. On PostgreSQL the statement is prepared once per connection
-(``common.statements``)."""
+For lookups and writes made on nearly every request (the API token and its user, a model by name
+with its owner and team, a version by its model's name and number, an alias move), where building
+the ORM's query costs several times what the database does:
+``ApiToken.objects.select_related("user").get(key_hash=…)`` takes about 450 µs of CPU here, this
+about 100 µs; a version with its model and author (and whether it has lineage), 1,390 µs against
+140 µs. The columns come from the models' own fields and the database's converters and adapters
+are applied as the ORM applies them, so the instances and rows are the ones the ORM would give or
+write. On PostgreSQL each statement is prepared once per connection (``common.statements``)."""
 
 from __future__ import annotations
 
