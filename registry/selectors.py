@@ -171,6 +171,18 @@ def aliases_for(user: Any, model: RegisteredModel) -> QuerySet[Alias]:
     return Alias.objects.filter(model=model).select_related("model", "version", "updated_by")
 
 
+_ALIASES_BY_NAME = JoinedRow(Alias, ("version", "updated_by"), ("model", "name"))
+
+
+def alias_named(model: RegisteredModel, name: str) -> Alias | None:
+    """Alias ``name`` of ``model`` (which the caller has let the user see: ``model_get``), with
+    its version and who moved it last; read on every alias lookup, so through ``common.rows``."""
+    alias = _ALIASES_BY_NAME.get(model.pk, name)
+    if alias is not None:
+        alias.model = model
+    return alias
+
+
 def tokens_for(user: Any) -> QuerySet[ApiToken]:
     """The user's own tokens (the API's /tokens/ is "your tokens")."""
     return ApiToken.objects.filter(user=user) if user.is_authenticated else ApiToken.objects.none()

@@ -365,7 +365,8 @@ class AliasViewSet(viewsets.GenericViewSet):
         return selectors.aliases_for(self.request.user, model)
 
     def get_object(self) -> Alias:
-        found = self.get_queryset().filter(name=self.kwargs["alias"]).first()
+        model = selectors.model_get(self.request.user, self.kwargs["model_name"])
+        found = selectors.alias_named(model, self.kwargs["alias"])
         if found is None:
             raise NotFound(f"Model {self.kwargs['model_name']} has no alias {self.kwargs['alias']!r}.")
         return found
