@@ -15,7 +15,7 @@ workload moves is ``candidate`` for every system: Warden's ``champion`` and ``pr
 protected and would refuse an unapproved version, which is the point of Warden, not a cost.
 
 Writes every raw result to ``bench/results/raw/`` and one table of median ratios to
-``bench/results/mlflow-side-by-side-<date>.md``. Needs root (it may enable
+``bench/results/mlflow-side-by-side-<date>-<commit>.md``. Needs root (it may enable
 ``pg_stat_statements``, as the baseline did) and network access to the package index once, for
 MLflow's venv. Usage::
 
@@ -52,6 +52,16 @@ QUICK = [
 
 def sh(*args: str, **kwargs: object) -> subprocess.CompletedProcess:
     return subprocess.run(args, check=True, **kwargs)  # type: ignore[call-overload]
+
+
+def run_stamp() -> str:
+    """Today's date and the commit measured, so a second run on the same day does not overwrite the first."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+    )
+    commit = head.stdout.strip() or "unversioned"
+    return f"{date.today().isoformat()}-{commit}{'-dirty' if dirty.stdout.strip() else ''}"
 
 
 def psql(sql: str, db: str = "postgres") -> str:
@@ -291,7 +301,7 @@ def main() -> None:
     parser.add_argument("bench_args", nargs="*", help="passed on to registry_bench.py run (after --)")
     args = parser.parse_args()
     ensure_pg_stat_statements()
-    stamp = date.today().isoformat()
+    stamp = run_stamp()
     results: dict[str, list[Path]] = {system: [] for system in args.systems}
     for round_no in range(1, args.rounds + 1):
         for system in args.systems:

@@ -153,11 +153,6 @@ def _versions(actor: Any) -> QuerySet[ModelVersion]:
     return _version_rows().filter(policies.model_visibility(actor, "model__"))
 
 
-def _one(queryset: QuerySet) -> Any:
-    """The first row or None, without the ORDER BY that ``first()`` adds."""
-    return next(iter(queryset.order_by()[:1]), None)
-
-
 def _model(actor: Any, name: Any) -> RegisteredModel:
     name = _text("name", name)
     model = selectors.model_named(actor, name)
@@ -246,11 +241,26 @@ def _latest(models: list[RegisteredModel], stages: list[str] | None = None) -> d
         " ORDER BY v.model_id, v.number"
     )
     out: dict[int, list[ModelVersion]] = {}
-    for version in rows(ModelVersion, sql, params, fields=_LATEST_FIELDS, extra=("author",)):
-        version.model = by_id[version.model_id]
-        version.created_by = User.from_db(connection.alias, ["id", "username"], [version.created_by_id, version.author])  # type: ignore[attr-defined]
+    for version in _shown_versions(sql, params, by_id):
         out.setdefault(version.model_id, []).append(version)
     return out
+
+
+def _shown_versions(sql: str, params: list[Any], models: dict[int, RegisteredModel]) -> list[ModelVersion]:
+    """Versions of ``models`` from ``sql``, which selects ``_LATEST_COLUMNS`` of ``v`` and then
+    the author's username, with their model and author set: what ``version_json`` reads."""
+    found = rows(ModelVersion, sql, params, fields=_LATEST_FIELDS, extra=("author",))
+    for version in found:
+        version.model = models[version.model_id]
+        version.created_by = User.from_db(connection.alias, ["id", "username"], [version.created_by_id, version.author])  # type: ignore[attr-defined]
+    return found
+
+
+_BY_ALIAS_SQL = (
+    f"SELECT {_LATEST_COLUMNS}, u.username FROM {Alias._meta.db_table} a"
+    f" JOIN {ModelVersion._meta.db_table} v ON v.id = a.version_id"
+    f" JOIN {User._meta.db_table} u ON u.id = v.created_by_id WHERE a.model_id = %s AND a.name = %s"
+)
 
 
 def _model_out(model: RegisteredModel) -> dict[str, Any]:
@@ -418,12 +428,11 @@ def set_alias(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def get_alias(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
-    name, alias = _text("name", p.get("name")), _text("alias", p.get("alias"))
-    version = _one(_version_rows().filter(model__name=name, aliases__name=alias))
-    if version is None or not policies.can_view_model(actor, version.model):
-        _model(actor, name)  # says so if the model itself is missing
+    model, alias = _model(actor, p.get("name")), _text("alias", p.get("alias"))
+    found = _shown_versions(_BY_ALIAS_SQL, [model.pk, alias], {model.pk: model})
+    if not found:
         raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"Registered model alias {alias} not found.", 404)
-    return {"model_version": _version_out(version)}
+    return {"model_version": _version_out(found[0])}
 
 
 def delete_alias(actor: Any, p: dict[str, Any]) -> dict[str, Any]:

@@ -258,6 +258,11 @@ def test_tags_update_and_aliases(mlflow, churn):
     )
     status, body = mlflow.call("GET", "registered-models/alias", {"name": "churn", "alias": "candidate"})
     assert body["model_version"]["version"] == "2" and body["model_version"]["aliases"] == ["candidate"]
+    assert body == mlflow.call("GET", "model-versions/get", {"name": "churn", "version": "2"})[1]
+    status, body = mlflow.call("GET", "registered-models/alias", {"name": "churn", "alias": "nobody"})
+    assert (status, body["message"]) == (404, "Registered model alias nobody not found.")
+    status, body = mlflow.call("GET", "registered-models/alias", {"name": "nothing", "alias": "candidate"})
+    assert (status, body["message"]) == (404, "Registered Model with name=nothing not found")
     status, body = mlflow.call("GET", "registered-models/get", {"name": "churn"})
     assert body["registered_model"]["aliases"] == [{"alias": "candidate", "version": "2"}]
     assert mlflow.call("DELETE", "registered-models/alias", {"name": "churn", "alias": "candidate"}) == (200, {})
@@ -304,6 +309,8 @@ def test_a_restricted_model_does_not_exist_for_outsiders(mlflow, churn, outsider
     status, body = other.call("GET", "registered-models/get", {"name": "churn"})
     assert (status, body["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST")
     assert other.call("GET", "model-versions/get", {"name": "churn", "version": "1"})[0] == 404
+    mlflow.call("POST", "registered-models/alias", {"name": "churn", "alias": "candidate", "version": "1"})
+    assert other.call("GET", "registered-models/alias", {"name": "churn", "alias": "candidate"})[0] == 404
     assert [m["name"] for m in other.call("GET", "registered-models/search", {})[1]["registered_models"]] == [
         "fraud-score"
     ]
