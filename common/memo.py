@@ -33,6 +33,13 @@ def remembered(key: tuple[Any, ...], compute: Callable[[], T]) -> T:
     return store[key]  # type: ignore[no-any-return]
 
 
+def remember(key: tuple[Any, ...], answer: Any) -> None:
+    """Keep an answer read along with something else (a user's groups, with their API token)."""
+    store = _store.get()
+    if store is not None:
+        store[key] = answer
+
+
 def forget(kind: str) -> None:
     """Drop every remembered answer of one kind (``"granted"``), after a change to it."""
     store = _store.get()

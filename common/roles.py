@@ -1,6 +1,7 @@
 """The roles of PRODUCT.md. Each is a Django group (created by a data migration); a user's
 roles are the groups they are in. Teams are the other groups."""
 
+import json
 from enum import StrEnum
 from typing import Any
 
@@ -40,24 +41,45 @@ def _groups(user: Any) -> tuple[frozenset[str], frozenset[int]]:
         return frozenset(), frozenset()
 
     def read() -> tuple[frozenset[str], frozenset[int]]:
-        from django.contrib.auth import get_user_model
-        from django.contrib.auth.models import Group
         from django.db import connection
 
         # Plain SQL: the ORM's join through the membership table costs more to build than to run.
-        membership = get_user_model().groups.through._meta.db_table
         with connection.cursor() as cursor:
-            statements.execute(
-                cursor,
-                f"SELECT g.id, g.name FROM {Group._meta.db_table} g JOIN {membership} m ON m.group_id = g.id"
-                " WHERE m.user_id = %s",
-                [user.pk],
-            )
-            rows = cursor.fetchall()
-        roles = frozenset(name for _, name in rows if name in ROLE_NAMES)
-        return roles, frozenset(pk for pk, name in rows if name not in ROLE_NAMES)
+            statements.execute(cursor, f"SELECT g.id, g.name FROM {_memberships()} WHERE m.user_id = %s", [user.pk])
+            return _split(cursor.fetchall())
 
     return memo.remembered(("groups", user.pk), read)
+
+
+def groups_column(connection: Any, user_id: str) -> str:
+    """An SQL expression for the groups of the user whose id is ``user_id`` (a column), as a JSON
+    array of ``[id, name]``: read with another row (the API token's, on every API request), it
+    saves writes the round trip ``_groups`` would make. Give its value to ``remember_groups``."""
+    if connection.vendor == "postgresql":
+        pairs = "json_agg(json_build_array(g.id, g.name))"
+    else:  # SQLite's JSON functions
+        pairs = "json_group_array(json_array(g.id, g.name))"
+    return f"(SELECT {pairs} FROM {_memberships()} WHERE m.user_id = {user_id})"
+
+
+def remember_groups(user: Any, pairs: Any) -> None:
+    """Remember for the request the groups ``groups_column`` read (as JSON text or parsed)."""
+    if isinstance(pairs, str):
+        pairs = json.loads(pairs)
+    memo.remember(("groups", user.pk), _split(pairs or []))
+
+
+def _memberships() -> str:
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    return f"{Group._meta.db_table} g JOIN {get_user_model().groups.through._meta.db_table} m ON m.group_id = g.id"
+
+
+def _split(pairs: Any) -> tuple[frozenset[str], frozenset[int]]:
+    """(role names, team ids) of ``(id, name)`` pairs."""
+    roles = frozenset(name for _, name in pairs if name in ROLE_NAMES)
+    return roles, frozenset(pk for pk, name in pairs if name not in ROLE_NAMES)
 
 
 def has_role(user: Any, role: Role) -> bool:

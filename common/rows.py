@@ -13,7 +13,7 @@ write. On PostgreSQL each statement is prepared once per connection (``common.st
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any, Generic, TypeVar
 
@@ -36,6 +36,9 @@ class JoinedRow(Generic[M]):
       most one row.
     - ``flags``: attribute → ``(model, column)``: whether a row of ``model`` points at this one
       through ``column`` (``{"has_parents": (VersionParent, "child")}``), an ``EXISTS`` each.
+    - ``extra``: attribute → a function of the connection giving an SQL expression over the
+      row (``t0``) and the related rows (``t1``, ``t2``… in the order of ``relations``), set on
+      the instance as the database returns it.
     - ``get(…, lock=True)`` also locks the row (not the related rows) as
       ``select_for_update(no_key=True, of=("self",))`` does, where the database can.
     """
@@ -47,8 +50,10 @@ class JoinedRow(Generic[M]):
         keys: tuple[str, ...],
         *,
         flags: dict[str, tuple[type[Model], str]] | None = None,
+        extra: dict[str, Callable[[Any], str]] | None = None,
     ):
         self.model, self.relations, self.keys, self.flags = model, relations, keys, flags or {}
+        self.extra = extra or {}
         self._written: dict[tuple[str, bool], tuple[str, _Converters]] = {}  # (alias, lock) → SQL, converters
 
     @cached_property
@@ -79,6 +84,7 @@ class JoinedRow(Generic[M]):
             columns.append(
                 f"EXISTS (SELECT 1 FROM {quote(model._meta.db_table)} f WHERE f.{quote(pointer.column)} = t0.{quote(self.model._meta.pk.column)})"  # type: ignore[union-attr]
             )
+        columns += [expression(connection) for expression in self.extra.values()]
         joins = []
         for i, (name, related, _) in enumerate(self._parts[1:], start=1):
             link: Any = self.model._meta.get_field(name)  # type: ignore[arg-type]
@@ -115,8 +121,11 @@ class JoinedRow(Generic[M]):
                 instance = part
             else:
                 setattr(instance, name, part)
-        for flag, value in zip(self.flags, values[start:], strict=True):
+        flags_end = start + len(self.flags)
+        for flag, value in zip(self.flags, values[start:flags_end], strict=True):
             setattr(instance, flag, bool(value))
+        for name, value in zip(self.extra, values[flags_end:], strict=True):
+            setattr(instance, name, value)
         return instance  # type: ignore[return-value]
 
 

@@ -8,12 +8,14 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from common import roles
 from common.rows import JoinedRow
 from registry.models import ApiToken
 from registry.services import TOKEN_PREFIX, hash_token
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
-_TOKENS = JoinedRow(ApiToken, ("user",), ("key_hash",))  # read on every request: see common.rows
+# Read on every request (see common.rows), with the user's groups, which every write asks for.
+_TOKENS = JoinedRow(ApiToken, ("user",), ("key_hash",), extra={"groups": lambda c: roles.groups_column(c, "t1.id")})
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
@@ -47,6 +49,7 @@ def token_user(secret: str) -> tuple[Any, ApiToken]:
         raise exceptions.AuthenticationFailed("This token has expired.")
     if not token.user.is_active:
         raise exceptions.AuthenticationFailed("This token's user is inactive.")
+    roles.remember_groups(token.user, token.groups)  # type: ignore[attr-defined]
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
         # Telemetry, not a governed change: one cheap UPDATE at most once a minute.
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)

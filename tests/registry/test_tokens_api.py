@@ -4,13 +4,18 @@ import hashlib
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import Group
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
 from common.errors import PermissionDenied
+from common.roles import Role
 from registry import services
 from registry.models import ApiToken
+from tests.factories import UserFactory
 
 
 def _bearer(secret: str) -> APIClient:
@@ -51,6 +56,25 @@ def test_bearer_token_signs_the_user_in_and_records_its_use(developer):
     assert response.data["teams"] == ["credit-risk"]
     token.refresh_from_db()
     assert token.last_used_at is not None
+
+
+def test_a_token_brings_its_users_roles_and_teams_and_a_change_shows_on_the_next_request(developer):
+    _, secret = services.token_create(actor=developer, name="ci")
+    client = _bearer(secret)
+    client.get("/api/v1/me/")  # records the token's use
+    with CaptureQueriesContext(connection) as queries:
+        answer = client.get("/api/v1/me/").data
+    assert (answer["roles"], answer["teams"]) == ([Role.MODEL_DEVELOPER], ["credit-risk"])
+    assert len(queries) == 2  # the token with its user's groups; the teams' names
+    developer.groups.remove(Group.objects.get(name="credit-risk"))
+    developer.groups.add(Group.objects.get(name=Role.VALIDATOR))
+    answer = client.get("/api/v1/me/").data
+    assert (answer["roles"], answer["teams"]) == ([Role.MODEL_DEVELOPER, Role.VALIDATOR], [])
+    response = client.post("/api/v1/models/", {"name": "m1", "team": "credit-risk"}, format="json")
+    assert response.status_code == 403, response.data
+    _, secret = services.token_create(actor=UserFactory(username="nobody"), name="ci")
+    answer = _bearer(secret).get("/api/v1/me/").data
+    assert (answer["username"], answer["roles"], answer["teams"]) == ("nobody", [], [])
 
 
 def test_a_script_can_register_a_model_with_a_token_and_is_the_actor(developer):
