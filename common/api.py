@@ -132,10 +132,17 @@ def _fields_once(serializer: Any, build: Any) -> dict[str, Any]:
     cls = type(serializer)
     if "_fields_built" not in cls.__dict__:
         cls._fields_built = build()
-    return {
-        name: copy.deepcopy(field) if isinstance(field, serializers.BaseSerializer) else copy.copy(field)
-        for name, field in cls._fields_built.items()
-    }
+    return {name: _copied(field) for name, field in cls._fields_built.items()}
+
+
+def _copied(field: Any) -> Any:
+    """A nested serializer deep-copied; a plain field copied as ``copy.copy`` does (a new object
+    with the same ``__dict__``: DRF's fields have no ``__copy__``), without its reduce protocol."""
+    if isinstance(field, serializers.BaseSerializer):
+        return copy.deepcopy(field)
+    fresh = object.__new__(type(field))
+    fresh.__dict__.update(field.__dict__)
+    return fresh
 
 
 class StrictSerializer(serializers.Serializer):
