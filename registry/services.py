@@ -22,7 +22,7 @@ from audit.services import audit_record
 from common import memo, validation
 from common.errors import Conflict, Duplicate, NotFound, ValidationFailed
 from common.roles import is_team
-from common.rows import JoinedRow, NumberedInsert, Update
+from common.rows import JoinedRow, NumberedInsert, Update, columns, rows
 from notifications import outbox
 from notifications.models import Event
 from registry import hooks, policies, selectors
@@ -116,8 +116,15 @@ def _pg_lock(name: str) -> None:
 
 
 _MODEL_ROWS = JoinedRow(RegisteredModel, ("owner", "team"), ("pk",))
-_VERSION_ROWS = JoinedRow(ModelVersion, (), ("model", "number"))
 _ALIAS_ROWS = JoinedRow(Alias, ("version",), ("model", "name"))
+# An alias move reads the version asked for (without an alias id) and the version the alias points
+# at now, if it exists (with the alias's id), in one statement of two index lookups.
+_TARGET_AND_CURRENT = (
+    f"SELECT {columns(ModelVersion, 'v')}, NULL FROM {ModelVersion._meta.db_table} v"
+    " WHERE v.model_id = %s AND v.number = %s"
+    f" UNION ALL SELECT {columns(ModelVersion, 'v')}, a.id FROM {Alias._meta.db_table} a"
+    f" JOIN {ModelVersion._meta.db_table} v ON v.id = a.version_id WHERE a.model_id = %s AND a.name = %s"
+)
 # Every version is created with its number in one statement (``common.rows``), under the model's lock.
 _NEW_VERSIONS = NumberedInsert(ModelVersion, "number", within="model")
 _ALIAS_MOVES = Update(Alias, ("version", "updated_by", "updated_at"))
@@ -619,21 +626,23 @@ def alias_set(*, actor: Any, model: RegisteredModel, name: str, number: int) -> 
         raise ValidationFailed.on("alias", "1-100 letters, digits, '_' or '-'")
     if RESERVED_ALIAS_RE.match(name):
         raise ValidationFailed.on("alias", f"{name!r} is reserved ('latest' and 'v<number>' name versions)")
-    version = _VERSION_ROWS.get(model.pk, number)
+    found = rows(ModelVersion, _TARGET_AND_CURRENT, [model.pk, number, model.pk, name], extra=("alias_id",))
+    version = next((v for v in found if v.alias_id is None), None)  # type: ignore[attr-defined]
     if version is None:
         raise ValidationFailed.on("version", f"model {model.name} has no version {number}")
     version.model = model
     for check in hooks.ALIAS_CHECKS:
         check(actor=actor, version=version, alias=name)
-    alias = _ALIAS_ROWS.get(model.pk, name)
-    if alias:
-        alias.model = model
-    before = {"version": alias.version.number} if alias else None
-    if alias and alias.version_id == version.pk:
-        return alias
-    if alias:
-        alias.version = version
-        alias.updated_by = actor
+    current = next((v for v in found if v.alias_id is not None), None)  # type: ignore[attr-defined]
+    before = {"version": current.number} if current else None
+    if current and current.pk == version.pk:
+        alias = _ALIAS_ROWS.get(model.pk, name)  # unchanged: as it stands
+        alias.model = model  # type: ignore[union-attr]
+        return alias  # type: ignore[return-value]
+    if current:
+        # Every column but the name and model is about to change, so the alias is not read.
+        alias = Alias(pk=current.alias_id, model=model, name=name, version=version, updated_by=actor)  # type: ignore[attr-defined]
+        alias._state.adding, alias._state.db = False, connection.alias
         _ALIAS_MOVES.save(alias)
     else:
         alias = Alias.objects.create(model=model, name=name, version=version, updated_by=actor)

@@ -39,15 +39,18 @@ def test_moving_an_alias_audits_before_and_after(api, developer, owner, m1):
     response = api(owner).put("/api/v1/models/m1/aliases/candidate/", {"version": 3}, format="json")
     assert response.status_code == 200
     assert (response.data["version"], response.data["updated_by"]) == (3, "owner")
+    assert api(owner).get("/api/v1/models/m1/aliases/candidate/").data == response.data
     event = AuditEvent.objects.filter(action="alias.set").first()
     assert (event.actor, event.before, event.after) == (owner, {"version": 1}, {"version": 3})
     assert Alias.objects.get().version.number == 3
 
 
-def test_setting_an_alias_to_where_it_already_points_writes_nothing(api, developer, m1):
+def test_setting_an_alias_to_where_it_already_points_writes_nothing(api, developer, owner, m1):
     services.alias_set(actor=developer, model=m1, name="candidate", number=2)
-    response = api(developer).put("/api/v1/models/m1/aliases/candidate/", {"version": 2}, format="json")
+    response = api(owner).put("/api/v1/models/m1/aliases/candidate/", {"version": 2}, format="json")
     assert response.status_code == 200
+    assert (response.data["version"], response.data["updated_by"]) == (2, "dev")
+    assert api(owner).get("/api/v1/models/m1/aliases/candidate/").data == response.data
     assert AuditEvent.objects.filter(action="alias.set").count() == 1
 
 
