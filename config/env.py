@@ -149,7 +149,7 @@ def database(name: str, default: str) -> dict[str, Any]:
         except ValueError:
             raise ImproperlyConfigured(f"{name}: the port is not a number.") from None
         return {
-            "ENGINE": "django.db.backends.postgresql",
+            "ENGINE": "common.postgresql",  # Django's, with a cheaper health check
             "NAME": db_name,
             "USER": unquote(parts.username or ""),
             "PASSWORD": unquote(parts.password or ""),

@@ -77,7 +77,7 @@ def test_database_urls_are_parsed(monkeypatch):
     monkeypatch.setenv("DATABASE_URL", "postgres://u:p%40ss@db.example:6543/warden?sslmode=require")
     parsed = env.database("DATABASE_URL", "sqlite:///x")
     assert (parsed["ENGINE"], parsed["NAME"], parsed["USER"], parsed["PASSWORD"]) == (
-        "django.db.backends.postgresql",
+        "common.postgresql",
         "warden",
         "u",
         "p@ss",
