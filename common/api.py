@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from functools import cached_property
 from typing import Any
@@ -95,6 +95,28 @@ class CursorPagination(pagination.CursorPagination):
             return super().decode_cursor(request)
         except exceptions.NotFound:
             raise exceptions.ValidationError({self.cursor_query_param: ["not a cursor this API returned"]}) from None
+
+
+class FirstPage:
+    """A list's queryset, for ``CursorPagination`` to take the first page of in the list's default
+    order, which is most lists asked for, read by ``fetch(limit)`` (a prepared statement) rather
+    than built by the ORM: building it was a fifth of a version search's time. The view passes
+    it only when the request names no cursor, filter or ordering, so the paginator orders it by
+    ``ordering`` and slices it from 0; anything else is asked of the queryset itself."""
+
+    def __init__(self, queryset: Any, ordering: list[str], fetch: Callable[[int], list[Any]]):
+        self.queryset, self.ordering, self.fetch = queryset, ordering, fetch
+
+    def order_by(self, *ordering: str) -> Any:
+        return self if list(ordering) == self.ordering else self.queryset.order_by(*ordering)
+
+    def __getitem__(self, window: slice) -> Any:
+        if window.start or window.stop is None:
+            return self.queryset.order_by(*self.ordering)[window]
+        return self.fetch(window.stop)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.queryset, name)
 
 
 class FilterBackend(DjangoFilterBackend):

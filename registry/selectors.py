@@ -12,7 +12,7 @@ from django.db.models.expressions import RawSQL
 
 from common import statements
 from common.errors import NotFound
-from common.rows import JoinedRow
+from common.rows import JoinedRow, columns, rows
 from registry import policies
 from registry.models import (
     Alias,
@@ -65,6 +65,25 @@ def versions_of(model: RegisteredModel) -> QuerySet[ModelVersion]:
     """The versions of a model the user has been let see (``model_get``): no visibility filter,
     which would read the user's groups and grants."""
     return ModelVersion.objects.filter(model=model).select_related("model", "created_by")
+
+
+def newest_versions(model: RegisteredModel, limit: int) -> list[ModelVersion]:
+    """``versions_of(model).order_by("-number")[:limit]`` in one prepared statement: the first
+    page of a model's versions, asked for on most lists (``common.api.FirstPage``). The author is
+    read as their username, all that an answer shows of them."""
+    found = rows(ModelVersion, _NEWEST_VERSIONS, [model.pk, limit], extra=("author",))
+    for version in found:
+        version.model = model
+        author = [version.created_by_id, version.author]  # type: ignore[attr-defined]
+        version.created_by = _USER.from_db(connection.alias, ["id", "username"], author)
+    return found
+
+
+_USER: Any = ModelVersion._meta.get_field("created_by").related_model
+_NEWEST_VERSIONS = (
+    f"SELECT {columns(ModelVersion, 'v')}, u.username FROM {ModelVersion._meta.db_table} v"
+    f" JOIN {_USER._meta.db_table} u ON u.id = v.created_by_id WHERE v.model_id = %s ORDER BY v.number DESC LIMIT %s"
+)
 
 
 def with_lineage(user: Any, versions: list[ModelVersion]) -> list[ModelVersion]:

@@ -16,6 +16,7 @@ from audit import selectors as audit_selectors
 from audit.api.serializers import AuditEventOut
 from audit.api.views import AuditEventPagination
 from common import validation
+from common.api import FirstPage
 from common.errors import NotFound, ValidationFailed
 from common.roles import roles_of
 from registry import policies, selectors, services
@@ -177,7 +178,11 @@ class ModelVersionViewSet(VersionViewSetBase):
     def get_queryset(self) -> QuerySet:
         if getattr(self, "swagger_fake_view", False):
             return self.queryset
-        return selectors.versions_of(selectors.model_get(self.request.user, self.kwargs["model_name"]))
+        model = selectors.model_get(self.request.user, self.kwargs["model_name"])
+        versions = selectors.versions_of(model)
+        if self.action == "list" and not self.request.query_params.keys() - {"page_size"}:
+            return FirstPage(versions, self.ordering, lambda limit: selectors.newest_versions(model, limit))  # type: ignore[return-value]
+        return versions
 
     def get_object(self) -> ModelVersion:
         return selectors.version_get(

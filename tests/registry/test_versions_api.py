@@ -298,6 +298,7 @@ def test_listing_versions_of_a_model_costs_the_same_queries_at_10_and_100_rows(
 ):
     _many_versions_with_lineage(developer, 100)
     client = api(developer)
+    client.get("/api/v1/models/m1/versions/")  # a warm connection: its statements are prepared (common.statements)
     # the model, the page, which of its versions have lineage, their parents and their datasets
     with django_assert_num_queries(5) as small:
         response = client.get("/api/v1/models/m1/versions/?page_size=10")
@@ -314,6 +315,7 @@ def test_a_page_of_versions_without_lineage_reads_only_that_they_have_none(api, 
     model = make_model(developer, name="plain")
     for _ in range(3):
         make_version(developer, model)
+    api(developer).get("/api/v1/models/plain/versions/")  # a warm connection, as above
     with django_assert_num_queries(3):  # the model, the page, and which of its versions have lineage
         response = api(developer).get("/api/v1/models/plain/versions/")
     assert [(v["number"], v["parents"], v["datasets"]) for v in response.data["results"]] == [
@@ -326,6 +328,7 @@ def test_a_page_of_versions_without_lineage_reads_only_that_they_have_none(api, 
 def test_listing_all_versions_costs_the_same_queries_at_10_and_100_rows(api, developer, django_assert_num_queries):
     _many_versions_with_lineage(developer, 100)
     client = api(developer)
+    client.get("/api/v1/versions/")  # a warm connection, as above
     with django_assert_num_queries(6):
         response = client.get("/api/v1/versions/?page_size=10")
     assert len(response.data["results"]) == 10
@@ -352,6 +355,7 @@ def test_a_point_read_reads_lineage_only_for_a_version_that_has_some(api, develo
     loans = make_dataset_version(developer, name="loans")
     make_version(developer, model, parents=[(plain, "retrained_from")], datasets=[(loans, "training")])
     client = api(developer)
+    client.get("/api/v1/models/churn/versions/2/")  # a warm connection, as above
     with django_assert_num_queries(1):
         response = client.get("/api/v1/models/churn/versions/1/")
     assert (response.data["parents"], response.data["datasets"]) == ([], [])
@@ -361,3 +365,20 @@ def test_a_point_read_reads_lineage_only_for_a_version_that_has_some(api, develo
         ("churn", 1, "retrained_from")
     ]
     assert [(d["dataset"], d["role"]) for d in response.data["datasets"]] == [("loans", "training")]
+
+
+def test_the_first_page_in_the_default_order_is_the_page_the_orm_reads(api, developer, owner):
+    """A model's first page without a cursor, filter or ordering is read by a prepared statement
+    (``common.api.FirstPage``); asking for the same order explicitly goes through the ORM."""
+    _many_versions_with_lineage(developer, 5)
+    make_version(owner, ModelVersion.objects.get(number=1, model__name="m1").model, description="by the owner")
+    client = api(developer)
+    fast = client.get("/api/v1/models/m1/versions/?page_size=4").json()
+    built = client.get("/api/v1/models/m1/versions/?page_size=4&ordering=-number").json()
+    assert [v["number"] for v in fast["results"]] == [6, 5, 4, 3]
+    assert fast["results"] == built["results"]
+    assert (fast["results"][0]["created_by"], fast["results"][1]["parents"][0]["model"]) == ("owner", "base")
+    following = client.get(fast["next"]).json()
+    assert [v["number"] for v in following["results"]] == [2, 1] and following["next"] is None
+    assert following["results"] == client.get(built["next"]).json()["results"]
+    assert client.get("/api/v1/models/m1/versions/?page_size=4").json() == fast
