@@ -197,8 +197,8 @@ def _compare(field: str, op: str, value: Any) -> Q:
     return _COMPARE[op](field, value)
 
 
-def filtered(queryset: QuerySet, text: str | None, *, keys: frozenset[str], columns: dict[str, str]) -> QuerySet:
-    q, annotations = to_q(parse(text, keys=keys), columns)
+def filtered(queryset: QuerySet, clauses: list[Clause], *, columns: dict[str, str]) -> QuerySet:
+    q, annotations = to_q(clauses, columns)
     return queryset.annotate(**annotations).filter(q) if annotations else queryset.filter(q)
 
 

@@ -189,6 +189,30 @@ def test_a_bad_filter_is_refused_saying_where(mlflow, churn, filter_, message):
     )
 
 
+def test_a_search_by_name_alone_answers_as_the_general_search_does(mlflow, churn, outsider):
+    """``name='…'`` in the default order is read by a prepared statement; ``name IN ('…')`` by
+    the general search. Version 1 was updated last, so it comes first in the default order."""
+    mlflow.call("PATCH", "model-versions/update", {"name": "churn", "version": "1", "description": "again"})
+    mlflow.call("POST", "registered-models/alias", {"name": "churn", "alias": "candidate", "version": "2"})
+
+    def pages(filter_: str) -> list[dict[str, Any]]:
+        out, token = [], ""
+        while True:
+            query = {"filter": filter_, "max_results": 2, **({"page_token": token} if token else {})}
+            status, body = mlflow.call("GET", "model-versions/search", query)
+            assert status == 200, body
+            out.append(body)
+            if "next_page_token" not in body:
+                return out
+            token = body["next_page_token"]
+
+    fast, general = pages("name='churn'"), pages("name IN ('churn')")
+    assert [[v["version"] for v in page["model_versions"]] for page in fast] == [["1", "3"], ["2"]]
+    assert fast == general and fast[1]["model_versions"][0]["aliases"] == ["candidate"]
+    assert versions(Mlflow(outsider), filter="name='churn'") == [("churn", "1"), ("churn", "3"), ("churn", "2")]
+    assert versions(mlflow, filter="name='nobody'") == []
+
+
 def test_search_orders_and_pages_with_an_opaque_token(mlflow, churn):
     status, first = mlflow.call(
         "GET", "model-versions/search", {"filter": "name='churn'", "order_by": "version_number DESC", "max_results": 2}
@@ -315,6 +339,7 @@ def test_a_restricted_model_does_not_exist_for_outsiders(mlflow, churn, outsider
         "fraud-score"
     ]
     assert all(name != "churn" for name, _ in versions(other))
+    assert versions(other, filter="name='churn'") == []
 
 
 def test_a_model_is_renamed_while_its_versions_are_drafts_and_its_history_follows(mlflow, churn, api, developer):
