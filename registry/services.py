@@ -116,7 +116,6 @@ def _pg_lock(name: str) -> None:
 
 
 _MODEL_ROWS = JoinedRow(RegisteredModel, ("owner", "team"), ("pk",))
-_ALIAS_ROWS = JoinedRow(Alias, ("version",), ("model", "name"))
 # An alias move reads the version asked for (without an alias id) and the version the alias points
 # at now, if it exists (with the alias's id), in one statement of two index lookups.
 _TARGET_AND_CURRENT = (
@@ -636,9 +635,7 @@ def alias_set(*, actor: Any, model: RegisteredModel, name: str, number: int) -> 
     current = next((v for v in found if v.alias_id is not None), None)  # type: ignore[attr-defined]
     before = {"version": current.number} if current else None
     if current and current.pk == version.pk:
-        alias = _ALIAS_ROWS.get(model.pk, name)  # unchanged: as it stands
-        alias.model = model  # type: ignore[union-attr]
-        return alias  # type: ignore[return-value]
+        return selectors.alias_named(model, name)  # type: ignore[return-value]  # unchanged: as it stands
     if current:
         # Every column but the name and model is about to change, so the alias is not read.
         alias = Alias(pk=current.alias_id, model=model, name=name, version=version, updated_by=actor)  # type: ignore[attr-defined]
