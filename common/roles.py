@@ -53,8 +53,8 @@ def _groups(user: Any) -> tuple[frozenset[str], frozenset[int]]:
 
 def groups_column(connection: Any, user_id: str) -> str:
     """An SQL expression for the groups of the user whose id is ``user_id`` (a column), as a JSON
-    array of ``[id, name]``: read with another row (the API token's, on every API request), it
-    saves writes the round trip ``_groups`` would make. Give its value to ``remember_groups``."""
+    array of ``[id, name]``. Read with another row (the API token's, on every API request), it
+    spares a write the round trip ``_groups`` would make; give its value to ``remember_groups``."""
     if connection.vendor == "postgresql":
         pairs = "json_agg(json_build_array(g.id, g.name))"
     else:  # SQLite's JSON functions
