@@ -3,6 +3,7 @@ a page costs the same number of queries whatever its size."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,11 +70,20 @@ def versions_of(model: RegisteredModel) -> QuerySet[ModelVersion]:
 
 def newest_versions(model: RegisteredModel, limit: int) -> list[ModelVersion]:
     """``versions_of(model).order_by("-number")[:limit]`` in one prepared statement: the first
-    page of a model's versions, asked for on most lists (``common.api.FirstPage``). The author is
-    read as their username, all that an answer shows of them."""
-    found = rows(ModelVersion, _NEWEST_VERSIONS, [model.pk, limit], extra=("author",))
+    page of a model's versions, asked for on most lists (``common.api.FirstPage``)."""
+    return versions_read(_NEWEST_VERSIONS, [model.pk, limit], {model.pk: model})
+
+
+def versions_read(
+    sql: str, params: list[Any], models: dict[int, RegisteredModel], *, fields: Sequence[str] | None = None
+) -> list[ModelVersion]:
+    """Versions from ``sql``, a plain statement (``common.rows.rows``) that selects
+    ``columns(ModelVersion, …, fields=fields)`` and then the author's username, with their model
+    (one of ``models``, by id) and their author set. The author is read as their username, all
+    that an answer shows of them."""
+    found = rows(ModelVersion, sql, params, fields=fields, extra=("author",))
     for version in found:
-        version.model = model
+        version.model = models[version.model_id]
         author = [version.created_by_id, version.author]  # type: ignore[attr-defined]
         version.created_by = _USER.from_db(connection.alias, ["id", "username"], author)
     return found

@@ -4,7 +4,7 @@ makes no round trip.
 With ``CONN_HEALTH_CHECKS`` Django sends ``SELECT 1`` before the first statement of every request
 that reuses a connection, so that a connection the server has closed (a restart, a failover,
 ``pg_terminate_backend``, an idle timeout) is replaced instead of failing the request: one round
-trip per request, 8% of a gunicorn worker's time in a version search. Here the connection's
+trip per request, 8% of a gunicorn worker's samples in a version search. Here the connection's
 socket is polled instead. An idle connection is sent nothing by the server except the notice
 that it is being closed (or a changed run-time parameter, which is harmless to act on), so if
 anything is waiting to be read, or the driver already knows the connection is closed, it is

@@ -24,7 +24,7 @@ from rest_framework import exceptions as drf_exceptions
 
 from common import statements, validation
 from common.errors import Conflict, DomainError, Duplicate, NotFound, PermissionDenied, Unavailable, ValidationFailed
-from common.rows import columns, rows
+from common.rows import columns
 from registry import policies, selectors, services
 from registry.api.authentication import BasicTokenAuthentication, BearerTokenAuthentication
 from registry.mlflow import search
@@ -247,13 +247,9 @@ def _latest(models: list[RegisteredModel], stages: list[str] | None = None) -> d
 
 
 def _shown_versions(sql: str, params: list[Any], models: dict[int, RegisteredModel]) -> list[ModelVersion]:
-    """Versions of ``models`` from ``sql``, which selects ``_LATEST_COLUMNS`` of ``v`` and then
-    the author's username, with their model and author set: what ``version_json`` reads."""
-    found = rows(ModelVersion, sql, params, fields=_LATEST_FIELDS, extra=("author",))
-    for version in found:
-        version.model = models[version.model_id]
-        version.created_by = User.from_db(connection.alias, ["id", "username"], [version.created_by_id, version.author])  # type: ignore[attr-defined]
-    return found
+    """Versions of ``models`` from ``sql``, which selects ``_LATEST_COLUMNS`` and then the
+    author's username: what ``version_json`` reads."""
+    return selectors.versions_read(sql, params, models, fields=_LATEST_FIELDS)
 
 
 # The search MLflow's client makes for a model's versions (``filter="name='…'"``, in the default
