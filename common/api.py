@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from functools import cached_property
@@ -16,6 +15,7 @@ from rest_framework.fields import SkipField
 from rest_framework.relations import PKOnlyObject
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
+from rest_framework.utils.serializer_helpers import BindingDict
 
 from common.errors import DomainError
 
@@ -142,28 +142,47 @@ class JSONParser(parsers.JSONParser):
             raise exceptions.ParseError("JSON parse error - nested too deeply") from None
 
 
-def _fields_once(serializer: Any, build: Any) -> dict[str, Any]:
-    """The serializer's fields, built once per class by ``build`` and copied for each serializer.
+def _fields_once(serializer: Any, build: Any) -> BindingDict:
+    """The serializer's fields, built and bound once per class by ``build`` and copied for each
+    serializer.
 
     DRF builds a serializer's fields for every serializer it makes, by deep-copying the declared
-    ones (each copy runs the field's ``__init__`` again) or by working them out from the model:
-    0.3-0.5 ms for a version's twenty, in every request. A field is bound to the serializer that
-    uses it (``bind`` sets its name, parent and source), so each serializer gets copies: a
-    shallow copy of a plain field, whose settings are never changed after ``__init__``, and a
-    deep one of a nested serializer, whose own fields are bound to it."""
+    ones (each copy runs the field's ``__init__`` again, and a nested serializer's fields are
+    built again under it) or by working them out from the model, and binds each to it: 0.3-0.5
+    ms for a version's twenty, in every request. Binding sets a field's name, label and source
+    from its name, the same for every serializer of the class, and its parent: so the class's
+    fields are bound once, and each serializer gets copies (``_copied``) with itself as parent.
+    """
     cls = type(serializer)
-    if "_fields_built" not in cls.__dict__:
-        cls._fields_built = build()
-    return {name: _copied(field) for name, field in cls._fields_built.items()}
+    built = cls.__dict__.get("_fields_built")
+    if built is None:
+        built = build()
+        for name, field in built.items():
+            field.bind(field_name=name, parent=serializer)
+            field.parent = None  # each copy gets its own
+        cls._fields_built = built
+    fields = BindingDict(serializer)
+    for name, field in built.items():
+        fields.fields[name] = fresh = _copied(field)
+        fresh.parent = serializer
+    return fields
 
 
 def _copied(field: Any) -> Any:
-    """A nested serializer deep-copied; a plain field copied as ``copy.copy`` does (a new object
-    with the same ``__dict__``: DRF's fields have no ``__copy__``), without its reduce protocol."""
-    if isinstance(field, serializers.BaseSerializer):
-        return copy.deepcopy(field)
+    """A copy of a field as ``copy.copy`` makes it (a new object with the same ``__dict__``: DRF's
+    fields have no ``__copy__``), without its reduce protocol; their settings are never changed
+    after ``__init__``. What is bound to the field is copied too and bound to the copy: the child
+    of a list or dict field (or of a ``many=True`` serializer), and a nested serializer's fields,
+    which it builds again when first used (through ``_fields_once`` where it is one of ours)."""
     fresh = object.__new__(type(field))
     fresh.__dict__.update(field.__dict__)
+    if isinstance(field, serializers.BaseSerializer):
+        for bound in ("fields", "_plan", "_readable_fields", "_writable_fields"):
+            fresh.__dict__.pop(bound, None)
+    child = field.__dict__.get("child")
+    if child is not None:
+        fresh.child = _copied(child)
+        fresh.child.parent = fresh  # all that binding it again would change
     return fresh
 
 
@@ -171,8 +190,9 @@ class StrictSerializer(serializers.Serializer):
     """An input serializer that refuses fields it does not know, naming them, instead of
     silently ignoring them (a client that sends ``name`` in a PATCH must learn it cannot)."""
 
-    def get_fields(self) -> dict[str, Any]:
-        return _fields_once(self, super().get_fields)
+    @cached_property
+    def fields(self) -> BindingDict:  # type: ignore[override]
+        return _fields_once(self, self.get_fields)
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
@@ -189,8 +209,9 @@ class StrictSerializer(serializers.Serializer):
 # (``_fields_once``). (A comment, not a docstring: the schema would show it as the description
 # of every answer.)
 class ModelAnswer(serializers.ModelSerializer):
-    def get_fields(self) -> dict[str, Any]:
-        return _fields_once(self, super().get_fields)
+    @cached_property
+    def fields(self) -> BindingDict:  # type: ignore[override]
+        return _fields_once(self, self.get_fields)
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
         # DRF's, except that a field showing one of the model's own columns (not a relation) reads
