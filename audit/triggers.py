@@ -108,12 +108,15 @@ CREATE CONSTRAINT TRIGGER audit_pending_chain AFTER INSERT ON {PENDING}
 ALTER TABLE {PENDING} ENABLE ALWAYS TRIGGER audit_pending_chain;
 
 -- For the bypass guards: has this transaction recorded an event about this object (waiting for
--- the commit to chain it, the usual case when a guard runs, or chained already)?
+-- the commit to chain it, the usual case when a guard runs, or chained already)? In PL/pgSQL,
+-- whose statements keep their plans for the session: a SQL function that is not inlined (this
+-- one, with its subqueries) is planned again on every call, 0.24 ms against 0.02.
 CREATE OR REPLACE FUNCTION warden_audit_written(about_type text, about_id text) RETURNS boolean
-LANGUAGE sql STABLE AS $$
-    SELECT EXISTS (SELECT 1 FROM {PENDING} WHERE txid = txid_current() AND object_type = about_type AND object_id = about_id)
-        OR EXISTS (SELECT 1 FROM {EVENTS} WHERE txid = txid_current() AND object_type = about_type AND object_id = about_id)
-$$;
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN EXISTS (SELECT 1 FROM {PENDING} WHERE txid = txid_current() AND object_type = about_type AND object_id = about_id)
+        OR EXISTS (SELECT 1 FROM {EVENTS} WHERE txid = txid_current() AND object_type = about_type AND object_id = about_id);
+END $$;
 """
 
 _POSTGRES = f"""
