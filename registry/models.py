@@ -83,10 +83,11 @@ class RegisteredModelGroupObjectPermission(GroupObjectPermissionBase):
 class ModelVersion(models.Model):
     """One immutable build of a model. Only ``description`` and ``tags`` change after creation."""
 
-    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="versions")
+    # Found by model through the (model, number) unique index; no index of its own to keep up.
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="versions", db_index=False)
     number = models.PositiveIntegerField()
     artifact_uri = models.CharField(max_length=1000)
-    artifact_sha256 = models.CharField(max_length=64, blank=True, db_index=True)
+    artifact_sha256 = models.CharField(max_length=64, blank=True)
     framework = models.CharField(max_length=100, blank=True)
     source_run_id = models.CharField(max_length=200, blank=True)
     source_code_commit = models.CharField(max_length=200, blank=True)
@@ -119,6 +120,10 @@ class ModelVersion(models.Model):
                 name="version_digest_unique_per_model",
             ),
             models.CheckConstraint(condition=models.Q(number__gte=1), name="version_number_positive"),
+        ]
+        # A digest is looked up whole, across models; versions registered without one stay out.
+        indexes = [
+            models.Index(fields=["artifact_sha256"], condition=~models.Q(artifact_sha256=""), name="version_digest"),
         ]
 
     def __str__(self) -> str:
