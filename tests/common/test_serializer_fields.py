@@ -5,9 +5,11 @@ from rest_framework import serializers
 
 from audit.api.serializers import AuditEventOut
 from audit.models import AuditEvent
+from governance import selectors as governance_selectors
+from governance.api import serializers as gs
 from registry import services
 from registry.api import serializers as s
-from tests.factories import make_model, make_version
+from tests.factories import approved, make_model, make_version
 
 
 def test_serializers_of_one_class_get_fields_of_their_own(db):
@@ -65,3 +67,17 @@ def test_answers_are_what_drf_itself_would_write(developer):
             assert shown.endswith("Z" if zone == "UTC" else ":00") and "+00:00" not in shown
     many = s.VersionOut([version, version], many=True).data
     assert many[0] == many[1] == _stock(s.VersionOut(version), version)
+
+
+def test_nested_answers_follow_the_time_zone_of_each_answer(developer, owner, risk_officer):
+    # A nested answer (a request's decisions) is shown by its class's own fields, shared by every
+    # answer: what it shows must follow the zone of the answer being written, not the first one's.
+    _, request = approved(developer, owner, risk_officer)
+    shown = {}
+    for zone in ("Europe/Paris", "UTC", "Europe/Paris"):
+        with timezone.override(zone):
+            answer = gs.RequestOut(governance_selectors.request_get(risk_officer, request.pk)).data
+            shown.setdefault(zone, []).append(answer["decisions"][0]["created_at"])
+    assert shown["UTC"][0].endswith("Z")
+    assert shown["Europe/Paris"][0] == shown["Europe/Paris"][1]
+    assert shown["Europe/Paris"][0].endswith(("+01:00", "+02:00"))
