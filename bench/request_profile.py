@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import itertools
 import json
 import os
 import pstats
@@ -81,8 +82,10 @@ def main() -> None:
     def r(i: int) -> str:  # a model of the store, spread as the workload's random picks are
         return f"r{i * 7919 % k}"
 
+    fresh = itertools.count()  # names of models registered while timing
     kinds: dict[str, dict[str, Callable[[int], Any]]] = {
         "mlflow": {
+            "register": lambda i: post(f"{mlflow}/registered-models/create", {"name": f"n{next(fresh)}"}),
             "write": lambda i: post(f"{mlflow}/model-versions/create", {"name": f"w{i % 20}", "source": "s3://b/x"}),
             "read": lambda i: ok(
                 client.get(f"{mlflow}/model-versions/get", {"name": r(i), "version": str(1 + i % 10)})
@@ -100,6 +103,7 @@ def main() -> None:
             "list": lambda i: ok(client.get(f"{mlflow}/registered-models/search", {"max_results": "100"})),
         },
         "native": {
+            "register": lambda i: post("/api/v1/models/", {"name": f"n{next(fresh)}", "team": "bench"}),
             "write": lambda i: post(f"/api/v1/models/w{i % 20}/versions/", {"artifact_uri": "s3://b/x"}),
             "read": lambda i: ok(client.get(f"/api/v1/models/{r(i)}/versions/{1 + i % 10}/")),
             "search": lambda i: ok(client.get(f"/api/v1/models/{r(i)}/versions/", {"page_size": 100})),

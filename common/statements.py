@@ -45,6 +45,17 @@ def execute(cursor: Any, sql: str, params: Sequence[Any] = ()) -> None:
     cursor.execute(run, params)
 
 
+def prepared_text(sql: str) -> str:
+    """What a captured ``EXECUTE warden_… (…)`` runs: the text it was prepared from (``$n`` for
+    its parameters); any other SQL as it is. For tests and query logs."""
+    if sql.startswith("EXECUTE warden_"):
+        name = sql.split()[1]
+        for known, prepare, _ in _NAMED.values():
+            if known == name:
+                return prepare.split(" AS ", 1)[1]
+    return sql
+
+
 def any_of(connection: Any, values: Sequence[Any]) -> tuple[str, list[Any]]:
     """``("= ANY(%s)", [values])`` on PostgreSQL, where one prepared statement then serves any
     number of values; ``("IN (%s, …)", values)`` elsewhere. For ``column {sql}``; not empty."""

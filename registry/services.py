@@ -22,7 +22,7 @@ from audit.services import audit_record
 from common import memo, validation
 from common.errors import Conflict, Duplicate, NotFound, ValidationFailed
 from common.roles import is_team
-from common.rows import JoinedRow, NumberedInsert, Update, columns, rows
+from common.rows import Insert, JoinedRow, NumberedInsert, Update, columns, rows
 from notifications import outbox
 from notifications.models import Event
 from registry import hooks, policies, selectors
@@ -126,6 +126,8 @@ _TARGET_AND_CURRENT = (
 )
 # Every version is created with its number in one statement (``common.rows``), under the model's lock.
 _NEW_VERSIONS = NumberedInsert(ModelVersion, "number", within="model")
+# A model is registered in one statement that also refuses a name already taken.
+_NEW_MODELS = Insert(RegisteredModel, unique="name")
 _ALIAS_MOVES = Update(Alias, ("version", "updated_by", "updated_at"))
 
 
@@ -176,13 +178,8 @@ def model_register(
         created_by=actor,
     )
     _clean(model)
-    if RegisteredModel.objects.filter(name=name).exists():
+    if not _NEW_MODELS.save(model):
         raise Duplicate.on("name", f"a model named {name!r} already exists")
-    try:
-        with transaction.atomic():
-            model.save(force_insert=True)
-    except IntegrityError:
-        raise Duplicate.on("name", f"a model named {name!r} already exists") from None
     audit_record(
         actor=actor,
         action="model.registered",
@@ -342,7 +339,7 @@ def _change_access(*, actor: Any, model: RegisteredModel, user: Any, group: Grou
 def version_create(
     *,
     actor: Any,
-    model: RegisteredModel,
+    model: RegisteredModel | str,
     artifact_uri: str,
     artifact_sha256: str = "",
     framework: str = "",
@@ -358,10 +355,13 @@ def version_create(
     datasets: Sequence[tuple[DatasetVersion, str]] = (),
 ) -> ModelVersion:
     """Register the next version of ``model``, with its lineage. Numbers are 1, 2, 3… with no
-    gap: the model row is locked while the number is taken."""
+    gap: the model row is locked while the number is taken.
+
+    The APIs give the model by name: it is then read and locked in one statement, and a model
+    the actor may not see is NotFound, as ``selectors.model_get`` has it."""
     if parents:
         _pg_lock(LINEAGE_LOCK)  # before any row lock: the lineage lock is always taken first
-    model = _locked(model.pk)
+    model = selectors.model_get(actor, model, lock=True) if isinstance(model, str) else _locked(model.pk)
     policies.can_add_version(actor, model).ensure()
     if model.status != ModelStatus.ACTIVE:
         raise Conflict(f"Model {model.name} is {model.status}: it takes no new versions.")

@@ -196,11 +196,11 @@ class ModelVersionViewSet(VersionViewSetBase):
 
     @extend_schema(request=s.VersionCreateIn, responses={201: s.VersionOut})
     def create(self, request: Request, model_name: str) -> Response:
-        model = selectors.model_get(request.user, model_name)
         data = _validated(s.VersionCreateIn, request)
         data["parents"] = [(p["version_id"], p["relation"]) for p in data.get("parents", [])]
         data["datasets"] = [(d["dataset_version_id"], d["role"]) for d in data.get("datasets", [])]
-        version = services.version_create(actor=request.user, model=model, **data)
+        # The service reads the model by name and locks it in one statement (NotFound if unseen).
+        version = services.version_create(actor=request.user, model=model_name, **data)
         if data["parents"] or data["datasets"]:
             version = self._reload(version)
         else:  # created without lineage, the instance in hand is the whole answer

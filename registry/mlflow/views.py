@@ -157,8 +157,12 @@ def _model(actor: Any, name: Any) -> RegisteredModel:
     name = _text("name", name)
     model = selectors.model_named(actor, name)
     if model is None:
-        raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"Registered Model with name={name} not found", 404)
+        raise _no_model(name)
     return model
+
+
+def _no_model(name: str) -> MlflowError:
+    return MlflowError("RESOURCE_DOES_NOT_EXIST", f"Registered Model with name={name} not found", 404)
 
 
 def _version(actor: Any, name: Any, number: Any) -> ModelVersion:
@@ -452,18 +456,21 @@ def delete_alias(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def create_model_version(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
-    model = _model(actor, p.get("name"))
+    name = _text("name", p.get("name"))
     tags = _tag_list(p.get("tags"))
-    version = services.version_create(
-        actor=actor,
-        model=model,
-        artifact_uri=_text("source", p.get("source")),
-        artifact_sha256=tags.get(DIGEST_TAG, ""),
-        source_run_id=_text("run_id", p.get("run_id"), required=False),
-        source_pipeline_url=_text("run_link", p.get("run_link"), required=False),
-        description=_text("description", p.get("description"), required=False),
-        tags=_user_tags(tags),
-    )
+    try:
+        version = services.version_create(
+            actor=actor,
+            model=name,  # read and locked by the service, in one statement
+            artifact_uri=_text("source", p.get("source")),
+            artifact_sha256=tags.get(DIGEST_TAG, ""),
+            source_run_id=_text("run_id", p.get("run_id"), required=False),
+            source_pipeline_url=_text("run_link", p.get("run_link"), required=False),
+            description=_text("description", p.get("description"), required=False),
+            tags=_user_tags(tags),
+        )
+    except NotFound:
+        raise _no_model(name) from None
     version.created_by = actor
     return {"model_version": version_json(version, [])}
 

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import Group
 
 from audit.models import AuditEvent
+from common.errors import Duplicate
 from registry import services
-from registry.models import ModelVersion
+from registry.models import ModelVersion, RegisteredModel
 from tests.concurrency import run_at_once
 from tests.factories import digest, make_model
 
@@ -24,3 +26,17 @@ def test_eight_clients_creating_versions_at_once_get_1_to_8_with_no_gap_and_no_e
     numbers = sorted(ModelVersion.objects.filter(model=model).values_list("number", flat=True))
     assert numbers == list(range(1, CLIENTS + 1))
     assert AuditEvent.objects.filter(action="version.created", model_name="contended").count() == CLIENTS
+
+
+@pytest.mark.django_db(transaction=True)
+def test_eight_clients_registering_one_name_at_once_give_one_model_and_seven_conflicts(developer):
+    team = Group.objects.get(name="credit-risk")
+
+    def register(i: int) -> None:
+        services.model_register(actor=developer, name="taken", team=team, description=f"client {i}")
+
+    errors = run_at_once(CLIENTS, register)
+    assert [type(e) for e in errors] == [Duplicate] * (CLIENTS - 1)
+    assert {str(e) for e in errors} == {"name: a model named 'taken' already exists"}
+    assert RegisteredModel.objects.filter(name="taken").count() == 1
+    assert AuditEvent.objects.filter(action="model.registered", model_name="taken").count() == 1

@@ -3,7 +3,9 @@ from __future__ import annotations
 import pytest
 
 from audit.models import AuditEvent
+from common import statements
 from registry.models import ModelVersion
+from tests.conftest import on_postgres
 from tests.factories import digest, make_dataset_version, make_model, make_version
 
 
@@ -382,3 +384,20 @@ def test_the_first_page_in_the_default_order_is_the_page_the_orm_reads(api, deve
     assert [v["number"] for v in following["results"]] == [2, 1] and following["next"] is None
     assert following["results"] == client.get(built["next"]).json()["results"]
     assert client.get("/api/v1/models/m1/versions/?page_size=4").json() == fast
+
+
+def test_creating_a_version_reads_and_locks_its_model_in_one_statement(api, developer, django_assert_num_queries):
+    make_model(developer, name="plain")
+    client = api(developer)
+    client.post("/api/v1/models/plain/versions/", {"artifact_uri": "s3://m/1"}, format="json")  # a warm connection
+    # the savepoint of the service's transaction (the test's own is around it), the model by name
+    # and locked, the user's groups (a token would have brought them), the numbered insert, the
+    # audit event (on SQLite: the chain head read, the event, the head's update), the release
+    with django_assert_num_queries(6 if on_postgres() else 8) as created:
+        response = client.post("/api/v1/models/plain/versions/", {"artifact_uri": "s3://m/2"}, format="json")
+    assert response.status_code == 201 and response.data["number"] == 2
+    texts = [statements.prepared_text(q["sql"]) for q in created.captured_queries]
+    models = [sql for sql in texts if sql.startswith("SELECT") and "registry_registeredmodel" in sql]
+    assert len(models) == 1
+    if on_postgres():
+        assert "FOR NO KEY UPDATE" in models[0]
