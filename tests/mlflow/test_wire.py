@@ -333,6 +333,14 @@ def test_a_restricted_model_does_not_exist_for_outsiders(mlflow, churn, outsider
     status, body = other.call("GET", "registered-models/get", {"name": "churn"})
     assert (status, body["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST")
     assert other.call("GET", "model-versions/get", {"name": "churn", "version": "1"})[0] == 404
+    written = ModelVersion.objects.count()
+    for name in ("churn", "no-such-model"):  # hidden and missing answer alike, and nothing is written
+        status, body = other.call("POST", "model-versions/create", {"name": name, "source": "s3://x"})
+        assert (status, body) == (
+            404,
+            {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": f"Registered Model with name={name} not found"},
+        )
+    assert ModelVersion.objects.count() == written
     mlflow.call("POST", "registered-models/alias", {"name": "churn", "alias": "candidate", "version": "1"})
     assert other.call("GET", "registered-models/alias", {"name": "churn", "alias": "candidate"})[0] == 404
     assert [m["name"] for m in other.call("GET", "registered-models/search", {})[1]["registered_models"]] == [
