@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import statistics
 import subprocess
@@ -306,11 +307,13 @@ def main() -> None:
     for round_no in range(1, args.rounds + 1):
         for system in args.systems:
             results[system].append(run_round(system, round_no, args, stamp))
-    report = RESULTS / f"mlflow-side-by-side-{stamp}{'-quick' if args.quick else ''}.md"
+    # A run of some systems or some phases is named so, and cannot overwrite a whole run's table.
+    partial = args.bench_args or args.systems != list(SYSTEMS)
+    report = RESULTS / f"mlflow-side-by-side-{stamp}{'-quick' if args.quick else ''}{'-partial' if partial else ''}.md"
     body = table(results)
     report.write_text(
         f"# Warden and MLflow side by side, {stamp}\n\n"
-        f"`bench/mlflow_side_by_side.py --rounds {args.rounds}{' --quick' if args.quick else ''}`: "
+        f"`{shlex.join(['bench/mlflow_side_by_side.py', *sys.argv[1:]])}`: "
         f"{', '.join(args.systems)}, alternating, {args.rounds} round(s), each on a fresh database; "
         f"medians across rounds. {WORKERS} server workers each; raw results in `bench/results/raw/`.\n\n{body}\n"
     )
