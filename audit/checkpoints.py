@@ -1,7 +1,8 @@
 """Signed checkpoints: every so often, the Merkle root over the entry hashes so far and the
 chain hash there, signed, chained to the previous checkpoint, and copied to a witness
 directory outside the database. A superuser who rewrites the tail of the chain consistently,
-or cuts it, cannot also forge the signature or reach the witness copies."""
+or cuts it, cannot also forge the signature or reach the witness copies; and a checkpoint is
+signed only over a ledger that still agrees with the last one signed (``LedgerDisagrees``)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,15 @@ from django.utils import timezone
 from audit import ledger, signing
 from audit.merkle import Accumulator
 from audit.models import AuditEvent, ChainHead, Checkpoint
+from common.errors import Conflict
+
+
+class LedgerDisagrees(Conflict):
+    """The ledger no longer agrees with what was signed or witnessed, so no checkpoint is signed
+    over it: ``manage.py audit_verify`` names the rows."""
+
+
+LATEST = "latest.json"  # in the witness directory: a copy of the newest checkpoint's file
 
 
 def body_hash(body: str) -> str:
@@ -27,6 +37,7 @@ def body_hash(body: str) -> str:
 def checkpoint_make(*, force: bool = False) -> Checkpoint | None:
     """Make a checkpoint if the head has moved, and (unless ``force``) AUDIT_CHECKPOINT_EVERY_EVENTS
     events or AUDIT_CHECKPOINT_EVERY_MINUTES minutes have passed since the last one."""
+    witnessed = witness_newest()  # before the lock: the witness only gains copies, after commits
     with transaction.atomic():
         head = ChainHead.objects.select_for_update().get(pk=1)  # the chain holds still meanwhile
         last = Checkpoint.objects.order_by("-size").first()
@@ -37,7 +48,7 @@ def checkpoint_make(*, force: bool = False) -> Checkpoint | None:
             due_by_time = timezone.now() - last.created_at >= timedelta(minutes=settings.AUDIT_CHECKPOINT_EVERY_MINUTES)
             if not (due_by_events or due_by_time):
                 return None
-        tree = Accumulator.resume(last.size, last.frontier) if last else Accumulator()
+        tree = _signed_tree(last, witnessed)
         new_leaves = AuditEvent.objects.filter(seq__gt=tree.size, seq__lte=head.seq).order_by("seq")
         for entry in new_leaves.values_list("entry_hash", flat=True).iterator(chunk_size=5000):
             tree.add(bytes.fromhex(entry))
@@ -70,6 +81,52 @@ def checkpoint_make(*, force: bool = False) -> Checkpoint | None:
     return checkpoint
 
 
+def _signed_tree(last: Checkpoint | None, witnessed: dict[str, str] | None) -> Accumulator:
+    """The Merkle tree a new checkpoint extends: the last checkpoint's, once the ledger is seen
+    to agree with it. A signer signs only an extension of what it has signed (as a transparency
+    log does); otherwise a history rewritten with its hashes recomputed, its checkpoints deleted
+    or their saved frontier recomputed to match, would get a fresh signature, and a filtered
+    export proved against it would verify. Checked under the chain head's lock, so kept cheap:
+    the newest witness copy (``witnessed``) is in the database unchanged; the last checkpoint verifies and its
+    columns are what it signed; its saved frontier gives its signed root; and the event at its
+    size still has the chain hash it signed. Older rows are for ``audit_verify``."""
+    if witnessed is not None:
+        size = json.loads(witnessed["body"])["size"]
+        stored = last if last is not None and last.size == size else Checkpoint.objects.filter(size=size).first()
+        if stored is None or (stored.body, stored.signature) != (witnessed["body"], witnessed["signature"]):
+            raise LedgerDisagrees(
+                f"The witness holds checkpoint #{size}, which the database {'lacks' if stored is None else 'holds changed'}: "
+                "no checkpoint is signed over it (a new database needs a new AUDIT_WITNESS_DIR)."
+            )
+    if last is None:
+        return Accumulator()
+    public = signing.verify_keys().get(last.key_id)
+    if public is None or not signing.verify(public, last.body, last.signature):
+        raise LedgerDisagrees(
+            f"Checkpoint #{last.size} does not verify with AUDIT_VERIFY_KEYS: no checkpoint is signed after it."
+        )
+    stated = json.loads(last.body)  # what was signed, so JSON
+    if (stated.get("size"), stated.get("root"), stated.get("chain_hash")) != (
+        last.size,
+        last.root_hash,
+        last.chain_hash,
+    ):
+        raise LedgerDisagrees(
+            f"Checkpoint #{last.size}'s columns differ from what it signed: no checkpoint is signed after it."
+        )
+    tree = Accumulator.resume(last.size, last.frontier)
+    if tree.root() != last.root_hash:
+        raise LedgerDisagrees(
+            f"Checkpoint #{last.size}'s saved frontier does not give its signed root: no checkpoint is signed after it."
+        )
+    if not AuditEvent.objects.filter(seq=last.size, chain_hash=last.chain_hash).exists():
+        raise LedgerDisagrees(
+            f"The event at #{last.size} no longer has the chain hash checkpoint #{last.size} signed: the chain was "
+            "rewritten or cut; no checkpoint is signed over it."
+        )
+    return tree
+
+
 def witness_path(size: int) -> Path:
     return Path(settings.AUDIT_WITNESS_DIR) / f"checkpoint-{size:012d}.json"
 
@@ -81,7 +138,19 @@ def witness_write(checkpoint: Checkpoint) -> Path:
     content = {"body": checkpoint.body, "signature": checkpoint.signature, "key_id": checkpoint.key_id}
     temporary.write_text(json.dumps(content, sort_keys=True) + "\n")
     os.replace(temporary, path)
+    temporary.write_text(path.read_text())
+    os.replace(temporary, path.parent / LATEST)
     return path
+
+
+def witness_newest() -> dict[str, str] | None:
+    """The witness copy of the newest checkpoint: ``latest.json``, a second copy of it, so as not
+    to list a directory that gains a file per checkpoint (or, without it, the last file by name,
+    which sorts by size)."""
+    directory = Path(settings.AUDIT_WITNESS_DIR)
+    latest = directory / LATEST
+    newest = latest if latest.is_file() else max(directory.glob("checkpoint-*.json"), default=None)
+    return None if newest is None else json.loads(newest.read_text())
 
 
 def witness_read() -> list[dict[str, str]]:

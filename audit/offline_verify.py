@@ -8,7 +8,8 @@ public key). Give ``--pubkey`` once per key when the signing key was rotated. Th
 It checks, and names every failure it finds:
 
 - ``manifest.sig`` is a given key's Ed25519 signature of ``manifest.json``;
-- the bundle holds exactly the manifest's files, each with the SHA-256 and size it states;
+- the bundle holds exactly the manifest's files, each once, each with the SHA-256 and size it
+  states, and nothing else (no other file, no directory);
 - every checkpoint in ``checkpoints.jsonl`` is signed by a given key and links to the one
   before it, and the manifest's checkpoint is among them;
 - every event: ``entry_hash`` is the SHA-256 of its canonical text, each field equals what that
@@ -18,7 +19,7 @@ It checks, and names every failure it finds:
 - the exported events with ``proofs.jsonl`` rebuild the signed checkpoint's Merkle root (RFC
   6962 hashing): each event is included in the signed trail;
 - the counts and sequence ranges are those the manifest states, and ``events.csv`` holds the
-  same events as ``events.jsonl``.
+  same events as ``events.jsonl``, in the export's columns.
 
 Exit status: 0 verified, 1 the bundle failed a check, 2 the command line or a file is unusable.
 """
@@ -46,6 +47,10 @@ GENESIS = "0" * 64
 FORMAT = "warden-audit-export/2"
 FILES = ("events.jsonl", "events.csv", "proofs.jsonl", "checkpoints.jsonl", "manifest.json", "manifest.sig")
 EXTRA_FIELDS = {"actor_name", "canonical", "entry_hash", "prev_hash", "chain_hash"}
+CSV_COLUMNS = (
+    *("seq", "occurred_at", "actor_id", "actor_name", "action", "object_type", "object_id", "model_name"),
+    *("before", "after", "reason", "request_id", "source_ip", "entry_hash", "prev_hash", "chain_hash"),
+)
 # In an events.jsonl line the canonical text follows this, as it is, up to the closing brace.
 EVENT_MEMBER = ',"event":'
 SHOWN = 20
@@ -105,10 +110,15 @@ class Bundle:
         if self.archive is None and not path.is_dir():
             raise Failed(f"{path}: no such directory or zip file")
 
-    def names(self) -> set[str]:
+    def entries(self) -> list[str]:
+        """Every entry, as listed: a zip's (a name twice is two entries) or a directory's
+        (a subdirectory is one, named with a trailing slash, as in a zip)."""
         if self.archive is not None:
-            return {info.filename for info in self.archive.infolist() if not info.is_dir()}
-        return {p.name for p in self.path.iterdir() if p.is_file()}
+            return [info.filename for info in self.archive.infolist()]
+        return sorted(p.name if p.is_file() else f"{p.name}/" for p in self.path.iterdir())
+
+    def names(self) -> set[str]:
+        return {name for name in self.entries() if not name.endswith("/")}
 
     def open(self, name: str) -> IO[bytes]:
         if name not in self.names():
@@ -210,8 +220,11 @@ class Verifier:
     def check_files(self, manifest: dict[str, Any]) -> bool:
         """Whether every file is there to be checked further."""
         expected, present = set(FILES), self.bundle.names()
-        for name in sorted(present - expected):
-            self.fail(f"{name}: a file the manifest does not list")
+        entries = self.bundle.entries()
+        for name in sorted({name for name in entries if entries.count(name) > 1}):
+            self.fail(f"{name}: in the bundle more than once (a reader may show either copy)")
+        for name in sorted(set(entries) - expected):
+            self.fail(f"{name}: {'a directory' if name.endswith('/') else 'a file'} the manifest does not list")
         for name, stated in sorted(manifest.get("files", {}).items()):
             if name not in present:
                 self.fail(f"{name}: listed in the manifest but missing")
@@ -310,14 +323,20 @@ class Verifier:
 
     def check_csv(self) -> None:
         with self.bundle.open("events.csv") as handle:
-            rows = csv.DictReader(io.TextIOWrapper(handle, encoding="utf-8", newline=""))
+            rows = csv.reader(io.TextIOWrapper(handle, encoding="utf-8", newline=""))
+            header = next(rows, [])
+            if header != list(CSV_COLUMNS):
+                self.fail(f"events.csv: its columns are not {', '.join(CSV_COLUMNS)}")
+                return
             events = (event for _, event in self.bundle.events())
             in_csv = in_jsonl = 0
             for row, event in itertools.zip_longest(rows, events):
                 in_csv, in_jsonl = in_csv + (row is not None), in_jsonl + (event is not None)
                 if row is None or event is None:
                     continue
-                if not all(_same(cell, event.get(name), name) for name, cell in row.items()):
+                if len(row) != len(CSV_COLUMNS) or not all(
+                    _same(cell, event.get(name), name) for name, cell in zip(CSV_COLUMNS, row, strict=True)
+                ):
                     self.fail(f"events.csv record {in_csv}: differs from event #{event.get('seq')} in events.jsonl")
         if in_csv != in_jsonl:
             self.fail(f"events.csv holds {in_csv} events, events.jsonl {in_jsonl}")
@@ -345,10 +364,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     keys = {fingerprint: key for key, fingerprint in map(public_key, args.pubkey)}
+    verifier = None
     try:
         verifier = Verifier(Bundle(args.bundle), keys)
         manifest = verifier.run()
-    except (Failed, KeyError, TypeError, ValueError, zipfile.BadZipFile) as exc:
+    except (Failed, AttributeError, KeyError, RecursionError, TypeError, ValueError, zipfile.BadZipFile) as exc:
+        # A file too malformed to read on: what was found before it still counts.
+        for failure in (verifier.failures if verifier else [])[:SHOWN]:
+            print(failure, file=sys.stderr)
         message = str(exc) if isinstance(exc, Failed) else f"the bundle is malformed: {type(exc).__name__} {exc}"
         print(f"NOT VERIFIED: {message}", file=sys.stderr)
         return 1

@@ -49,3 +49,12 @@ def verify(public: str, body: str, signature: str) -> bool:
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+def verify_keys() -> dict[str, str]:
+    """key id → public key, for checking signatures: AUDIT_VERIFY_KEYS (every key that has signed,
+    after a rotation), or else the signing key's own public half."""
+    keys = list(settings.AUDIT_VERIFY_KEYS)
+    if not keys and settings.AUDIT_SIGNING_KEY:
+        keys = [public_hex(signing_key())]
+    return {key_id(key): key for key in keys}

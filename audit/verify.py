@@ -26,7 +26,6 @@ from datetime import datetime
 from typing import Any
 
 import psycopg2
-from django.conf import settings
 from django.db import DataError, connection, transaction
 
 from audit import ledger, merkle, signing
@@ -378,16 +377,8 @@ def _leaves(count: int) -> Iterator[bytes]:
 # --- checkpoints ------------------------------------------------------------------------------
 
 
-def _verify_keys() -> dict[str, str]:
-    """key id → public key: AUDIT_VERIFY_KEYS, or the signing key's own public half."""
-    keys = list(settings.AUDIT_VERIFY_KEYS)
-    if not keys and settings.AUDIT_SIGNING_KEY:
-        keys = [signing.public_hex(signing.signing_key())]
-    return {signing.key_id(key): key for key in keys}
-
-
 def _check_signatures(checkpoints: list[Checkpoint]) -> list[Finding]:
-    findings, keys, previous = [], _verify_keys(), ledger.GENESIS
+    findings, keys, previous = [], signing.verify_keys(), ledger.GENESIS
     for checkpoint in checkpoints:
         at = f"checkpoint #{checkpoint.size}"
         public = keys.get(checkpoint.key_id)

@@ -4,16 +4,18 @@ rewritten with recomputed hashes, and a tail cut off with the head rewound."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
 from audit import ledger, merkle, signing, triggers
-from audit.checkpoints import checkpoint_make, witness_path
+from audit.checkpoints import LATEST, LedgerDisagrees, checkpoint_make, witness_path
+from audit.merkle import Accumulator
 from audit.models import AuditEvent, Checkpoint
 from audit.tasks import checkpoint as checkpoint_task
-from audit.verify import CHECKPOINT_DISAGREES, verify
+from audit.verify import CHECKPOINT_DISAGREES, GAP_OR_FORK, TAMPERED_ROW, verify
 from tests.factories import make_model
 
 
@@ -47,6 +49,7 @@ def test_a_checkpoint_signs_the_merkle_root_and_the_chain_hash_and_leaves_a_witn
     assert checkpointed.prev_hash == ledger.GENESIS
     assert signing.verify(signing_key, checkpointed.body, checkpointed.signature)
     assert json.loads(witness_path(5).read_text())["body"] == checkpointed.body
+    assert (witness_path(5).parent / LATEST).read_text() == witness_path(5).read_text()
     assert verify().findings == []
 
 
@@ -61,6 +64,75 @@ def test_a_checkpoint_is_made_only_when_due_and_chains_to_the_last(developer, ch
     assert second.prev_hash != ledger.GENESIS
     leaves = [bytes.fromhex(h) for h in AuditEvent.objects.order_by("seq").values_list("entry_hash", flat=True)]
     assert second.root_hash == merkle.root(leaves)  # continued from the saved frontier
+
+
+def rewrite_from(first: int, **changes: str) -> list[tuple[str, list]]:
+    """The statements of a superuser who knows the format: change event #first's columns, and
+    recompute its hashes and every later one's, and the chain head's."""
+    previous = AuditEvent.objects.get(seq=first - 1).chain_hash if first > 1 else ledger.GENESIS
+    statements: list[tuple[str, list]] = []
+    for row in AuditEvent.objects.filter(seq__gte=first).order_by("seq").values(*ledger.HASHED_FIELDS):
+        if row["seq"] == first:
+            row.update(changes)
+        row["occurred_at"] = ledger.format_time(row["occurred_at"])
+        canonical = ledger.canonical(row)
+        entry = ledger.entry_hash(canonical)
+        chain = ledger.chain_hash(previous, entry)
+        statements.append(
+            (
+                "UPDATE audit_auditevent SET reason = %s, canonical = %s, entry_hash = %s, prev_hash = %s, "
+                "chain_hash = %s WHERE seq = %s",
+                [row["reason"], canonical, entry, previous, chain, row["seq"]],
+            )
+        )
+        previous = chain
+    return [*statements, ("UPDATE audit_chainhead SET chain_hash = %s", [previous])]
+
+
+def frontier_of_the_stored_leaves(size: int) -> str:
+    tree = Accumulator()
+    for entry in AuditEvent.objects.filter(seq__lte=size).order_by("seq").values_list("entry_hash", flat=True):
+        tree.add(bytes.fromhex(entry))
+    return json.dumps(tree.frontier())
+
+
+@pytest.mark.parametrize(
+    ("also", "refusal"),
+    [
+        ("", "The event at #5 no longer has the chain hash checkpoint #5 signed"),
+        ("frontier", "Checkpoint #5's saved frontier does not give its signed root"),
+        ("checkpoints", "The witness holds checkpoint #5, which the database lacks"),
+    ],
+)
+def test_no_checkpoint_is_signed_over_a_history_rewritten_since_the_last(developer, checkpointed, also, refusal):
+    """Signing a rewritten history would let a filtered export, proved against the new
+    checkpoint, verify offline; so the signer refuses, and says why."""
+    as_owner(*rewrite_from(1, reason="rewritten"))
+    if also == "frontier":
+        as_owner(("UPDATE audit_checkpoint SET frontier = %s", [frontier_of_the_stored_leaves(5)]))
+    if also == "checkpoints":
+        as_owner(("DELETE FROM audit_checkpoint", []))
+    make_model(developer, name="after")
+    checkpoints = list(Checkpoint.objects.values_list("size", flat=True))
+
+    with pytest.raises(LedgerDisagrees, match=f"^{re.escape(refusal)}"):
+        checkpoint_make(force=True)
+    with pytest.raises(CommandError, match=re.escape(refusal)):
+        call_command("audit_checkpoint", "--force")
+    assert list(Checkpoint.objects.values_list("size", flat=True)) == checkpoints
+    assert verify().code in {CHECKPOINT_DISAGREES, GAP_OR_FORK, TAMPERED_ROW}
+
+
+def test_an_export_over_a_rewritten_history_is_refused_and_records_nothing(api, auditor, checkpointed):
+    as_owner(*rewrite_from(2, reason="rewritten"))
+    events = AuditEvent.objects.count()
+
+    response = api(auditor).post("/api/v1/audit-exports/", {"model": "m1"}, format="json")
+
+    assert response.status_code == 409
+    assert response.json()["message"].startswith("The event at #5 no longer has the chain hash checkpoint #5 signed")
+    assert AuditEvent.objects.count() == events
+    assert Checkpoint.objects.count() == 1
 
 
 def test_a_tail_rewritten_with_recomputed_hashes_disagrees_with_the_signed_checkpoint(checkpointed):

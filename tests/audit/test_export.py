@@ -309,6 +309,56 @@ def test_an_event_rewritten_with_recomputed_hashes_and_manifest_fails_without_th
     assert "events.jsonl: its SHA-256" not in output  # the forger's file hashes are consistent
 
 
+def test_a_zip_holding_a_file_twice_is_refused(trail, signing_key, tmp_path):
+    """A zip may hold two entries of one name; readers differ in which they show, so a forged
+    copy placed first could be what an auditor reads while the verifier checks the other."""
+    bundle = run_export(tmp_path, "--model", "scorecard", name="bundle.zip")
+    forged = tmp_path / "forged.zip"
+    with zipfile.ZipFile(bundle) as original, zipfile.ZipFile(forged, "w") as copy:
+        csv_text = original.read("events.csv").decode()
+        with pytest.warns(UserWarning, match="Duplicate name"):
+            copy.writestr("events.csv", csv_text.replace("model.registered", "model.deleted"))
+            for name in original.namelist():
+                copy.writestr(name, original.read(name))
+
+    code, output = offline(forged, signing_key)
+    assert code == 1
+    assert "events.csv: in the bundle more than once (a reader may show either copy)" in output
+
+
+def test_a_directory_inside_the_bundle_is_refused(bundle, signing_key):
+    (bundle / "evidence").mkdir()
+    (bundle / "evidence" / "events.csv").write_text("forged\n")
+
+    code, output = offline(bundle, signing_key)
+    assert code == 1
+    assert "evidence/: a directory the manifest does not list" in output
+
+
+def test_a_csv_without_a_column_is_refused_for_its_content_too(bundle, signing_key):
+    path = bundle / "events.csv"
+    rows = list(csv.reader(io.StringIO(path.read_text(), newline="")))
+    dropped = rows[0].index("reason")
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows([row[:dropped] + row[dropped + 1 :] for row in rows])
+    path.write_text(out.getvalue())
+
+    code, output = offline(bundle, signing_key)
+    assert code == 1
+    assert f"events.csv: its columns are not {', '.join(export.CSV_COLUMNS)}" in output
+    assert offline_verify.CSV_COLUMNS == export.CSV_COLUMNS  # the verifier's own copy, kept in step
+
+
+def test_a_file_too_malformed_to_read_on_still_reports_what_was_found_before_it(bundle, signing_key):
+    (bundle / "events.csv").write_text("forged\n")
+    (bundle / "checkpoints.jsonl").write_text('{"body": "[1]"}\n')
+
+    code, output = offline(bundle, signing_key)
+    assert code == 1
+    assert "events.csv: its SHA-256 or size differs from the manifest's (changed after export)" in output
+    assert output.splitlines()[-1].startswith("NOT VERIFIED: the bundle is malformed: AttributeError")
+
+
 def test_an_extra_file_or_a_missing_one_is_refused(bundle, signing_key):
     (bundle / "notes.txt").write_text("trust me")
     (bundle / "proofs.jsonl").unlink()

@@ -5,7 +5,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
-from audit.checkpoints import checkpoint_make
+from audit.checkpoints import LedgerDisagrees, checkpoint_make
 
 
 class Command(BaseCommand):
@@ -17,7 +17,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, force: bool, **options: Any) -> None:
         try:
             checkpoint = checkpoint_make(force=force)
-        except ImproperlyConfigured as exc:
+        except (ImproperlyConfigured, LedgerDisagrees) as exc:
             raise CommandError(str(exc)) from None
         if checkpoint is None:
             self.stdout.write("no checkpoint: none is due")
