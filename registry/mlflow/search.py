@@ -4,8 +4,9 @@ A filter is clauses joined by ``AND``; a clause is ``key comparator value``:
 
 - keys: ``name``, ``run_id``, ``source_path``, ``version_number`` (versions only) and
   ``tags.<key>`` or ``tag.<key>`` (a key with spaces or dashes in backticks: ``tags.`my key```);
-  ``tags.k != 'v'`` also matches rows without the tag, as in MLflow (its client filters prompts
-  out with ``tag.`mlflow.prompt.is_prompt` != 'true'``);
+  a row without the tag matches no clause on it, as in MLflow, but for MLflow's prompt marker:
+  ``tags.`mlflow.prompt.is_prompt` != 'true'``, which its client adds to filter prompts out,
+  matches rows without it;
 - comparators: ``=``, ``!=``, ``LIKE``, ``ILIKE``, ``IN``; ``version_number`` also takes
   ``<``, ``<=``, ``>``, ``>=``;
 - values: strings in single or double quotes, numbers for ``version_number``, and a
@@ -70,8 +71,10 @@ def _tokens(text: str) -> list[tuple[str, str]]:
 
 
 def _unquote(token: str) -> str:
-    body = token[1:-1]
-    return re.sub(r"\\(.)", r"\1", body)
+    body = re.sub(r"\\(.)", r"\1", token[1:-1])
+    if "\x00" in body:
+        raise ValidationFailed.on("filter", "a value holds a NUL character")
+    return body
 
 
 def parse(text: str | None, *, keys: frozenset[str]) -> list[Clause]:
@@ -139,11 +142,12 @@ def _key(word: str, keys: frozenset[str]) -> str:
 def _value(key: str, token: tuple[str, str]) -> Any:
     kind, text = token
     if key == "version_number":
-        if kind == "number":
-            return int(text)
-        if kind == "string" and re.fullmatch(r"[0-9]{1,9}", _unquote(text)):
-            return int(_unquote(text))
-        raise ValidationFailed.on("filter", f"version_number compares with a number, found {text!r}")
+        number = text if kind == "number" else _unquote(text) if kind == "string" else ""
+        if re.fullmatch(r"[0-9]{1,9}", number):
+            return int(number)
+        raise ValidationFailed.on(
+            "filter", f"version_number compares with a whole number of 1 to 9 digits, found {text!r}"
+        )
     if kind != "string":
         raise ValidationFailed.on("filter", f"{key} compares with a quoted string, found {text!r}")
     return _unquote(text)
@@ -175,8 +179,7 @@ def to_q(clauses: list[Clause], columns: dict[str, str]) -> tuple[Q, dict[str, A
         # Cast: compared as plain text, not as JSON (which SQLite would otherwise parse the value as).
         annotations[field] = Cast(KeyTextTransform(tag, columns["tags"]), TextField())
         present, compared = Q(**{f"{columns['tags']}__has_key": tag}), _compare(field, clause.op, clause.value)
-        # As in MLflow, a row without the tag differs from any value.
-        q &= (~present | compared) if clause.op == "!=" else (present & compared)
+        q &= (~present | compared) if (tag, clause.op) == (PROMPT_TAG, "!=") else (present & compared)
     return q, annotations
 
 
@@ -238,6 +241,12 @@ def max_results(raw: Any, default: int, threshold: int) -> int:
     return min(value, PAGE_LIMIT)
 
 
+# MLflow's marker of a prompt: its client searches models with ``!= 'true'`` on it, meaning
+# "not a prompt", so there a row without the tag matches.
+PROMPT_TAG = "mlflow.prompt.is_prompt"
+MAX_OFFSET = 10**9
+
+
 def page_offset(token: str | None) -> int:
     """Page tokens are opaque to clients; inside, the offset of the next page."""
     if not token:
@@ -246,7 +255,7 @@ def page_offset(token: str | None) -> int:
         offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
     except (ValueError, KeyError, TypeError, binascii.Error):
         raise ValidationFailed.on("page_token", "not a page token this server returned") from None
-    if not isinstance(offset, int) or offset < 0:
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
         raise ValidationFailed.on("page_token", "not a page token this server returned")
     return offset
 

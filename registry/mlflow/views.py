@@ -289,6 +289,8 @@ def _text(field: str, value: Any, *, required: bool = True) -> str:
         return ""
     if not isinstance(value, str):
         raise MlflowError("INVALID_PARAMETER_VALUE", f"Parameter '{field}' must be a string.")
+    if "\x00" in value:
+        raise MlflowError("INVALID_PARAMETER_VALUE", f"Parameter '{field}' must not hold a NUL character.")
     return value
 
 
@@ -341,14 +343,23 @@ def _team(actor: Any, tags: dict[str, str]) -> Any:
 
 
 def create_registered_model(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
+    name = _text("name", p.get("name"))
     tags = _tag_list(p.get("tags"))
-    model = services.model_register(
-        actor=actor,
-        name=_text("name", p.get("name")),
-        team=_team(actor, tags),
-        description=_text("description", p.get("description"), required=False),
-        tags=_user_tags(tags),
-    )
+    try:
+        model = services.model_register(
+            actor=actor,
+            name=name,
+            team=_team(actor, tags),
+            description=_text("description", p.get("description"), required=False),
+            tags=_user_tags(tags),
+        )
+    except (PermissionDenied, ValidationFailed):
+        # A taken name is the answer, as from MLflow's server, whatever else is wrong:
+        # ``mlflow.register_model`` goes on to create the version on it, and may be used by one
+        # who may not register models, or who is in several teams and names none.
+        if RegisteredModel.objects.filter(name=name).exists():
+            raise MlflowError("RESOURCE_ALREADY_EXISTS", f"Registered Model (name={name}) already exists.") from None
+        raise
     return {"registered_model": model_json(model, [], [])}
 
 
@@ -404,13 +415,16 @@ def search_registered_models(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
 
 def get_latest_versions(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
     model = _model(actor, p.get("name"))
-    stages = p.get("stages") or []
-    if isinstance(stages, str):
-        stages = [stages]
-    unknown = [s for s in stages if s not in STAGES]
+    asked = p.get("stages") or []
+    if isinstance(asked, str):
+        asked = [asked]
+    if not isinstance(asked, list) or not all(isinstance(stage, str) for stage in asked):
+        raise MlflowError("INVALID_PARAMETER_VALUE", "Parameter 'stages' must be a list of stage names.")
+    by_name = {stage.lower(): stage for stage in STAGES}  # MLflow reads stage names in any case
+    unknown = [stage for stage in asked if stage.lower() not in by_name]
     if unknown:
         raise MlflowError("INVALID_PARAMETER_VALUE", f"Invalid stage {unknown[0]!r}: use one of {', '.join(STAGES)}.")
-    versions = _latest([model], stages).get(model.pk, [])
+    versions = _latest([model], [by_name[stage.lower()] for stage in asked]).get(model.pk, [])
     aliases = _aliases_of_versions([v.pk for v in versions])
     return {"model_versions": [version_json(v, aliases.get(v.pk, [])) for v in versions]}
 

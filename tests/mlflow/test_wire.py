@@ -162,7 +162,12 @@ def versions(mlflow, **params) -> list[tuple[str, str]]:
         ("name ILIKE 'CH_RN'", [("churn", "1"), ("churn", "2"), ("churn", "3")]),
         ("run_id IN ('run-1', 'run-3')", [("churn", "1"), ("churn", "3")]),
         ("tags.framework = 'torch'", [("churn", "3")]),
-        ("tag.`framework` != 'xgboost'", [("churn", "3"), ("fraud-score", "1")]),
+        ("tag.`framework` != 'xgboost'", [("churn", "3")]),  # a version without the tag matches no clause on it
+        (
+            "tags.`mlflow.prompt.is_prompt` != 'true'",
+            [("churn", "1"), ("churn", "2"), ("churn", "3"), ("fraud-score", "1")],
+        ),
+        ("version_number IN (1, 3) AND name = 'churn'", [("churn", "1"), ("churn", "3")]),
         ("source_path LIKE 's3://m/churn/%' and version_number < 2", [("churn", "1")]),
     ],
 )
@@ -177,7 +182,12 @@ def test_search_takes_mlflows_filter_grammar(mlflow, churn, filter_, expected):
         ("owner = 'dev'", "filter: unknown key 'owner'; use name, run_id, source_path, version_number or tags.<key>"),
         ("name > 'a'", "filter: name takes !=, =, ILIKE, IN, LIKE, not >"),
         ("name = 'a' OR name = 'b'", "filter: clauses are joined by AND, found 'OR'"),
-        ("version_number = 'x'", "filter: version_number compares with a number, found \"'x'\""),
+        ("version_number = 'x'", "filter: version_number compares with a whole number of 1 to 9 digits, found \"'x'\""),
+        (
+            "version_number IN (99999999999999999999)",
+            "filter: version_number compares with a whole number of 1 to 9 digits, found '99999999999999999999'",
+        ),
+        ("name = 'a\x00b'", "filter: a value holds a NUL character"),
         ("name IN 'a'", "filter: IN takes a parenthesised list, after name"),
         ("name =", "filter: expected a value at the end"),
     ],
@@ -419,3 +429,42 @@ def test_latest_versions_are_the_newest_of_each_stage_with_their_aliases(mlflow,
     ]
     assert model["aliases"] == [{"alias": "a-candidate", "version": "3"}, {"alias": "champion-b", "version": "2"}]
     assert model["latest_versions"][2]["tags"][0] == {"key": "framework", "value": "torch"}
+
+
+def test_a_taken_name_is_answered_first_so_register_model_goes_on(mlflow, churn, developer, teams):
+    """``mlflow.register_model`` creates the model, takes RESOURCE_ALREADY_EXISTS as "it is
+    there", and creates the version; so a taken name is the answer even to one who, in two
+    teams, would have to name the owning team to register a new model."""
+    developer.groups.add(teams["pricing"])
+    assert mlflow.call("POST", "registered-models/create", {"name": "churn"}) == (
+        400,
+        {"error_code": "RESOURCE_ALREADY_EXISTS", "message": "Registered Model (name=churn) already exists."},
+    )
+    status, body = mlflow.call("POST", "registered-models/create", {"name": "fresh"})
+    assert (status, body["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+    assert "you belong to several teams (credit-risk, pricing)" in body["message"]
+    assert not RegisteredModel.objects.filter(name="fresh").exists()
+
+
+def test_malformed_parameters_are_refused_not_failed_on(mlflow, churn):
+    huge = base64.urlsafe_b64encode(json.dumps({"offset": 10**20}).encode()).decode()
+    for path in ("model-versions/search", "registered-models/search"):
+        status, body = mlflow.call("GET", path, {"page_token": huge})
+        assert (status, body["error_code"]) == (400, "INVALID_PARAMETER_VALUE"), path
+    assert mlflow.call("GET", "registered-models/get", {"name": "churn\x00"}) == (
+        400,
+        {"error_code": "INVALID_PARAMETER_VALUE", "message": "Parameter 'name' must not hold a NUL character."},
+    )
+    for stages in (5, True, {"Production": 1}, [1]):
+        status, body = mlflow.call("POST", "registered-models/get-latest-versions", {"name": "churn", "stages": stages})
+        assert (status, body) == (
+            400,
+            {"error_code": "INVALID_PARAMETER_VALUE", "message": "Parameter 'stages' must be a list of stage names."},
+        ), stages
+
+
+def test_stage_names_are_read_in_any_case(mlflow, churn):
+    """As MLflow reads them: loading ``models:/churn/none`` asks for stage 'none'."""
+    status, body = mlflow.call("POST", "registered-models/get-latest-versions", {"name": "churn", "stages": ["none"]})
+    assert status == 200, body
+    assert [(v["version"], v["current_stage"]) for v in body["model_versions"]] == [("3", "None")]
