@@ -436,15 +436,27 @@ def set_registered_model_tag(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+# Deleting a tag or an alias that is not there answers as MLflow's server does: done, nothing
+# changed (and so nothing audited).
+
+
 def delete_registered_model_tag(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
-    model = _model(actor, p.get("name"))
-    services.model_update(actor=actor, model=model, delete_tags=[_writable_tag(p.get("key"))])
+    model, key = _model(actor, p.get("name")), _writable_tag(p.get("key"))
+    if key in model.tags:
+        services.model_update(actor=actor, model=model, delete_tags=[key])
     return {}
 
 
 def set_alias(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
-    model = _model(actor, p.get("name"))
-    services.alias_set(actor=actor, model=model, name=_text("alias", p.get("alias")), number=_number(p.get("version")))
+    model, number = _model(actor, p.get("name")), _number(p.get("version"))
+    try:
+        services.alias_set(actor=actor, model=model, name=_text("alias", p.get("alias")), number=number)
+    except ValidationFailed as exc:
+        if "version" not in exc.fields:
+            raise
+        raise MlflowError(
+            "RESOURCE_DOES_NOT_EXIST", f"Model Version (name={model.name}, version={number}) not found", 404
+        ) from None
     return {}
 
 
@@ -460,9 +472,8 @@ def delete_alias(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
     model = _model(actor, p.get("name"))
     alias_name = _text("alias", p.get("alias"))
     alias = Alias.objects.filter(model=model, name=alias_name).first()
-    if alias is None:
-        raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"Registered model alias {alias_name} not found.", 404)
-    services.alias_delete(actor=actor, alias=alias)
+    if alias is not None:
+        services.alias_delete(actor=actor, alias=alias)
     return {}
 
 
@@ -550,8 +561,9 @@ def set_model_version_tag(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def delete_model_version_tag(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
-    version = _version(actor, p.get("name"), p.get("version"))
-    services.version_update(actor=actor, version=version, delete_tags=[_writable_tag(p.get("key"))])
+    version, key = _version(actor, p.get("name"), p.get("version")), _writable_tag(p.get("key"))
+    if key in version.tags:
+        services.version_update(actor=actor, version=version, delete_tags=[key])
     return {}
 
 

@@ -277,8 +277,12 @@ def test_tags_update_and_aliases(mlflow, churn):
         200,
         {},
     )
-    status, body = mlflow.call("DELETE", "model-versions/delete-tag", {"name": "churn", "version": "2", "key": "qa"})
-    assert (status, body["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST")
+    # Deleting what is not there is done, as in MLflow: nothing changes, nothing is audited.
+    assert mlflow.call("DELETE", "model-versions/delete-tag", {"name": "churn", "version": "2", "key": "qa"}) == (
+        200,
+        {},
+    )
+    assert mlflow.call("DELETE", "registered-models/delete-tag", {"name": "churn", "key": "never"}) == (200, {})
     status, body = mlflow.call(
         "PATCH", "model-versions/update", {"name": "churn", "version": "2", "description": "better"}
     )
@@ -302,6 +306,11 @@ def test_tags_update_and_aliases(mlflow, churn):
     assert mlflow.call("DELETE", "registered-models/alias", {"name": "churn", "alias": "candidate"}) == (200, {})
     status, body = mlflow.call("GET", "registered-models/alias", {"name": "churn", "alias": "candidate"})
     assert (status, body["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST")
+    assert mlflow.call("DELETE", "registered-models/alias", {"name": "churn", "alias": "candidate"}) == (200, {})
+    assert mlflow.call("POST", "registered-models/alias", {"name": "churn", "alias": "candidate", "version": "9"}) == (
+        404,
+        {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "Model Version (name=churn, version=9) not found"},
+    )
     actions = list(AuditEvent.objects.filter(model_name="churn").values_list("action", flat=True))
     assert (
         actions.count("alias.set") == 1
