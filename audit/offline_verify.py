@@ -76,6 +76,10 @@ class Failed(Exception):
     """The bundle cannot be read far enough to check the rest."""
 
 
+class Unusable(Exception):
+    """The command line, or the bundle as a whole (no such directory, not a zip), cannot be used."""
+
+
 def rebuild_root(
     size: int, leaves: dict[int, bytes], nodes: dict[tuple[int, int], bytes]
 ) -> tuple[bytes, set[tuple[int, int]]]:
@@ -106,9 +110,12 @@ class Bundle:
 
     def __init__(self, path: Path):
         self.path = path
-        self.archive = zipfile.ZipFile(path) if path.is_file() else None
+        try:
+            self.archive = zipfile.ZipFile(path) if path.is_file() else None
+        except zipfile.BadZipFile:
+            raise Unusable(f"{path}: not a zip file") from None
         if self.archive is None and not path.is_dir():
-            raise Failed(f"{path}: no such directory or zip file")
+            raise Unusable(f"{path}: no such directory or zip file")
 
     def entries(self) -> list[str]:
         """Every entry, as listed: a zip's (a name twice is two entries) or a directory's
@@ -167,7 +174,7 @@ def public_key(text: str) -> tuple[Ed25519PublicKey, str]:
         else:
             key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(data.decode().strip()))
     except ValueError as exc:
-        raise SystemExit(f"--pubkey: expected an Ed25519 public key (64 hex characters or PEM): {exc}") from None
+        raise Unusable(f"--pubkey: expected an Ed25519 public key (64 hex characters or PEM): {exc}") from None
     return key, sha256(key.public_bytes(Encoding.Raw, PublicFormat.Raw))
 
 
@@ -363,10 +370,15 @@ def main(argv: list[str] | None = None) -> int:
         "--pubkey", required=True, action="append", help="Warden's Ed25519 verify key: hex, or a file (hex or PEM)"
     )
     args = parser.parse_args(argv)
-    keys = {fingerprint: key for key, fingerprint in map(public_key, args.pubkey)}
+    try:
+        keys = {fingerprint: key for key, fingerprint in map(public_key, args.pubkey)}
+        bundle = Bundle(args.bundle)
+    except Unusable as exc:
+        print(f"NOT VERIFIED: {exc}", file=sys.stderr)
+        return 2
     verifier = None
     try:
-        verifier = Verifier(Bundle(args.bundle), keys)
+        verifier = Verifier(bundle, keys)
         manifest = verifier.run()
     except (Failed, AttributeError, KeyError, RecursionError, TypeError, ValueError, zipfile.BadZipFile) as exc:
         # A file too malformed to read on: what was found before it still counts.

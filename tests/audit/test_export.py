@@ -359,6 +359,18 @@ def test_a_file_too_malformed_to_read_on_still_reports_what_was_found_before_it(
     assert output.splitlines()[-1].startswith("NOT VERIFIED: the bundle is malformed: AttributeError")
 
 
+def test_what_cannot_be_used_at_all_exits_2_saying_so(bundle, signing_key, tmp_path):
+    (tmp_path / "not.zip").write_text("plain text")
+    assert offline(tmp_path / "absent", signing_key) == (
+        2,
+        f"NOT VERIFIED: {tmp_path / 'absent'}: no such directory or zip file\n",
+    )
+    assert offline(tmp_path / "not.zip", signing_key) == (2, f"NOT VERIFIED: {tmp_path / 'not.zip'}: not a zip file\n")
+    code, output = offline(bundle, "abc")
+    assert (code, output.split(":")[0]) == (2, "NOT VERIFIED")
+    assert "--pubkey: expected an Ed25519 public key (64 hex characters or PEM)" in output
+
+
 def test_an_extra_file_or_a_missing_one_is_refused(bundle, signing_key):
     (bundle / "notes.txt").write_text("trust me")
     (bundle / "proofs.jsonl").unlink()
