@@ -100,17 +100,10 @@ def _signed_tree(last: Checkpoint | None, witnessed: dict[str, str] | None) -> A
             )
     if last is None:
         return Accumulator()
-    public = signing.verify_keys().get(last.key_id)
-    if public is None or not signing.verify(public, last.body, last.signature):
-        raise LedgerDisagrees(
-            f"Checkpoint #{last.size} does not verify with AUDIT_VERIFY_KEYS: no checkpoint is signed after it."
-        )
-    stated = json.loads(last.body)  # what was signed, so JSON
-    if (stated.get("size"), stated.get("root"), stated.get("chain_hash")) != (
-        last.size,
-        last.root_hash,
-        last.chain_hash,
-    ):
+    problem = signature_problem(last, signing.verify_keys())
+    if problem:
+        raise LedgerDisagrees(f"{problem.capitalize()} (AUDIT_VERIFY_KEYS): no checkpoint is signed after it.")
+    if not columns_signed(last):
         raise LedgerDisagrees(
             f"Checkpoint #{last.size}'s columns differ from what it signed: no checkpoint is signed after it."
         )
@@ -125,6 +118,27 @@ def _signed_tree(last: Checkpoint | None, witnessed: dict[str, str] | None) -> A
             "rewritten or cut; no checkpoint is signed over it."
         )
     return tree
+
+
+def signature_problem(checkpoint: Checkpoint, keys: dict[str, str]) -> str | None:
+    """Why a stored checkpoint's signature does not vouch for it, given the verify keys
+    (``signing.verify_keys``): signed by a key not among them, or not verifying; None if it does."""
+    public = keys.get(checkpoint.key_id)
+    if public is None:
+        return f"checkpoint #{checkpoint.size} is signed by an unknown key"
+    if not signing.verify(public, checkpoint.body, checkpoint.signature):
+        return f"checkpoint #{checkpoint.size}: the signature does not verify"
+    return None
+
+
+def columns_signed(checkpoint: Checkpoint) -> bool:
+    """Whether a stored checkpoint's columns are what its signed body states."""
+    stated = json.loads(checkpoint.body)
+    return (stated.get("size"), stated.get("root"), stated.get("chain_hash")) == (
+        checkpoint.size,
+        checkpoint.root_hash,
+        checkpoint.chain_hash,
+    )
 
 
 def witness_path(size: int) -> Path:

@@ -29,7 +29,7 @@ import psycopg2
 from django.db import DataError, connection, transaction
 
 from audit import ledger, merkle, signing
-from audit.checkpoints import body_hash, witness_read
+from audit.checkpoints import body_hash, columns_signed, signature_problem, witness_read
 from audit.merkle import Accumulator
 from audit.models import AuditEvent, ChainHead, Checkpoint
 
@@ -380,18 +380,12 @@ def _leaves(count: int) -> Iterator[bytes]:
 def _check_signatures(checkpoints: list[Checkpoint]) -> list[Finding]:
     findings, keys, previous = [], signing.verify_keys(), ledger.GENESIS
     for checkpoint in checkpoints:
-        at = f"checkpoint #{checkpoint.size}"
-        public = keys.get(checkpoint.key_id)
-        if public is None:
-            findings.append(Finding(CHECKPOINT_DISAGREES, checkpoint.size, f"{at} is signed by an unknown key"))
-        elif not signing.verify(public, checkpoint.body, checkpoint.signature):
-            findings.append(Finding(CHECKPOINT_DISAGREES, checkpoint.size, f"{at}: the signature does not verify"))
-        stated = json.loads(checkpoint.body)
-        columns = {"size": checkpoint.size, "root": checkpoint.root_hash, "chain_hash": checkpoint.chain_hash}
-        if any(stated.get(name) != value for name, value in columns.items()) or stated.get("prev") != previous:
-            findings.append(
-                Finding(CHECKPOINT_DISAGREES, checkpoint.size, f"{at}: its columns or link differ from what was signed")
-            )
+        problem = signature_problem(checkpoint, keys)
+        if problem:
+            findings.append(Finding(CHECKPOINT_DISAGREES, checkpoint.size, problem))
+        if not columns_signed(checkpoint) or json.loads(checkpoint.body).get("prev") != previous:
+            message = f"checkpoint #{checkpoint.size}: its columns or link differ from what was signed"
+            findings.append(Finding(CHECKPOINT_DISAGREES, checkpoint.size, message))
         previous = body_hash(checkpoint.body)
     return findings
 

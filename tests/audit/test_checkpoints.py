@@ -123,6 +123,18 @@ def test_no_checkpoint_is_signed_over_a_history_rewritten_since_the_last(develop
     assert verify().code in {CHECKPOINT_DISAGREES, GAP_OR_FORK, TAMPERED_ROW}
 
 
+def test_no_checkpoint_follows_one_that_is_not_what_was_signed(developer, checkpointed, settings):
+    make_model(developer, name="after")
+    settings.AUDIT_VERIFY_KEYS = [signing.generate()[1]]  # the signing key is not among them
+    with pytest.raises(LedgerDisagrees, match=r"^Checkpoint #5 is signed by an unknown key \(AUDIT_VERIFY_KEYS\)"):
+        checkpoint_make(force=True)
+    settings.AUDIT_VERIFY_KEYS = []
+    as_owner(("UPDATE audit_checkpoint SET root_hash = %s", ["0" * 64]))
+    with pytest.raises(LedgerDisagrees, match=r"^Checkpoint #5's columns differ from what it signed"):
+        checkpoint_make(force=True)
+    assert list(Checkpoint.objects.values_list("size", flat=True)) == [5]
+
+
 def test_an_export_over_a_rewritten_history_is_refused_and_records_nothing(api, auditor, checkpointed):
     as_owner(*rewrite_from(2, reason="rewritten"))
     events = AuditEvent.objects.count()
