@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import django_filters as filters
-from django.db.models import Q, QuerySet
-from django.db.models.fields.json import KeyTransform
+from django.db.models import F, Func, Q, QuerySet, TextField
 
 from common.errors import ValidationFailed
 from common.validation import tag_key
@@ -22,15 +22,32 @@ from registry.models import (
 )
 
 
+class TagValue(Func):
+    """The value of the tag ``key`` in the JSON column ``column``, as text; NULL on a row without
+    the tag (tag values are strings, never JSON null). Django's key lookups would read a key
+    made of digits, such as ``"2024"``, as an array index, which no tag matches; here a key is
+    always a key."""
+
+    output_field = TextField()
+
+    def __init__(self, column: str, key: str):
+        super().__init__(F(column))
+        self.key = key
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, tuple[Any, ...]]:  # type: ignore[override]
+        column, params = compiler.compile(self.get_source_expressions()[0])
+        if connection.vendor == "postgresql":
+            return f"({column} ->> %s::text)", (*params, self.key)
+        # SQLite: a JSON path names a key in double quotes (tag keys hold none).
+        return f"json_extract({column}, %s)", (*params, f"$.{json.dumps(self.key)}")
+
+
 def filter_by_tag(queryset: QuerySet, name: str, value: str) -> QuerySet:
     """``tag=key`` (has the tag) or ``tag=key=value`` (has it with that value)."""
     key, sep, tag_value = value.partition("=")
     tag_key("tag", key)
-    if not sep:
-        return queryset.filter(tags__has_key=key)
-    # KeyTransform, not KeyTextTransform: its exact lookup JSON-encodes the value, which SQLite's
-    # JSON_EXTRACT needs (a bare string there is "malformed JSON").
-    return queryset.alias(_tag_value=KeyTransform(key, "tags")).filter(_tag_value=tag_value)
+    queryset = queryset.alias(_tag_value=TagValue("tags", key))
+    return queryset.filter(_tag_value=tag_value) if sep else queryset.filter(_tag_value__isnull=False)
 
 
 class ModelFilter(filters.FilterSet):

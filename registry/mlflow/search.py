@@ -2,15 +2,16 @@
 
 A filter is clauses joined by ``AND``; a clause is ``key comparator value``:
 
-- keys: ``name``, ``run_id``, ``source_path``, ``version_number`` (versions only) and
-  ``tags.<key>`` or ``tag.<key>`` (a key with spaces or dashes in backticks: ``tags.`my key```);
+- keys: ``name``, ``run_id``, ``source_path``, ``version_number`` (versions only), each also
+  as ``attribute.<key>``, and ``tags.<key>`` or ``tag.<key>`` (a key with spaces or dashes in
+  backticks or quotes: ``tags.`my key``` or ``tags."my key"``);
   a row without the tag matches no clause on it, as in MLflow, but for MLflow's prompt marker:
   ``tags.`mlflow.prompt.is_prompt` != 'true'``, which its client adds to filter prompts out,
   matches rows without it;
-- comparators: ``=``, ``!=``, ``LIKE``, ``ILIKE``, ``IN``; ``version_number`` also takes
+- comparators: ``=``, ``!=``, ``LIKE``, ``ILIKE``, ``IN``, ``NOT IN``; ``version_number`` also takes
   ``<``, ``<=``, ``>``, ``>=``;
 - values: strings in single or double quotes, numbers for ``version_number``, and a
-  parenthesised list of them after ``IN``.
+  parenthesised list of them after ``IN`` and ``NOT IN``.
 
 ``LIKE`` is case-sensitive and ``ILIKE`` is not, as in MLflow, on PostgreSQL and SQLite alike
 (patterns run as regular expressions, because SQLite's LIKE ignores case). Anything else is
@@ -27,11 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import F, Q, QuerySet, TextField
-from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast
+from django.db.models import F, Q, QuerySet
 
 from common.errors import ValidationFailed
+from registry.filters import TagValue
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -39,11 +39,12 @@ _TOKEN = re.compile(
       | (?P<number>-?[0-9]+(?![A-Za-z_]))
       | (?P<op>!=|<=|>=|=|<|>)
       | (?P<punct>[(),])
-      | (?P<word>`[^`]+`|[A-Za-z_][A-Za-z0-9_]*(?:\.(?:`[^`]+`|[A-Za-z0-9_.\-]+))?)
+      | (?P<word>`[^`]+`|[A-Za-z_][A-Za-z0-9_]*(?:\.(?:`[^`]+`|"[^"]+"|'[^']+'|[A-Za-z0-9_.\-]+))?)
     )""",
     re.VERBOSE,
 )
-_WORD_OPS = {"LIKE", "ILIKE", "IN"}
+_WORD_OPS = {"LIKE", "ILIKE", "IN", "NOT IN"}
+_LISTS = {"IN", "NOT IN"}
 # A page holds at most this many results whatever max_results asks, with a next_page_token
 # when there are more, as MLflow's protocol allows; MLflow's client pages on.
 PAGE_LIMIT = 1000
@@ -99,12 +100,14 @@ def parse(text: str | None, *, keys: frozenset[str]) -> list[Clause]:
         key = _key(key, keys)
         kind, op = take("a comparator")
         op = op.upper() if kind == "word" else op
+        if op == "NOT" and i < len(tokens) and tokens[i][1].upper() == "IN":
+            op, i = "NOT IN", i + 1
         if not (kind == "op" or op in _WORD_OPS):
             raise ValidationFailed.on("filter", f"expected a comparator after {key}, found {op!r}")
         value: Any
-        if op == "IN":
+        if op in _LISTS:
             if take("'('") != ("punct", "("):
-                raise ValidationFailed.on("filter", f"IN takes a parenthesised list, after {key}")
+                raise ValidationFailed.on("filter", f"{op} takes a parenthesised list, after {key}")
             items = []
             while True:
                 items.append(_value(key, take("a value")))
@@ -129,11 +132,12 @@ def _key(word: str, keys: frozenset[str]) -> str:
     prefix = next((p for p in ("tags.", "tag.") if word.lower().startswith(p)), None)
     if prefix:
         tag = word[len(prefix) :]
-        tag = tag[1:-1] if tag.startswith("`") else tag
+        tag = tag[1:-1] if tag[:1] in ("`", '"', "'") else tag
         if not tag:
             raise ValidationFailed.on("filter", "tags. needs a tag key")
         return f"tags.{tag}"
     plain = word.strip("`").lower()
+    plain = plain.removeprefix("attribute.")
     if plain not in keys:
         raise ValidationFailed.on("filter", f"unknown key {word!r}; use {', '.join(sorted(keys))} or tags.<key>")
     return plain
@@ -154,7 +158,7 @@ def _value(key: str, token: tuple[str, str]) -> Any:
 
 
 def _check_op(key: str, op: str, value: Any) -> None:
-    allowed = {"=", "!=", "IN"} | ({"<", "<=", ">", ">="} if key == "version_number" else {"LIKE", "ILIKE"})
+    allowed = {"=", "!=", "IN", "NOT IN"} | ({"<", "<=", ">", ">="} if key == "version_number" else {"LIKE", "ILIKE"})
     if op not in allowed:
         raise ValidationFailed.on("filter", f"{key} takes {', '.join(sorted(allowed))}, not {op}")
 
@@ -176,9 +180,8 @@ def to_q(clauses: list[Clause], columns: dict[str, str]) -> tuple[Q, dict[str, A
             q &= _compare(columns[clause.key], clause.op, clause.value)
             continue
         tag, field = clause.key[5:], f"_tag{index}"
-        # Cast: compared as plain text, not as JSON (which SQLite would otherwise parse the value as).
-        annotations[field] = Cast(KeyTextTransform(tag, columns["tags"]), TextField())
-        present, compared = Q(**{f"{columns['tags']}__has_key": tag}), _compare(field, clause.op, clause.value)
+        annotations[field] = TagValue(columns["tags"], tag)
+        present, compared = Q(**{f"{field}__isnull": False}), _compare(field, clause.op, clause.value)
         q &= (~present | compared) if (tag, clause.op) == (PROMPT_TAG, "!=") else (present & compared)
     return q, annotations
 
@@ -191,6 +194,7 @@ _COMPARE: dict[str, Callable[[str, Any], Q]] = {
     ">": lambda f, v: Q(**{f"{f}__gt": v}),
     ">=": lambda f, v: Q(**{f"{f}__gte": v}),
     "IN": lambda f, v: Q(**{f"{f}__in": v}),
+    "NOT IN": lambda f, v: ~Q(**{f"{f}__in": v}),
     "LIKE": lambda f, v: Q(**{f"{f}__regex": _like_regex(v)}),
     "ILIKE": lambda f, v: Q(**{f"{f}__iregex": _like_regex(v)}),
 }

@@ -167,6 +167,11 @@ def versions(mlflow, **params) -> list[tuple[str, str]]:
             "tags.`mlflow.prompt.is_prompt` != 'true'",
             [("churn", "1"), ("churn", "2"), ("churn", "3"), ("fraud-score", "1")],
         ),
+        ("tags.\"framework\" = 'torch'", [("churn", "3")]),
+        ("tags.'framework' LIKE 'xg%'", [("churn", "1"), ("churn", "2")]),
+        ("name NOT IN ('churn')", [("fraud-score", "1")]),
+        ("run_id not in ('run-1', 'run-3') AND name = 'churn'", [("churn", "2")]),
+        ("attribute.name = 'fraud-score'", [("fraud-score", "1")]),
         ("version_number IN (1, 3) AND name = 'churn'", [("churn", "1"), ("churn", "3")]),
         ("source_path LIKE 's3://m/churn/%' and version_number < 2", [("churn", "1")]),
     ],
@@ -175,12 +180,29 @@ def test_search_takes_mlflows_filter_grammar(mlflow, churn, filter_, expected):
     assert sorted(versions(mlflow, filter=filter_)) == expected
 
 
+def test_a_tag_key_made_of_digits_is_a_key(mlflow, churn):
+    """A key such as ``2024`` names a tag, in a search by MLflow's grammar and by the native API's
+    ``tag`` filter alike (a JSON key lookup would read it as an array index)."""
+    mlflow.call("POST", "model-versions/set-tag", {"name": "churn", "version": "2", "key": "2024", "value": "audited"})
+    mlflow.call("POST", "registered-models/set-tag", {"name": "fraud-score", "key": "7", "value": "x"})
+    assert versions(mlflow, filter="tags.`2024` = 'audited'") == [("churn", "2")]
+    assert versions(mlflow, filter="tags.'2024' != 'pending'") == [("churn", "2")]
+    _, body = mlflow.call("GET", "registered-models/search", {"filter": "tags.`7` = 'x'"})
+    assert [m["name"] for m in body["registered_models"]] == ["fraud-score"]
+    response = mlflow.client.get("/api/v1/models/churn/versions/", {"tag": "2024=audited"}, **mlflow.headers)
+    assert [v["number"] for v in response.json()["results"]] == [2]
+    models = mlflow.client.get("/api/v1/models/", {"tag": "7"}, **mlflow.headers).json()["results"]
+    assert [m["name"] for m in models] == ["fraud-score"]
+
+
 @pytest.mark.parametrize(
     ("filter_", "message"),
     [
         ("name = churn", "filter: name compares with a quoted string, found 'churn'"),
         ("owner = 'dev'", "filter: unknown key 'owner'; use name, run_id, source_path, version_number or tags.<key>"),
-        ("name > 'a'", "filter: name takes !=, =, ILIKE, IN, LIKE, not >"),
+        ("name > 'a'", "filter: name takes !=, =, ILIKE, IN, LIKE, NOT IN, not >"),
+        ("name NOT 'a'", "filter: expected a comparator after name, found 'NOT'"),
+        ("name NOT IN 'a'", "filter: NOT IN takes a parenthesised list, after name"),
         ("name = 'a' OR name = 'b'", "filter: clauses are joined by AND, found 'OR'"),
         ("version_number = 'x'", "filter: version_number compares with a whole number of 1 to 9 digits, found \"'x'\""),
         (
