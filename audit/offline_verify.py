@@ -19,7 +19,8 @@ It checks, and names every failure it finds:
 - the exported events with ``proofs.jsonl`` rebuild the signed checkpoint's Merkle root (RFC
   6962 hashing): each event is included in the signed trail;
 - the counts and sequence ranges are those the manifest states, and ``events.csv`` holds the
-  same events as ``events.jsonl``, in the export's columns.
+  same events as ``events.jsonl``, in the export's columns, with the formula guard (a leading
+  ``'``) on every cell a spreadsheet would run and on no other.
 
 Exit status: 0 verified, 1 the bundle failed a check, 2 the command line or a file is unusable.
 """
@@ -51,6 +52,9 @@ CSV_COLUMNS = (
     *("seq", "occurred_at", "actor_id", "actor_name", "action", "object_type", "object_id", "model_name"),
     *("before", "after", "reason", "request_id", "source_ip", "entry_hash", "prev_hash", "chain_hash"),
 )
+# A CSV cell whose text begins with one of these carries one more "'" before it (a spreadsheet
+# would run it as a formula otherwise), and no other cell does.
+CSV_GUARDED = ("=", "+", "-", "@", "\t", "\r", "'")
 # In an events.jsonl line the canonical text follows this, as it is, up to the closing brace.
 EVENT_MEMBER = ',"event":'
 SHOWN = 20
@@ -350,9 +354,13 @@ class Verifier:
 
 
 def _same(cell: str, value: Any, name: str) -> bool:
-    """Whether a CSV cell shows ``value``: one leading ``'`` is the export's formula guard, and
-    JSON documents are compared as documents (the database may space or order them its way)."""
-    cell = cell.removeprefix("'")
+    """Whether a CSV cell shows ``value``, with the export's formula guard where it belongs and
+    nowhere else; JSON documents are compared as documents (the database may space or order
+    them its way)."""
+    if cell.startswith("'") and cell[1:].startswith(CSV_GUARDED):
+        cell = cell[1:]
+    elif cell.startswith(CSV_GUARDED):
+        return False  # a formula a spreadsheet would run, or a guard on text that needs none
     if value is None:
         return cell == ""
     if name in ("before", "after"):

@@ -186,6 +186,28 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(developer, signi
     ]
     code, output = offline(bundle, signing_key)
     assert code == 0, output  # and the human copy still matches the verified one
+    assert offline_verify.CSV_GUARDED == export._NEUTRALISED  # the verifier's own copy, kept in step
+
+
+@pytest.mark.parametrize(("shown", "reason"), [("=1+2", "=1+2"), ("'plain", "plain")])
+def test_a_csv_cell_without_its_formula_guard_or_with_one_it_needs_not_is_refused(
+    developer, signing_key, tmp_path, shown, reason
+):
+    with transaction.atomic():
+        audit_record(actor=developer, action="note", object_type="test", object_id="1", reason=reason)
+    bundle = run_export(tmp_path)
+    path = bundle / "events.csv"
+    rows = list(csv.reader(io.StringIO(path.read_text(), newline="")))
+    column = rows[0].index("reason")
+    record = next(n for n, row in enumerate(rows) if row[column].removeprefix("'") == reason)
+    rows[record][column] = shown
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows(rows)
+    path.write_text(out.getvalue())
+
+    code, output = offline(bundle, signing_key)
+    assert code == 1
+    assert f"events.csv record {record}: differs from event #{rows[record][0]} in events.jsonl" in output
 
 
 def test_a_zip_bundle_verifies_and_the_verifier_needs_no_django(trail, signing_key, tmp_path):
