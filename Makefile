@@ -8,7 +8,7 @@ REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 # pytest exits 5 when it collected no tests: that is a failure, said out loud.
 PYTEST = $(BIN)/pytest --create-db || { rc=$$?; [ $$rc -ne 5 ] || echo "pytest collected no tests" >&2; exit $$rc; }
 
-.PHONY: install run test test-postgres test-sqlite lint check fuzz-api ci
+.PHONY: install run demo-reset test test-postgres test-sqlite lint check fuzz-api ci
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Warden needs Python 3.11 or newer: make PYTHON=python3.11 …")'
@@ -29,6 +29,11 @@ run: install
 		export AUDIT_SIGNING_KEY_FILE=data/audit-signing.key; \
 	fi; \
 	$(BIN)/python manage.py serve 127.0.0.1:8000
+
+# The demo's database and the witness copies of its checkpoints go together: a new database with
+# the old witness is, rightly, a ledger that lost its history, and no export is signed over it.
+demo-reset:
+	rm -rf data/warden.sqlite3 data/witness
 
 test: install
 	$(PYTEST)
