@@ -5,7 +5,7 @@ stood. The trail is append-only and hash-chained, so these answers are as good a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time
 from typing import Any
 
 from django.db.models import Max, Q, QuerySet
@@ -80,12 +80,14 @@ def _latest(events: QuerySet[AuditEvent], at: datetime) -> QuerySet[AuditEvent]:
 
 def moment(field: str, value: str) -> datetime:
     """An ISO 8601 time, or a date meaning the end of that day (in the site's time zone)."""
-    parsed = parse_datetime(value) if "T" in value or " " in value else None
-    if parsed is None:
-        day = parse_date(value) if len(value) == 10 else None
-        if day is None:
-            raise ValidationFailed.on(field, "an ISO 8601 time (2026-11-27T12:00:00Z) or date (2026-11-27)")
-        parsed = datetime.combine(day + timedelta(days=1), time.min) - timedelta(microseconds=1)
-    if timezone.is_naive(parsed):
-        parsed = timezone.make_aware(parsed)
-    return parsed
+    try:
+        parsed = parse_datetime(value) if "T" in value or " " in value else None
+        if parsed is None:
+            day = parse_date(value) if len(value) == 10 else None
+            if day is None:
+                raise ValueError
+            parsed = datetime.combine(day, time.max)
+        aware = timezone.make_aware(parsed) if timezone.is_naive(parsed) else parsed
+        return aware.astimezone(UTC)  # as the database compares it
+    except (ValueError, OverflowError):  # also a well-formed time that is none (25:00, 30 February)
+        raise ValidationFailed.on(field, "an ISO 8601 time (2026-11-27T12:00:00Z) or date (2026-11-27)") from None

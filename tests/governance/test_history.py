@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from audit.models import AuditEvent
 from governance import services
 from governance.models import Environment
 from registry import services as registry_services
-from tests.factories import submitted
+from tests.factories import make_model, submitted
 
 
 def approve(request, risk_officer):
@@ -76,3 +78,14 @@ def test_the_inventory_as_of_a_date_shows_tiers_and_states_then(api, developer, 
     assert {r["model"]: r["versions"] for r in today}[version.model.name] == {"1": "approved"}
     assert api(risk_officer).get("/api/v1/history/inventory/?at=yesterday").status_code == 400
     assert api(risk_officer).get("/api/v1/history/inventory/").status_code == 400
+
+
+@pytest.mark.parametrize("at", ["yesterday", "2026-02-30", "2026-01-01T25:00:00", "0001-01-01T00:00+01:00"])
+@pytest.mark.parametrize("endpoint", ["alias/?model=m&alias=production&", "deployments/?", "inventory/?"])
+def test_a_time_that_is_none_is_a_400_naming_at(api, developer, risk_officer, endpoint, at):
+    make_model(developer, name="m")
+    response = api(risk_officer).get(f"/api/v1/history/{endpoint}at={at.replace('+', '%2B')}")
+    assert response.status_code == 400, response.data
+    assert response.data["fields"] == {"at": ["an ISO 8601 time (2026-11-27T12:00:00Z) or date (2026-11-27)"]}
+    # the last day there is: the end of it, which is now
+    assert api(risk_officer).get(f"/api/v1/history/{endpoint}at=9999-12-31").status_code == 200
