@@ -584,8 +584,10 @@ def _count_towards_quorum(request: ApprovalRequest, stage: RequestStage, *, acto
 
 def _finish(request: ApprovalRequest, state: str, *, actor: Any, reason: str) -> None:
     """End the request and carry out what it decided: a release moves its version; an approved
-    revalidation renews the approval; an approved reinstatement lifts the suspension; an
-    approved decommission retires everything it names; an approved tier change sets the tier."""
+    revalidation renews the approval, a rejected one suspends the version (its validators found
+    it unfit, so the gate closes at once; changes requested leave the approval to lapse at its
+    ``valid_until``); an approved reinstatement lifts the suspension; an approved decommission
+    retires everything it names; an approved tier change sets the tier."""
     approved = state == RequestState.APPROVED
     if approved and request.kind in (*APPROVAL_KINDS, RequestKind.REINSTATEMENT):
         assessment = selectors.latest_assessment(request.model)
@@ -600,7 +602,12 @@ def _finish(request: ApprovalRequest, state: str, *, actor: Any, reason: str) ->
     _close(request, state, actor=actor, reason=reason)
     if request.kind == RequestKind.RELEASE:
         _move_version(request, state, actor=actor, reason=reason)
-    elif not approved or request.kind == RequestKind.REVALIDATION:
+    elif request.kind == RequestKind.REVALIDATION:
+        version = request.version
+        suspendable = version is not None and VersionState.SUSPENDED in workflow.VERSION_TRANSITIONS[version.state]
+        if state == RequestState.REJECTED and suspendable:
+            _suspend(version, actor=actor, reason=f"revalidation #{request.pk} rejected: {reason}")
+    elif not approved:
         return
     elif request.kind == RequestKind.REINSTATEMENT:
         _reinstate(request, actor=actor)

@@ -504,6 +504,43 @@ def test_a_withdrawn_revalidation_is_asked_again_at_the_next_sweep(developer, ow
     assert again.pk != first.pk and fresh(version).state == VersionState.APPROVED
 
 
+def test_a_rejected_revalidation_suspends_the_version_and_closes_the_gate(
+    developer, owner, risk_officer, risk_officer_2
+):
+    """Its validators found the version unfit: it is suspended at once (a reinstatement is the
+    way back), not left to pass the gate until its old approval lapses."""
+    version, _ = approved(developer, owner, risk_officer)
+    deploy(developer, version)
+    revalidation = services.request_open(
+        actor=owner, kind="revalidation", model=version.model, version=fresh(version), rationale="critical drift"
+    )
+    services.decision_record(actor=risk_officer_2, request=revalidation, outcome="reject", comment="no longer fit")
+
+    assert fresh(version).state == VersionState.SUSPENDED
+    answer = ask_gate(version)
+    assert answer.allowed is False and any("suspended" in reason for reason in answer.reasons), answer.reasons
+    event = AuditEvent.objects.filter(action="version.state_changed").latest("seq")
+    assert (event.after["state"], event.reason) == (
+        "suspended",
+        f"revalidation #{revalidation.pk} rejected: no longer fit",
+    )
+    assert Message.objects.filter(event="version.suspended").exists()
+
+
+def test_changes_requested_on_a_revalidation_leave_the_approval_to_lapse(
+    developer, owner, risk_officer, risk_officer_2
+):
+    version, release = approved(developer, owner, risk_officer)
+    revalidation = services.request_open(
+        actor=owner, kind="revalidation", model=version.model, version=fresh(version), rationale="yearly"
+    )
+    services.decision_record(actor=risk_officer_2, request=revalidation, outcome="request_changes", comment="more data")
+
+    assert fresh(version).state == VersionState.APPROVED and ask_gate(version).allowed is True
+    assert release.valid_until is not None
+    assert ask_gate(version, now=release.valid_until + timedelta(days=60)).allowed is False
+
+
 def test_decommissioning_a_version_withdraws_its_open_requests(developer, owner, risk_officer):
     """A revalidation still open for a version that is decommissioned would be decided for a
     version that no longer exists: it is withdrawn, saying why."""
