@@ -111,21 +111,18 @@ def _version_name(version: ModelVersion) -> str:
 
 
 def _lock_request(request: ApprovalRequest) -> ApprovalRequest:
-    """Lock the request, its version and its model (always in that order, and before any audit
-    event: the ledger's lock is held from the first event to the commit, so a row lock taken
-    after it could deadlock with a writer holding that row), then read them afresh: whoever
-    held the locks before may have moved them on."""
-    locked = ApprovalRequest.objects.select_for_update(of=("self",)).filter(pk=request.pk)
-    kind, version_id, model_id = locked.values_list("kind", "version_id", "model_id").get()
-    versions = ModelVersion.objects.filter(pk=version_id) if version_id is not None else ModelVersion.objects.none()
+    """Lock what deciding the request may change (``_lock_in_order``), then read it afresh:
+    whoever held the locks before may have moved it on. A decommission may also withdraw the
+    other open requests it overtakes and retire versions and deployments; a tier change
+    withdraws every other open request of the model."""
+    fixed = ApprovalRequest.objects.values_list("kind", "version_id", "model_id")  # never change
+    kind, version_id, model_id = fixed.get(pk=request.pk)
+    requests = Q(pk=request.pk)
     if kind == RequestKind.DECOMMISSION:
-        # What it may change when approved: the other open requests it withdraws, and the
-        # versions (the whole model's, without a version) it retires.
-        list(_withdrawn_by(request.pk, model_id, version_id).select_for_update(of=("self",)).values_list("pk"))
-        if version_id is None:
-            versions = ModelVersion.objects.filter(model_id=model_id)
-    list(versions.select_for_update(no_key=True).order_by("pk").values_list("pk"))
-    RegisteredModel.objects.select_for_update(no_key=True).filter(pk=model_id).first()
+        requests |= Q(pk__in=_withdrawn_by(request.pk, model_id, version_id))
+    elif kind == RequestKind.TIER_CHANGE:
+        requests |= Q(model_id=model_id, state=RequestState.OPEN)
+    versions = _lock_in_order(model_id, ApprovalRequest.objects.filter(requests))
     if kind == RequestKind.DECOMMISSION:
         list(Deployment.objects.select_for_update().filter(version__in=versions, retired_at=None).values_list("pk"))
     return (
@@ -133,6 +130,27 @@ def _lock_request(request: ApprovalRequest) -> ApprovalRequest:
         .prefetch_related("stages", "decisions__stage")
         .get(pk=request.pk)
     )
+
+
+def _lock_in_order(model_id: int, requests: QuerySet[ApprovalRequest]) -> QuerySet[ModelVersion]:
+    """Lock ``requests`` (by id), the versions they are about (every version of the model for a
+    whole-model decommission), then the model: the one order in which every service that locks
+    more than one of these takes them, and before any audit event, so two of them never wait on
+    each other in a circle. Returns the versions."""
+    locked = list(requests.select_for_update(of=("self",)).order_by("pk").values_list("kind", "version_id"))
+    if any(kind == RequestKind.DECOMMISSION and version_id is None for kind, version_id in locked):
+        versions = ModelVersion.objects.filter(model_id=model_id)
+    else:
+        versions = ModelVersion.objects.filter(pk__in=[version for _, version in locked if version is not None])
+    list(versions.select_for_update(no_key=True).order_by("pk").values_list("pk"))
+    RegisteredModel.objects.select_for_update(no_key=True).filter(pk=model_id).first()
+    return versions
+
+
+def _lock_for_tier(model: RegisteredModel) -> RegisteredModel:
+    """Lock the model for a change of its tier, which withdraws its open requests: those first."""
+    _lock_in_order(model.pk, ApprovalRequest.objects.filter(model_id=model.pk, state=RequestState.OPEN))
+    return RegisteredModel.objects.select_related("team").get(pk=model.pk)
 
 
 def _withdrawn_by(pk: int, model_id: int, version_id: int | None) -> QuerySet[ApprovalRequest]:
@@ -249,7 +267,7 @@ def assessment_record(*, actor: Any, model: RegisteredModel, answers: Any, flags
     The model takes the computed tier at once when it is as strict as its current one or
     stricter (or it had none); a less strict tier is a downgrade, which never takes effect on
     one person's word: it opens a tier-change request for a second risk officer instead."""
-    model = RegisteredModel.objects.select_for_update(of=("self",), no_key=True).select_related("team").get(pk=model.pk)
+    model = _lock_for_tier(model)
     policies.can_assess(actor, model).ensure()
     _ensure_active(model)
     scorecard = published_scorecard()
@@ -307,7 +325,7 @@ def assessment_record(*, actor: Any, model: RegisteredModel, answers: Any, flags
 def tier_override_request(*, actor: Any, model: RegisteredModel, tier: int, rationale: str) -> ApprovalRequest:
     """Ask for the model's tier to be set to ``tier`` against its assessment. Decided by the
     scorecard's override stages (a second risk officer); takes effect only when approved."""
-    model = RegisteredModel.objects.select_for_update(of=("self",), no_key=True).select_related("team").get(pk=model.pk)
+    model = _lock_for_tier(model)
     policies.can_request_tier_override(actor, model).ensure()
     rationale = _text("rationale", rationale, required=True)
     if tier not in rules.TIERS:
