@@ -622,8 +622,8 @@ def _finish(request: ApprovalRequest, state: str, *, actor: Any, reason: str) ->
         _move_version(request, state, actor=actor, reason=reason)
     elif request.kind == RequestKind.REVALIDATION:
         version = request.version
-        suspendable = version is not None and VersionState.SUSPENDED in workflow.VERSION_TRANSITIONS[version.state]
-        if state == RequestState.REJECTED and suspendable:
+        assert version is not None  # a revalidation is of a version
+        if state == RequestState.REJECTED and VersionState.SUSPENDED in workflow.VERSION_TRANSITIONS[version.state]:
             _suspend(version, actor=actor, reason=f"revalidation #{request.pk} rejected: {reason}")
     elif not approved:
         return
