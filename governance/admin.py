@@ -148,6 +148,7 @@ class RequestAdminBase(ServiceBackedAdmin):
             "title": f"Approval request #{page.request.pk}: {page.request.model.name}",
             "page": page,
             "r": page.request,
+            "impact": selectors.impact_seen_by(request.user, page.request.impact),
             "explanation": tiering.explain(page.assessment.rationale) if page.assessment else "",
             "allowed": allowed,
             "form": form,

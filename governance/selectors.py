@@ -152,6 +152,24 @@ class RequestPage:
     findings: list[Finding]
 
 
+def impact_seen_by(user: Any, impact: dict[str, Any]) -> dict[str, Any]:
+    """A decommission's impact as ``user`` may see it (with None, as anyone may): a downstream
+    model they may not see keeps its id and versions but not its name, so the impact still
+    counts it without naming it."""
+    downstream = impact.get("downstream")
+    if not downstream:
+        return impact
+    ids = {entry.get("model_id") for entry in downstream}
+    models = RegisteredModel.objects.filter(pk__in=ids)
+    models = models.filter(restricted=False) if user is None else registry_policies.visible_models(user, models)
+    seen = set(models.values_list("pk", flat=True))
+    return impact | {
+        "downstream": [
+            entry | {"model": entry["model"] if entry.get("model_id") in seen else None} for entry in downstream
+        ]
+    }
+
+
 def request_page(user: Any, pk: int) -> RequestPage:
     request = request_get(user, pk)
     version = request.version

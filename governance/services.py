@@ -800,27 +800,30 @@ def impact_of(model: RegisteredModel, version: ModelVersion | None) -> dict[str,
         "environment", "version"
     )
     aliases = Alias.objects.filter(version__in=versions).select_related("version")
-    downstream: dict[str, set[int]] = {}
+    downstream: dict[tuple[str, int], set[int]] = {}
     frontier = set(versions.values_list("pk", flat=True))
     seen = set(frontier)
     while frontier and len(seen) < 10_000:
         edges = VersionParent.objects.filter(parent_id__in=frontier).values_list(
-            "child_id", "child__number", "child__model__name"
+            "child_id", "child__number", "child__model__name", "child__model_id"
         )
         frontier = set()
-        for child_id, number, name in edges:
+        for child_id, number, name, model_id in edges:
             if child_id not in seen:
                 seen.add(child_id)
                 frontier.add(child_id)
-                if name != model.name:
-                    downstream.setdefault(name, set()).add(number)
+                if model_id != model.pk:
+                    downstream.setdefault((name, model_id), set()).add(number)
     return {
         "deployments": [
             {"id": d.pk, "version": d.version.number, "environment": d.environment.name, "endpoint": d.endpoint}
             for d in deployments.order_by("pk")
         ],
         "aliases": [{"alias": a.name, "version": a.version.number} for a in aliases.order_by("name")],
-        "downstream": [{"model": name, "versions": sorted(numbers)} for name, numbers in sorted(downstream.items())],
+        "downstream": [
+            {"model": name, "model_id": model_id, "versions": sorted(numbers)}
+            for (name, model_id), numbers in sorted(downstream.items())
+        ],
     }
 
 
@@ -920,7 +923,8 @@ def _put(
         "stages": policy.stages,
     }
     if decommission:
-        after |= {"replacement": _version_ref(replacement), "impact": request.impact}
+        # As anyone may read it: the trail of a model is shown to those who may see the model.
+        after |= {"replacement": _version_ref(replacement), "impact": selectors.impact_seen_by(None, request.impact)}
     audit_record(
         actor=actor,
         action="approval_request.submitted",
@@ -1007,7 +1011,7 @@ def _decommission(request: ApprovalRequest, *, actor: Any) -> None:
         version=request.version.number if request.version else None,
         reason=request.rationale,
         replacement=_version_ref(request.replacement),
-        impact=request.impact,
+        impact=selectors.impact_seen_by(None, request.impact),
     )
 
 

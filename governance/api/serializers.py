@@ -3,10 +3,12 @@ read only what the selectors fetched."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 from common.api import ModelAnswer, StrictSerializer
-from governance import tiering
+from governance import selectors, tiering
 from governance.models import (
     ApprovalPolicy,
     ApprovalRequest,
@@ -193,7 +195,10 @@ class RequestOut(ModelAnswer):
     decisions = DecisionOut(many=True)
     conditions = ConditionOut(many=True)
     replacement = VersionRefOut(allow_null=True)
-    impact = serializers.JSONField(help_text="a decommission: deployments, aliases and downstream models")
+    impact = serializers.SerializerMethodField(
+        help_text="a decommission: deployments, aliases and downstream models (one you may not see by its id, "
+        "with model null)"
+    )
 
     class Meta:
         model = ApprovalRequest
@@ -220,6 +225,10 @@ class RequestOut(ModelAnswer):
             "decisions",
             "conditions",
         ]
+
+    def get_impact(self, request: ApprovalRequest) -> dict[str, Any]:
+        viewer = self.context.get("request")  # without one, shown as anyone may see it
+        return selectors.impact_seen_by(viewer.user if viewer else None, request.impact)
 
 
 class DecisionRecordedOut(serializers.Serializer):

@@ -27,8 +27,9 @@ def _validated(serializer_class: type, request: Request) -> dict[str, Any]:
     return dict(serializer.validated_data)
 
 
-def _request_out(request: ApprovalRequest, user: Any) -> dict[str, Any]:
-    return s.RequestOut(selectors.request_get(user, request.pk)).data
+def _request_out(pk: int, request: Request) -> dict[str, Any]:
+    """The request as the caller may see it (a decommission's impact names only models they may see)."""
+    return s.RequestOut(selectors.request_get(request.user, pk), context={"request": request}).data
 
 
 class RequestPagination(CursorPagination):
@@ -53,7 +54,7 @@ class ApprovalRequestViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return selectors.requests_for(self.request.user)
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        return Response(s.RequestOut(selectors.request_get(request.user, int(pk))).data)
+        return Response(_request_out(int(pk), request))
 
     @extend_schema(request=s.DecisionIn, responses={201: s.DecisionRecordedOut})
     @action(detail=True, methods=["post"])
@@ -62,7 +63,7 @@ class ApprovalRequestViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         data = _validated(s.DecisionIn, request)
         data["conditions"] = [services.ConditionIn(**c) for c in data.get("conditions", [])]
         decision = services.decision_record(actor=request.user, request=subject, **data)
-        body = {"decision": s.DecisionOut(decision).data, "request": _request_out(subject, request.user)}
+        body = {"decision": s.DecisionOut(decision).data, "request": _request_out(subject.pk, request)}
         return Response(body, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=s.WithdrawIn, responses={200: s.RequestOut})
@@ -70,7 +71,7 @@ class ApprovalRequestViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def withdraw(self, request: Request, pk: str) -> Response:
         subject = selectors.request_get(request.user, int(pk))
         services.request_withdraw(actor=request.user, request=subject, **_validated(s.WithdrawIn, request))
-        return Response(_request_out(subject, request.user))
+        return Response(_request_out(subject.pk, request))
 
 
 class SubmitView(APIView):
@@ -78,7 +79,7 @@ class SubmitView(APIView):
     def post(self, request: Request, model_name: str, number: str) -> Response:
         version = registry_selectors.version_get(request.user, model_name=model_name, number=int(number))
         approval = services.request_submit(actor=request.user, version=version, **_validated(s.SubmitIn, request))
-        return Response(_request_out(approval, request.user), status=status.HTTP_201_CREATED)
+        return Response(_request_out(approval.pk, request), status=status.HTTP_201_CREATED)
 
 
 class SuspendView(APIView):
@@ -114,7 +115,7 @@ class LifecycleRequestView(APIView):
             except NotFound as missing:
                 raise ValidationFailed.on("replacement", missing.message) from None
         opened = services.request_open(actor=request.user, kind=self.kind, model=model, version=version, **data)
-        return Response(_request_out(opened, request.user), status=status.HTTP_201_CREATED)
+        return Response(_request_out(opened.pk, request), status=status.HTTP_201_CREATED)
 
 
 def lifecycle_view(kind: str, summary: str) -> Any:
@@ -147,7 +148,7 @@ class TierOverrideView(APIView):
         approval = services.tier_override_request(
             actor=request.user, model=model, **_validated(s.TierOverrideIn, request)
         )
-        return Response(_request_out(approval, request.user), status=status.HTTP_201_CREATED)
+        return Response(_request_out(approval.pk, request), status=status.HTTP_201_CREATED)
 
 
 class PolicyViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):

@@ -6,6 +6,7 @@ the notification queued."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -243,7 +244,7 @@ def test_decommissioning_a_version_retires_its_deployment_and_clears_its_alias(
             {"id": deployment.pk, "version": 1, "environment": "production", "endpoint": deployment.endpoint}
         ],
         "aliases": [{"alias": "production", "version": 1}],
-        "downstream": [{"model": downstream_model.name, "versions": [1]}],
+        "downstream": [{"model": downstream_model.name, "model_id": downstream_model.pk, "versions": [1]}],
     }
     assert ask_gate(old).allowed is True  # nothing changes until it is decided
 
@@ -502,6 +503,38 @@ def test_a_withdrawn_revalidation_is_asked_again_at_the_next_sweep(developer, ow
     assert sweep_at(release.valid_until - timedelta(days=28))["revalidations"] == 1
     again = ApprovalRequest.objects.get(kind=RequestKind.REVALIDATION, state=RequestState.OPEN)
     assert again.pk != first.pk and fresh(version).state == VersionState.APPROVED
+
+
+def test_a_decommissions_impact_names_a_downstream_model_only_to_those_who_may_see_it(
+    api, developer, owner, outsider, risk_officer
+):
+    """A restricted model of another team, fine-tuned from the version, is counted in the
+    impact (by its id) for everyone, and named only to those who may see it: not to the owner
+    asking, and not in the trail or the notification, which others read."""
+    version, _ = approved(developer, owner, risk_officer)
+    secret = make_model(outsider, team="pricing", name="secret-pricing-engine", restricted=True)
+    make_version(outsider, secret, parents=[(version, "fine_tuned_from")])
+    assert api(owner).get("/api/v1/models/secret-pricing-engine/").status_code == 404
+
+    opened = api(owner).post(
+        f"/api/v1/models/{version.model.name}/versions/1/decommission/", {"rationale": "old"}, format="json"
+    )
+
+    assert opened.status_code == 201, opened.data
+    hidden = [{"model": None, "model_id": secret.pk, "versions": [1]}]
+    assert opened.data["impact"]["downstream"] == hidden
+    assert api(owner).get(f"/api/v1/approval-requests/{opened.data['id']}/").data["impact"]["downstream"] == hidden
+    shown = api(risk_officer).get(f"/api/v1/approval-requests/{opened.data['id']}/").data["impact"]["downstream"]
+    assert shown == [{"model": "secret-pricing-engine", "model_id": secret.pk, "versions": [1]}]
+    listed = api(owner).get("/api/v1/approval-requests/").data["results"]
+    assert [r["impact"]["downstream"] for r in listed if r["id"] == opened.data["id"]] == [hidden]
+    submitted_event = AuditEvent.objects.get(action="approval_request.submitted", object_id=str(opened.data["id"]))
+    assert submitted_event.after["impact"]["downstream"] == hidden
+
+    decide(api, risk_officer, opened.data["id"], comment="retired")
+    message = Message.objects.filter(event="decommissioned").latest("pk")
+    assert "secret-pricing-engine" not in json.dumps(message.payload)
+    assert message.payload["impact"]["downstream"] == hidden
 
 
 def test_a_rejected_revalidation_suspends_the_version_and_closes_the_gate(
