@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from functools import cached_property
@@ -19,6 +20,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.utils.serializer_helpers import BindingDict
 
+from common import validation
 from common.errors import DomainError
 
 _CODES = {
@@ -135,13 +137,19 @@ class FilterBackend(DjangoFilterBackend):
 
 
 class JSONParser(parsers.JSONParser):
-    """DRF's parser, plus: absurdly nested documents are bad input, not a server error."""
+    """DRF's parser, plus: absurdly nested documents, and lone UTF-16 surrogates (which the
+    database refuses), are bad input, not a server error."""
 
     def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
+        body = stream.read()
         try:
-            return super().parse(stream, media_type, parser_context)
+            data = super().parse(io.BytesIO(body), media_type, parser_context)
         except RecursionError:
             raise exceptions.ParseError("JSON parse error - nested too deeply") from None
+        field = validation.lone_surrogate(body, data)
+        if field is not None:
+            raise exceptions.ValidationError({field or "non_field_errors": [validation.NOT_UNICODE]})
+        return data
 
 
 def _fields_once(serializer: Any, build: Any) -> BindingDict:

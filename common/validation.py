@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any
@@ -12,6 +13,24 @@ SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 TAG_KEY_RE = re.compile(r"^[A-Za-z0-9_.\- ]{1,250}$")
 TAG_VALUE_MAX = 5000
 MAX_JSON_DEPTH = 20
+# Where a JSON body may hold a lone UTF-16 surrogate: an escape of one, or one encoded as bytes.
+NOT_UNICODE = "must be valid Unicode (no lone surrogates)"
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+
+
+def lone_surrogate(body: bytes, data: Any) -> str | None:
+    """Which field of ``data``, parsed from the JSON ``body``, holds a lone UTF-16 surrogate
+    (``"\\ud800"``: valid JSON, but no text, which the database refuses): its top-level key, ""
+    if ``data`` is no object, None if none does. Looked for only when the body could hold one."""
+    if not _SURROGATE.search(body):
+        return None
+    fields = data.items() if isinstance(data, dict) else [("", data)]
+    for field, value in fields:
+        try:
+            json.dumps([field, value], ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            return str(field)
+    return None
 
 
 def is_number(text: str, digits: int = 18) -> bool:
@@ -46,7 +65,7 @@ def _walk(field: str, value: Any, depth: int) -> None:
             try:
                 value.encode()
             except UnicodeEncodeError:
-                raise ValidationFailed.on(field, "must be valid Unicode (no lone surrogates)") from None
+                raise ValidationFailed.on(field, NOT_UNICODE) from None
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise ValidationFailed.on(field, "numbers must be finite (no NaN or Infinity)")

@@ -709,7 +709,10 @@ def model_set_status(*, actor: Any, model: RegisteredModel, status: str, reason:
 def alias_delete(*, actor: Any, alias: Alias) -> None:
     model = _locked(alias.model_id)
     policies.can_edit_version(actor, model).ensure()
-    alias = Alias.objects.select_related("version").get(pk=alias.pk)
+    current = Alias.objects.select_related("version").filter(pk=alias.pk).first()
+    if current is None:  # deleted by someone else while this waited for the model
+        raise NotFound(f"No alias {alias.name!r} on model {model.name}.")
+    alias = current
     before = {"version": alias.version.number}
     alias.delete()
     audit_record(

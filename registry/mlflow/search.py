@@ -6,8 +6,8 @@ A filter is clauses joined by ``AND``; a clause is ``key comparator value``:
   as ``attribute.<key>``, and ``tags.<key>`` or ``tag.<key>`` (a key with spaces or dashes in
   backticks or quotes: ``tags.`my key``` or ``tags."my key"``);
   a row without the tag matches no clause on it, as in MLflow, but for MLflow's prompt marker:
-  ``tags.`mlflow.prompt.is_prompt` != 'true'``, which its client adds to filter prompts out,
-  matches rows without it;
+  ``tags.`mlflow.prompt.is_prompt` != 'true'`` (or ``= 'false'``), which its client adds to
+  filter prompts out, matches rows without it;
 - comparators: ``=``, ``!=``, ``LIKE``, ``ILIKE``, ``IN``, ``NOT IN``; ``version_number`` also takes
   ``<``, ``<=``, ``>``, ``>=``;
 - values: strings in single or double quotes, numbers for ``version_number``, and a
@@ -135,6 +135,8 @@ def _key(word: str, keys: frozenset[str]) -> str:
         tag = tag[1:-1] if tag[:1] in ("`", '"', "'") else tag
         if not tag:
             raise ValidationFailed.on("filter", "tags. needs a tag key")
+        if "\x00" in tag:
+            raise ValidationFailed.on("filter", "a tag key holds a NUL character")
         return f"tags.{tag}"
     plain = word.strip("`").lower()
     plain = plain.removeprefix("attribute.")
@@ -182,7 +184,8 @@ def to_q(clauses: list[Clause], columns: dict[str, str]) -> tuple[Q, dict[str, A
         tag, field = clause.key[5:], f"_tag{index}"
         annotations[field] = TagValue(columns["tags"], tag)
         present, compared = Q(**{f"{field}__isnull": False}), _compare(field, clause.op, clause.value)
-        q &= (~present | compared) if (tag, clause.op) == (PROMPT_TAG, "!=") else (present & compared)
+        not_a_prompt = tag == PROMPT_TAG and (clause.op, clause.value) in (("!=", "true"), ("=", "false"))
+        q &= (~present | compared) if not_a_prompt else (present & compared)
     return q, annotations
 
 
@@ -231,22 +234,22 @@ def ordering(order_by: list[str], columns: dict[str, str], default: list[str]) -
     return out
 
 
-def max_results(raw: Any, default: int, threshold: int) -> int:
+def max_results(raw: Any, default: int, threshold: int, *, page_limit: int = PAGE_LIMIT) -> int:
     """The page size: ``max_results`` (MLflow's default and upper bound for this search), at
-    most PAGE_LIMIT."""
+    most ``page_limit``."""
     if raw in (None, ""):
-        return min(default, PAGE_LIMIT)
+        return min(default, page_limit)
     try:
         value = int(raw)
     except (TypeError, ValueError):
         raise ValidationFailed.on("max_results", "must be a whole number") from None
     if not 1 <= value <= threshold:
         raise ValidationFailed.on("max_results", f"must be between 1 and {threshold}")
-    return min(value, PAGE_LIMIT)
+    return min(value, page_limit)
 
 
-# MLflow's marker of a prompt: its client searches models with ``!= 'true'`` on it, meaning
-# "not a prompt", so there a row without the tag matches.
+# MLflow's marker of a prompt: its client searches models with ``!= 'true'`` (or ``= 'false'``)
+# on it, meaning "not a prompt", so there a row without the tag matches.
 PROMPT_TAG = "mlflow.prompt.is_prompt"
 MAX_OFFSET = 10**9
 

@@ -10,6 +10,7 @@ model. Rules stay where they live: visibility and writes go through ``registry.s
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -48,7 +49,7 @@ MODEL_KEYS = frozenset({"name"})
 MODEL_COLUMNS = {"name": "name", "tags": "tags"}
 MODEL_ORDER = {
     "name": "name",
-    "timestamp": "created_at",
+    "timestamp": "updated_at",  # as MLflow's store reads it for models
     "creation_timestamp": "created_at",
     "last_updated_timestamp": "updated_at",
 }
@@ -264,6 +265,10 @@ _VERSIONS_OF = (
     f" JOIN {User._meta.db_table} u ON u.id = v.created_by_id WHERE v.model_id = %s"
     " ORDER BY v.updated_at DESC, v.number DESC, v.id LIMIT %s OFFSET %s"
 )
+_HIGHEST_SQL = (
+    f"SELECT {_LATEST_COLUMNS}, u.username FROM {ModelVersion._meta.db_table} v"
+    f" JOIN {User._meta.db_table} u ON u.id = v.created_by_id WHERE v.model_id = %s ORDER BY v.number DESC LIMIT 1"
+)
 _BY_ALIAS_SQL = (
     f"SELECT {_LATEST_COLUMNS}, u.username FROM {Alias._meta.db_table} a"
     f" JOIN {ModelVersion._meta.db_table} v ON v.id = a.version_id"
@@ -461,8 +466,10 @@ def set_alias(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def get_alias(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
+    """``latest``, in any case, is the highest version, as in MLflow (no alias takes that name)."""
     model, alias = _model(actor, p.get("name")), _text("alias", p.get("alias"))
-    found = _shown_versions(_BY_ALIAS_SQL, [model.pk, alias], {model.pk: model})
+    sql, params = (_HIGHEST_SQL, [model.pk]) if alias.lower() == "latest" else (_BY_ALIAS_SQL, [model.pk, alias])
+    found = _shown_versions(sql, params, {model.pk: model})
     if not found:
         raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"Registered model alias {alias} not found.", 404)
     return {"model_version": _version_out(found[0])}
@@ -473,7 +480,8 @@ def delete_alias(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
     alias_name = _text("alias", p.get("alias"))
     alias = Alias.objects.filter(model=model, name=alias_name).first()
     if alias is not None:
-        services.alias_delete(actor=actor, alias=alias)
+        with contextlib.suppress(NotFound):  # deleted meanwhile: as if it had not been there
+            services.alias_delete(actor=actor, alias=alias)
     return {}
 
 
@@ -530,7 +538,9 @@ def search_model_versions(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
     clauses = search.parse(p.get("filter"), keys=VERSION_KEYS)
     default = ["last_updated_timestamp DESC", "name ASC", "version_number DESC"]
     order = search.ordering(p.get("order_by") or [], VERSION_ORDER, default)
-    limit, offset = search.max_results(p.get("max_results"), 10_000, 200_000), search.page_offset(p.get("page_token"))
+    # Up to MLflow's default of 10,000 in a page: MlflowClient.search_model_versions reads one page.
+    limit = search.max_results(p.get("max_results"), 10_000, 200_000, page_limit=10_000)
+    offset = search.page_offset(p.get("page_token"))
     if [(c.key, c.op) for c in clauses] == [("name", "=")] and not p.get("order_by"):
         model = selectors.model_named(actor, clauses[0].value)
         versions = (
@@ -652,6 +662,9 @@ def _params(request: HttpRequest) -> dict[str, Any]:
             raise MlflowError("MALFORMED_REQUEST", "The request body is not valid JSON.") from None
         if not isinstance(body, dict):
             raise MlflowError("MALFORMED_REQUEST", "The request body must be a JSON object.")
+        field = validation.lone_surrogate(request.body, body)
+        if field is not None:
+            raise MlflowError("INVALID_PARAMETER_VALUE", f"Parameter '{field}' {validation.NOT_UNICODE}.")
         params.update(body)
     return params
 

@@ -13,10 +13,11 @@ from django.test import Client
 
 from audit.models import AuditEvent
 from audit.services import audit_record
+from common.errors import NotFound
 from governance import services as governance
 from registry import services
 from registry.models import ModelVersion, RegisteredModel
-from tests.factories import assessed_model, digest
+from tests.factories import assessed_model, digest, make_model
 
 API = "/api/2.0/mlflow"
 
@@ -499,3 +500,66 @@ def test_stage_names_are_read_in_any_case(mlflow, churn):
     status, body = mlflow.call("POST", "registered-models/get-latest-versions", {"name": "churn", "stages": ["none"]})
     assert status == 200, body
     assert [(v["version"], v["current_stage"]) for v in body["model_versions"]] == [("3", "None")]
+
+
+def test_the_alias_latest_is_the_highest_version(mlflow, churn):
+    """``models:/churn@latest``: MLflow's server answers the highest version, in any case."""
+    for alias in ("latest", "LATEST"):
+        status, body = mlflow.call("GET", "registered-models/alias", {"name": "churn", "alias": alias})
+        assert (status, body["model_version"]["version"]) == (200, "3"), body
+    mlflow.call("POST", "registered-models/create", {"name": "empty"})
+    assert mlflow.call("GET", "registered-models/alias", {"name": "empty", "alias": "latest"})[1]["error_code"] == (
+        "RESOURCE_DOES_NOT_EXIST"
+    )
+
+
+def test_a_version_search_answers_up_to_ten_thousand_in_a_page(mlflow, developer):
+    """MlflowClient.search_model_versions reads one page (its max_results is 10,000 by default):
+    a model's 1,001 versions come in it, not the first 1,000."""
+    model = make_model(developer, name="many")
+    for _ in range(1001):
+        services.version_create(actor=developer, model=model, artifact_uri="s3://m/many")
+    for filter_ in ("name='many'", "name LIKE 'many'"):
+        status, body = mlflow.call("GET", "model-versions/search", {"filter": filter_})
+        assert status == 200 and len(body["model_versions"]) == 1001 and "next_page_token" not in body, filter_
+
+
+def test_timestamp_orders_models_by_their_last_update_and_the_prompt_filter_reads_false(mlflow, churn):
+    mlflow.call("PATCH", "registered-models/update", {"name": "churn", "description": "touched last"})
+    _, body = mlflow.call("GET", "registered-models/search", {"order_by": ["timestamp DESC"]})
+    assert [m["name"] for m in body["registered_models"]] == ["churn", "fraud-score"]
+    _, body = mlflow.call("GET", "registered-models/search", {"filter": "tags.`mlflow.prompt.is_prompt` = 'false'"})
+    assert [m["name"] for m in body["registered_models"]] == ["churn", "fraud-score"]
+
+
+def test_text_that_is_no_text_is_refused_not_failed_on(mlflow, churn, api, developer):
+    """A lone UTF-16 surrogate is valid JSON but no text (PostgreSQL refuses it); a NUL in a tag
+    key of a filter likewise."""
+    for path, body, field in (
+        ("registered-models/create", {"name": "\ud800"}, "name"),
+        ("registered-models/set-tag", {"name": "churn", "key": "k", "value": "a\udc00"}, "value"),
+        ("model-versions/create", {"name": "churn", "source": "s3://b/\ud800"}, "source"),
+    ):
+        assert mlflow.call("POST", path, body) == (
+            400,
+            {
+                "error_code": "INVALID_PARAMETER_VALUE",
+                "message": f"Parameter '{field}' must be valid Unicode (no lone surrogates).",
+            },
+        ), path
+    assert mlflow.call("POST", "registered-models/set-tag", {"name": "churn", "key": "k", "value": "😀"})[0] == 200
+    body = b'{"name": "x", "team": "credit-risk", "description": "\\udc00"}'
+    response = api(developer).post("/api/v1/models/", body, content_type="application/json")
+    assert response.status_code == 400, response.data
+    assert response.data["fields"] == {"description": ["must be valid Unicode (no lone surrogates)"]}
+    status, body = mlflow.call("GET", "model-versions/search", {"filter": "tags.`a\x00b` = 'x'"})
+    assert (status, body["message"]) == (400, "filter: a tag key holds a NUL character")
+
+
+def test_an_alias_deleted_meanwhile_is_not_found_not_a_server_error(mlflow, churn, developer):
+    model = RegisteredModel.objects.get(name="churn")
+    services.alias_set(actor=developer, model=model, name="candidate", number=2)
+    stale = model.aliases.get(name="candidate")
+    services.alias_delete(actor=developer, alias=stale)
+    with pytest.raises(NotFound, match="No alias 'candidate' on model churn"):
+        services.alias_delete(actor=developer, alias=stale)
