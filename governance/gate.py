@@ -8,6 +8,7 @@ A version passes when:
   approval (its latest approved release or revalidation), not past its valid-until date (plus ``GATE_GRACE_DAYS``), granted under a
   tier as strict as the model's current one;
 - its model is not assessed as a prohibited practice;
+- no condition of its approval is still open past its due date (plus ``GATE_GRACE_DAYS``);
 - no exception granted for it since its last approval has lapsed;
 - no critical finding is open (not yet closed) on it or on its model as a whole.
 """
@@ -27,6 +28,8 @@ from governance import selectors
 from governance.models import (
     ApprovalPolicy,
     ApprovalRequest,
+    Condition,
+    ConditionState,
     DocumentStatus,
     Environment,
     Finding,
@@ -77,6 +80,14 @@ def evaluate(version: ModelVersion, environment: Environment, *, now: datetime |
             reasons.append(f"model {model.name} has no risk tier, and {environment.name} needs an approval")
     elif _gated(model.risk_tier, environment):
         reasons += _approval_reasons(subject, approval, model.risk_tier, environment, now)
+    if approval is not None:
+        cutoff = timezone.localdate(now) - timedelta(days=settings.GATE_GRACE_DAYS)
+        overdue = Condition.objects.filter(request=approval, state=ConditionState.OPEN, due_date__lt=cutoff)
+        for condition in overdue.order_by("due_date", "id"):
+            reasons.append(
+                f"condition #{condition.pk} of its approval (request #{approval.pk}) was due on "
+                f"{condition.due_date:%Y-%m-%d} and is still open: {condition.description[:80]}"
+            )
     assessment = selectors.latest_assessment(model)
     if assessment is not None and assessment.prohibited:
         reasons.append(f"model {model.name} is assessed as a prohibited practice")

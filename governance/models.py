@@ -288,6 +288,7 @@ class Condition(models.Model):
     due_date = models.DateField()
     state = models.CharField(max_length=10, choices=ConditionState.choices, default=ConditionState.OPEN)
     created_at = models.DateTimeField(auto_now_add=True)
+    overdue_at = models.DateTimeField(null=True, blank=True, help_text="when the clock found it open past its due date")
 
     class Meta:
         ordering = ["due_date", "id"]

@@ -1521,8 +1521,10 @@ def system_actor() -> Any:
 def lifecycle_sweep(now: datetime | None = None) -> dict[str, int]:
     """What the clock does, each item in a transaction of its own: approvals past their
     valid-until expire; approvals within REVALIDATION_LEAD_DAYS of it get a revalidation
-    request (and their owners are told); lapsed exceptions are recorded; active stages near
-    their due date are reminded, and overdue ones escalated to the risk officers."""
+    request (and their owners are told); lapsed exceptions are recorded; conditions still open
+    past their due date are recorded and told once (the gate refuses their version
+    GATE_GRACE_DAYS later); active stages near their due date are reminded, and overdue ones
+    escalated to the risk officers."""
     now = now or timezone.now()
     actor = system_actor()
     current = ApprovalRequest.objects.filter(kind__in=APPROVAL_KINDS, state=RequestState.APPROVED)
@@ -1539,12 +1541,14 @@ def lifecycle_sweep(now: datetime | None = None) -> dict[str, int]:
     expiring = granted.filter(live_version, valid_until__lte=now + timedelta(days=settings.REVALIDATION_LEAD_DAYS))
     expiring = expiring.exclude(Exists(superseded)).exclude(Exists(asked))
     lapsed = PolicyException.objects.filter(expires_at__lte=now, expired_at=None)
+    overdue = Condition.objects.filter(state=ConditionState.OPEN, overdue_at=None, due_date__lt=timezone.localdate(now))
     active = RequestStage.objects.filter(state=StageState.ACTIVE, request__state=RequestState.OPEN)
     soon = now + timedelta(hours=settings.SLA_REMINDER_HOURS)
     work = [
         ("expired", current.filter(valid_until__lte=now).order_by("valid_until"), _expire_approval),
         ("revalidations", expiring.order_by("valid_until"), _ask_revalidation),
         ("exceptions", lapsed.order_by("expires_at"), _expire_exception),
+        ("conditions", overdue.order_by("due_date", "pk"), _condition_overdue),
         ("reminders", active.filter(reminded_at=None, due_at__gt=now, due_at__lte=soon).order_by("due_at"), _remind),
         ("escalations", active.filter(escalated_at=None, due_at__lte=now).order_by("due_at"), _escalate),
     ]
@@ -1637,6 +1641,41 @@ def _expire_exception(pk: int, *, actor: Any, now: datetime) -> int:
         obj=exception,
         model_name=model.name,
         after={"version": exception.version.number, "expires_at": exception.expires_at},
+    )
+    return 1
+
+
+@transaction.atomic
+def _condition_overdue(pk: int, *, actor: Any, now: datetime) -> int:
+    condition = (
+        Condition.objects.select_for_update(of=("self",))
+        .select_related("request__model", "request__version")
+        .get(pk=pk)
+    )
+    if condition.state != ConditionState.OPEN or condition.overdue_at is not None:
+        return 0
+    condition.overdue_at = now
+    condition.save(update_fields=["overdue_at"])
+    request, model = condition.request, condition.request.model
+    closes = condition.due_date + timedelta(days=settings.GATE_GRACE_DAYS + 1)
+    _tell(
+        Event.CONDITION_OVERDUE,
+        model,
+        f"Condition #{condition.pk} of request #{request.pk} on {model.name} is overdue",
+        to=[condition.owner, *outbox.owners(model), *outbox.people(Role.RISK_OFFICER)],
+        condition=condition.pk,
+        request=request.pk,
+        version=request.version.number if request.version else None,
+        description=condition.description,
+        due_date=condition.due_date,
+        gate_closes_on=closes,
+    )
+    audit_record(
+        actor=actor,
+        action="condition.overdue",
+        obj=condition,
+        model_name=model.name,
+        after={"request": request.pk, "due_date": condition.due_date, "gate_closes_on": closes},
     )
     return 1
 

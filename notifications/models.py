@@ -28,6 +28,7 @@ class Event(models.TextChoices):
     APPROVAL_EXPIRING = "approval.expiring"
     APPROVAL_EXPIRED = "approval.expired"
     EXCEPTION_EXPIRED = "exception.expired"
+    CONDITION_OVERDUE = "condition.overdue"
     SLA_REMINDER = "sla.reminder"
     SLA_BREACHED = "sla.breached"
 

@@ -384,7 +384,14 @@ def test_the_clock_asks_for_revalidation_expires_the_approval_and_a_revalidation
     assert not Message.objects.filter(event="approval.expiring").exists()
 
     counts = sweep_at(valid_until - timedelta(days=29))
-    assert counts == {"expired": 0, "revalidations": 1, "exceptions": 0, "reminders": 0, "escalations": 0}
+    assert counts == {
+        "expired": 0,
+        "revalidations": 1,
+        "exceptions": 0,
+        "conditions": 0,
+        "reminders": 0,
+        "escalations": 0,
+    }
     revalidation = ApprovalRequest.objects.get(kind=RequestKind.REVALIDATION)
     assert (revalidation.version_id, revalidation.state, revalidation.submitted_by.username) == (
         version.pk,
@@ -535,6 +542,48 @@ def test_a_decommissions_impact_names_a_downstream_model_only_to_those_who_may_s
     message = Message.objects.filter(event="decommissioned").latest("pk")
     assert "secret-pricing-engine" not in json.dumps(message.payload)
     assert message.payload["impact"]["downstream"] == hidden
+
+
+def test_a_condition_open_past_its_due_date_is_told_once_and_then_closes_the_gate(
+    developer, owner, risk_officer, settings
+):
+    """Approved with a condition due in two days: the day after, the clock records it overdue
+    and tells its owner and the risk officers, once; GATE_GRACE_DAYS later the gate refuses the
+    version until the condition is met."""
+    settings.GATE_GRACE_DAYS = 3
+    version = make_version(developer, assessed_model(owner, 4))
+    request = services.request_submit(actor=owner, version=version, rationale="ready")
+    due = timezone.localdate() + timedelta(days=2)
+    services.decision_record(
+        actor=risk_officer,
+        request=request,
+        outcome="approve_with_conditions",
+        comment="ship it, then backtest",
+        conditions=[services.ConditionIn("backtest on Q3 data", owner, due)],
+    )
+    condition = request.conditions.get()
+    noon = datetime.combine(due, datetime.min.time(), tzinfo=timezone.get_current_timezone()) + timedelta(hours=12)
+
+    assert sweep_at(noon)["conditions"] == 0  # due today: not yet overdue
+    assert sweep_at(noon + timedelta(days=1))["conditions"] == 1
+    assert sweep_at(noon + timedelta(days=2))["conditions"] == 0  # told once
+    event = AuditEvent.objects.get(action="condition.overdue")
+    assert event.after == {
+        "request": request.pk,
+        "due_date": due.isoformat(),
+        "gate_closes_on": (due + timedelta(days=4)).isoformat(),
+    }
+    assert Message.objects.filter(event="condition.overdue").count() == 1
+    assert {owner.email, risk_officer.email} <= addresses(Message.objects.get(event="condition.overdue"))
+    assert ask_gate(version, now=noon + timedelta(days=3)).allowed is True  # within the grace
+
+    answer = ask_gate(version, now=noon + timedelta(days=4))
+    assert answer.reasons == [
+        f"condition #{condition.pk} of its approval (request #{request.pk}) was due on {due:%Y-%m-%d} "
+        "and is still open: backtest on Q3 data"
+    ]
+    services.condition_close(actor=owner, condition=condition, state="met", note="backtest attached")
+    assert ask_gate(version, now=noon + timedelta(days=4)).allowed is True
 
 
 def test_a_rejected_revalidation_suspends_the_version_and_closes_the_gate(
