@@ -225,13 +225,25 @@ class Insert(Generic[M]):
         unless = f" ON CONFLICT ({quote(self.unique.column)}) DO NOTHING" if self.unique else ""
         return f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(self.fields))}){unless} RETURNING {pk}"
 
-    def _run(self, instance: M, using: str, extra: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+    def _values(self, instance: M, connection: Any) -> list[Any]:
+        return [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in self.fields]
+
+    def _run(
+        self,
+        instance: M,
+        using: str,
+        extra: Sequence[Any] = (),
+        *,
+        before: Sequence[Any] = (),
+        values: list[Any] | None = None,
+    ) -> tuple[Any, ...] | None:
+        """``before``: parameters of the statement's text ahead of the row's ``values``."""
         connection = connections[using]
         if using not in self._sql:
             self._sql[using] = self._text(connection)
-        values = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in self.fields]
+        values = self._values(instance, connection) if values is None else values
         with connection.cursor() as cursor:
-            statements.execute(cursor, self._sql[using], [*values, *extra])
+            statements.execute(cursor, self._sql[using], [*before, *values, *extra])
             returned = cursor.fetchone()
         if returned is None:  # the unique value was taken
             return None
@@ -254,11 +266,17 @@ class NumberedInsert(Insert[M]):
     model's row, for versions); the unique constraint on (parent, number) is the backstop. As
     ``Insert``: ``pre_save`` and the database's adaptation apply; no signals are sent."""
 
-    def __init__(self, model: type[M], number: str, *, within: str):
+    def __init__(self, model: type[M], number: str, *, within: str, touch: tuple[str, str] | None = None):
+        """``touch=("updated_at", "created_at")``: also set the parent's ``updated_at`` to the new
+        row's ``created_at`` (on PostgreSQL in the same statement, as a data-modifying CTE)."""
         super().__init__(model)
         self.number: Any = model._meta.get_field(number)
         self.within: Any = model._meta.get_field(within)
         self.fields = [f for f in self.fields if f is not self.number]
+        parent: Any = self.within.related_model
+        self.touch: tuple[Any, Any] | None = (
+            (parent._meta.get_field(touch[0]), model._meta.get_field(touch[1])) if touch else None
+        )
 
     def _text(self, connection: Any) -> str:
         quote, table = connection.ops.quote_name, connection.ops.quote_name(self.model._meta.db_table)
@@ -267,12 +285,28 @@ class NumberedInsert(Insert[M]):
         values = ", ".join(["%s"] * len(self.fields))
         following = f"(SELECT COALESCE(MAX({number}), 0) + 1 FROM {table} WHERE {within} = %s)"
         pk = quote(self.model._meta.pk.column)  # type: ignore[union-attr]
-        return f"INSERT INTO {table} ({columns}) VALUES ({values}, {following}) RETURNING {pk}, {number}"
+        insert = f"INSERT INTO {table} ({columns}) VALUES ({values}, {following}) RETURNING {pk}, {number}"
+        if self.touch is None or connection.vendor != "postgresql":
+            return insert
+        return f"WITH touched AS ({self._touch_text(connection)}) {insert}"
+
+    def _touch_text(self, connection: Any) -> str:
+        assert self.touch is not None
+        parent, quote = self.within.related_model._meta, connection.ops.quote_name
+        return f"UPDATE {quote(parent.db_table)} SET {quote(self.touch[0].column)} = %s WHERE {quote(parent.pk.column)} = %s"
 
     def save(self, instance: M, using: str = "default") -> bool:
-        returned = self._run(instance, using, [getattr(instance, self.within.attname)])
+        connection, parent_id = connections[using], getattr(instance, self.within.attname)
+        values = self._values(instance, connection)
+        # The parent takes the row's own value, as adapted for the database.
+        touching = [values[self.fields.index(self.touch[1])], parent_id] if self.touch else []
+        in_one = connection.vendor == "postgresql"
+        returned = self._run(instance, using, [parent_id], before=touching if in_one else (), values=values)
         assert returned is not None, "a numbered insert takes no unique column"
         setattr(instance, self.number.attname, returned[1])
+        if touching and not in_one:
+            with connection.cursor() as cursor:
+                cursor.execute(self._touch_text(connection), touching)
         return True
 
 

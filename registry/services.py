@@ -125,7 +125,8 @@ _TARGET_AND_CURRENT = (
     f" JOIN {ModelVersion._meta.db_table} v ON v.id = a.version_id WHERE a.model_id = %s AND a.name = %s"
 )
 # Every version is created with its number in one statement (``common.rows``), under the model's lock.
-_NEW_VERSIONS = NumberedInsert(ModelVersion, "number", within="model")
+# A new version also marks its model updated (MLflow's last_updated_timestamp), in the same statement.
+_NEW_VERSIONS = NumberedInsert(ModelVersion, "number", within="model", touch=("updated_at", "created_at"))
 # A model is registered in one statement that also refuses a name already taken.
 _NEW_MODELS = Insert(RegisteredModel, unique="name")
 _ALIAS_MOVES = Update(Alias, ("version", "updated_by", "updated_at"))

@@ -563,3 +563,17 @@ def test_an_alias_deleted_meanwhile_is_not_found_not_a_server_error(mlflow, chur
     services.alias_delete(actor=developer, alias=stale)
     with pytest.raises(NotFound, match="No alias 'candidate' on model churn"):
         services.alias_delete(actor=developer, alias=stale)
+
+
+def test_a_new_version_marks_its_model_updated(mlflow, churn):
+    """As in MLflow: the model's last_updated_timestamp is its newest version's creation time, so
+    ordering by it puts the model that just took a version first."""
+    _, created = mlflow.call("POST", "model-versions/create", {"name": "fraud-score", "source": "s3://m/fraud/2"})
+    _, model = mlflow.call("GET", "registered-models/get", {"name": "fraud-score"})
+    stamp = created["model_version"]["creation_timestamp"]
+    assert model["registered_model"]["last_updated_timestamp"] == stamp
+    _, body = mlflow.call("GET", "registered-models/search", {"order_by": ["last_updated_timestamp DESC"]})
+    assert [m["name"] for m in body["registered_models"]] == ["fraud-score", "churn"]
+    mlflow.call("POST", "model-versions/create", {"name": "churn", "source": "s3://m/churn/4"})
+    _, body = mlflow.call("GET", "registered-models/search", {"order_by": ["timestamp DESC"]})
+    assert [m["name"] for m in body["registered_models"]] == ["churn", "fraud-score"]
