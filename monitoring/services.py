@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Max, OuterRef, Subquery
+from django.db.models import Exists, Max, OuterRef, Subquery
 from django.utils import timezone
 
 from audit.services import audit_record
@@ -413,13 +413,15 @@ def thresholds_override(
 def evaluate_all(now: datetime | None = None) -> dict[str, int]:
     """The periodic evaluation (Celery beat): every live deployment's latest windows against
     the thresholds in force (an override may have changed them), and staleness: no observation
-    for longer than the tier allows. Each version in a transaction of its own."""
+    or distribution for longer than the tier allows. Each version in a transaction of its own."""
     now = now or timezone.now()
+    # Exists, not deployments__retired_at=None: that joins outward and also matches versions
+    # never deployed at all.
+    deployed = Deployment.objects.filter(version=OuterRef("pk"), retired_at=None)
     live = (
-        ModelVersion.objects.filter(deployments__retired_at=None)
+        ModelVersion.objects.filter(Exists(deployed))
         .exclude(state=VersionState.DECOMMISSIONED)
         .select_related("model")
-        .distinct()
         .order_by("pk")
     )
     done = {"versions": 0, "breaches": 0, "stale": 0}
@@ -443,7 +445,11 @@ def _evaluate_version(version: ModelVersion, now: datetime) -> list[dict[str, An
     breaches += _distribution_breaches([version], features) if features else []
     days = thresholds.stale_after_days(version.model)
     if days:
-        last = Observation.objects.filter(version=version).aggregate(last=Max("window_end"))["last"]
+        reported = [
+            Observation.objects.filter(version=version).aggregate(last=Max("window_end"))["last"],
+            Distribution.objects.filter(version=version, reference=False).aggregate(last=Max("window_end"))["last"],
+        ]
+        last = max((at for at in reported if at is not None), default=None)
         since = (
             last or Deployment.objects.filter(version=version, retired_at=None).aggregate(at=Max("deployed_at"))["at"]
         )

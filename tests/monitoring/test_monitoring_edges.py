@@ -10,10 +10,10 @@ from django.utils import timezone
 
 from common.errors import ValidationFailed
 from governance import services as governance
-from governance.models import Environment, Finding
+from governance.models import Deployment, Environment, Finding
 from monitoring import services
 from registry.models import ModelVersion
-from tests.factories import approved, make_version
+from tests.factories import approved, assessed_model, make_version
 
 
 def deployed_t2(developer: Any, owner: Any, assigned_validator: Any, risk_officer: Any) -> ModelVersion:
@@ -154,3 +154,38 @@ def test_a_batch_costs_the_same_queries_whatever_its_size(api, developer, owner,
     batch(3, "warm-up")  # the first call reads what later calls find cached (the user's roles)
     # 80 points stay inside one INSERT on SQLite too (its statements take 999 parameters)
     assert batch(5, "small") == batch(80, "large")
+
+
+def test_only_versions_live_somewhere_are_evaluated(api, developer, owner, risk_officer):
+    """A draft reporting in shadow, and an approved version never deployed, are no live
+    deployment: the hourly evaluation leaves them alone, and calls neither stale."""
+    draft = make_version(developer, assessed_model(owner, 1), metrics={"auc": 0.80})
+    assert post(api, developer, draft, 0.80, days_ago=5).status_code == 200
+    shelved, _ = approved(developer, owner, risk_officer)
+    assert services.evaluate_all() == {"versions": 0, "breaches": 0, "stale": 0}
+    assert not Finding.objects.filter(version__in=[draft, shelved]).exists()
+
+
+def test_a_version_reporting_only_distributions_is_not_stale(api, developer, owner, assigned_validator, risk_officer):
+    version = make_version(developer, assessed_model(owner, 2), metrics={"auc": 0.80})
+    reference = {"model": version.model.name, "version": 1, "key": "ref", "feature": "score", "bins": ["a", "b"]}
+    response = api(developer).post("/api/v1/monitoring/references/", reference | {"counts": [5, 5]}, format="json")
+    assert response.status_code == 201, response.data
+    request = governance.request_submit(actor=owner, version=version)
+    governance.decision_record(actor=assigned_validator, request=request, outcome="approve")
+    governance.decision_record(actor=risk_officer, request=request, outcome="approve")
+    governance.deployment_record(actor=owner, version=version, environment=Environment.objects.get(name="production"))
+    Deployment.objects.filter(version=version).update(deployed_at=timezone.now() - timedelta(days=10))
+    end = timezone.now() - timedelta(hours=2)
+    window = {"window_start": (end - timedelta(days=1)).isoformat(), "window_end": end.isoformat()}
+    distribution = {"model": version.model.name, "version": 1, "key": "d1", "feature": "score", "bins": ["a", "b"]}
+    response = api(developer).post(
+        "/api/v1/monitoring/distributions/",
+        {"distributions": [distribution | window | {"counts": [5, 5]}]},
+        format="json",
+    )
+    assert response.status_code == 200, response.data
+
+    assert services.evaluate_all()["stale"] == 0
+    assert not Finding.objects.filter(version=version, metric="staleness").exists()
+    assert services.evaluate_all(now=end + timedelta(days=8))["stale"] == 1  # and stale once it too is old
