@@ -31,6 +31,7 @@ from django.utils import timezone
 from notifications.models import Attempt, Channel, Delivery, DeliveryState
 
 USER_AGENT = "Warden-Webhook/1"
+MAX_BACKOFF_SECONDS = 24 * 3600  # the doubling stops at a day between tries
 
 
 def sign(secret: str, delivery_id: str, timestamp: str, body: bytes) -> str:
@@ -57,9 +58,8 @@ def deliver(delivery_id: Any) -> str | None:
     elif delivery.attempts >= settings.NOTIFY_MAX_ATTEMPTS:
         delivery.state = DeliveryState.FAILED
     else:
-        delivery.next_attempt_at = now + timedelta(
-            seconds=settings.NOTIFY_BACKOFF_SECONDS * 2 ** (delivery.attempts - 1)
-        )
+        backoff = settings.NOTIFY_BACKOFF_SECONDS * 2 ** min(delivery.attempts - 1, 30)
+        delivery.next_attempt_at = now + timedelta(seconds=min(backoff, MAX_BACKOFF_SECONDS))
     with transaction.atomic():
         Attempt.objects.create(
             delivery=delivery,

@@ -371,9 +371,10 @@ class AliasViewSet(viewsets.GenericViewSet):
 
     def get_object(self) -> Alias:
         model = selectors.model_get(self.request.user, self.kwargs["model_name"])
-        found = selectors.alias_named(model, self.kwargs["alias"])
+        name = self.kwargs["alias"]
+        found = selectors.alias_named(model, name) if services.ALIAS_NAME_RE.match(name) else None
         if found is None:
-            raise NotFound(f"Model {self.kwargs['model_name']} has no alias {self.kwargs['alias']!r}.")
+            raise NotFound(f"Model {self.kwargs['model_name']} has no alias {name!r}.")
         return found
 
     def list(self, request: Request, model_name: str) -> Response:

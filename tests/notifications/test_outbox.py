@@ -143,6 +143,23 @@ def test_a_failing_receiver_is_retried_with_a_doubling_backoff(developer, owner,
     assert attempts_of(delivery) == [(1, False, 503), (2, False, 503), (3, True, 204)]
 
 
+def test_the_doubling_backoff_stops_at_a_day(developer, owner, risk_officer, settings):
+    """Fifty attempts from thirty seconds would double past any date: the wait stops at a day,
+    and the attempt is logged."""
+    settings.NOTIFY_MAX_ATTEMPTS = 50
+    hook(risk_officer, closed_port_url())
+    submitted(developer, owner, 4)
+    delivery = webhook_delivery()
+    Delivery.objects.filter(pk=delivery.pk).update(attempts=33)
+
+    deliver_due()
+
+    delivery.refresh_from_db()
+    last = Attempt.objects.get(delivery=delivery)
+    assert (delivery.state, delivery.attempts, last.number) == (DeliveryState.PENDING, 34, 34)
+    assert delivery.next_attempt_at - last.at == timedelta(days=1)
+
+
 def test_an_unreachable_webhook_fails_after_the_last_attempt(developer, owner, risk_officer, settings):
     settings.NOTIFY_MAX_ATTEMPTS = 2
     settings.NOTIFY_BACKOFF_SECONDS = 30

@@ -143,3 +143,10 @@ def test_aliases_of_a_restricted_model_are_404_to_those_who_cannot_see_it(api, o
     assert client.get("/api/v1/models/secret/aliases/").status_code == 404
     assert client.get("/api/v1/models/secret/aliases/candidate/").status_code == 404
     assert client.put("/api/v1/models/secret/aliases/candidate/", {"version": 1}, format="json").status_code == 404
+
+
+@pytest.mark.parametrize("name", ["a%00b", "x" * 101, "é"])
+def test_an_alias_no_alias_could_be_named_is_not_found(api, developer, m1, name):
+    for method in ("get", "delete"):
+        response = getattr(api(developer), method)(f"/api/v1/models/m1/aliases/{name}/")
+        assert response.status_code == 404, (method, response.data)
