@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, JsonResponse
 from django.utils import timezone
 from django_filters.rest_framework import DjangoFilterBackend
@@ -86,6 +87,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
+NOT_A_CURSOR = "not a cursor this API returned"
+
+
 class CursorPagination(pagination.CursorPagination):
     """Stable pages at any table size: no COUNT(*), no OFFSET scans."""
 
@@ -98,7 +102,17 @@ class CursorPagination(pagination.CursorPagination):
         try:
             return super().decode_cursor(request)
         except exceptions.NotFound:
-            raise exceptions.ValidationError({self.cursor_query_param: ["not a cursor this API returned"]}) from None
+            raise exceptions.ValidationError({self.cursor_query_param: [NOT_A_CURSOR]}) from None
+
+    def paginate_queryset(self, queryset: Any, request: Any, view: Any = None) -> Any:
+        if not request.query_params.get(self.cursor_query_param):
+            return super().paginate_queryset(queryset, request, view)
+        try:
+            return super().paginate_queryset(queryset, request, view)
+        except (DjangoValidationError, ValueError, TypeError):
+            # A cursor that decodes but whose position is none of the ordering field's values
+            # (a date that is none, letters for a number, a NUL): made by hand, not by the API.
+            raise exceptions.ValidationError({self.cursor_query_param: [NOT_A_CURSOR]}) from None
 
 
 class FirstPage:

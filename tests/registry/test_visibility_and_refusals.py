@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import timedelta
+from urllib.parse import urlencode
 
+import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
 from registry import services
+from tests.conftest import on_postgres
 from tests.factories import make_model, make_version
 
 
@@ -86,6 +90,29 @@ def test_unknown_api_urls_answer_in_the_error_shape(api, developer):
 def test_a_cursor_the_api_did_not_issue_is_a_400_naming_it(api, developer):
     response = api(developer).get("/api/v1/models/?cursor=garbage")
     assert response.status_code == 400
+    assert response.data["fields"] == {"cursor": ["not a cursor this API returned"]}
+
+
+@pytest.mark.parametrize(
+    ("path", "position"),
+    [
+        ("/api/v1/versions/", "notadate"),
+        ("/api/v1/tokens/", "2026-02-30T10:00:00"),
+        ("/api/v1/models/m1/versions/", "abc"),
+        ("/api/v1/models/m1/history/", "abc"),
+        ("/api/v1/models/", "a\x00b"),
+    ],
+)
+def test_a_cursor_made_by_hand_is_a_400_naming_it(api, developer, path, position):
+    """It decodes, but its position is none of the ordering's values: a date that is none,
+    letters for a number, a NUL (which SQLite takes as text, and PostgreSQL refuses)."""
+    make_version(developer, make_model(developer, name="m1"))
+    cursor = base64.b64encode(urlencode({"p": position}).encode()).decode()
+    response = api(developer).get(path, {"cursor": cursor})
+    if "\x00" in position and not on_postgres():
+        assert response.status_code == 200, response.data
+        return
+    assert response.status_code == 400, response.data
     assert response.data["fields"] == {"cursor": ["not a cursor this API returned"]}
 
 
