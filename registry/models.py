@@ -231,6 +231,15 @@ class ApiToken(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_via = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="made",
+        help_text="the token this one was created with; revoking that one revokes this one",
+    )
 
     class Meta:
         ordering = ["-created_at"]

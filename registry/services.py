@@ -738,7 +738,8 @@ def token_create(
     *, actor: Any, name: str, expires_at: datetime | None = None, via: ApiToken | None = None
 ) -> tuple[ApiToken, str]:
     """Create a token for ``actor``. Returns the token and its secret, which is not stored.
-    ``via``: the token the request was made with; a token cannot outlive the one that made it."""
+    ``via``: the token the request was made with; a token cannot outlive the one that made it,
+    and is revoked with it (whoever holds a leaked token cannot keep a way in by minting another)."""
     if not name.strip() or len(name) > 100:
         raise ValidationFailed.on("name", "a token needs a name of 1-100 characters")
     if expires_at is not None and expires_at <= timezone.now():
@@ -753,7 +754,12 @@ def token_create(
     try:
         with transaction.atomic():
             token = ApiToken.objects.create(
-                user=actor, name=name, prefix=secret[:12], key_hash=hash_token(secret), expires_at=expires_at
+                user=actor,
+                name=name,
+                prefix=secret[:12],
+                key_hash=hash_token(secret),
+                expires_at=expires_at,
+                created_via=via,
             )
     except IntegrityError:
         raise Duplicate.on("name", f"you already have an active token named {name!r}") from None
@@ -761,23 +767,34 @@ def token_create(
         actor=actor,
         action="token.created",
         obj=token,
-        after={"name": name, "prefix": token.prefix, "expires_at": expires_at},
+        after={"name": name, "prefix": token.prefix, "expires_at": expires_at, "via": via.prefix if via else None},
     )
     return token, secret
 
 
 @transaction.atomic
 def token_revoke(*, actor: Any, token: ApiToken) -> ApiToken:
+    """Revoke ``token`` and every token made with it, at any remove, each audited."""
     token = ApiToken.objects.select_for_update(no_key=True).get(pk=token.pk)
     policies.can_revoke_token(actor, token).ensure()
     if token.revoked_at is not None:
         return token
-    token.revoked_at = timezone.now()
-    token.save(update_fields=["revoked_at"])
-    audit_record(
-        actor=actor,
-        action="token.revoked",
-        obj=token,
-        after={"name": token.name, "prefix": token.prefix, "user": token.user_id},
-    )
+    now, revoking, reason = timezone.now(), [token], ""
+    while revoking:
+        made = list(
+            ApiToken.objects.select_for_update(no_key=True)
+            .filter(created_via__in=revoking, revoked_at=None)
+            .order_by("pk")
+        )
+        for revoked in revoking:
+            revoked.revoked_at = now
+            revoked.save(update_fields=["revoked_at"])
+            audit_record(
+                actor=actor,
+                action="token.revoked",
+                obj=revoked,
+                after={"name": revoked.name, "prefix": revoked.prefix, "user": revoked.user_id},
+                reason=reason,
+            )
+        revoking, reason = made, f"made with token {token.prefix}…, revoked"
     return token

@@ -99,6 +99,28 @@ def test_a_revoked_token_no_longer_signs_in(api, developer):
     assert (event.actor, event.after["name"]) == (developer, "ci")
 
 
+def test_revoking_a_token_revokes_the_tokens_made_with_it(api, developer):
+    """Whoever holds a leaked token cannot keep a way in by minting another with it first."""
+    leaked, secret = services.token_create(actor=developer, name="ci")
+    made = _bearer(secret).post("/api/v1/tokens/", {"name": "spare"}, format="json")
+    assert made.status_code == 201, made.data
+    grandchild = _bearer(made.data["token"]).post("/api/v1/tokens/", {"name": "spare-2"}, format="json")
+    assert grandchild.status_code == 201, grandchild.data
+    _, unrelated = services.token_create(actor=developer, name="laptop")
+
+    assert api(developer).delete(f"/api/v1/tokens/{leaked.pk}/").status_code == 200
+
+    for secret_ in (secret, made.data["token"], grandchild.data["token"]):
+        assert _bearer(secret_).get("/api/v1/me/").status_code == 401
+    assert _bearer(unrelated).get("/api/v1/me/").status_code == 200
+    events = AuditEvent.objects.filter(action="token.revoked").order_by("seq")
+    assert [(e.after["name"], e.reason) for e in events] == [
+        ("ci", ""),
+        ("spare", f"made with token {leaked.prefix}…, revoked"),
+        ("spare-2", f"made with token {leaked.prefix}…, revoked"),
+    ]
+
+
 def test_revoking_twice_is_harmless_and_audited_once(api, developer):
     token, _ = services.token_create(actor=developer, name="ci")
     client = api(developer)
