@@ -1153,7 +1153,8 @@ def monitoring_breach(
 
     A window is judged once: a breach whose window ends no later than the last one a finding
     of this metric judged (closed or not) changes nothing, so the periodic evaluation does not
-    reopen, re-tell or re-suspend on data already acted upon."""
+    reopen, re-tell or re-suspend on data already acted upon; unless it now weighs more than
+    the finding still open (its thresholds were tightened since), which it then escalates."""
     version = (
         ModelVersion.objects.select_for_update(of=("self",), no_key=True)
         .select_related("model__team", "model__owner")
@@ -1190,9 +1191,11 @@ def monitoring_breach(
         severity = SEVERITY_ORDER[max(0, SEVERITY_ORDER.index(severity) - 1)]
     ours = Finding.objects.filter(version=version, metric=metric, source=FindingSource.MONITORING)
     judged = ours.aggregate(last=Max("window_end"))["last"]
-    if judged is not None and window_end <= judged:
-        return ours.order_by("-window_end", "-id").first()
     finding = ours.select_for_update(of=("self",)).exclude(state=FindingState.CLOSED).first()
+    # Judged already, unless it now weighs more than the open finding (thresholds tightened).
+    weightier = finding is not None and SEVERITY_ORDER.index(severity) > SEVERITY_ORDER.index(finding.severity)
+    if judged is not None and window_end <= judged and not weightier:
+        return ours.order_by("-window_end", "-id").first()
     due = timezone.localdate() + timedelta(days=FINDING_DUE_DAYS[severity])
     title = f"{metric} breached its {level} threshold ({measure} {value:.4g})"
     reason = f"{level} breach of {metric}: {detail}"
@@ -1242,7 +1245,7 @@ def monitoring_breach(
     else:
         before = {"severity": finding.severity, "state": finding.state}
         finding.severity, finding.title, finding.due_date = severity, title[:200], min(finding.due_date, due)
-        finding.window_end = window_end
+        finding.window_end = max(finding.window_end, window_end) if finding.window_end else window_end
         if finding.state == FindingState.REMEDIATED:
             finding.state = FindingState.OPEN
         finding.save(update_fields=["severity", "title", "due_date", "window_end", "state"])

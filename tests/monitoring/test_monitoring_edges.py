@@ -189,3 +189,25 @@ def test_a_version_reporting_only_distributions_is_not_stale(api, developer, own
     assert services.evaluate_all()["stale"] == 0
     assert not Finding.objects.filter(version=version, metric="staleness").exists()
     assert services.evaluate_all(now=end + timedelta(days=8))["stale"] == 1  # and stale once it too is old
+
+
+def test_thresholds_tightened_since_escalate_the_window_already_judged(
+    api, developer, owner, assigned_validator, risk_officer
+):
+    """A warning (5% under T2's 5% / 10%) made a medium finding; a risk officer tightens the
+    thresholds to 1% / 3%: the same window is now critical, and the next evaluation escalates the
+    finding it is still open on, rather than calling the window judged."""
+    version = deployed_t2(developer, owner, assigned_validator, risk_officer)
+    assert post(api, developer, version, 0.76, days_ago=1).data["breaches"][0]["level"] == "warn"
+    finding = Finding.objects.get(version=version, metric="auc")
+    assert finding.severity == "medium"
+    services.thresholds_override(
+        actor=risk_officer, model=version.model, measure="relative_change", warn=0.01, critical=0.03, reason="tighter"
+    )
+
+    services.evaluate_all()
+
+    finding.refresh_from_db()
+    assert (finding.severity, Finding.objects.filter(version=version, metric="auc").count()) == ("high", 1)
+    services.evaluate_all()  # judged now at this weight: nothing more
+    assert finding.entries.filter(action="escalated").count() == 1
