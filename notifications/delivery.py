@@ -4,7 +4,8 @@ whose UPDATE changed the row sends it. That is atomic on PostgreSQL and on SQLit
 task kicked after the commit and the periodic sweep never send one delivery twice, and no row
 lock is held while a webhook answers. Every try is logged as an ``Attempt``; a failed one is
 tried again after a doubling backoff, up to ``NOTIFY_MAX_ATTEMPTS``. A worker that dies
-mid-try leaves the claim to lapse, and the sweep tries again.
+mid-try leaves the claim to lapse, and the sweep tries again; so does a receiver slower than
+the claim, whose try, answered at last, is logged and leaves the delivery to its new claimant.
 
 Webhooks are signed: ``X-Warden-Signature: sha256=<hex>`` is HMAC-SHA256 with the webhook's
 secret over ``<delivery id>.<timestamp>.<body>``, with the id and timestamp in
@@ -26,6 +27,7 @@ from typing import Any
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from notifications.models import Attempt, Channel, Delivery, DeliveryState
@@ -50,28 +52,35 @@ def deliver(delivery_id: Any) -> str | None:
     delivery = Delivery.objects.select_related("message", "webhook").get(pk=delivery_id)
     started = time.monotonic()
     ok, status, error = _send(delivery)
-    delivery.attempts += 1
     now = timezone.now()
-    if ok:
-        delivery.state = DeliveryState.DELIVERED
-        delivery.delivered_at = now
-    elif delivery.attempts >= settings.NOTIFY_MAX_ATTEMPTS:
-        delivery.state = DeliveryState.FAILED
-    else:
-        backoff = settings.NOTIFY_BACKOFF_SECONDS * 2 ** min(delivery.attempts - 1, 30)
-        delivery.next_attempt_at = now + timedelta(seconds=min(backoff, MAX_BACKOFF_SECONDS))
     with transaction.atomic():
+        current = Delivery.objects.select_for_update().get(pk=delivery_id)
+        # A receiver slower than the claim lets it lapse, and the sweep may have claimed the
+        # delivery since: the try is logged all the same, and the state is left to that worker.
+        ours = (current.state, current.next_attempt_at) == (DeliveryState.PENDING, claim)
+        logged = Attempt.objects.filter(delivery=current).aggregate(last=Max("number"))["last"] or 0
+        number = max(current.attempts, logged) + 1
         Attempt.objects.create(
-            delivery=delivery,
-            number=delivery.attempts,
+            delivery=current,
+            number=number,
             at=now,
             ok=ok,
             status_code=status,
             error=error[:2000],
             duration_ms=int((time.monotonic() - started) * 1000),
         )
-        delivery.save(update_fields=["state", "attempts", "delivered_at", "next_attempt_at"])
-    return delivery.state
+        if not ours:
+            return current.state
+        current.attempts = number
+        if ok:
+            current.state, current.delivered_at = DeliveryState.DELIVERED, now
+        elif number >= settings.NOTIFY_MAX_ATTEMPTS:
+            current.state = DeliveryState.FAILED
+        else:
+            backoff = settings.NOTIFY_BACKOFF_SECONDS * 2 ** min(number - 1, 30)
+            current.next_attempt_at = now + timedelta(seconds=min(backoff, MAX_BACKOFF_SECONDS))
+        current.save(update_fields=["state", "attempts", "delivered_at", "next_attempt_at"])
+    return current.state
 
 
 def deliver_due(limit: int = 500, budget_seconds: float = 60) -> int:

@@ -18,6 +18,7 @@ import time_machine
 from django.core import mail
 from django.db import transaction
 from django.test import Client
+from django.utils import timezone
 
 from audit.models import AuditEvent
 from common.errors import PermissionDenied, ValidationFailed
@@ -158,6 +159,30 @@ def test_the_doubling_backoff_stops_at_a_day(developer, owner, risk_officer, set
     last = Attempt.objects.get(delivery=delivery)
     assert (delivery.state, delivery.attempts, last.number) == (DeliveryState.PENDING, 34, 34)
     assert delivery.next_attempt_at - last.at == timedelta(days=1)
+
+
+def test_a_try_that_outlasts_its_claim_is_logged_and_leaves_the_delivery_to_its_new_claimant(
+    developer, owner, risk_officer
+):
+    """A receiver slower than the claim: the sweep claims the delivery again and tries it (and
+    logs attempt 1) while the first try is still waiting; the first try, answered at last, logs
+    attempt 2 and leaves the state to the worker that now holds the claim."""
+    hook(risk_officer, closed_port_url())
+    submitted(developer, owner, 4)
+    delivery = webhook_delivery()
+
+    def slow_send(sending: Delivery) -> tuple[bool, int | None, str]:
+        later = timezone.now() + timedelta(hours=1)  # the sweep's claim, taken meanwhile
+        Delivery.objects.filter(pk=sending.pk).update(next_attempt_at=later, attempts=1)
+        Attempt.objects.create(delivery=sending, number=1, at=timezone.now(), ok=False, error="its own", duration_ms=5)
+        return True, 204, ""
+
+    with mock.patch("notifications.delivery._send", slow_send):
+        assert deliver(delivery.pk) == DeliveryState.PENDING
+
+    delivery.refresh_from_db()
+    assert (delivery.state, delivery.attempts) == (DeliveryState.PENDING, 1)  # the claimant's to record
+    assert attempts_of(delivery) == [(1, False, None), (2, True, 204)]
 
 
 def test_an_unreachable_webhook_fails_after_the_last_attempt(developer, owner, risk_officer, settings):
