@@ -35,8 +35,8 @@ def enqueue(
     model_name: str = "",
     to: Iterable[Any] = (),
 ) -> Message:
-    """One message about ``event``: an email to each of ``to`` (users, or querysets of them)
-    with an address, and a POST to each active webhook that wants the event."""
+    """One message about ``event``: an email to each active user of ``to`` (users, or querysets
+    of them) with an address, and a POST to each active webhook that wants the event."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("enqueue runs inside the transaction of the change it tells of")
     now = timezone.now()
@@ -48,7 +48,9 @@ def enqueue(
         model_name=model_name,
     )
     _MESSAGES.save(message)
-    addresses = sorted({user.email.strip().lower() for user in to if user is not None and user.email.strip()})
+    addresses = sorted(
+        {user.email.strip().lower() for user in to if user is not None and user.is_active and user.email.strip()}
+    )
     deliveries = [
         Delivery(message=message, channel=Channel.EMAIL, address=address, next_attempt_at=now) for address in addresses
     ]

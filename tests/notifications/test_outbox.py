@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from common.errors import PermissionDenied, ValidationFailed
+from governance import services as governance
 from notifications import outbox
 from notifications import services as notify
 from notifications.delivery import deliver, deliver_due
@@ -335,6 +336,19 @@ def test_deliveries_to_people_are_sent_as_email(developer, owner, risk_officer):
     delivery.refresh_from_db()
     assert delivery.state == DeliveryState.DELIVERED
     assert attempts_of(delivery) == [(1, True, None)]
+
+
+def test_a_deactivated_owner_is_not_emailed(developer, owner, risk_officer):
+    owner_address = owner.email
+    _, request = submitted(developer, owner, 4)
+    owner.is_active = False
+    owner.save(update_fields=["is_active"])
+
+    governance.decision_record(actor=risk_officer, request=request, outcome="approve")
+
+    message = Message.objects.get(event="request.approved")
+    addresses = set(message.deliveries.values_list("address", flat=True))
+    assert owner_address not in addresses and addresses, addresses
 
 
 def test_a_delivered_delivery_is_never_sent_again(developer, owner, risk_officer):
