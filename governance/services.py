@@ -20,7 +20,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Exists, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from guardian.shortcuts import assign_perm, remove_perm
+from guardian.shortcuts import assign_perm, get_user_perms, remove_perm
 
 from audit.models import AuditEvent
 from audit.services import audit_record
@@ -1378,6 +1378,8 @@ def validator_assign(
         raise ValidationFailed.on("team", f"{team.name!r} is a role, not a team")
     target: Any = model if model is not None else team
     codename = f"registry.{policies.VALIDATE_MODEL}" if model is not None else f"auth.{policies.VALIDATE_TEAM}"
+    if (codename.split(".")[1] in get_user_perms(validator, target)) == assign:
+        return  # already so: nothing changes, and nothing is recorded
     (assign_perm if assign else remove_perm)(codename, validator, target)
     audit_record(
         actor=actor,

@@ -240,8 +240,11 @@ def test_a_risk_officer_assigns_a_validator_who_then_sees_the_request(api, devel
     assert (denied.status_code, denied.data["message"]) == (403, "Only a risk officer assigns validators.")
     assert api(risk_officer).post("/api/v1/validator-assignments/", body, format="json").status_code == 204
     assert [r["id"] for r in api(validator).get(queue).data["results"]] == [request.pk]
-    assert AuditEvent.objects.filter(action="validator.assigned", model_name=request.model.name).exists()
-    assert api(risk_officer).post("/api/v1/validator-assignments/remove/", body, format="json").status_code == 204
+    assert api(risk_officer).post("/api/v1/validator-assignments/", body, format="json").status_code == 204
+    assert AuditEvent.objects.filter(action="validator.assigned", model_name=request.model.name).count() == 1
+    for _ in range(2):  # unassigning twice, likewise: the second changes nothing and records nothing
+        assert api(risk_officer).post("/api/v1/validator-assignments/remove/", body, format="json").status_code == 204
+    assert AuditEvent.objects.filter(action="validator.unassigned", model_name=request.model.name).count() == 1
     assert api(validator).get(queue).data["results"] == []
     signing = api(validator).post(
         f"/api/v1/approval-requests/{request.pk}/decisions/", {"outcome": "approve"}, format="json"
