@@ -33,7 +33,7 @@ run: install
 # The demo's database and the witness copies of its checkpoints go together: a new database with
 # the old witness is, rightly, a ledger that lost its history, and no export is signed over it.
 demo-reset:
-	rm -rf data/warden.sqlite3 data/witness
+	rm -rf data/warden.sqlite3 data/warden.sqlite3-wal data/warden.sqlite3-shm data/witness
 
 test: install
 	$(PYTEST)

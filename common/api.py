@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from functools import cached_property
@@ -24,6 +25,7 @@ from rest_framework.utils.serializer_helpers import BindingDict
 from common import validation
 from common.errors import DomainError
 
+log = logging.getLogger(__name__)
 _CODES = {
     status.HTTP_400_BAD_REQUEST: "invalid",
     status.HTTP_401_UNAUTHORIZED: "not_authenticated",
@@ -109,9 +111,11 @@ class CursorPagination(pagination.CursorPagination):
             return super().paginate_queryset(queryset, request, view)
         try:
             return super().paginate_queryset(queryset, request, view)
-        except (DjangoValidationError, ValueError, TypeError):
+        except (DjangoValidationError, ValueError, TypeError, OverflowError) as error:
             # A cursor that decodes but whose position is none of the ordering field's values
-            # (a date that is none, letters for a number, a NUL): made by hand, not by the API.
+            # (a date that is none or past the calendar, letters for a number, a NUL): made by
+            # hand, not by the API. Logged, in case it was something else.
+            log.info("a cursor refused: %r", error)
             raise exceptions.ValidationError({self.cursor_query_param: [NOT_A_CURSOR]}) from None
 
 

@@ -13,8 +13,8 @@ SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 TAG_KEY_RE = re.compile(r"^[A-Za-z0-9_.\- ]{1,250}$")
 TAG_VALUE_MAX = 5000
 MAX_JSON_DEPTH = 20
-# Where a JSON body may hold a lone UTF-16 surrogate: an escape of one, or one encoded as bytes.
 NOT_UNICODE = "must be valid Unicode (no lone surrogates)"
+# Where a JSON body may hold a lone UTF-16 surrogate: an escape of one, or one encoded as bytes.
 _SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 
 

@@ -6,9 +6,9 @@ A version passes when:
 - its model is not decommissioned and the version is not suspended, deprecated or decommissioned;
 - where the published policy of the model's tier gates the environment, the version holds an
   approval (its latest approved release or revalidation), not past its valid-until date (plus ``GATE_GRACE_DAYS``), granted under a
-  tier as strict as the model's current one;
+  tier as strict as the model's current one, and none of its conditions is still open past its
+  due date (plus ``GATE_GRACE_DAYS``);
 - its model is not assessed as a prohibited practice;
-- no condition of its approval is still open past its due date (plus ``GATE_GRACE_DAYS``);
 - no exception granted for it since its last approval has lapsed;
 - no critical finding is open (not yet closed) on it or on its model as a whole.
 """
@@ -80,14 +80,7 @@ def evaluate(version: ModelVersion, environment: Environment, *, now: datetime |
             reasons.append(f"model {model.name} has no risk tier, and {environment.name} needs an approval")
     elif _gated(model.risk_tier, environment):
         reasons += _approval_reasons(subject, approval, model.risk_tier, environment, now)
-    if approval is not None:
-        cutoff = timezone.localdate(now) - timedelta(days=settings.GATE_GRACE_DAYS)
-        overdue = Condition.objects.filter(request=approval, state=ConditionState.OPEN, due_date__lt=cutoff)
-        for condition in overdue.order_by("due_date", "id"):
-            reasons.append(
-                f"condition #{condition.pk} of its approval (request #{approval.pk}) was due on "
-                f"{condition.due_date:%Y-%m-%d} and is still open: {condition.description[:80]}"
-            )
+        reasons += _condition_reasons(approval, now)
     assessment = selectors.latest_assessment(model)
     if assessment is not None and assessment.prohibited:
         reasons.append(f"model {model.name} is assessed as a prohibited practice")
@@ -129,6 +122,19 @@ def _approval_reasons(
     if approval.valid_until is not None and approval.valid_until + grace < now:
         return [f"{subject}'s approval (request #{approval.pk}) expired on {approval.valid_until:%Y-%m-%d}"]
     return []
+
+
+def _condition_reasons(approval: ApprovalRequest | None, now: datetime) -> list[str]:
+    """The approval's conditions still open ``GATE_GRACE_DAYS`` after their due date."""
+    if approval is None:
+        return []
+    cutoff = timezone.localdate(now) - timedelta(days=settings.GATE_GRACE_DAYS)
+    overdue = Condition.objects.filter(request=approval, state=ConditionState.OPEN, due_date__lt=cutoff)
+    return [
+        f"condition #{condition.pk} of its approval (request #{approval.pk}) was due on "
+        f"{condition.due_date:%Y-%m-%d} and is still open: {condition.description[:80]}"
+        for condition in overdue.order_by("due_date", "id")
+    ]
 
 
 def ensure(version: ModelVersion, environment: Environment, **kwargs: Any) -> None:

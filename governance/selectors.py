@@ -159,14 +159,20 @@ def impact_seen_by(user: Any, impact: dict[str, Any]) -> dict[str, Any]:
     downstream = impact.get("downstream")
     if not downstream:
         return impact
-    ids = {entry.get("model_id") for entry in downstream}
-    models = RegisteredModel.objects.filter(pk__in=ids)
+    # An impact recorded before entries held the model's id names the model only.
+    named = dict(
+        RegisteredModel.objects.filter(name__in=[e["model"] for e in downstream if "model_id" not in e]).values_list(
+            "name", "pk"
+        )
+    )
+    downstream = [
+        entry if "model_id" in entry else entry | {"model_id": named.get(entry["model"])} for entry in downstream
+    ]
+    models = RegisteredModel.objects.filter(pk__in={entry["model_id"] for entry in downstream})
     models = models.filter(restricted=False) if user is None else registry_policies.visible_models(user, models)
     seen = set(models.values_list("pk", flat=True))
     return impact | {
-        "downstream": [
-            entry | {"model": entry["model"] if entry.get("model_id") in seen else None} for entry in downstream
-        ]
+        "downstream": [entry | {"model": entry["model"] if entry["model_id"] in seen else None} for entry in downstream]
     }
 
 

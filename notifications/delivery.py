@@ -5,7 +5,8 @@ task kicked after the commit and the periodic sweep never send one delivery twic
 lock is held while a webhook answers. Every try is logged as an ``Attempt``; a failed one is
 tried again after a doubling backoff, up to ``NOTIFY_MAX_ATTEMPTS``. A worker that dies
 mid-try leaves the claim to lapse, and the sweep tries again; so does a receiver slower than
-the claim, whose try, answered at last, is logged and leaves the delivery to its new claimant.
+the claim, whose try, answered at last, is logged and, unless it succeeded, leaves the delivery
+to its new claimant.
 
 Webhooks are signed: ``X-Warden-Signature: sha256=<hex>`` is HMAC-SHA256 with the webhook's
 secret over ``<delivery id>.<timestamp>.<body>``, with the id and timestamp in
@@ -69,8 +70,9 @@ def deliver(delivery_id: Any) -> str | None:
             error=error[:2000],
             duration_ms=int((time.monotonic() - started) * 1000),
         )
-        if not ours:
+        if not ours and not (ok and current.state == DeliveryState.PENDING):
             return current.state
+        # Ours to record, or a success, which ends the delivery whoever holds the claim now.
         current.attempts = number
         if ok:
             current.state, current.delivered_at = DeliveryState.DELIVERED, now

@@ -20,7 +20,7 @@ from guardian.shortcuts import assign_perm, remove_perm
 
 from audit.services import audit_record
 from common import memo, validation
-from common.errors import Conflict, Duplicate, NotFound, ValidationFailed
+from common.errors import Conflict, Duplicate, NotFound, PermissionDenied, ValidationFailed
 from common.roles import is_team
 from common.rows import Insert, JoinedRow, NumberedInsert, Update, columns, rows
 from notifications import outbox
@@ -742,6 +742,10 @@ def token_create(
     and is revoked with it (whoever holds a leaked token cannot keep a way in by minting another)."""
     if not name.strip() or len(name) > 100:
         raise ValidationFailed.on("name", "a token needs a name of 1-100 characters")
+    if via is not None:  # locked as token_revoke locks it: a revocation under way finishes first
+        via = ApiToken.objects.select_for_update(no_key=True).get(pk=via.pk)
+        if via.revoked_at is not None:
+            raise PermissionDenied("The token this request was made with is revoked.")
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationFailed.on("expires_at", "must be in the future")
     if via is not None and via.expires_at is not None and (expires_at is None or expires_at > via.expires_at):

@@ -582,6 +582,7 @@ def test_a_condition_open_past_its_due_date_is_told_once_and_then_closes_the_gat
         f"condition #{condition.pk} of its approval (request #{request.pk}) was due on {due:%Y-%m-%d} "
         "and is still open: backtest on Q3 data"
     ]
+    assert ask_gate(version, "staging", now=noon + timedelta(days=4)).allowed is True  # T4 gates production only
     services.condition_close(actor=owner, condition=condition, state="met", note="backtest attached")
     assert ask_gate(version, now=noon + timedelta(days=4)).allowed is True
 

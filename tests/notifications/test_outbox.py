@@ -162,28 +162,30 @@ def test_the_doubling_backoff_stops_at_a_day(developer, owner, risk_officer, set
     assert delivery.next_attempt_at - last.at == timedelta(days=1)
 
 
-def test_a_try_that_outlasts_its_claim_is_logged_and_leaves_the_delivery_to_its_new_claimant(
-    developer, owner, risk_officer
+@pytest.mark.parametrize("succeeds", [True, False])
+def test_a_try_that_outlasts_its_claim_is_logged_and_only_its_success_ends_the_delivery(
+    developer, owner, risk_officer, succeeds
 ):
     """A receiver slower than the claim: the sweep claims the delivery again and tries it (and
-    logs attempt 1) while the first try is still waiting; the first try, answered at last, logs
-    attempt 2 and leaves the state to the worker that now holds the claim."""
+    logs attempt 1, a failure) while the first try is still waiting. The first try, answered at
+    last, logs attempt 2; a success ends the delivery, a failure leaves it to the new claimant."""
     hook(risk_officer, closed_port_url())
     submitted(developer, owner, 4)
     delivery = webhook_delivery()
 
     def slow_send(sending: Delivery) -> tuple[bool, int | None, str]:
-        later = timezone.now() + timedelta(hours=1)  # the sweep's claim, taken meanwhile
+        later = timezone.now() + timedelta(hours=1)  # the sweep's backoff after its failed try
         Delivery.objects.filter(pk=sending.pk).update(next_attempt_at=later, attempts=1)
         Attempt.objects.create(delivery=sending, number=1, at=timezone.now(), ok=False, error="its own", duration_ms=5)
-        return True, 204, ""
+        return (True, 204, "") if succeeds else (False, 503, "late refusal")
 
     with mock.patch("notifications.delivery._send", slow_send):
-        assert deliver(delivery.pk) == DeliveryState.PENDING
+        deliver(delivery.pk)
 
     delivery.refresh_from_db()
-    assert (delivery.state, delivery.attempts) == (DeliveryState.PENDING, 1)  # the claimant's to record
-    assert attempts_of(delivery) == [(1, False, None), (2, True, 204)]
+    expected = (DeliveryState.DELIVERED, 2) if succeeds else (DeliveryState.PENDING, 1)
+    assert (delivery.state, delivery.attempts) == expected
+    assert attempts_of(delivery) == [(1, False, None), (2, succeeds, 204 if succeeds else 503)]
 
 
 def test_an_unreachable_webhook_fails_after_the_last_attempt(developer, owner, risk_officer, settings):

@@ -121,6 +121,13 @@ def test_revoking_a_token_revokes_the_tokens_made_with_it(api, developer):
     ]
 
 
+def test_a_revoked_token_makes_no_token(developer):
+    leaked, _ = services.token_create(actor=developer, name="ci")
+    services.token_revoke(actor=developer, token=leaked)
+    with pytest.raises(PermissionDenied, match="The token this request was made with is revoked"):
+        services.token_create(actor=developer, name="spare", via=leaked)
+
+
 def test_revoking_twice_is_harmless_and_audited_once(api, developer):
     token, _ = services.token_create(actor=developer, name="ci")
     client = api(developer)
