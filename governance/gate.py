@@ -16,7 +16,7 @@ A version passes when:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -124,16 +124,22 @@ def _approval_reasons(
     return []
 
 
+def condition_closes_on(due_date: date) -> date:
+    """The first day the gate refuses a version whose approval's condition, due on ``due_date``,
+    is still open: ``GATE_GRACE_DAYS`` after the day it was due."""
+    return due_date + timedelta(days=settings.GATE_GRACE_DAYS + 1)
+
+
 def _condition_reasons(approval: ApprovalRequest | None, now: datetime) -> list[str]:
-    """The approval's conditions still open ``GATE_GRACE_DAYS`` after their due date."""
     if approval is None:
         return []
-    cutoff = timezone.localdate(now) - timedelta(days=settings.GATE_GRACE_DAYS)
-    overdue = Condition.objects.filter(request=approval, state=ConditionState.OPEN, due_date__lt=cutoff)
+    today = timezone.localdate(now)
+    open_conditions = Condition.objects.filter(request=approval, state=ConditionState.OPEN).order_by("due_date", "id")
     return [
         f"condition #{condition.pk} of its approval (request #{approval.pk}) was due on "
         f"{condition.due_date:%Y-%m-%d} and is still open: {condition.description[:80]}"
-        for condition in overdue.order_by("due_date", "id")
+        for condition in open_conditions
+        if condition_closes_on(condition.due_date) <= today
     ]
 
 

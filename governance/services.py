@@ -1672,7 +1672,7 @@ def _condition_overdue(pk: int, *, actor: Any, now: datetime) -> int:
     condition.overdue_at = now
     condition.save(update_fields=["overdue_at"])
     request, model = condition.request, condition.request.model
-    closes = condition.due_date + timedelta(days=settings.GATE_GRACE_DAYS + 1)
+    closes = gate.condition_closes_on(condition.due_date)
     _tell(
         Event.CONDITION_OVERDUE,
         model,
