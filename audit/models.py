@@ -3,9 +3,10 @@ from __future__ import annotations
 from typing import Any, NoReturn
 
 from django.conf import settings
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
+from django.db.models.fields.json import KeyTransform, KeyTransformFactory
 
+from audit import ledger
 from audit.ledger import GENESIS
 
 # An event as people read it, in the API and in exports: who, what, when, why, where from, and
@@ -28,6 +29,45 @@ EVENT_FIELDS = (
     "prev_hash",
     "chain_hash",
 )
+
+
+class _AsJsonb(models.Func):
+    """A document column read as ``jsonb`` on PostgreSQL (where ``json`` has no equality), for
+    key lookups; itself elsewhere."""
+
+    template = "%(expressions)s::jsonb"
+    output_field = models.JSONField()
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return compiler.compile(self.source_expressions[0])
+
+
+class Document(models.JSONField):
+    """An event's before or after document, stored as its canonical text (``ledger.encode``),
+    the very bytes the event's canonical text holds for it. On PostgreSQL the column is ``json``,
+    which keeps text as given (``jsonb`` re-spaces and re-orders it), so the verifier rebuilds an
+    event's canonical text from its columns and compares the two as text, instead of parsing
+    every canonical text to compare values. Key lookups (``after__state=…``) work as on any
+    JSONField."""
+
+    def db_type(self, connection: Any) -> str | None:
+        return "json" if connection.vendor == "postgresql" else super().db_type(connection)
+
+    def get_db_prep_value(self, value: Any, connection: Any, prepared: bool = False) -> Any:
+        if hasattr(value, "as_sql"):
+            return value
+        return ledger.encode(value)
+
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
+        if value is None or not isinstance(value, str):  # psycopg2 parses json columns itself
+            return value
+        return super().from_db_value(value, expression, connection)
+
+    def get_transform(self, name: str) -> Any:
+        transform = super().get_transform(name)
+        if isinstance(transform, KeyTransformFactory):
+            return lambda lhs, *args, **kwargs: KeyTransform(name, _AsJsonb(lhs), *args, **kwargs)
+        return transform
 
 
 class AppendOnlyQuerySet(models.QuerySet):
@@ -63,8 +103,8 @@ class AuditEvent(models.Model):
     object_type = models.CharField(max_length=64, editable=False)
     object_id = models.CharField(max_length=64, editable=False)
     model_name = models.CharField(max_length=100, blank=True, editable=False)
-    before = models.JSONField(null=True, encoder=DjangoJSONEncoder, editable=False)
-    after = models.JSONField(null=True, encoder=DjangoJSONEncoder, editable=False)
+    before = Document(null=True, editable=False)
+    after = Document(null=True, editable=False)
     reason = models.TextField(blank=True, editable=False)
     request_id = models.CharField(max_length=64, blank=True, editable=False)
     source_ip = models.GenericIPAddressField(null=True, editable=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.conf import settings
@@ -81,8 +80,8 @@ def _append_postgres(fields: dict[str, Any], actor_name: str, *, now: bool) -> A
     PgBouncer's session mode does)."""
     early = settings.AUDIT_EARLY_LOCK_RELEASE
     given = fields | {"actor_name": actor_name}
-    for document in ("before", "after"):
-        given[document] = None if given[document] is None else json.dumps(given[document])
+    for document in ("before", "after"):  # as the canonical text holds them (``audit.models.Document``)
+        given[document] = None if given[document] is None else ledger.encode(given[document])
     params = [early, *ledger.canonical_template(fields), *(given[name] for name in GIVEN)]
     with connection.cursor() as cursor:
         slots = ", ".join(["%s"] * len(params))

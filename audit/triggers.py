@@ -49,8 +49,8 @@ CREATE UNLOGGED TABLE IF NOT EXISTS {PENDING} (
     object_type varchar(64) NOT NULL,
     object_id varchar(64) NOT NULL,
     model_name varchar(100) NOT NULL,
-    before jsonb,
-    after jsonb,
+    before json,
+    after json,
     reason text NOT NULL,
     request_id varchar(64) NOT NULL,
     source_ip inet

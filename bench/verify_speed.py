@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import random
 import sys
@@ -36,7 +35,6 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
-from django.core.serializers.json import DjangoJSONEncoder  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 
 from audit import ledger, merkle, signing, triggers, verify  # noqa: E402
@@ -131,8 +129,8 @@ def load(total: int, checkpoints: int, batch: int = 50_000) -> None:
                 fields["object_type"],
                 fields["object_id"],
                 fields["model_name"],
-                None if fields["before"] is None else json.dumps(fields["before"], cls=DjangoJSONEncoder),
-                None if fields["after"] is None else json.dumps(fields["after"], cls=DjangoJSONEncoder),
+                None if fields["before"] is None else ledger.encode(fields["before"]),  # as audit_record stores them
+                None if fields["after"] is None else ledger.encode(fields["after"]),
                 fields["reason"],
                 fields["request_id"],
                 fields["source_ip"],
