@@ -168,7 +168,17 @@ def can_submit(user: Any, version: ModelVersion) -> Decision:
     return deny(f"Only the owning team ({version.model.team.name}) submits versions of {version.model.name}.")
 
 
+# The account Warden's own work acts as (``services.system_actor``).
+SYSTEM_USERNAME = "warden"
+
+
 def can_withdraw(user: Any, request: ApprovalRequest) -> Decision:
+    """A request Warden opened itself (a revalidation, on a critical breach or an approval's
+    expiry) is the check on the model's people, so only a risk officer takes it back."""
+    if request.submitted_by.get_username() == SYSTEM_USERNAME:
+        if has_role(user, Role.RISK_OFFICER):
+            return ALLOW
+        return deny("Warden opened this request itself: only a risk officer withdraws it.")
     if user.pk in (request.submitted_by_id, request.model.owner_id):
         return ALLOW
     return deny("Only the submitter or the model's owner withdraws a request.")

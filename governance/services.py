@@ -1521,14 +1521,11 @@ def document_publish(*, actor: Any, document: PublishedDocument) -> PublishedDoc
 # --- the clock: expiry, revalidation, reminders and escalation ----------------------------
 
 
-SYSTEM_USERNAME = "warden"
-
-
 def system_actor() -> Any:
     """The account periodic work acts as: it opens revalidation requests and records expiries.
     It cannot sign in, and as a submitter it never signs."""
     user, _ = get_user_model().objects.get_or_create(
-        username=SYSTEM_USERNAME, defaults={"is_active": False, "first_name": "Warden", "last_name": "(system)"}
+        username=policies.SYSTEM_USERNAME, defaults={"is_active": False, "first_name": "Warden", "last_name": "(system)"}
     )
     return user
 

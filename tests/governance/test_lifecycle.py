@@ -505,7 +505,7 @@ def test_a_withdrawn_revalidation_is_asked_again_at_the_next_sweep(developer, ow
     assert release.valid_until is not None
     sweep_at(release.valid_until - timedelta(days=29))
     first = ApprovalRequest.objects.get(kind=RequestKind.REVALIDATION)
-    services.request_withdraw(actor=owner, request=first, reason="wrong evidence attached")
+    services.request_withdraw(actor=risk_officer, request=first, reason="wrong evidence attached")
 
     assert sweep_at(release.valid_until - timedelta(days=28))["revalidations"] == 1
     again = ApprovalRequest.objects.get(kind=RequestKind.REVALIDATION, state=RequestState.OPEN)

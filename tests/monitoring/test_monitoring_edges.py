@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from common.errors import ValidationFailed
 from governance import services as governance
-from governance.models import Deployment, Environment, Finding
+from governance.models import ApprovalRequest, Deployment, Environment, Finding, RequestKind, RequestState
 from monitoring import services
 from registry.models import ModelVersion
 from tests.factories import approved, assessed_model, make_version
@@ -55,6 +55,26 @@ def test_a_window_is_acted_on_once(api, developer, owner, assigned_validator, ri
 
     assert post(api, developer, version, 0.75, days_ago=1).data["breaches"][0]["level"] == "warn"
     assert Finding.objects.filter(version=version, metric="auc").count() == 2  # a new window, a new finding
+
+
+def test_the_revalidation_a_breach_opens_is_withdrawn_only_by_a_risk_officer(
+    api, developer, owner, assigned_validator, risk_officer
+):
+    """The owner whose model breached cannot dismiss the check on it."""
+    version = deployed_t2(developer, owner, assigned_validator, risk_officer)
+    assert post(api, developer, version, 0.70, days_ago=3).data["breaches"][0]["level"] == "critical"
+    revalidation = ApprovalRequest.objects.get(version=version, kind=RequestKind.REVALIDATION)
+
+    url = f"/api/v1/approval-requests/{revalidation.pk}/withdraw/"
+    refused = api(owner).post(url, {"reason": "the drift is seasonal"}, format="json")
+    assert refused.status_code == 403
+    assert refused.data["message"] == "Warden opened this request itself: only a risk officer withdraws it."
+    revalidation.refresh_from_db()
+    assert revalidation.state == RequestState.OPEN
+
+    assert api(risk_officer).post(url, {"reason": "seasonal drift, reviewed"}, format="json").status_code == 200
+    revalidation.refresh_from_db()
+    assert revalidation.state == RequestState.WITHDRAWN
 
 
 def test_a_new_breach_reopens_a_finding_said_to_be_remediated(api, developer, owner, assigned_validator, risk_officer):
