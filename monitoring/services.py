@@ -100,6 +100,13 @@ def _named(versions: Iterable[ModelVersion], most: int = 20) -> dict[str, Any]:
     return {"count": len(names), "first": names[:most]}
 
 
+def _one_model(versions: Iterable[ModelVersion]) -> str:
+    """The model a batch is about, for its event (so a model's export holds it), or "" when the
+    batch spans several (the findings it raised name theirs)."""
+    names = {v.model.name for v in versions}
+    return names.pop() if len(names) == 1 else ""
+
+
 # A window may end this far ahead of the server's clock (the client's may be fast); later would
 # stay the "latest" window for ever and hide what comes after it.
 CLOCK_SKEW = timedelta(hours=1)
@@ -176,7 +183,7 @@ def observations_receive(*, actor: Any, items: Sequence[Item]) -> Received:
             actor=actor,
             action="monitoring.observations_received",
             object_type="monitoring.observation",
-            model_name=fresh[0].version.model.name if len({v.model_id for v in versions.values()}) == 1 else "",
+            model_name=_one_model(versions.values()),
             after={
                 "stored": result.stored,
                 "duplicates": result.duplicates,
@@ -338,6 +345,7 @@ def distributions_receive(*, actor: Any, items: Sequence[Item]) -> Received:
             actor=actor,
             action="monitoring.distributions_received",
             object_type="monitoring.distribution",
+            model_name=_one_model(versions.values()),
             after={
                 "stored": result.stored,
                 "duplicates": result.duplicates,

@@ -53,6 +53,9 @@ def test_psi_against_the_reference_captured_before_approval(api, developer, owne
         format="json",
     )
     assert stable.status_code == 200 and stable.data["breaches"] == []
+    received = AuditEvent.objects.get(action="monitoring.distributions_received")
+    assert received.model_name == version.model.name  # so the model's export holds it
+    assert received.after["versions"] == {"count": 1, "first": [f"{version.model.name} v{version.number}"]}
     shifted = api(developer).post(
         "/api/v1/monitoring/distributions/",
         {"distributions": [distribution(version, [40, 40, 10, 10], "d-2")]},
