@@ -1201,9 +1201,19 @@ def monitoring_breach(
     reason = f"{level} breach of {metric}: {detail}"
     if finding is not None and SEVERITY_ORDER.index(severity) <= SEVERITY_ORDER.index(finding.severity):
         # Already at this severity or above: the new window is recorded; a fix claimed is undone.
-        finding.window_end = window_end
+        before_window, finding.window_end = finding.window_end, window_end
         fields = ["window_end"]
-        if finding.state == FindingState.REMEDIATED:
+        if finding.state != FindingState.REMEDIATED:
+            audit_record(
+                actor=actor,
+                action="finding.breached_again",
+                obj=finding,
+                model_name=model.name,
+                before={"window_end": before_window},
+                after={**breach, "window_end": window_end},
+                reason=detail,
+            )
+        else:
             finding.state = FindingState.OPEN
             fields.append("state")
             FindingEntry.objects.create(
@@ -1219,8 +1229,8 @@ def monitoring_breach(
                 action="finding.reopened",
                 obj=finding,
                 model_name=model.name,
-                before={"state": FindingState.REMEDIATED},
-                after={**breach, "state": FindingState.OPEN},
+                before={"state": FindingState.REMEDIATED, "window_end": before_window},
+                after={**breach, "state": FindingState.OPEN, "window_end": window_end},
                 reason=detail,
             )
         finding.save(update_fields=fields)
@@ -1525,7 +1535,8 @@ def system_actor() -> Any:
     """The account periodic work acts as: it opens revalidation requests and records expiries.
     It cannot sign in, and as a submitter it never signs."""
     user, _ = get_user_model().objects.get_or_create(
-        username=policies.SYSTEM_USERNAME, defaults={"is_active": False, "first_name": "Warden", "last_name": "(system)"}
+        username=policies.SYSTEM_USERNAME,
+        defaults={"is_active": False, "first_name": "Warden", "last_name": "(system)"},
     )
     return user
 

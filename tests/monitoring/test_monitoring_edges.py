@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from audit import ledger
+from audit.models import AuditEvent
 from common.errors import ValidationFailed
 from governance import services as governance
 from governance.models import ApprovalRequest, Deployment, Environment, Finding, RequestKind, RequestState
@@ -75,6 +77,24 @@ def test_the_revalidation_a_breach_opens_is_withdrawn_only_by_a_risk_officer(
     assert api(risk_officer).post(url, {"reason": "seasonal drift, reviewed"}, format="json").status_code == 200
     revalidation.refresh_from_db()
     assert revalidation.state == RequestState.WITHDRAWN
+
+
+def test_a_breach_in_a_new_window_of_an_open_finding_is_recorded(
+    api, developer, owner, assigned_validator, risk_officer
+):
+    """The finding stays one, at its severity; the trail says the breach went on, and until when."""
+    version = deployed_t2(developer, owner, assigned_validator, risk_officer)
+    assert post(api, developer, version, 0.70, days_ago=3).data["breaches"][0]["level"] == "critical"
+    first = Finding.objects.get(version=version, metric="auc")
+    assert post(api, developer, version, 0.69, days_ago=1).data["breaches"][0]["level"] == "critical"
+    finding = Finding.objects.get(version=version, metric="auc")
+    assert finding.window_end > first.window_end
+
+    (event,) = AuditEvent.objects.filter(action="finding.breached_again", object_id=str(finding.pk))
+    assert event.model_name == version.model.name
+    assert event.before == {"window_end": ledger.format_time(first.window_end)}
+    assert event.after["window_end"] == ledger.format_time(finding.window_end)
+    assert event.after["level"] == "critical"
 
 
 def test_a_new_breach_reopens_a_finding_said_to_be_remediated(api, developer, owner, assigned_validator, risk_officer):
