@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -58,6 +59,11 @@ class RegisteredModelAdmin(ServiceBackedAdmin):
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return [*MODEL_FORM_FIELDS, *self.readonly_fields]
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "owner":  # the choices the service accepts: active users
+            kwargs["queryset"] = get_user_model().objects.filter(is_active=True).order_by("username")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return [*self.readonly_fields, "name"] if obj else list(self.readonly_fields)

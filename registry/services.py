@@ -163,8 +163,7 @@ def model_register(
     _ensure_team("team", team)
     policies.can_register_model(actor, team_id=team.pk).ensure()
     owner = owner or actor
-    if not policies.is_team_member(owner, team.pk):
-        raise ValidationFailed.on("owner", f"the owner must be a member of the owning team ({team.name})")
+    _ensure_owner(owner, team)
     model = RegisteredModel(
         name=name,
         team=team,
@@ -189,6 +188,15 @@ def model_register(
         after=_snapshot(model, ("name", *MODEL_TEXT_FIELDS, *MODEL_CONTROL_FIELDS, "tags")),
     )
     return model
+
+
+def _ensure_owner(owner: Any, team: Group) -> None:
+    """Who may own a model: an active member of its team (notifications and sign-offs go to
+    the owner)."""
+    if not owner.is_active:
+        raise ValidationFailed.on("owner", "the owner must be an active user")
+    if not policies.is_team_member(owner, team.pk):
+        raise ValidationFailed.on("owner", f"the owner must be a member of the owning team ({team.name})")
 
 
 @transaction.atomic
@@ -219,8 +227,8 @@ def model_update(
     before = _snapshot(model, changed)
     for name, value in changed.items():
         setattr(model, name, value)
-    if ("owner" in changed or "team" in changed) and not policies.is_team_member(model.owner, model.team_id):
-        raise ValidationFailed.on("owner", f"the owner must be a member of the owning team ({model.team.name})")
+    if "owner" in changed or "team" in changed:
+        _ensure_owner(model.owner, model.team)
     _clean(model)
     model.save(update_fields=[*changed, "updated_at"])
     audit_record(

@@ -3,6 +3,8 @@ from __future__ import annotations
 import pytest
 
 from audit.models import AuditEvent
+from common.errors import ValidationFailed
+from registry import services
 from tests.factories import make_model
 
 
@@ -119,6 +121,18 @@ def test_owner_must_belong_to_the_owning_team(api, owner, outsider):
     response = api(owner).patch("/api/v1/models/m1/", {"owner": "outsider"}, format="json")
     assert response.status_code == 400
     assert "owner" in response.data["fields"]
+
+
+def test_owner_must_be_an_active_user(api, owner, developer):
+    """Notifications and sign-offs go to the owner: a deactivated account cannot be one."""
+    make_model(owner, name="m1")
+    developer.is_active = False
+    developer.save(update_fields=["is_active"])
+    model = make_model(owner, name="m2")
+    with pytest.raises(ValidationFailed) as refused:  # as the admin's form calls it
+        services.model_update(actor=owner, model=model, changes={"owner": developer})
+    assert refused.value.fields == {"owner": ["the owner must be an active user"]}
+    assert api(owner).patch("/api/v1/models/m1/", {"owner": "dev"}, format="json").status_code == 400
 
 
 def test_model_tags_are_set_and_deleted_one_by_one(api, developer):
