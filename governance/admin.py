@@ -400,21 +400,33 @@ class PolicyExceptionAdmin(ReadOnly):
         return super().get_queryset(request).filter(version__model__in=visible)
 
 
-# --- the kill switch, on the registry's list of versions ----------------------------------
+# --- the kill switch and deprecation, on the registry's list of versions --------------------
 
 
-@admin.action(description="Suspend the selected versions (kill switch)")
-def suspend_versions(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
-    """Risk officers suspend the selected versions at once, with a reason (asked for on an
-    intermediate page); the gate refuses them from then on."""
+def _version_action(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    queryset: QuerySet,
+    *,
+    action: str,
+    title: str,
+    past: str,
+    explanation: str,
+    change: Any,
+) -> HttpResponse | None:
+    """Change each selected version at once with one reason, asked for on an intermediate page;
+    ``change`` is the service, which decides who may and records it."""
     reason = (request.POST.get("reason") or "").strip()
     if "apply" not in request.POST or not reason:
         return TemplateResponse(
             request,
-            "admin/governance/suspend.html",
+            "admin/governance/version_action.html",
             {
                 **modeladmin.admin_site.each_context(request),
-                "title": "Suspend versions",
+                "title": f"{title} versions",
+                "button": title,
+                "action": action,
+                "explanation": explanation,
                 "versions": queryset,
                 "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
                 "select_across": request.POST.get("select_across", "0"),
@@ -424,10 +436,44 @@ def suspend_versions(modeladmin: admin.ModelAdmin, request: HttpRequest, queryse
     done = []
     for version in queryset:
         try:
-            services.version_suspend(actor=request.user, version=version, reason=reason)
+            change(actor=request.user, version=version, reason=reason)
             done.append(str(version))
         except DomainError as exc:
             modeladmin.message_user(request, f"{version}: {exc.message}", messages.ERROR)
     if done:
-        modeladmin.message_user(request, f"Suspended: {', '.join(done)}.", messages.SUCCESS)
+        modeladmin.message_user(request, f"{past}: {', '.join(done)}.", messages.SUCCESS)
     return None
+
+
+@admin.action(description="Suspend the selected versions (kill switch)")
+def suspend_versions(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+    """Risk officers suspend the selected versions at once; the gate refuses them from then on."""
+    return _version_action(
+        modeladmin,
+        request,
+        queryset,
+        action="suspend_versions",
+        title="Suspend",
+        past="Suspended",
+        explanation="Suspending stops these versions at the gate at once: no deployment, no protected alias. "
+        "Their owners and the risk officers are told. Lifting a suspension is a reinstatement request, "
+        "decided under the tier's policy.",
+        change=services.version_suspend,
+    )
+
+
+@admin.action(description="Deprecate the selected versions")
+def deprecate_versions(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+    """Owners (of their models' versions) and risk officers phase the selected versions out."""
+    return _version_action(
+        modeladmin,
+        request,
+        queryset,
+        action="deprecate_versions",
+        title="Deprecate",
+        past="Deprecated",
+        explanation="Deprecating phases these versions out: the gate refuses them from now on (no new "
+        "deployment, no protected alias), while their live deployments stay until they are retired. "
+        "Decommissioning comes after.",
+        change=services.version_deprecate,
+    )

@@ -11,5 +11,6 @@ class GovernanceConfig(AppConfig):
 
         if gate.check_alias not in hooks.ALIAS_CHECKS:
             hooks.ALIAS_CHECKS.append(gate.check_alias)
-        if admin.suspend_versions not in hooks.VERSION_ADMIN_ACTIONS:
-            hooks.VERSION_ADMIN_ACTIONS.append(admin.suspend_versions)
+        for action in (admin.suspend_versions, admin.deprecate_versions):
+            if action not in hooks.VERSION_ADMIN_ACTIONS:
+                hooks.VERSION_ADMIN_ACTIONS.append(action)

@@ -248,6 +248,12 @@ def can_suspend(user: Any) -> Decision:
     return deny("Only a risk officer suspends a version.")
 
 
+def can_deprecate(user: Any, model: RegisteredModel) -> Decision:
+    if user.pk == model.owner_id or has_role(user, Role.RISK_OFFICER):
+        return ALLOW
+    return deny(f"Only the owner of {model.name} or a risk officer deprecates its versions.")
+
+
 def can_open(user: Any, model: RegisteredModel, kind: str) -> Decision:
     """Revalidation and reinstatement requests come from the owning team or a risk officer; a
     decommission request from the model's owner or a risk officer."""

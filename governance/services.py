@@ -774,6 +774,33 @@ def version_suspend(*, actor: Any, version: ModelVersion, reason: str) -> ModelV
     return _suspend(version, actor=actor, reason=reason)
 
 
+@transaction.atomic
+def version_deprecate(*, actor: Any, version: ModelVersion, reason: str) -> ModelVersion:
+    """Phase a version out: from the commit on the gate refuses it (no new deployment, no
+    protected alias), while its live deployments stay until they are retired; an open
+    reinstatement of it is withdrawn. The owner or a risk officer; decommissioning comes after."""
+    reinstatements = ApprovalRequest.objects.filter(
+        version_id=version.pk, kind=RequestKind.REINSTATEMENT, state=RequestState.OPEN
+    )
+    overtaken = list(reinstatements.select_for_update(of=("self",)).order_by("pk").values_list("pk", flat=True))
+    version = (
+        ModelVersion.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("model__team", "model__owner")
+        .get(pk=version.pk)
+    )
+    RegisteredModel.objects.select_for_update(no_key=True).filter(
+        pk=version.model_id
+    ).first()  # requests, version, model
+    policies.can_deprecate(actor, version.model).ensure()
+    reason = _text("reason", reason, required=True)
+    workflow.ensure_version_transition(_version_name(version), version.state, VersionState.DEPRECATED)
+    for pk in overtaken:
+        _withdraw(_lock_request(ApprovalRequest(pk=pk)), actor=actor, reason=f"version deprecated: {reason}")
+    return registry_services.version_set_state(
+        actor=actor, version=version, state=VersionState.DEPRECATED, reason=reason
+    )
+
+
 def _suspend(version: ModelVersion, *, actor: Any, reason: str) -> ModelVersion:
     """Suspend ``version`` (locked, with its model): told and audited. The kill switch, or a
     critical monitoring breach under a policy that suspends automatically."""

@@ -175,11 +175,13 @@ class DecommissionIn(LifecycleRequestIn):
     replacement = VersionRef(required=False, allow_null=True, default=None, help_text="the version that takes over")
 
 
-class SuspendIn(StrictSerializer):
+class ReasonIn(StrictSerializer):
+    """The reason for a change made at once (a suspension, a deprecation): recorded in the trail."""
+
     reason = serializers.CharField(max_length=10_000)
 
 
-class SuspendedOut(serializers.Serializer):
+class VersionStateOut(serializers.Serializer):
     model = serializers.CharField(source="model.name")
     version = serializers.IntegerField(source="number")
     state = serializers.CharField()

@@ -14,6 +14,7 @@ router.register("deployments", views.DeploymentViewSet, basename="deployment")
 urlpatterns = [
     re_path(rf"{VERSION}/submit/$", views.SubmitView.as_view(), name="version-submit"),
     re_path(rf"{VERSION}/suspend/$", views.SuspendView.as_view(), name="version-suspend"),
+    re_path(rf"{VERSION}/deprecate/$", views.DeprecateView.as_view(), name="version-deprecate"),
     re_path(
         rf"{VERSION}/revalidation/$",
         views.lifecycle_view("revalidation", "Ask for a revalidation of an approved version").as_view(),

@@ -84,14 +84,27 @@ class SubmitView(APIView):
 
 class SuspendView(APIView):
     @extend_schema(
-        request=s.SuspendIn,
-        responses={200: s.SuspendedOut},
+        request=s.ReasonIn,
+        responses={200: s.VersionStateOut},
         summary="Suspend a version at once (risk officers): the gate refuses it from now on",
     )
     def post(self, request: Request, model_name: str, number: str) -> Response:
         version = registry_selectors.version_get(request.user, model_name=model_name, number=int(number))
-        suspended = services.version_suspend(actor=request.user, version=version, **_validated(s.SuspendIn, request))
-        return Response(s.SuspendedOut(suspended).data)
+        suspended = services.version_suspend(actor=request.user, version=version, **_validated(s.ReasonIn, request))
+        return Response(s.VersionStateOut(suspended).data)
+
+
+class DeprecateView(APIView):
+    @extend_schema(
+        request=s.ReasonIn,
+        responses={200: s.VersionStateOut},
+        summary="Deprecate a version (its owner or a risk officer): the gate refuses it from now on; "
+        "live deployments stay until retired",
+    )
+    def post(self, request: Request, model_name: str, number: str) -> Response:
+        version = registry_selectors.version_get(request.user, model_name=model_name, number=int(number))
+        deprecated = services.version_deprecate(actor=request.user, version=version, **_validated(s.ReasonIn, request))
+        return Response(s.VersionStateOut(deprecated).data)
 
 
 class LifecycleRequestView(APIView):

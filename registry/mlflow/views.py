@@ -585,7 +585,8 @@ def transition_stage(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
         f"Warden does not move versions between MLflow stages (which MLflow itself has deprecated): version "
         f"{number} of {name} is {version.state}. It is approved through Warden's workflow "
         f"(POST /api/v1/models/{name}/versions/{number}/submit/), deployed through the gate, and retired by "
-        "decommissioning; point an alias such as 'production' at it once the gate allows.",
+        f"deprecating (POST /api/v1/models/{name}/versions/{number}/deprecate/) and decommissioning; point an "
+        "alias such as 'production' at it once the gate allows.",
     )
 
 

@@ -146,6 +146,65 @@ def test_a_draft_cannot_be_suspended(api, developer, owner, risk_officer):
     assert fresh(version).state == VersionState.DRAFT
 
 
+# --- deprecation ---------------------------------------------------------------------------
+
+
+def test_the_owner_deprecates_a_deployed_version_which_the_gate_then_refuses(api, developer, owner, risk_officer):
+    version, _ = approved(developer, owner, risk_officer)
+    live = deploy(developer, version)
+    name = version.model.name
+    url = f"/api/v1/models/{name}/versions/1/deprecate/"
+
+    refused = api(developer).post(url, {"reason": "superseded by v2"}, format="json")
+    assert refused.status_code == 403
+    assert refused.data["message"] == f"Only the owner of {name} or a risk officer deprecates its versions."
+    assert api(owner).post(url, {"reason": " "}, format="json").status_code == 400
+
+    done = api(owner).post(url, {"reason": "superseded by v2"}, format="json")
+    assert done.status_code == 200, done.data
+    assert done.data == {"model": name, "version": 1, "state": "deprecated"}
+    assert ask_gate_api(api, developer, version, "staging")["reasons"][0] == f"version 1 of {name} is deprecated"
+    event = AuditEvent.objects.filter(action="version.state_changed", model_name=name).order_by("-seq").first()
+    assert event is not None
+    assert (event.actor_name, event.before, event.after["state"], event.reason) == (
+        "owner",
+        {"state": "deployed"},
+        "deprecated",
+        "superseded by v2",
+    )
+
+    # Still live until retired, and retiring it leaves it deprecated.
+    assert Deployment.objects.get(pk=live.pk).retired_at is None
+    services.deployment_retire(actor=owner, deployment=live, reason="traffic moved to v2")
+    assert fresh(version).state == VersionState.DEPRECATED
+    again = api(owner).post(url, {"reason": "twice"}, format="json")
+    assert again.status_code == 409
+    assert "deprecated" in again.data["message"]
+
+
+def test_a_draft_cannot_be_deprecated(api, developer, owner):
+    version = make_version(developer, make_model(owner))
+    refused = api(owner).post(
+        f"/api/v1/models/{version.model.name}/versions/1/deprecate/", {"reason": "never mind"}, format="json"
+    )
+    assert refused.status_code == 409
+    assert fresh(version).state == VersionState.DRAFT
+
+
+def test_deprecating_a_suspended_version_withdraws_its_reinstatement(developer, owner, risk_officer):
+    version, _ = approved(developer, owner, risk_officer)
+    services.version_suspend(actor=risk_officer, version=version, reason="scores drifted")
+    reinstatement = services.request_open(
+        actor=owner, kind="reinstatement", model=version.model, version=version, rationale="feed outage"
+    )
+    services.version_deprecate(actor=owner, version=version, reason="retraining instead")
+    reinstatement.refresh_from_db()
+    assert reinstatement.state == RequestState.WITHDRAWN
+    assert fresh(version).state == VersionState.DEPRECATED
+    withdrawn = AuditEvent.objects.get(action="approval_request.withdrawn", object_id=str(reinstatement.pk))
+    assert withdrawn.reason == "version deprecated: retraining instead"
+
+
 # --- reinstatement -------------------------------------------------------------------------
 
 

@@ -42,6 +42,18 @@ def test_a_developer_is_told_only_risk_officers_suspend(developer, owner, risk_o
     assert version.state == VersionState.APPROVED
 
 
+def test_the_owner_deprecates_a_version_from_the_list_giving_a_reason(developer, owner, risk_officer):
+    version, _ = approved(developer, owner, risk_officer)
+    form = {"action": "deprecate_versions", "_selected_action": [version.pk]}
+    asked = signed_in(owner).post(VERSIONS, form)
+    assert b"Deprecating phases these versions out" in asked.content
+
+    done = signed_in(owner).post(VERSIONS, {**form, "apply": "Deprecate", "reason": "superseded"}, follow=True)
+    assert f"Deprecated: {version}.".encode() in done.content
+    version.refresh_from_db()
+    assert version.state == VersionState.DEPRECATED
+
+
 def test_the_decommission_request_page_shows_its_impact(developer, owner, risk_officer):
     version, _ = approved(developer, owner, risk_officer)
     production = services.gate.environment_named("production")
