@@ -788,9 +788,8 @@ def version_deprecate(*, actor: Any, version: ModelVersion, reason: str) -> Mode
         .select_related("model__team", "model__owner")
         .get(pk=version.pk)
     )
-    RegisteredModel.objects.select_for_update(no_key=True).filter(
-        pk=version.model_id
-    ).first()  # requests, version, model
+    # In the services' one order: the requests, the version, then the model (``_lock_in_order``).
+    RegisteredModel.objects.select_for_update(no_key=True).filter(pk=version.model_id).first()
     policies.can_deprecate(actor, version.model).ensure()
     reason = _text("reason", reason, required=True)
     workflow.ensure_version_transition(_version_name(version), version.state, VersionState.DEPRECATED)

@@ -17,7 +17,7 @@ BEGIN
         RETURN CASE WHEN stored IS NULL THEN NULL ELSE hashed END;
     END IF;
     RETURN stored::json;
-EXCEPTION WHEN invalid_text_representation THEN
+EXCEPTION WHEN data_exception THEN  -- not JSON, or JSON that jsonb refuses (an escaped NUL)
     RETURN stored::json;
 END $$
 """
