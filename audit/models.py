@@ -31,32 +31,38 @@ EVENT_FIELDS = (
 )
 
 
-class _AsJsonb(models.Func):
-    """A document column read as ``jsonb`` on PostgreSQL (where ``json`` has no equality), for
-    key lookups; itself elsewhere."""
-
-    template = "%(expressions)s::jsonb"
-    output_field = models.JSONField()
-
-    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        return compiler.compile(self.source_expressions[0])
-
-
-class Document(models.JSONField):
-    """An event's before or after document, stored as its canonical text (``ledger.encode``),
-    the very bytes the event's canonical text holds for it. On PostgreSQL the column is ``json``,
-    which keeps text as given (``jsonb`` re-spaces and re-orders it), so the verifier rebuilds an
-    event's canonical text from its columns and compares the two as text, instead of parsing
-    every canonical text to compare values. Key lookups (``after__state=…``) work as on any
-    JSONField."""
-
-    def db_type(self, connection: Any) -> str | None:
-        return "json" if connection.vendor == "postgresql" else super().db_type(connection)
+class _CanonicalJSON(models.JSONField):
+    """A JSONField whose values go to the database in canonical form (``ledger.encode``)."""
 
     def get_db_prep_value(self, value: Any, connection: Any, prepared: bool = False) -> Any:
         if hasattr(value, "as_sql"):
             return value
         return ledger.encode(value)
+
+
+class _AsJsonb(models.Func):
+    """A document column read as ``jsonb`` on PostgreSQL (where ``json`` has no operators), for
+    lookups; itself elsewhere. What it is compared with is sent in canonical form, as the column
+    holds it (SQLite compares documents as text)."""
+
+    template = "%(expressions)s::jsonb"
+    output_field = _CanonicalJSON()
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return compiler.compile(self.source_expressions[0])
+
+
+class Document(_CanonicalJSON):
+    """An event's before or after document, stored as its canonical text (``ledger.encode``),
+    the very bytes the event's canonical text holds for it. On PostgreSQL the column is ``json``,
+    which keeps text as given (``jsonb`` re-spaces and re-orders it), so the verifier rebuilds an
+    event's canonical text from its columns and compares the two as text, instead of parsing
+    every canonical text to compare values. Lookups (``after__state=…``, ``after__has_key=…``,
+    ``after={…}``) read it as ``jsonb`` and work as on any JSONField; ``json`` has no equality,
+    so a query that compares whole rows (``distinct()``, ``union()``) must leave the documents out."""
+
+    def db_type(self, connection: Any) -> str | None:
+        return "json" if connection.vendor == "postgresql" else super().db_type(connection)
 
     def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
         if value is None or not isinstance(value, str):  # psycopg2 parses json columns itself
@@ -68,6 +74,25 @@ class Document(models.JSONField):
         if isinstance(transform, KeyTransformFactory):
             return lambda lhs, *args, **kwargs: KeyTransform(name, _AsJsonb(lhs), *args, **kwargs)
         return transform
+
+    def get_lookup(self, name: str) -> Any:
+        lookup = super().get_lookup(name)
+        return lookup if lookup is None or name == "isnull" else _on_jsonb(lookup)
+
+
+_ON_JSONB: dict[Any, type[models.Lookup]] = {}
+
+
+def _on_jsonb(lookup: type[models.Lookup]) -> type[models.Lookup]:
+    """``lookup`` with its left side read as ``jsonb`` (``_AsJsonb``), made once per lookup."""
+    if lookup not in _ON_JSONB:
+
+        class OnJsonb(lookup):  # type: ignore[valid-type, misc]
+            def __init__(self, lhs: Any, rhs: Any) -> None:
+                super().__init__(_AsJsonb(lhs), rhs)
+
+        _ON_JSONB[lookup] = OnJsonb
+    return _ON_JSONB[lookup]
 
 
 class AppendOnlyQuerySet(models.QuerySet):

@@ -14,9 +14,13 @@ from audit.triggers import GIVEN, PENDING
 from common import statements
 
 # Prepared once per connection (``common.statements``): the pending insert and the direct append
-# (``audit.triggers``).
-_PENDING_SQL = f"INSERT INTO {PENDING} (early, text_a, text_b, text_c, {', '.join(GIVEN)}) VALUES ({{}})"
-_CHAIN_SQL = "SELECT id, seq, occurred_at, canonical, entry_hash, prev_hash, chain_hash FROM warden_audit_chain({})"
+# (``audit.triggers``). The documents' parameters are typed in the text, so a statement prepared
+# when they were jsonb (before migration audit.0006) is not the one executed now.
+_SLOTS = ", ".join(["%s"] * 4 + ["%s::json" if name in ("before", "after") else "%s" for name in GIVEN])
+_PENDING_SQL = f"INSERT INTO {PENDING} (early, text_a, text_b, text_c, {', '.join(GIVEN)}) VALUES ({_SLOTS})"
+_CHAIN_SQL = (
+    f"SELECT id, seq, occurred_at, canonical, entry_hash, prev_hash, chain_hash FROM warden_audit_chain({_SLOTS})"
+)
 # Run after the commit, in a transaction of its own that writes one small WAL record (an empty
 # logical-decoding message): such a transaction's commit waits for its flush, and the WAL is
 # flushed in order, so everything committed before it is durable too. (A transaction that only
@@ -84,8 +88,7 @@ def _append_postgres(fields: dict[str, Any], actor_name: str, *, now: bool) -> A
         given[document] = None if given[document] is None else ledger.encode(given[document])
     params = [early, *ledger.canonical_template(fields), *(given[name] for name in GIVEN)]
     with connection.cursor() as cursor:
-        slots = ", ".join(["%s"] * len(params))
-        statements.execute(cursor, (_CHAIN_SQL if now else _PENDING_SQL).format(slots), params)
+        statements.execute(cursor, _CHAIN_SQL if now else _PENDING_SQL, params)
         row = cursor.fetchone() if now else None
     if early:
         _release_early()

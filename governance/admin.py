@@ -464,7 +464,7 @@ def suspend_versions(modeladmin: admin.ModelAdmin, request: HttpRequest, queryse
 
 @admin.action(description="Deprecate the selected versions")
 def deprecate_versions(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
-    """Owners (of their models' versions) and risk officers phase the selected versions out."""
+    """Owners (of their models' versions) and risk officers take the selected versions out of use."""
     return _version_action(
         modeladmin,
         request,
@@ -472,8 +472,8 @@ def deprecate_versions(modeladmin: admin.ModelAdmin, request: HttpRequest, query
         action="deprecate_versions",
         title="Deprecate",
         past="Deprecated",
-        explanation="Deprecating phases these versions out: the gate refuses them from now on (no new "
-        "deployment, no protected alias), while their live deployments stay until they are retired. "
-        "Decommissioning comes after.",
+        explanation="Deprecating takes these versions out of use for good: the gate refuses them from now on "
+        "(no deployment, no protected alias). A version still deployed is retired first. Decommissioning "
+        "comes after.",
         change=services.version_deprecate,
     )

@@ -340,7 +340,7 @@ def _set_tier(*, actor: Any, model: RegisteredModel, tier: int, reason: str, sou
     old tier's policy, or asked for a change now overtaken: they are withdrawn, saying why, and
     their versions return to draft, to be submitted again under the new tier's policy."""
     old = model.risk_tier
-    registry_services.model_set_risk_tier(actor=actor, model=model, tier=tier, reason=reason, **source)
+    model = registry_services.model_set_risk_tier(actor=actor, model=model, tier=tier, reason=reason, **source)
     if old is None or old == tier:
         return
     why = f"the model's tier changed from T{old} to T{tier}; submit again under the T{tier} policy"
@@ -348,7 +348,19 @@ def _set_tier(*, actor: Any, model: RegisteredModel, tier: int, reason: str, sou
     if "request" in source:
         stale = stale.exclude(pk=source["request"])
     for pk in stale.order_by("pk").values_list("pk", flat=True):
-        _withdraw(_lock_request(ApprovalRequest(pk=pk)), actor=actor, reason=why)
+        request = _lock_request(ApprovalRequest(pk=pk))
+        _withdraw(request, actor=actor, reason=why)
+        if request.submitted_by.get_username() == policies.SYSTEM_USERNAME:
+            # Warden's own check on the model (a revalidation) is asked again under the new tier:
+            # whoever changed the tier does not make it go away.
+            assert request.version is not None
+            _open_request(
+                actor=request.submitted_by,
+                kind=request.kind,
+                model=model,
+                version=request.version,
+                rationale=f"{request.rationale} (asked again under T{tier})",
+            )
 
 
 def _withdraw(request: ApprovalRequest, *, actor: Any, reason: str) -> None:
@@ -776,9 +788,10 @@ def version_suspend(*, actor: Any, version: ModelVersion, reason: str) -> ModelV
 
 @transaction.atomic
 def version_deprecate(*, actor: Any, version: ModelVersion, reason: str) -> ModelVersion:
-    """Phase a version out: from the commit on the gate refuses it (no new deployment, no
-    protected alias), while its live deployments stay until they are retired; an open
-    reinstatement of it is withdrawn. The owner or a risk officer; decommissioning comes after."""
+    """Take a version out of use for good: from the commit on the gate refuses it (no
+    deployment, no protected alias). Only a version no longer deployed anywhere (retire its
+    deployments first), so nothing deprecated runs unwatched; an open reinstatement of it is
+    withdrawn. The model's owner or a risk officer; decommissioning comes after."""
     reinstatements = ApprovalRequest.objects.filter(
         version_id=version.pk, kind=RequestKind.REINSTATEMENT, state=RequestState.OPEN
     )
@@ -792,7 +805,13 @@ def version_deprecate(*, actor: Any, version: ModelVersion, reason: str) -> Mode
     RegisteredModel.objects.select_for_update(no_key=True).filter(pk=version.model_id).first()
     policies.can_deprecate(actor, version.model).ensure()
     reason = _text("reason", reason, required=True)
+    live = Deployment.objects.filter(version=version, retired_at=None).select_related("environment")
+    if live:
+        where = ", ".join(sorted(deployment.environment.name for deployment in live))
+        raise Conflict(f"{_version_name(version)} is deployed in {where}: retire its deployments first.")
     workflow.ensure_version_transition(_version_name(version), version.state, VersionState.DEPRECATED)
+    if set(reinstatements.values_list("pk", flat=True)) - set(overtaken):  # opened while this waited
+        raise Conflict(f"A reinstatement of {_version_name(version).lower()} was just asked for: try again.")
     for pk in overtaken:
         _withdraw(_lock_request(ApprovalRequest(pk=pk)), actor=actor, reason=f"version deprecated: {reason}")
     return registry_services.version_set_state(

@@ -31,7 +31,6 @@ VERSION_TRANSITIONS: Mapping[str, Mapping[str, str]] = {
     V.DEPLOYED: {
         V.APPROVED: "retired from every environment",
         V.SUSPENDED: "suspended",
-        V.DEPRECATED: "deprecated",
         V.DECOMMISSIONED: DECOMMISSIONED,
     },
     V.SUSPENDED: {

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 MAX_OBSERVATIONS = 5000
 MAX_DISTRIBUTIONS = 1000
-FROZEN_REFERENCE = (VersionState.APPROVED, VersionState.DEPLOYED, VersionState.SUSPENDED)
+FROZEN_REFERENCE = (VersionState.APPROVED, VersionState.DEPLOYED, VersionState.SUSPENDED, VersionState.DEPRECATED)
 
 
 @dataclass

@@ -76,6 +76,26 @@ def test_each_event_links_to_the_one_before_and_the_trail_verifies(developer):
     assert exit_code_of_verify() == (0, "")
 
 
+def test_an_events_documents_are_stored_as_their_canonical_text_and_queried_as_documents(developer):
+    model = make_model(developer, name="m1", tags={"b": "2", "a": "1"})
+    services.model_update(actor=developer, model=model, changes={"description": "d é"})
+    registered = AuditEvent.objects.get(action="model.registered")
+    with connection.cursor() as cursor:  # the column holds the very text the canonical form holds
+        cursor.execute("SELECT after FROM audit_auditevent WHERE id = %s", [registered.pk])
+        (stored,) = cursor.fetchone()
+    text = stored if isinstance(stored, str) else ledger.encode(stored)
+    assert f'"after":{text},' in registered.canonical
+    assert registered.after["tags"] == {"a": "1", "b": "2"}
+
+    events = AuditEvent.objects.filter(model_name="m1")
+    assert list(events.filter(after__description="d é").values_list("action", flat=True)) == ["model.updated"]
+    assert events.filter(after__has_key="tags").get() == registered
+    if on_postgres():  # Django has no contains lookup on SQLite
+        assert events.filter(after__contains={"name": "m1"}).get() == registered
+    assert events.filter(after=registered.after).get() == registered
+    assert events.filter(before__isnull=True).get() == registered
+
+
 def test_a_rolled_back_change_leaves_no_gap(developer):
     make_model(developer, name="m1")
     with pytest.raises(RuntimeError), transaction.atomic():

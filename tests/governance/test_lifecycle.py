@@ -149,7 +149,7 @@ def test_a_draft_cannot_be_suspended(api, developer, owner, risk_officer):
 # --- deprecation ---------------------------------------------------------------------------
 
 
-def test_the_owner_deprecates_a_deployed_version_which_the_gate_then_refuses(api, developer, owner, risk_officer):
+def test_the_owner_deprecates_a_version_once_retired_and_the_gate_then_refuses_it(api, developer, owner, risk_officer):
     version, _ = approved(developer, owner, risk_officer)
     live = deploy(developer, version)
     name = version.model.name
@@ -159,7 +159,11 @@ def test_the_owner_deprecates_a_deployed_version_which_the_gate_then_refuses(api
     assert refused.status_code == 403
     assert refused.data["message"] == f"Only the owner of {name} or a risk officer deprecates its versions."
     assert api(owner).post(url, {"reason": " "}, format="json").status_code == 400
+    still_live = api(owner).post(url, {"reason": "superseded by v2"}, format="json")
+    assert still_live.status_code == 409
+    assert still_live.data["message"] == f"Version 1 of {name} is deployed in production: retire its deployments first."
 
+    services.deployment_retire(actor=owner, deployment=live, reason="traffic moved to v2")
     done = api(owner).post(url, {"reason": "superseded by v2"}, format="json")
     assert done.status_code == 200, done.data
     assert done.data == {"model": name, "version": 1, "state": "deprecated"}
@@ -168,15 +172,10 @@ def test_the_owner_deprecates_a_deployed_version_which_the_gate_then_refuses(api
     assert event is not None
     assert (event.actor_name, event.before, event.after["state"], event.reason) == (
         "owner",
-        {"state": "deployed"},
+        {"state": "approved"},
         "deprecated",
         "superseded by v2",
     )
-
-    # Still live until retired, and retiring it leaves it deprecated.
-    assert Deployment.objects.get(pk=live.pk).retired_at is None
-    services.deployment_retire(actor=owner, deployment=live, reason="traffic moved to v2")
-    assert fresh(version).state == VersionState.DEPRECATED
     again = api(owner).post(url, {"reason": "twice"}, format="json")
     assert again.status_code == 409
     assert "deprecated" in again.data["message"]

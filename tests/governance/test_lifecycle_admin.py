@@ -46,7 +46,7 @@ def test_the_owner_deprecates_a_version_from_the_list_giving_a_reason(developer,
     version, _ = approved(developer, owner, risk_officer)
     form = {"action": "deprecate_versions", "_selected_action": [version.pk]}
     asked = signed_in(owner).post(VERSIONS, form)
-    assert b"Deprecating phases these versions out" in asked.content
+    assert b"Deprecating takes these versions out of use for good" in asked.content
 
     done = signed_in(owner).post(VERSIONS, {**form, "apply": "Deprecate", "reason": "superseded"}, follow=True)
     assert f"Deprecated: {version}.".encode() in done.content

@@ -97,6 +97,27 @@ def test_a_breach_in_a_new_window_of_an_open_finding_is_recorded(
     assert event.after["level"] == "critical"
 
 
+def test_a_stricter_tier_asks_the_breach_revalidation_again_rather_than_dropping_it(
+    api, developer, owner, assigned_validator, risk_officer
+):
+    """The owner's reassessment withdraws the requests made under the old tier; Warden's own
+    revalidation is asked again under the new one, not lost with them."""
+    from tests.factories import ASSESSMENTS
+
+    version = deployed_t2(developer, owner, assigned_validator, risk_officer)
+    assert post(api, developer, version, 0.70, days_ago=3).data["breaches"][0]["level"] == "critical"
+    first = ApprovalRequest.objects.get(version=version, kind=RequestKind.REVALIDATION)
+
+    answers, flags = ASSESSMENTS[1]
+    governance.assessment_record(actor=owner, model=version.model, answers=answers, flags=flags)
+
+    first.refresh_from_db()
+    assert first.state == RequestState.WITHDRAWN
+    again = ApprovalRequest.objects.get(version=version, kind=RequestKind.REVALIDATION, state=RequestState.OPEN)
+    assert (again.submitted_by.username, again.tier) == ("warden", 1)
+    assert again.rationale == f"{first.rationale} (asked again under T1)"
+
+
 def test_a_new_breach_reopens_a_finding_said_to_be_remediated(api, developer, owner, assigned_validator, risk_officer):
     version = deployed_t2(developer, owner, assigned_validator, risk_officer)
     post(api, developer, version, 0.70, days_ago=3)
