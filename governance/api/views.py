@@ -248,9 +248,12 @@ class FindingView(APIView):
         model = registry_selectors.model_get(request.user, model_name)
         data = _validated(s.FindingIn, request)
         if "version" in data:
-            data["version"] = registry_selectors.version_get(
-                request.user, model_name=model.name, number=data["version"]
-            )
+            try:
+                data["version"] = registry_selectors.version_get(
+                    request.user, model_name=model.name, number=data["version"]
+                )
+            except NotFound:  # the model is seen: the number is what is wrong
+                raise ValidationFailed.on("version", f"{model.name} has no version {data['version']}") from None
         finding = services.finding_raise(actor=request.user, model=model, **data)
         return Response(s.FindingOut(finding).data, status=status.HTTP_201_CREATED)
 

@@ -320,7 +320,9 @@ def test_a_validator_raises_a_finding_that_deciders_then_read_on_the_request_pag
     assert (raised.data["severity"], raised.data["version"], raised.data["state"]) == ("high", 1, "open")
     assert [f["title"] for f in api(developer).get(url).data] == ["Unstable on thin files"]
     assert AuditEvent.objects.get(action="finding.raised").after["owner"] == "owner"
-    assert api(validator).post(url, {**body, "version": 9}, format="json").status_code == 404
+    no_such = api(validator).post(url, {**body, "version": 9}, format="json")
+    assert no_such.status_code == 400
+    assert no_such.data["fields"] == {"version": [f"{request.model.name} has no version 9"]}
 
     client = Client()
     risk_officer.is_staff = True
