@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.db import connection
@@ -20,9 +21,11 @@ from common.roles import ROLE_NAMES, Role, has_oversight, has_role, team_ids
 from registry.models import (
     ApiToken,
     Dataset,
+    ModelVersion,
     RegisteredModel,
     RegisteredModelGroupObjectPermission,
     RegisteredModelUserObjectPermission,
+    VersionState,
 )
 
 VIEW_PERMISSION = "view_registeredmodel"
@@ -189,3 +192,19 @@ def can_revoke_token(user: Any, token: ApiToken) -> Decision:
     if token.user_id == user.pk:
         return ALLOW
     return can_revoke_any_token(user)
+
+
+# States a protected alias stays on but does not lead to (a reinstatement brings a suspended
+# version back; a decommission clears the aliases).
+UNRESOLVED_STATES = (VersionState.SUSPENDED, VersionState.DEPRECATED)
+
+
+def can_resolve_alias(model: RegisteredModel, name: str, version: ModelVersion) -> Decision:
+    """A protected alias (``PROTECTED_ALIASES``) leads nowhere while its version is suspended or
+    deprecated: whoever loads ``models:/<model>@production`` is stopped by the kill switch too."""
+    if name in settings.PROTECTED_ALIASES and version.state in UNRESOLVED_STATES:
+        return deny(
+            f"Alias {name} of {model.name} points to version {version.number}, which is {version.state}: "
+            f"a protected alias does not lead to a {version.state} version."
+        )
+    return ALLOW

@@ -381,7 +381,9 @@ class AliasViewSet(viewsets.GenericViewSet):
         return Response(s.AliasOut(self.get_queryset(), many=True).data)
 
     def retrieve(self, request: Request, model_name: str, alias: str) -> Response:
-        return Response(s.AliasOut(self.get_object()).data)
+        found = self.get_object()
+        policies.can_resolve_alias(found.model, found.name, found.version).ensure()
+        return Response(s.AliasOut(found).data)
 
     @extend_schema(request=s.AliasSetIn, responses={200: s.AliasOut})
     def update(self, request: Request, model_name: str, alias: str) -> Response:

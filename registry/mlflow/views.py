@@ -472,6 +472,7 @@ def get_alias(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
     found = _shown_versions(sql, params, {model.pk: model})
     if not found:
         raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"Registered model alias {alias} not found.", 404)
+    policies.can_resolve_alias(model, alias, found[0]).ensure()
     return {"model_version": _version_out(found[0])}
 
 

@@ -4,8 +4,10 @@ that ask the same question."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -166,6 +168,49 @@ def test_an_approval_under_a_less_strict_tier_no_longer_passes(api, developer, o
     assert ask(api, developer, version)["reasons"] == [
         f"version 1 of {version.model.name} was approved as T4 (request #{request.pk}); the model is now T1"
     ]
+
+
+def test_a_protected_alias_does_not_lead_to_a_suspended_version_until_it_is_reinstated(
+    api, developer, owner, risk_officer, risk_officer_2
+):
+    """The kill switch stops whoever loads models:/<model>@production, on both APIs; the alias
+    stays where it was, so a reinstatement brings the version back behind it."""
+    version, _ = approved(developer, owner, risk_officer)
+    name = version.model.name
+    native = f"/api/v1/models/{name}/aliases/production/"
+    _, token = registry_services.token_create(actor=developer, name="loader")
+    loader = Client(HTTP_AUTHORIZATION=f"Bearer {token}")  # as the mlflow client sends it
+
+    def resolve() -> Any:
+        return loader.get("/api/2.0/mlflow/registered-models/alias", {"name": name, "alias": "production"})
+
+    assert api(developer).put(native, {"version": 1}, format="json").status_code == 200
+    assert (
+        api(developer).put(f"/api/v1/models/{name}/aliases/candidate/", {"version": 1}, format="json").status_code
+        == 200
+    )
+
+    services.version_suspend(actor=risk_officer, version=version, reason="scores drifted")
+    message = (
+        f"Alias production of {name} points to version 1, which is suspended: "
+        "a protected alias does not lead to a suspended version."
+    )
+    refused = api(developer).get(native)
+    assert (refused.status_code, refused.data["message"]) == (403, message)
+    refused = resolve()
+    assert (refused.status_code, refused.json()) == (403, {"error_code": "PERMISSION_DENIED", "message": message})
+    assert api(developer).get(f"/api/v1/models/{name}/aliases/candidate/").status_code == 200  # not protected
+    assert [a["name"] for a in api(developer).get(f"/api/v1/models/{name}/aliases/").data] == [
+        "candidate",
+        "production",
+    ]
+
+    reinstatement = services.request_open(
+        actor=owner, kind="reinstatement", model=version.model, version=version, rationale="feed outage"
+    )
+    services.decision_record(actor=risk_officer_2, request=reinstatement, outcome="approve")
+    assert api(developer).get(native).data["version"] == 1
+    assert resolve().json()["model_version"]["version"] == "1"
 
 
 def test_production_moves_only_to_a_version_the_gate_lets_in(api, developer, owner, risk_officer):
