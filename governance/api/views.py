@@ -98,8 +98,7 @@ class DeprecateView(APIView):
     @extend_schema(
         request=s.ReasonIn,
         responses={200: s.VersionStateOut},
-        summary="Deprecate a version (its owner or a risk officer): the gate refuses it from now on; "
-        "live deployments stay until retired",
+        summary="Deprecate a version deployed nowhere (its owner or a risk officer): the gate refuses it from now on",
     )
     def post(self, request: Request, model_name: str, number: str) -> Response:
         version = registry_selectors.version_get(request.user, model_name=model_name, number=int(number))
