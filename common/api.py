@@ -12,6 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from django.utils import timezone
 from django_filters.rest_framework import DjangoFilterBackend
@@ -64,6 +65,12 @@ def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
     return {prefix or "non_field_errors": [str(detail)]}
 
 
+# PostgreSQL gave up on the transaction to let a concurrent one through (a deadlock, or a
+# serialisation failure): it rolled back whole, and the same request may simply be sent again.
+RETRY_CODES = frozenset({"40P01", "40001"})
+TRY_AGAIN = "Another change to the same records was made at the same moment; this one was not saved: send it again."
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     # DRF's views module reads the API settings, which name this module's parser: imported here,
     # not above, so that importing this module first (a serializer's test) is not circular.
@@ -71,6 +78,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
     if isinstance(exc, DomainError):
         return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status)
+    if isinstance(exc, OperationalError) and getattr(exc.__cause__, "pgcode", None) in RETRY_CODES:
+        log.warning("%s %s: %s", context["request"].method, context["request"].path, exc)
+        return Response(error_body("conflict", TRY_AGAIN), status=status.HTTP_409_CONFLICT)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

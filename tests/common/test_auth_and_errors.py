@@ -1,9 +1,19 @@
 from __future__ import annotations
 
+import threading
+from typing import Any
+
+import pytest
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import OperationalError, transaction
 from django.test import Client
 
-from tests.factories import UserFactory
+from common.api import TRY_AGAIN
+from registry import services
+from tests.concurrency import run_at_once
+from tests.conftest import on_postgres
+from tests.factories import UserFactory, make_model
 
 PASSWORD = "correct horse battery staple"
 
@@ -73,3 +83,30 @@ def test_api_docs_and_schema_load(client, db):
     docs = client.get("/api/docs/")
     assert docs.status_code == 200
     assert b"swagger" in docs.content.lower()
+
+
+@pytest.mark.skipif(not on_postgres(), reason="PostgreSQL's deadlock detection")
+@pytest.mark.django_db(transaction=True)
+def test_a_change_postgresql_rolled_back_for_a_deadlock_is_a_409_to_send_again(api, developer, owner, monkeypatch):
+    """Two transactions that lock the same rows in opposite orders: PostgreSQL aborts one. The
+    caller whose change was rolled back is told to send it again, not given a 500."""
+    first, second = developer.pk, owner.pk
+    both = threading.Barrier(2)
+
+    def lock_in_turn(i: int) -> None:
+        with transaction.atomic():
+            get_user_model().objects.select_for_update().get(pk=(first, second)[i])
+            both.wait(timeout=30)
+            get_user_model().objects.select_for_update().get(pk=(second, first)[i])
+
+    (deadlock,) = run_at_once(2, lock_in_turn)
+    assert isinstance(deadlock, OperationalError) and deadlock.__cause__.pgcode == "40P01"
+
+    def rolled_back(**kwargs: Any) -> None:
+        raise deadlock
+
+    make_model(owner, name="m1")
+    monkeypatch.setattr(services, "model_update", rolled_back)
+    response = api(owner).patch("/api/v1/models/m1/", {"description": "d"}, format="json")
+    assert response.status_code == 409
+    assert response.data == {"code": "conflict", "message": TRY_AGAIN, "fields": {}}
