@@ -82,28 +82,43 @@ class SubmitView(APIView):
         return Response(_request_out(approval.pk, request), status=status.HTTP_201_CREATED)
 
 
-class SuspendView(APIView):
-    @extend_schema(
-        request=s.ReasonIn,
-        responses={200: s.VersionStateOut},
-        summary="Suspend a version at once (risk officers): the gate refuses it from now on",
-    )
-    def post(self, request: Request, model_name: str, number: str) -> Response:
-        version = registry_selectors.version_get(request.user, model_name=model_name, number=int(number))
-        suspended = services.version_suspend(actor=request.user, version=version, **_validated(s.ReasonIn, request))
-        return Response(s.VersionStateOut(suspended).data)
+def _documented(view: type[APIView], **schema: Any) -> Any:
+    """``view.post`` as a function of its own, documented with ``schema``: extend_schema marks the
+    function it is given, so views made from one class must not share it."""
+
+    def post(self: Any, request: Request, **kwargs: Any) -> Response:
+        return view.post(self, request, **kwargs)  # type: ignore[attr-defined]
+
+    return extend_schema(**schema)(post)
 
 
-class DeprecateView(APIView):
-    @extend_schema(
-        request=s.ReasonIn,
-        responses={200: s.VersionStateOut},
-        summary="Deprecate a version deployed nowhere (its owner or a risk officer): the gate refuses it from now on",
-    )
+class VersionStateView(APIView):
+    """Change a version's state at once, with a reason (``change`` is the service: who may, and
+    what it records, are its rules)."""
+
+    change: Any = None
+
     def post(self, request: Request, model_name: str, number: str) -> Response:
         version = registry_selectors.version_get(request.user, model_name=model_name, number=int(number))
-        deprecated = services.version_deprecate(actor=request.user, version=version, **_validated(s.ReasonIn, request))
-        return Response(s.VersionStateOut(deprecated).data)
+        changed = self.change(actor=request.user, version=version, **_validated(s.ReasonIn, request))
+        return Response(s.VersionStateOut(changed).data)
+
+
+def version_state_view(name: str, change: Any, summary: str) -> Any:
+    post = _documented(VersionStateView, request=s.ReasonIn, responses={200: s.VersionStateOut}, summary=summary)
+    return type(name, (VersionStateView,), {"change": staticmethod(change), "post": post})
+
+
+SuspendView = version_state_view(
+    "SuspendView",
+    services.version_suspend,
+    "Suspend a version at once (risk officers): the gate refuses it from now on",
+)
+DeprecateView = version_state_view(
+    "DeprecateView",
+    services.version_deprecate,
+    "Deprecate a version deployed nowhere (its owner or a risk officer): the gate refuses it from now on",
+)
 
 
 class LifecycleRequestView(APIView):
@@ -132,12 +147,8 @@ class LifecycleRequestView(APIView):
 
 def lifecycle_view(kind: str, summary: str) -> Any:
     body = s.DecommissionIn if kind == "decommission" else s.LifecycleRequestIn
-    decorated = extend_schema(request=body, responses={201: s.RequestOut}, summary=summary)
-    return type(
-        f"{kind.title()}RequestView",
-        (LifecycleRequestView,),
-        {"kind": kind, "post": decorated(LifecycleRequestView.post)},
-    )
+    post = _documented(LifecycleRequestView, request=body, responses={201: s.RequestOut}, summary=summary)
+    return type(f"{kind.title()}RequestView", (LifecycleRequestView,), {"kind": kind, "post": post})
 
 
 class AssessmentView(APIView):
