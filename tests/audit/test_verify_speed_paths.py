@@ -72,8 +72,12 @@ def trail(developer, signing_key, django_capture_on_commit_callbacks):
     """Seven events with awkward values, a checkpoint after each of the first three and one at the end."""
     awkward = [
         {"reason": 'line one\nline "two"\t\\ é ✓ \x01', "after": {"b": [1, 2.5, None, True], "a": {"é": "x"}}},
-        {"before": {"threshold": 1.0, "tiny": 1e-7, "sum": 0.1 + 0.2}, "after": {"threshold": 0.5}},
-        {"source_ip": "2001:db8::1", "after": {"nested": {"z": 1, "a": [{"k": "v"}]}}},
+        {
+            "model_name": 'a "quoted" name \\ here',
+            "before": {"threshold": 1.0, "tiny": 1e-7, "sum": 0.1 + 0.2},
+            "after": {"threshold": 0.5},
+        },
+        {"source_ip": "2001:db8::1", "request_id": "a tab\talone", "after": {"nested": {"z": 1, "a": [{"k": "v"}]}}},
         {"source_ip": "10.0.0.7", "request_id": "req-1", "after": None, "before": None},
         {"object_type": "registry.registeredmodel", "model_name": "m"},
     ]
@@ -123,6 +127,17 @@ def test_a_column_edited_alone_is_named_the_same_both_ways(trail, column, value)
     tamper((f"UPDATE audit_auditevent SET {column} = %s WHERE seq = 1", [value]))
     walks()
     assert findings_both_ways() == [f"#1: column(s) {column} differ from the hashed canonical text"]
+
+
+@pytest.mark.parametrize("seq, column", [(1, "reason"), (2, "model_name"), (3, "request_id")])
+def test_a_text_column_rewritten_as_its_own_escaped_form_is_named_the_same_both_ways(trail, seq, column):
+    """The escaped form stands between the quotes in the hashed text: written into the column, it
+    must not pass for the value it escapes."""
+    escaped = ledger.encode(getattr(trail[seq - 1], column))[1:-1]
+    assert escaped != getattr(trail[seq - 1], column)
+    tamper((f"UPDATE audit_auditevent SET {column} = %s WHERE seq = %s", [escaped, seq]))
+    walks()
+    assert findings_both_ways() == [f"#{seq}: column(s) {column} differ from the hashed canonical text"]
 
 
 @pytest.mark.parametrize(
