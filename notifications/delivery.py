@@ -11,14 +11,18 @@ to its new claimant.
 Webhooks are signed: ``X-Warden-Signature: sha256=<hex>`` is HMAC-SHA256 with the webhook's
 secret over ``<delivery id>.<timestamp>.<body>``, with the id and timestamp in
 ``X-Warden-Delivery`` and ``X-Warden-Timestamp``; ``docs/notifications.md`` shows a receiver.
-A redirect is a failure (a POST must not turn into a GET that drops the body).
+A redirect is a failure (a POST must not turn into a GET that drops the body). A try takes at
+most ``NOTIFY_WEBHOOK_TIMEOUT`` to be answered in all, however slowly the answer trickles in.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
+import io
 import json
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -149,4 +153,57 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None  # the 3xx is raised as an HTTPError: a failed try
 
 
-_OPENER = urllib.request.build_opener(_NoRedirect)
+class _Deadline:
+    """A connected socket whose reads together take at most ``seconds`` from now. A socket's own
+    timeout bounds each read, so a receiver sending its answer a byte at a time would otherwise
+    hold the worker for as long as it likes."""
+
+    def __init__(self, sock: socket.socket, seconds: float) -> None:
+        self._sock, self._seconds, self._deadline = sock, seconds, time.monotonic() + seconds
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        left = self._deadline - time.monotonic()
+        if left > 0:
+            self._sock.settimeout(left)
+            try:
+                return self._sock.recv_into(buffer, nbytes, flags)
+            except TimeoutError:
+                pass
+        raise TimeoutError(f"no full answer within {self._seconds:g} s")
+
+    def makefile(self, mode: str = "rb", *args: Any) -> io.BufferedReader:
+        return io.BufferedReader(socket.SocketIO(self, "rb"))  # type: ignore[arg-type]  # reads come through recv_into
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def _within_timeout(connect: Any) -> Any:
+    """``connect`` of an HTTP(S) connection, after which its answer has ``timeout`` to arrive."""
+
+    def connect_within_timeout(connection: http.client.HTTPConnection) -> None:
+        connect(connection)
+        connection.sock = _Deadline(connection.sock, connection.timeout)  # type: ignore[arg-type]  # always given
+
+    return connect_within_timeout
+
+
+class _Connection(http.client.HTTPConnection):
+    connect = _within_timeout(http.client.HTTPConnection.connect)
+
+
+class _SecureConnection(http.client.HTTPSConnection):
+    connect = _within_timeout(http.client.HTTPSConnection.connect)
+
+
+class _HTTP(urllib.request.HTTPHandler):
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_Connection, req)
+
+
+class _HTTPS(urllib.request.HTTPSHandler):
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_SecureConnection, req, context=self._context)  # type: ignore[attr-defined]
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect, _HTTP, _HTTPS)

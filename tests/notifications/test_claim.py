@@ -4,11 +4,13 @@ and on SQLite; and a redirect is not a delivery."""
 from __future__ import annotations
 
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from django.db import connection, transaction
+from django.test import override_settings
 from django.utils import timezone
 
 from notifications import delivery as sending
@@ -77,3 +79,37 @@ def test_a_redirect_is_a_failed_try() -> None:
         server.server_close()
     attempt = delivery.attempt_log.get()
     assert (attempt.ok, attempt.status_code) == (False, 302)
+
+
+class Trickle(BaseHTTPRequestHandler):
+    """Answers 200, a byte every tenth of a second: each read is quick, the whole answer is not."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        answer = b"HTTP/1.1 200 OK\r\nX-Slowly: " + b"." * 20 + b"\r\nContent-Length: 0\r\n\r\n"
+        try:
+            for byte in answer:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.1)
+        except OSError:
+            pass  # the sender gave up
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.django_db
+@override_settings(NOTIFY_WEBHOOK_TIMEOUT=1)
+def test_an_answer_trickling_in_for_longer_than_the_timeout_is_a_failed_try() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        delivery = pending(f"http://127.0.0.1:{server.server_address[1]}/hook")
+        assert sending.deliver(delivery.pk) == DeliveryState.PENDING
+    finally:
+        server.shutdown()
+        server.server_close()
+    attempt = delivery.attempt_log.get()
+    assert (attempt.ok, attempt.status_code) == (False, None)
+    assert attempt.error == "TimeoutError: no full answer within 1 s"
