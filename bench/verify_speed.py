@@ -2,8 +2,9 @@
 
 Loads N synthetic, valid events into a scratch PostgreSQL database with COPY (the chain computed
 with ``audit.ledger``, so it verifies), signs a few checkpoints with ``audit.checkpoints``, then
-times the verifier. The database must be empty and disposable: the ledger's tables refuse
-DELETE, so to start again drop and recreate it.
+times the verifier, each run followed by a peer (``PEER``: the plain set-based check that
+AUDIT.md measured) for a ratio that holds whatever the host's speed. The database must be empty
+and disposable: the ledger's tables refuse DELETE, so to start again drop and recreate it.
 
     createdb -h 127.0.0.1 -U postgres warden_verifyperf
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/warden_verifyperf .venv/bin/python manage.py migrate
@@ -19,6 +20,7 @@ import argparse
 import io
 import os
 import random
+import statistics
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -160,14 +162,39 @@ def load(total: int, checkpoints: int, batch: int = 50_000) -> None:
         cursor.execute("VACUUM ANALYZE audit_auditevent")
 
 
-def timed(label: str, rows: int, run: Any) -> Any:
+def timed(label: str, rows: int, run: Any) -> tuple[Any, float]:
     """Run and print the rate, with the load average before and after: the machine is shared."""
     load = os.getloadavg()[0]
     began = time.perf_counter()
     result = run()
     seconds = time.perf_counter() - began
     print(f"{label:<30} {seconds:7.2f} s {rows / seconds:>10,.0f} rows/s  (load {load:.1f} → {os.getloadavg()[0]:.1f})")
-    return result
+    return result, seconds
+
+
+# The peer: the set-based SQL verification that ../shared/design/AUDIT.md measured at about 365k
+# rows/s on its host. One statement, in sequence order, checks each row's entry hash and chain
+# hash, its link to the row before and its sequence number; nothing else (not the columns, not the
+# checkpoints). Timed in the same run as verify(), alternating, so that the ratio holds whatever
+# the host's speed that day.
+PEER = """
+SELECT count(*) FROM (
+    SELECT encode(sha256(convert_to(canonical, 'UTF8')), 'hex') = entry_hash
+           AND encode(sha256(decode(prev_hash, 'hex') || decode(entry_hash, 'hex')), 'hex') = chain_hash
+           AND prev_hash = coalesce(lag(chain_hash) OVER w, %s)
+           AND seq = coalesce(lag(seq) OVER w, 0) + 1 AS ok
+    FROM audit_auditevent
+    WINDOW w AS (ORDER BY seq)
+) AS checked
+WHERE NOT ok
+"""
+
+
+def peer() -> int:
+    """The rows the peer finds wrong."""
+    with connection.cursor() as cursor:
+        cursor.execute(PEER, [ledger.GENESIS])
+        return cursor.fetchone()[0]
 
 
 def wait_for_quiet(below: float, patience: float) -> None:
@@ -183,6 +210,7 @@ def main() -> None:
     parser.add_argument("--checkpoints", type=int, default=4, help="signed checkpoints spread over the load")
     parser.add_argument("--repeat", type=int, default=3, help="time verify() this many times")
     parser.add_argument("--parts", action="store_true", help="also time the row query and the Merkle roots alone")
+    parser.add_argument("--no-peer", action="store_true", help="do not time the peer (see PEER) after each run")
     parser.add_argument("--reference", action="store_true", help="also time the Python streaming verifier")
     parser.add_argument("--quiet", type=float, default=0, help="first wait for the load average to drop below this")
     options = parser.parse_args()
@@ -195,17 +223,25 @@ def main() -> None:
     print(f"{rows:,} events, {os.cpu_count()} cores, database {connection.settings_dict['NAME']}")
     if options.quiet:
         wait_for_quiet(options.quiet, patience=600)
-    report = verify.Report()
+    report, ours, theirs = verify.Report(), [], []
     for _ in range(options.repeat):
-        report = timed("verify()", rows, verify.verify)
+        report, seconds = timed("verify()", rows, verify.verify)
+        ours.append(seconds)
+        if not options.no_peer:
+            failing, seconds = timed("peer: hashes and links in SQL", rows, peer)
+            assert failing == 0, f"the peer finds {failing} row(s) wrong"
+            theirs.append(seconds)
     print(f"code {report.code}, {len(report.findings or [])} finding(s)")
+    if theirs:
+        ratio = statistics.median(theirs) / statistics.median(ours)
+        print(f"verify() / peer, medians of {options.repeat} alternating runs: {ratio:.2f}x the peer's rows/s")
     if options.parts:
         sizes = sorted(Checkpoint.objects.values_list("size", flat=True))
         with transaction.atomic():
             timed("  set-based query (SQL)", rows, lambda: verify._marked_rows(sizes))
             timed("  Merkle roots (Python)", rows, lambda: merkle.roots(verify._leaves(max(sizes, default=0)), sizes))
     if options.reference:
-        reference = timed("Python walk (reference)", rows, lambda: verify.verify(set_based=False))
+        reference, _ = timed("Python walk (reference)", rows, lambda: verify.verify(set_based=False))
         assert reference.findings == report.findings, "the two verifiers disagree"
         print("the reference verifier reports the same findings")
 
