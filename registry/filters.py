@@ -11,6 +11,7 @@ from django.db.models import F, Func, Q, QuerySet, TextField
 from common.errors import ValidationFailed
 from common.validation import tag_key
 from registry.models import (
+    ApiToken,
     Dataset,
     DatasetUsage,
     DatasetVersion,
@@ -136,3 +137,15 @@ def _id(name: str, value: Any) -> int:
     if value != int(value) or not 1 <= value < 2**63:
         raise ValidationFailed.on(name, "must be a positive whole number")
     return int(value)
+
+
+class TokenFilter(filters.FilterSet):
+    user = filters.CharFilter(field_name="user__username", help_text="whose tokens (username)")
+    revoked = filters.BooleanFilter(method="filter_revoked", help_text="revoked (true) or not (false)")
+
+    class Meta:
+        model = ApiToken
+        fields: list[str] = []
+
+    def filter_revoked(self, queryset: QuerySet, name: str, value: bool) -> QuerySet:
+        return queryset.filter(revoked_at__isnull=not value)

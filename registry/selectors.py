@@ -214,8 +214,9 @@ def alias_named(model: RegisteredModel, name: str) -> Alias | None:
 
 
 def tokens_for(user: Any) -> QuerySet[ApiToken]:
-    """The user's own tokens (the API's /tokens/ is "your tokens")."""
-    return ApiToken.objects.filter(user=user) if user.is_authenticated else ApiToken.objects.none()
+    """The tokens the user may see and revoke: their own; everyone's for a risk officer or a
+    superuser (incident response: revoking a leaked token)."""
+    return policies.visible_tokens(user, ApiToken.objects.select_related("user"))
 
 
 # --- lineage -----------------------------------------------------------------------------

@@ -331,9 +331,11 @@ class TagIn(StrictSerializer):
 
 
 class TokenOut(ModelAnswer):
+    user = serializers.CharField(source="user.username", help_text="whose token it is")
+
     class Meta:
         model = ApiToken
-        fields = ["id", "name", "prefix", "created_at", "expires_at", "revoked_at", "last_used_at"]
+        fields = ["id", "name", "user", "prefix", "created_at", "expires_at", "revoked_at", "last_used_at"]
         read_only_fields = fields
 
 

@@ -21,7 +21,7 @@ from common.errors import NotFound, ValidationFailed
 from common.roles import roles_of
 from registry import policies, selectors, services
 from registry.api import serializers as s
-from registry.filters import DatasetFilter, DatasetVersionFilter, ModelFilter, VersionFilter
+from registry.filters import DatasetFilter, DatasetVersionFilter, ModelFilter, TokenFilter, VersionFilter
 from registry.models import Alias, ApiToken, DatasetVersion, ModelVersion
 
 IMPACT_LIMIT = 1000
@@ -397,14 +397,15 @@ class AliasViewSet(viewsets.GenericViewSet):
 
 
 class TokenViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
-    """Your API tokens. The secret is shown once, when the token is created."""
+    """API tokens: your own; a risk officer or a superuser sees and revokes everyone's (``user``
+    filters by username). The secret is shown once, when the token is created."""
 
     lookup_value_regex = r"[0-9]{1,18}"
 
     serializer_class = s.TokenOut
     ordering_fields = ["created_at"]
     ordering = ["-created_at"]
-    filterset_fields: list[str] = []
+    filterset_class = TokenFilter
 
     def get_queryset(self) -> QuerySet:
         return selectors.tokens_for(self.request.user)

@@ -239,3 +239,34 @@ def test_anonymous_users_cannot_create_tokens(api, db):
     response = api().post("/api/v1/tokens/", {"name": "ci"}, format="json")
     assert response.status_code == 401
     assert not ApiToken.objects.exists()
+
+
+@pytest.mark.parametrize("responder", ["risk_officer", "admin_user"])
+def test_a_risk_officer_or_a_superuser_finds_and_revokes_another_users_token_through_the_api(
+    request, api, developer, owner, responder
+):
+    leaked, secret = services.token_create(actor=developer, name="ci")
+    services.token_create(actor=owner, name="ci")
+    responder = request.getfixturevalue(responder)
+    client = api(responder)
+    listed = client.get("/api/v1/tokens/", {"user": developer.username, "revoked": "false"}).data["results"]
+    assert [(token["id"], token["name"], token["user"]) for token in listed] == [(leaked.pk, "ci", developer.username)]
+    assert {token["user"] for token in client.get("/api/v1/tokens/").data["results"]} == {
+        developer.username,
+        owner.username,
+    }
+
+    response = client.delete(f"/api/v1/tokens/{leaked.pk}/")
+
+    assert response.status_code == 200, response.data
+    assert response.data["revoked_at"] is not None
+    assert _bearer(secret).get("/api/v1/me/").status_code == 401
+    event = AuditEvent.objects.get(action="token.revoked")
+    assert (event.actor, event.after["user"]) == (responder, developer.pk)
+    assert client.get("/api/v1/tokens/", {"user": developer.username, "revoked": "false"}).data["results"] == []
+
+
+def test_your_tokens_say_they_are_yours(api, developer):
+    services.token_create(actor=developer, name="ci")
+    (token,) = api(developer).get("/api/v1/tokens/").data["results"]
+    assert token["user"] == developer.username
