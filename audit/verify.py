@@ -309,10 +309,12 @@ def _walk_in_sql(checkpoints: dict[int, Checkpoint]) -> _Walk | None:
     What it relies on for the rows it passes: an intact canonical text is the canonical form of
     what was recorded, so rebuilding it from the columns finds any column that was changed, and
     the entry hash finds any change to the text. The documents are taken as stored, not
-    re-encoded, so a document rewritten into another form of the same values (other spacing, key
-    order or number form) in both its column and the canonical text, with every hash after it
-    recomputed, is not named row by row as the Python walk names it; that rewrite is a consistent
-    rewrite of the chain, which the signed checkpoints and their witness copies catch."""
+    re-encoded, and names and ids without a quote or a backslash are not escaped, so a document
+    rewritten into another form of the same values (other spacing, key order or number form), or
+    a name written with a control character left unescaped, in both its column and the canonical
+    text, with every hash after it recomputed, is not named row by row as the Python walk names
+    it; that rewrite is a consistent rewrite of the chain, which the signed checkpoints and their
+    witness copies catch."""
     sizes = sorted(checkpoints)
     alongside = not connection.in_atomic_block  # another connection sees only what is committed
     try:
