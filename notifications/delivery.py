@@ -11,8 +11,9 @@ to its new claimant.
 Webhooks are signed: ``X-Warden-Signature: sha256=<hex>`` is HMAC-SHA256 with the webhook's
 secret over ``<delivery id>.<timestamp>.<body>``, with the id and timestamp in
 ``X-Warden-Delivery`` and ``X-Warden-Timestamp``; ``docs/notifications.md`` shows a receiver.
-A redirect is a failure (a POST must not turn into a GET that drops the body). A try takes at
-most ``NOTIFY_WEBHOOK_TIMEOUT`` to be answered in all, however slowly the answer trickles in.
+A redirect is a failure (a POST must not turn into a GET that drops the body). A webhook has
+``NOTIFY_WEBHOOK_TIMEOUT``, counted from the start of connecting, to answer with its status and
+headers in all, however slowly the answer trickles in.
 """
 
 from __future__ import annotations
@@ -154,12 +155,12 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 class _Deadline:
-    """A connected socket whose reads together take at most ``seconds`` from now. A socket's own
-    timeout bounds each read, so a receiver sending its answer a byte at a time would otherwise
-    hold the worker for as long as it likes."""
+    """A connected socket whose reads end by ``started + seconds``. A socket's own timeout bounds
+    each read, so a receiver sending its answer a byte at a time would otherwise hold the worker
+    for as long as it likes."""
 
-    def __init__(self, sock: socket.socket, seconds: float) -> None:
-        self._sock, self._seconds, self._deadline = sock, seconds, time.monotonic() + seconds
+    def __init__(self, sock: socket.socket, started: float, seconds: float) -> None:
+        self._sock, self._seconds, self._deadline = sock, seconds, started + seconds
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         left = self._deadline - time.monotonic()
@@ -172,18 +173,25 @@ class _Deadline:
         raise TimeoutError(f"no full answer within {self._seconds:g} s")
 
     def makefile(self, mode: str = "rb", *args: Any) -> io.BufferedReader:
-        return io.BufferedReader(socket.SocketIO(self, "rb"))  # type: ignore[arg-type]  # reads come through recv_into
+        """What ``socket.makefile`` gives, reading through ``recv_into``: the socket counts the
+        reader, so that closing it (as urllib does once the headers are read) waits for the
+        reader to be closed too."""
+        reader = socket.SocketIO(self, "rb")  # type: ignore[arg-type]  # reads come through recv_into
+        self._sock._io_refs += 1  # type: ignore[attr-defined]
+        return io.BufferedReader(reader)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
 
 
 def _within_timeout(connect: Any) -> Any:
-    """``connect`` of an HTTP(S) connection, after which its answer has ``timeout`` to arrive."""
+    """``connect`` of an HTTP(S) connection, whose answer must then arrive within ``timeout`` of
+    the start of connecting."""
 
     def connect_within_timeout(connection: http.client.HTTPConnection) -> None:
+        started = time.monotonic()
         connect(connection)
-        connection.sock = _Deadline(connection.sock, connection.timeout)  # type: ignore[arg-type]  # always given
+        connection.sock = _Deadline(connection.sock, started, connection.timeout)  # type: ignore[arg-type]  # always given
 
     return connect_within_timeout
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -113,3 +114,28 @@ def test_an_answer_trickling_in_for_longer_than_the_timeout_is_a_failed_try() ->
     attempt = delivery.attempt_log.get()
     assert (attempt.ok, attempt.status_code) == (False, None)
     assert attempt.error == "TimeoutError: no full answer within 1 s"
+
+
+class Large(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Length", str(1 << 16))
+        self.end_headers()
+        self.wfile.write(b"x" * (1 << 16))
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_an_answer_read_within_the_deadline_is_read_whole() -> None:
+    """The deadline's socket stays open for its reader after urllib lets go of the connection."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Large)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        with sending._OPENER.open(urllib.request.Request(url, data=b"{}", method="POST"), timeout=5) as answer:
+            assert answer.read() == b"x" * (1 << 16)
+    finally:
+        server.shutdown()
+        server.server_close()
