@@ -3,7 +3,8 @@ each column says what the hashed canonical text says, and that time never runs b
 Signed checkpoints (which also catch a consistent rewrite of the tail, or its truncation) are
 checked on top of this.
 
-The rows are walked one of two ways, with the same findings:
+The rows are walked one of two ways, with the same findings (but for the consistent rewrites that
+``_walk_in_sql`` leaves to the checkpoints):
 
 - In Python (SQLite, and the reference): streams the table in sequence order in constant memory,
   re-encoding every row's canonical form. About 14k rows/s.

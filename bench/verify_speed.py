@@ -2,9 +2,10 @@
 
 Loads N synthetic, valid events into a scratch PostgreSQL database with COPY (the chain computed
 with ``audit.ledger``, so it verifies), signs a few checkpoints with ``audit.checkpoints``, then
-times the verifier, each run followed by a peer (``PEER``: the plain set-based check that
-AUDIT.md measured) for a ratio that holds whatever the host's speed. The database must be empty
-and disposable: the ledger's tables refuse DELETE, so to start again drop and recreate it.
+times the verifier, each run followed by a peer (``PEER``: a plain set-based check standing in
+for the one AUDIT.md measured) for a ratio that holds whatever the host's speed. The database
+must be empty and disposable: the ledger's tables refuse DELETE, so to start again drop and
+recreate it.
 
     createdb -h 127.0.0.1 -U postgres warden_verifyperf
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/warden_verifyperf .venv/bin/python manage.py migrate
@@ -172,11 +173,11 @@ def timed(label: str, rows: int, run: Any) -> tuple[Any, float]:
     return result, seconds
 
 
-# The peer: the set-based SQL verification that ../shared/design/AUDIT.md measured at about 365k
-# rows/s on its host. One statement, in sequence order, checks each row's entry hash and chain
-# hash, its link to the row before and its sequence number; nothing else (not the columns, not the
-# checkpoints). Timed in the same run as verify(), alternating, so that the ratio holds whatever
-# the host's speed that day.
+# The peer: a stand-in for the "set-based SQL verification" that ../shared/design/AUDIT.md
+# measured at about 365k rows/s on its host (the note gives no query): the plainest such check.
+# One statement, in sequence order, checks each row's entry hash and chain hash, its link to the
+# row before and its sequence number; nothing else (not the columns, not the checkpoints). Timed
+# in the same run as verify(), alternating, so that the ratio holds whatever the host's speed.
 PEER = """
 SELECT count(*) FROM (
     SELECT encode(sha256(convert_to(canonical, 'UTF8')), 'hex') = entry_hash
