@@ -1194,7 +1194,7 @@ def monitoring_breach(
     critical breach also opens a revalidation request where the policy says so, and suspends
     the version where it says ``"suspension": "automatic"`` (otherwise the risk officers, who
     are told of the finding, decide). Where the policy only logs (T4), the breach is an audit
-    event and nothing more, once a window. Returns the finding, if any.
+    event and nothing more, once a window and level. Returns the finding, if any.
 
     A window is judged once: a breach whose window ends no later than the last one a finding
     of this metric judged (closed or not) changes nothing, so the periodic evaluation does not
@@ -1214,13 +1214,15 @@ def monitoring_breach(
     on_critical = (policy.monitoring if policy else {}).get("on_critical", {})
     breach = {"version": version.number, "metric": metric, "measure": measure, "value": value, "level": level}
     if on_critical.get("log_only") or not on_critical:
-        # Judged once here too: the periodic evaluation meets the same window every hour.
+        # Judged once here too (the periodic evaluation meets the same window every hour), unless
+        # it now weighs more than what was logged last (its thresholds were tightened since).
         logged = AuditEvent.objects.filter(
             object_type="registry.modelversion", object_id=str(version.pk), action="monitoring.breach_logged"
         )
         last = logged.filter(after__metric=metric).order_by("-seq").values_list("after", flat=True).first()
         seen = parse_datetime(last["window_end"]) if last and last.get("window_end") else None
-        if seen is not None and seen >= window_end:
+        weightier = last is not None and last.get("level") == "warn" and level == "critical"
+        if seen is not None and seen >= window_end and not weightier:
             return None
         audit_record(
             actor=actor,

@@ -116,6 +116,13 @@ def test_the_periodic_evaluation_finds_silence_and_new_thresholds(api, developer
     services.evaluate_all()
     assert logged.count() == 1  # the same window, met every hour, is logged once
 
+    services.thresholds_override(
+        actor=risk_officer, model=version.model, measure="relative_change", warn=0.01, critical=0.03, reason="r"
+    )
+    services.evaluate_all()
+    services.evaluate_all()
+    assert [event.after["level"] for event in logged.order_by("seq")] == ["warn", "critical"]  # once a level
+
     with time_machine.travel(timezone.now() + timedelta(days=400), tick=False):
         assert services.evaluate_all()["stale"] == 0  # T4 sets no cadence
 
