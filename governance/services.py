@@ -1215,13 +1215,13 @@ def monitoring_breach(
     breach = {"version": version.number, "metric": metric, "measure": measure, "value": value, "level": level}
     if on_critical.get("log_only") or not on_critical:
         # Judged once here too (the periodic evaluation meets the same window every hour), unless
-        # it now weighs more than what was logged last (its thresholds were tightened since).
+        # the window logged last is this one, now critical (its thresholds were tightened since).
         logged = AuditEvent.objects.filter(
             object_type="registry.modelversion", object_id=str(version.pk), action="monitoring.breach_logged"
         )
         last = logged.filter(after__metric=metric).order_by("-seq").values_list("after", flat=True).first()
         seen = parse_datetime(last["window_end"]) if last and last.get("window_end") else None
-        weightier = last is not None and last.get("level") == "warn" and level == "critical"
+        weightier = seen == window_end and (last or {}).get("level") == "warn" and level == "critical"
         if seen is not None and seen >= window_end and not weightier:
             return None
         audit_record(
