@@ -1,15 +1,24 @@
 """One delivery id is sent once, whoever tries: the claim is one atomic UPDATE, on PostgreSQL
-and on SQLite; and a redirect is not a delivery."""
+and on SQLite; a redirect is not a delivery; and a webhook's answer, over HTTP or HTTPS, has a
+time limit as a whole."""
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
+import ssl
 import threading
 import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from django.db import connection, transaction
 from django.test import override_settings
 from django.utils import timezone
@@ -136,6 +145,48 @@ def test_an_answer_read_within_the_deadline_is_read_whole() -> None:
         url = f"http://127.0.0.1:{server.server_address[1]}/hook"
         with sending._OPENER.open(urllib.request.Request(url, data=b"{}", method="POST"), timeout=5) as answer:
             assert answer.read() == b"x" * (1 << 16)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, and its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+def test_over_https_an_answer_trickling_in_for_longer_than_the_timeout_is_cut_off(tmp_path: Path) -> None:
+    cert_path, key_path = _certificate(tmp_path)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    serving = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    serving.load_cert_chain(cert_path, key_path)
+    server.socket = serving.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    trusting = ssl.create_default_context(cafile=str(cert_path))
+    opener = urllib.request.build_opener(sending._NoRedirect, sending._HTTP, sending._HTTPS(context=trusting))
+    request = urllib.request.Request(f"https://127.0.0.1:{server.server_address[1]}/hook", data=b"{}", method="POST")
+    try:
+        with pytest.raises(TimeoutError, match=r"^no full answer within 1 s$"):
+            opener.open(request, timeout=1)
     finally:
         server.shutdown()
         server.server_close()
