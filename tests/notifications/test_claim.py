@@ -10,6 +10,8 @@ import ssl
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -63,7 +65,26 @@ def test_two_workers_trying_one_delivery_send_it_once() -> None:
     assert (delivery.state, delivery.attempts) == (DeliveryState.DELIVERED, 1)
 
 
-class Redirect(BaseHTTPRequestHandler):
+class Quiet(BaseHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler], tls: ssl.SSLContext | None = None) -> Iterator[str]:
+    """A receiver answering with ``handler`` (over TLS with ``tls``) while inside; its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}/hook"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class Redirect(Quiet):
     def do_POST(self) -> None:
         self.send_response(302)
         self.send_header("Location", "/elsewhere")
@@ -73,25 +94,17 @@ class Redirect(BaseHTTPRequestHandler):
         self.send_response(200)
         self.end_headers()
 
-    def log_message(self, *args: Any) -> None:
-        pass
-
 
 @pytest.mark.django_db
 def test_a_redirect_is_a_failed_try() -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        delivery = pending(f"http://127.0.0.1:{server.server_address[1]}/hook")
+    with serving(Redirect) as url:
+        delivery = pending(url)
         assert sending.deliver(delivery.pk) == DeliveryState.PENDING
-    finally:
-        server.shutdown()
-        server.server_close()
     attempt = delivery.attempt_log.get()
     assert (attempt.ok, attempt.status_code) == (False, 302)
 
 
-class Trickle(BaseHTTPRequestHandler):
+class Trickle(Quiet):
     """Answers 200, a byte every tenth of a second: each read is quick, the whole answer is not."""
 
     def do_POST(self) -> None:
@@ -105,27 +118,19 @@ class Trickle(BaseHTTPRequestHandler):
         except OSError:
             pass  # the sender gave up
 
-    def log_message(self, *args: Any) -> None:
-        pass
-
 
 @pytest.mark.django_db
 @override_settings(NOTIFY_WEBHOOK_TIMEOUT=1)
 def test_an_answer_trickling_in_for_longer_than_the_timeout_is_a_failed_try() -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        delivery = pending(f"http://127.0.0.1:{server.server_address[1]}/hook")
+    with serving(Trickle) as url:
+        delivery = pending(url)
         assert sending.deliver(delivery.pk) == DeliveryState.PENDING
-    finally:
-        server.shutdown()
-        server.server_close()
     attempt = delivery.attempt_log.get()
     assert (attempt.ok, attempt.status_code) == (False, None)
     assert attempt.error == "TimeoutError: no full answer within 1 s"
 
 
-class Large(BaseHTTPRequestHandler):
+class Large(Quiet):
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers["Content-Length"]))
         self.send_response(200)
@@ -133,21 +138,14 @@ class Large(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(b"x" * (1 << 16))
 
-    def log_message(self, *args: Any) -> None:
-        pass
-
 
 def test_an_answer_read_within_the_deadline_is_read_whole() -> None:
     """The deadline's socket stays open for its reader after urllib lets go of the connection."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Large)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-        with sending._OPENER.open(urllib.request.Request(url, data=b"{}", method="POST"), timeout=5) as answer:
-            assert answer.read() == b"x" * (1 << 16)
-    finally:
-        server.shutdown()
-        server.server_close()
+    with (
+        serving(Large) as url,
+        sending._OPENER.open(urllib.request.Request(url, data=b"{}", method="POST"), timeout=5) as answer,
+    ):
+        assert answer.read() == b"x" * (1 << 16)
 
 
 def _certificate(directory: Path) -> tuple[Path, Path]:
@@ -176,17 +174,9 @@ def _certificate(directory: Path) -> tuple[Path, Path]:
 
 def test_over_https_an_answer_trickling_in_for_longer_than_the_timeout_is_cut_off(tmp_path: Path) -> None:
     cert_path, key_path = _certificate(tmp_path)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
-    serving = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    serving.load_cert_chain(cert_path, key_path)
-    server.socket = serving.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert_path, key_path)
     trusting = ssl.create_default_context(cafile=str(cert_path))
     opener = urllib.request.build_opener(sending._NoRedirect, sending._HTTP, sending._HTTPS(context=trusting))
-    request = urllib.request.Request(f"https://127.0.0.1:{server.server_address[1]}/hook", data=b"{}", method="POST")
-    try:
-        with pytest.raises(TimeoutError, match=r"^no full answer within 1 s$"):
-            opener.open(request, timeout=1)
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Trickle, tls) as url, pytest.raises(TimeoutError, match=r"^no full answer within 1 s$"):
+        opener.open(urllib.request.Request(url, data=b"{}", method="POST"), timeout=1)
