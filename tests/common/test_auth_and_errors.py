@@ -85,6 +85,17 @@ def test_api_docs_and_schema_load(client, db):
     assert b"swagger" in docs.content.lower()
 
 
+def test_a_form_with_more_fields_than_allowed_is_a_400_in_the_api_error_shape(api, developer):
+    fields = "&".join(f"f{n}=x" for n in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1))
+    response = api(developer).post("/api/v1/models/", fields, content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 400
+    assert response.json() == {
+        "code": "invalid",
+        "message": "The number of GET/POST parameters exceeded settings.DATA_UPLOAD_MAX_NUMBER_FIELDS.",
+        "fields": {},
+    }
+
+
 @pytest.mark.skipif(not on_postgres(), reason="PostgreSQL's deadlock detection")
 @pytest.mark.django_db(transaction=True)
 def test_a_change_postgresql_rolled_back_for_a_deadlock_is_a_409_to_send_again(api, developer, owner, monkeypatch):
