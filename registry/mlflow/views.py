@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.db import connection
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -697,6 +698,8 @@ def endpoint(request: HttpRequest, path: str) -> HttpResponse:
         return JsonResponse(handler(actor, _params(request)))
     except MlflowError as exc:
         return _error(exc.code, exc.message, exc.status)
+    except (TooManyFieldsSent, RequestDataTooBig) as exc:  # past Django's limits on a request
+        return _error("MALFORMED_REQUEST", str(exc), 400)
     except DomainError as exc:
         code, status = _domain_error(exc)
         return _error(code, exc.message, status)

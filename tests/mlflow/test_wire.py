@@ -577,3 +577,14 @@ def test_a_new_version_marks_its_model_updated(mlflow, churn):
     mlflow.call("POST", "model-versions/create", {"name": "churn", "source": "s3://m/churn/4"})
     _, body = mlflow.call("GET", "registered-models/search", {"order_by": ["timestamp DESC"]})
     assert [m["name"] for m in body["registered_models"]] == ["churn", "fraud-score"]
+
+
+def test_a_request_past_djangos_limits_is_answered_in_mlflows_shape(mlflow, settings):
+    many = {f"p{n}": "x" for n in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1)}
+    response = mlflow.client.get(f"{API}/registered-models/search", many, **mlflow.headers)
+    assert (response.status_code, response.json()["error_code"]) == (400, "MALFORMED_REQUEST")
+    assert "DATA_UPLOAD_MAX_NUMBER_FIELDS" in response.json()["message"]
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+    status, body = mlflow.call("POST", "registered-models/create", {"name": "x" * 200})
+    assert (status, body["error_code"]) == (400, "MALFORMED_REQUEST")
+    assert "DATA_UPLOAD_MAX_MEMORY_SIZE" in body["message"]
