@@ -36,6 +36,7 @@ _CODES = {
     status.HTTP_405_METHOD_NOT_ALLOWED: "method_not_allowed",
     status.HTTP_406_NOT_ACCEPTABLE: "not_acceptable",
     status.HTTP_409_CONFLICT: "conflict",
+    status.HTTP_413_REQUEST_ENTITY_TOO_LARGE: "too_large",
     status.HTTP_415_UNSUPPORTED_MEDIA_TYPE: "unsupported_media_type",
     status.HTTP_429_TOO_MANY_REQUESTS: "throttled",
 }
@@ -167,11 +168,42 @@ class FilterBackend(DjangoFilterBackend):
         return super().filter_queryset(request, queryset, view)
 
 
+class BodyTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "too_large"
+
+
+def _within_limit(parser_context: Any) -> None:
+    """Refuse a body longer than ``API_MAX_BODY_BYTES`` before reading it. DRF parses a body only
+    when the request gives its length, and reads no more than that, so the length is the one
+    thing to check. Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE`` does not apply here: DRF reads the
+    stream, not ``request.body``."""
+    length = int(parser_context["request"].META.get("CONTENT_LENGTH") or 0)
+    if length > settings.API_MAX_BODY_BYTES:
+        raise BodyTooLarge(
+            f"The body is {length} bytes; the API takes at most {settings.API_MAX_BODY_BYTES} "
+            "(API_MAX_BODY_BYTES): send a large batch as several."
+        )
+
+
+class FormParser(parsers.FormParser):
+    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
+        _within_limit(parser_context)
+        return super().parse(stream, media_type, parser_context)
+
+
+class MultiPartParser(parsers.MultiPartParser):
+    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
+        _within_limit(parser_context)
+        return super().parse(stream, media_type, parser_context)
+
+
 class JSONParser(parsers.JSONParser):
-    """DRF's parser, plus: absurdly nested documents, and lone UTF-16 surrogates (which the
-    database refuses), are bad input, not a server error."""
+    """DRF's parser, plus: a body past the limit (``_within_limit``), absurdly nested documents,
+    and lone UTF-16 surrogates (which the database refuses) are bad input, not a server error."""
 
     def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
+        _within_limit(parser_context)
         body = stream.read()
         try:
             data = super().parse(io.BytesIO(body), media_type, parser_context)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -11,6 +12,7 @@ from django.test import Client
 
 from common.api import TRY_AGAIN
 from registry import services
+from registry.models import RegisteredModel
 from tests.concurrency import run_at_once
 from tests.conftest import on_postgres
 from tests.factories import UserFactory, make_model
@@ -94,6 +96,47 @@ def test_a_form_with_more_fields_than_allowed_is_a_400_in_the_api_error_shape(ap
         "message": "The number of GET/POST parameters exceeded settings.DATA_UPLOAD_MAX_NUMBER_FIELDS.",
         "fields": {},
     }
+
+
+def test_a_body_longer_than_the_api_takes_is_a_413_before_it_is_read(api, developer, settings):
+    settings.API_MAX_BODY_BYTES = 2048
+    model = {"name": "m1", "team": "credit-risk"}
+    long = {**model, "business_purpose": "x" * 2048}
+    response = api(developer).post("/api/v1/models/", long, format="json")
+    assert response.status_code == 413
+    length = len(response.wsgi_request.body)
+    assert response.json() == {
+        "code": "too_large",
+        "message": f"The body is {length} bytes; the API takes at most 2048 (API_MAX_BODY_BYTES): "
+        "send a large batch as several.",
+        "fields": {},
+    }
+    form = api(developer).post("/api/v1/models/", long, format="multipart")
+    assert form.status_code == 413
+    urlencoded = "&".join(f"{k}={v}" for k, v in long.items())
+    assert (
+        api(developer).post("/api/v1/models/", urlencoded, content_type="application/x-www-form-urlencoded").status_code
+        == 413
+    )
+    assert not RegisteredModel.objects.exists()
+    assert api(developer).post("/api/v1/models/", model, format="json").status_code == 201
+
+
+def test_the_largest_monitoring_batch_fits_in_the_default_body_limit():
+    """1,000 distributions of 1,000 bins, labels of 40 characters, counts as long floats."""
+    bins = [f"{n:040d}" for n in range(1000)]
+    distribution = {
+        "model": "m" * 100,
+        "version": 1_000_000,
+        "key": "k" * 200,
+        "feature": "f" * 100,
+        "window_start": "2026-12-07T00:00:00.000000+00:00",
+        "window_end": "2026-12-07T01:00:00.000000+00:00",
+        "bins": bins,
+        "counts": [123456.78901234567] * 1000,
+    }
+    body = json.dumps({"distributions": [distribution] * 1000}).encode()
+    assert len(body) <= settings.API_MAX_BODY_BYTES
 
 
 @pytest.mark.skipif(not on_postgres(), reason="PostgreSQL's deadlock detection")
