@@ -124,7 +124,8 @@ def _lock_request(request: ApprovalRequest) -> ApprovalRequest:
         requests |= Q(pk__in=_withdrawn_by(request.pk, model_id, version_id))
     elif kind == RequestKind.TIER_CHANGE:
         requests |= Q(model_id=model_id, state=RequestState.OPEN)
-    versions = _lock_in_order(model_id, ApprovalRequest.objects.filter(requests))
+    grows = kind in (RequestKind.DECOMMISSION, RequestKind.TIER_CHANGE)
+    versions = _lock_in_order(model_id, ApprovalRequest.objects.filter(requests), grows=grows)
     if kind == RequestKind.DECOMMISSION:
         list(Deployment.objects.select_for_update().filter(version__in=versions, retired_at=None).values_list("pk"))
     return (
@@ -134,24 +135,52 @@ def _lock_request(request: ApprovalRequest) -> ApprovalRequest:
     )
 
 
-def _lock_in_order(model_id: int, requests: QuerySet[ApprovalRequest]) -> QuerySet[ModelVersion]:
+def _lock_in_order(
+    model_id: int, requests: QuerySet[ApprovalRequest], *, grows: bool = False
+) -> QuerySet[ModelVersion]:
     """Lock ``requests`` (by id), the versions they are about (every version of the model for a
     whole-model decommission), then the model: the one order in which every service that locks
     more than one of these takes them, and before any audit event, so two of them never wait on
-    each other in a circle. Returns the versions."""
-    locked = list(requests.select_for_update(of=("self",)).order_by("pk").values_list("kind", "version_id"))
-    if any(kind == RequestKind.DECOMMISSION and version_id is None for kind, version_id in locked):
+    each other in a circle. Returns the versions.
+
+    ``grows``: ``requests`` are the model's open ones (or some of them), which a tier change or
+    a decommission withdraws. One opened after they were locked and before the model was (its
+    opener held the model) is not locked here, and whoever decides it at this moment holds it
+    and waits for the model: withdrawing it would wait for them in a circle. So the locks are
+    taken in a savepoint and, if ``requests`` has grown by the time the model is held, given
+    back (a savepoint rolled back releases the row locks taken in it) and taken again, the new
+    request with them. After ``_LOCK_ATTEMPTS`` tries they are kept as they are; should the
+    circle then close, PostgreSQL ends one side and its caller is asked to send it again."""
+    if not grows:
+        return _take_locks(model_id, requests)[0]
+    attempt = 1
+    while True:
+        with transaction.atomic():
+            versions, locked = _take_locks(model_id, requests)
+            if attempt == _LOCK_ATTEMPTS or not requests.exclude(pk__in=locked).exists():
+                return versions
+            transaction.set_rollback(True)
+        attempt += 1
+
+
+_LOCK_ATTEMPTS = 3
+
+
+def _take_locks(model_id: int, requests: QuerySet[ApprovalRequest]) -> tuple[QuerySet[ModelVersion], list[int]]:
+    locked = list(requests.select_for_update(of=("self",)).order_by("pk").values_list("pk", "kind", "version_id"))
+    if any(kind == RequestKind.DECOMMISSION and version_id is None for _, kind, version_id in locked):
         versions = ModelVersion.objects.filter(model_id=model_id)
     else:
-        versions = ModelVersion.objects.filter(pk__in=[version for _, version in locked if version is not None])
+        versions = ModelVersion.objects.filter(pk__in=[version for *_, version in locked if version is not None])
     list(versions.select_for_update(no_key=True).order_by("pk").values_list("pk"))
     RegisteredModel.objects.select_for_update(no_key=True).filter(pk=model_id).first()
-    return versions
+    return versions, [pk for pk, *_ in locked]
 
 
 def _lock_for_tier(model: RegisteredModel) -> RegisteredModel:
     """Lock the model for a change of its tier, which withdraws its open requests: those first."""
-    _lock_in_order(model.pk, ApprovalRequest.objects.filter(model_id=model.pk, state=RequestState.OPEN))
+    open_requests = ApprovalRequest.objects.filter(model_id=model.pk, state=RequestState.OPEN)
+    _lock_in_order(model.pk, open_requests, grows=True)
     return RegisteredModel.objects.select_related("team").get(pk=model.pk)
 
 
@@ -418,12 +447,10 @@ def _open_tier_change(*, actor: Any, model: RegisteredModel, tier: int, rational
 def request_submit(*, actor: Any, version: ModelVersion, rationale: str = "") -> ApprovalRequest:
     """Submit a draft version for release under the policy published for its model's tier,
     which the request pins to its end."""
-    version = (
-        ModelVersion.objects.select_for_update(of=("self",), no_key=True)
-        .select_related("model__team")
-        .get(pk=version.pk)
+    version = ModelVersion.objects.select_for_update(of=("self",), no_key=True).get(pk=version.pk)
+    version.model = model = (
+        RegisteredModel.objects.select_for_update(no_key=True).select_related("team").get(pk=version.model_id)
     )
-    model = version.model
     policies.can_submit(actor, version).ensure()
     workflow.ensure_version_transition(_version_name(version), version.state, VersionState.SUBMITTED)
     rationale = _text("rationale", rationale, required=False)
@@ -941,7 +968,8 @@ def _put(
     replacement: ModelVersion | None = None,
 ) -> ApprovalRequest:
     """Create a request under the policy published for the model's tier (pinned to its end),
-    open its first step, tell its deciders and write its audit event."""
+    open its first step, tell its deciders and write its audit event. The caller holds the
+    model's row lock, so no tier change commits between reading the tier and pinning it."""
     assert model.risk_tier is not None
     policy = published_policy(model.risk_tier)
     decommission = kind == RequestKind.DECOMMISSION

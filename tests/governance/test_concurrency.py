@@ -1,7 +1,8 @@
 """Governance writes at the same moment, on real concurrent connections: eight committee
 members deciding on the last quorum slot make one stage completion, one version transition and
 one audit event per recorded decision; a reassessment that raises the tier, meeting a decision
-on a request it withdraws, waits for it or overtakes it, and never deadlocks."""
+on a request it withdraws, waits for it or overtakes it, and never deadlocks, even on a request
+opened while it waited; a submission meeting it is put under the new tier."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 import psycopg2
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from audit.models import AuditEvent
 from common.errors import Conflict
@@ -20,7 +21,7 @@ from governance.models import Decision, RequestState
 from registry.models import VersionState
 from tests.concurrency import run_at_once
 from tests.conftest import on_postgres
-from tests.factories import ASSESSMENTS, submitted
+from tests.factories import ASSESSMENTS, assessed_model, make_version, submitted
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -106,3 +107,127 @@ def test_a_reassessment_raising_the_tier_and_a_decision_meet_without_a_deadlock(
     version.refresh_from_db()
     model.refresh_from_db()
     assert (model.risk_tier, request.state, version.state) == (1, RequestState.WITHDRAWN, VersionState.DRAFT)
+
+
+def _run(outcome: dict[str, Any], name: str, work: Any) -> threading.Thread:
+    def run() -> None:
+        try:
+            outcome[name] = work()
+        except BaseException as exc:
+            outcome[name] = exc
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run, name=name)
+    thread.start()
+    return thread
+
+
+def _until_waiting(cursor: Any, sessions: int) -> None:
+    deadline = time.monotonic() + 30
+    while _waiting_on_locks(cursor) < sessions:
+        assert time.monotonic() < deadline, f"{sessions} sessions never waited on a lock"
+        time.sleep(0.02)
+
+
+@pytest.mark.skipif(not on_postgres(), reason="row locks need PostgreSQL")
+def test_a_submission_made_while_a_tier_change_is_uncommitted_is_put_under_the_new_tier(developer, owner):
+    """A reassessment raises the model from T4 to T1 and has not committed yet; a version is
+    submitted meanwhile. The submission waits for the tier change and is put to the T1 policy:
+    read before the change committed, the T4 tier would have been pinned to a request that the
+    change, having already withdrawn the open ones, never saw."""
+    model = assessed_model(owner, 4)
+    version = make_version(developer, model)
+    reassessed, commit = threading.Event(), threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def reassess() -> None:
+        answers, flags = ASSESSMENTS[1]
+        with transaction.atomic():
+            services.assessment_record(actor=owner, model=model, answers=answers, flags=flags)
+            reassessed.set()
+            assert commit.wait(30)
+
+    watcher = psycopg2.connect(**connection.get_connection_params())
+    try:
+        with watcher.cursor() as cursor:
+            threads = [_run(outcome, "reassess", reassess)]
+            assert reassessed.wait(30)
+            threads.append(_run(outcome, "submit", lambda: services.request_submit(actor=owner, version=version)))
+            deadline = time.monotonic() + 30
+            while "submit" not in outcome and _waiting_on_locks(cursor) < 1:  # it waits, or is done
+                assert time.monotonic() < deadline, "the submission neither ended nor waited"
+                time.sleep(0.02)
+            commit.set()
+            for thread in threads:
+                thread.join(60)
+    finally:
+        watcher.close()
+
+    assert outcome["reassess"] is None, outcome
+    request = outcome["submit"]
+    model.refresh_from_db()
+    request.refresh_from_db()
+    assert (model.risk_tier, request.tier, request.policy.tier, request.state) == (1, 1, 1, RequestState.OPEN)
+
+
+@pytest.mark.skipif(not on_postgres(), reason="row locks need PostgreSQL")
+def test_a_tier_change_takes_again_the_locks_it_holds_when_a_request_opened_meanwhile_is_being_decided(
+    api, developer, owner, risk_officer, monkeypatch
+):
+    """A submission holds the model while a reassessment locks the model's open requests (none
+    yet) and waits for the model. The submission commits its request; the reassessment gets the
+    model; a decision on the new request locks it and waits for the model. Withdrawing that
+    request would wait for the decision, which waits for the reassessment: a deadlock. The
+    reassessment gives its locks back and takes them again, the request first: the decision
+    goes through, then the reassessment, and neither caller sees an error."""
+    model = assessed_model(owner, 4)
+    version = make_version(developer, model)
+    submitted_, commit, holds_model, go = (threading.Event() for _ in range(4))
+    outcome: dict[str, Any] = {}
+    take_locks = services._take_locks
+
+    def pausing(*args: Any) -> Any:
+        taken = take_locks(*args)
+        if threading.current_thread().name == "reassess" and not holds_model.is_set():
+            holds_model.set()
+            assert go.wait(30)
+        return taken
+
+    monkeypatch.setattr(services, "_take_locks", pausing)
+
+    def submit() -> Any:
+        with transaction.atomic():
+            request = services.request_submit(actor=owner, version=version)
+            submitted_.set()
+            assert commit.wait(30)
+        return request
+
+    answers, flags = ASSESSMENTS[1]
+    url = f"/api/v1/models/{model.name}/risk-assessment/"
+    watcher = psycopg2.connect(**connection.get_connection_params())
+    try:
+        with watcher.cursor() as cursor:
+            submitting = _run(outcome, "submit", submit)
+            assert submitted_.wait(30)
+            post = lambda: api(owner).post(url, {"answers": answers, "flags": flags}, format="json")  # noqa: E731
+            threads = [_run(outcome, "reassess", post)]
+            _until_waiting(cursor, 1)  # the reassessment has locked no request and waits for the model
+            commit.set()
+            submitting.join(30)
+            assert holds_model.wait(30)
+            request = outcome["submit"]
+            decide = lambda: services.decision_record(actor=risk_officer, request=request, outcome="approve")  # noqa: E731
+            threads.append(_run(outcome, "decide", decide))
+            _until_waiting(cursor, 1)  # the decision holds the request and waits for the model
+            go.set()
+            for thread in threads:
+                thread.join(60)
+    finally:
+        watcher.close()
+
+    assert outcome["reassess"].status_code == 201, outcome
+    assert outcome["decide"].outcome == "approve", outcome
+    request.refresh_from_db()
+    model.refresh_from_db()
+    assert (model.risk_tier, request.state) == (1, RequestState.APPROVED)
