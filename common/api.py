@@ -73,6 +73,10 @@ RETRY_CODES = frozenset({"40P01", "40001"})
 TRY_AGAIN = "Another change to the same records was made at the same moment; this one was not saved: send it again."
 
 
+def to_send_again(exc: BaseException) -> bool:
+    return isinstance(exc, OperationalError) and getattr(exc.__cause__, "pgcode", None) in RETRY_CODES
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     # DRF's views module reads the API settings, which name this module's parser: imported here,
     # not above, so that importing this module first (a serializer's test) is not circular.
@@ -80,7 +84,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
     if isinstance(exc, DomainError):
         return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status)
-    if isinstance(exc, OperationalError) and getattr(exc.__cause__, "pgcode", None) in RETRY_CODES:
+    if to_send_again(exc):
         log.warning("%s %s: %s", context["request"].method, context["request"].path, exc)
         return Response(error_body("conflict", TRY_AGAIN), status=status.HTTP_409_CONFLICT)
     if isinstance(exc, Http404):

@@ -12,25 +12,29 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
-from django.db import connection
+from django.db import OperationalError, connection
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf_exceptions
 
 from common import statements, validation
+from common.api import TRY_AGAIN, to_send_again
 from common.errors import Conflict, DomainError, Duplicate, NotFound, PermissionDenied, Unavailable, ValidationFailed
 from common.rows import columns
 from registry import policies, selectors, services
 from registry.api.authentication import BasicTokenAuthentication, BearerTokenAuthentication
 from registry.mlflow import search
 from registry.models import Alias, ModelVersion, RegisteredModel, VersionState
+
+log = logging.getLogger(__name__)
 
 # Tags under this prefix are Warden's: read-only facts in responses, and on create the few
 # settings MLflow's protocol has no field for (the owning team, the artifact's digest).
@@ -700,6 +704,11 @@ def endpoint(request: HttpRequest, path: str) -> HttpResponse:
         return _error(exc.code, exc.message, exc.status)
     except (TooManyFieldsSent, RequestDataTooBig) as exc:  # past Django's limits on a request
         return _error("MALFORMED_REQUEST", str(exc), 400)
+    except OperationalError as exc:
+        if not to_send_again(exc):
+            raise
+        log.warning("%s %s: %s", request.method, request.path, exc)
+        return _error("TEMPORARILY_UNAVAILABLE", TRY_AGAIN, 503)  # the mlflow client sends it again
     except DomainError as exc:
         code, status = _domain_error(exc)
         return _error(code, exc.message, status)

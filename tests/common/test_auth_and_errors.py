@@ -1,19 +1,16 @@
 from __future__ import annotations
 
 import json
-import threading
 from typing import Any
 
 import pytest
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.db import OperationalError, transaction
 from django.test import Client
 
 from common.api import TRY_AGAIN
 from registry import services
 from registry.models import RegisteredModel
-from tests.concurrency import run_at_once
+from tests.concurrency import a_deadlock
 from tests.conftest import on_postgres
 from tests.factories import UserFactory, make_model
 
@@ -144,17 +141,7 @@ def test_the_largest_monitoring_batch_fits_in_the_default_body_limit():
 def test_a_change_postgresql_rolled_back_for_a_deadlock_is_a_409_to_send_again(api, developer, owner, monkeypatch):
     """Two transactions that lock the same rows in opposite orders: PostgreSQL aborts one. The
     caller whose change was rolled back is told to send it again, not given a 500."""
-    first, second = developer.pk, owner.pk
-    both = threading.Barrier(2)
-
-    def lock_in_turn(i: int) -> None:
-        with transaction.atomic():
-            get_user_model().objects.select_for_update().get(pk=(first, second)[i])
-            both.wait(timeout=30)
-            get_user_model().objects.select_for_update().get(pk=(second, first)[i])
-
-    (deadlock,) = run_at_once(2, lock_in_turn)
-    assert isinstance(deadlock, OperationalError) and deadlock.__cause__.pgcode == "40P01"
+    deadlock = a_deadlock(developer, owner)
 
     def rolled_back(**kwargs: Any) -> None:
         raise deadlock

@@ -13,10 +13,13 @@ from django.test import Client
 
 from audit.models import AuditEvent
 from audit.services import audit_record
+from common.api import TRY_AGAIN
 from common.errors import NotFound
 from governance import services as governance
 from registry import services
 from registry.models import ModelVersion, RegisteredModel
+from tests.concurrency import a_deadlock
+from tests.conftest import on_postgres
 from tests.factories import assessed_model, digest, make_model
 
 API = "/api/2.0/mlflow"
@@ -588,3 +591,20 @@ def test_a_request_past_djangos_limits_is_answered_in_mlflows_shape(mlflow, sett
     status, body = mlflow.call("POST", "registered-models/create", {"name": "x" * 200})
     assert (status, body["error_code"]) == (400, "MALFORMED_REQUEST")
     assert "DATA_UPLOAD_MAX_MEMORY_SIZE" in body["message"]
+
+
+@pytest.mark.skipif(not on_postgres(), reason="PostgreSQL's deadlock detection")
+@pytest.mark.django_db(transaction=True)
+def test_a_change_rolled_back_for_a_deadlock_is_temporarily_unavailable_to_send_again(
+    mlflow, developer, owner, monkeypatch
+):
+    """MLflow's client sends a 503 again by itself; nothing of the change was saved."""
+    deadlock = a_deadlock(developer, owner)
+
+    def rolled_back(**kwargs: Any) -> None:
+        raise deadlock
+
+    monkeypatch.setattr(services, "model_register", rolled_back)
+    status, body = mlflow.call("POST", "registered-models/create", {"name": "churn"})
+    assert (status, body) == (503, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": TRY_AGAIN})
+    assert not RegisteredModel.objects.exists()
