@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
-from common.errors import DomainError
+from common.errors import TRY_AGAIN, DomainError, to_send_again
 from common.policy import can_use_admin
+
+log = logging.getLogger(__name__)
 
 
 class ServiceBackedAdmin(admin.ModelAdmin):
@@ -31,3 +35,22 @@ class ServiceBackedAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # the registry keeps everything; decommissioning retires, it never deletes
+
+
+class SendAgainMiddleware:
+    """A change PostgreSQL rolled back for a deadlock or a serialisation failure (nothing of it
+    was saved) is shown as a message on the page it came from, asking to send it again, not as a
+    server error. The APIs answer it in their own shapes before it gets here."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not to_send_again(exception):
+            return None
+        log.warning("%s %s: %s", request.method, request.path, exception)
+        messages.error(request, TRY_AGAIN)
+        return HttpResponseRedirect(request.get_full_path())

@@ -13,7 +13,6 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from django.utils import timezone
 from django_filters.rest_framework import DjangoFilterBackend
@@ -25,7 +24,7 @@ from rest_framework.settings import api_settings
 from rest_framework.utils.serializer_helpers import BindingDict
 
 from common import validation
-from common.errors import DomainError
+from common.errors import TRY_AGAIN, DomainError, to_send_again
 
 log = logging.getLogger(__name__)
 _CODES = {
@@ -65,16 +64,6 @@ def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
             out.update(_flatten(item, f"{prefix}[{index}]"))
         return out
     return {prefix or "non_field_errors": [str(detail)]}
-
-
-# PostgreSQL gave up on the transaction to let a concurrent one through (a deadlock, or a
-# serialisation failure): it rolled back whole, and the same request may simply be sent again.
-RETRY_CODES = frozenset({"40P01", "40001"})
-TRY_AGAIN = "Another change to the same records was made at the same moment; this one was not saved: send it again."
-
-
-def to_send_again(exc: BaseException) -> bool:
-    return isinstance(exc, OperationalError) and getattr(exc.__cause__, "pgcode", None) in RETRY_CODES
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Self
 
+from django.db import OperationalError
+
 
 class DomainError(Exception):
     status = 400
@@ -56,3 +58,15 @@ class Unavailable(DomainError):
 
     status = 503
     code = "unavailable"
+
+
+# PostgreSQL gave up on the transaction to let a concurrent one through (a deadlock, or a
+# serialisation failure): it rolled back whole, and the same request may simply be sent again.
+# The native API answers 409, the MLflow endpoints 503 (which the mlflow client resends), and
+# the admin a message on the page (``common.admin.SendAgainMiddleware``).
+RETRY_CODES = frozenset({"40P01", "40001"})
+TRY_AGAIN = "Another change to the same records was made at the same moment; this one was not saved: send it again."
+
+
+def to_send_again(exc: BaseException) -> bool:
+    return isinstance(exc, OperationalError) and getattr(exc.__cause__, "pgcode", None) in RETRY_CODES

@@ -55,6 +55,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "common.admin.SendAgainMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "audit.context.RequestContextMiddleware",
     "common.memo.MemoMiddleware",

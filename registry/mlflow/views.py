@@ -26,8 +26,17 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf_exceptions
 
 from common import statements, validation
-from common.api import TRY_AGAIN, to_send_again
-from common.errors import Conflict, DomainError, Duplicate, NotFound, PermissionDenied, Unavailable, ValidationFailed
+from common.errors import (
+    TRY_AGAIN,
+    Conflict,
+    DomainError,
+    Duplicate,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+    ValidationFailed,
+    to_send_again,
+)
 from common.rows import columns
 from registry import policies, selectors, services
 from registry.api.authentication import BasicTokenAuthentication, BearerTokenAuthentication

@@ -7,7 +7,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from common.api import TRY_AGAIN
+from common.errors import TRY_AGAIN
 from registry import services
 from registry.models import RegisteredModel
 from tests.concurrency import a_deadlock

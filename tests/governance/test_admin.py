@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
+import pytest
 from django.test import Client
 from django.utils import timezone
 
 from audit.models import AuditEvent
+from common.errors import TRY_AGAIN
 from common.roles import Role
 from governance import services
 from governance.models import ApprovalPolicy, RequestState
 from registry.models import VersionState
+from tests.concurrency import a_deadlock
+from tests.conftest import on_postgres
 from tests.factories import UserFactory, submitted
 
 
@@ -209,3 +214,28 @@ def test_a_risk_officer_drafts_and_publishes_a_policy_in_the_admin_and_published
     dev = signed_in(developer)
     assert dev.get(f"/admin/governance/approvalpolicy/{draft.pk}/change/").status_code == 200
     assert b'name="stages"' not in dev.get(f"/admin/governance/approvalpolicy/{draft.pk}/change/").content
+
+
+@pytest.mark.skipif(not on_postgres(), reason="PostgreSQL's deadlock detection")
+@pytest.mark.django_db(transaction=True)
+def test_a_decision_rolled_back_for_a_deadlock_shows_on_the_page_to_send_again(
+    developer, owner, risk_officer, monkeypatch
+):
+    version, request = submitted(developer, owner, 4)
+    deadlock = a_deadlock(developer, owner)
+
+    def rolled_back(**kwargs: Any) -> None:
+        raise deadlock
+
+    monkeypatch.setattr(services, "decision_record", rolled_back)
+    client = signed_in(risk_officer)
+    answer = client.post(
+        page_url(request),
+        {"outcome": "approve", "conditions-TOTAL_FORMS": "0", "conditions-INITIAL_FORMS": "0"},
+        follow=True,
+    )
+    assert answer.redirect_chain == [(page_url(request), 302)]
+    assert [str(m) for m in answer.context["messages"]] == [TRY_AGAIN]
+    assert b"Record my decision" in answer.content
+    version.refresh_from_db()
+    assert (version.state, request.decisions.count()) == (VersionState.SUBMITTED, 0)

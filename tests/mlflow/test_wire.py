@@ -13,8 +13,7 @@ from django.test import Client
 
 from audit.models import AuditEvent
 from audit.services import audit_record
-from common.api import TRY_AGAIN
-from common.errors import NotFound
+from common.errors import TRY_AGAIN, NotFound
 from governance import services as governance
 from registry import services
 from registry.models import ModelVersion, RegisteredModel
