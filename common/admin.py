@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
 from common.errors import TRY_AGAIN, DomainError, to_send_again
@@ -18,7 +19,17 @@ log = logging.getLogger(__name__)
 class ServiceBackedAdmin(admin.ModelAdmin):
     """Saves go through services (``save_model`` is overridden by each admin). When a
     service refuses, nothing is written (the admin's transaction rolls back) and the user
-    sees the service's reason on the same page."""
+    sees the service's reason on the same page.
+
+    Each field carries the value the page showed (``show_hidden_initial``), so
+    ``form.changed_data`` names what the user changed, not what differs from the row as it is
+    now: a field changed elsewhere since the page was opened is not undone by saving it."""
+
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if field is not None:
+            field.show_hidden_initial = True
+        return field
 
     def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
@@ -54,3 +65,14 @@ class SendAgainMiddleware:
         log.warning("%s %s: %s", request.method, request.path, exception)
         messages.error(request, TRY_AGAIN)
         return HttpResponseRedirect(request.get_full_path())
+
+
+def shown(form: Any, name: str) -> Any:
+    """The value the page showed for the field ``name`` (``ServiceBackedAdmin``); None if the
+    form came without it."""
+    bound = form[name]
+    hidden = bound.field.hidden_widget().value_from_datadict(form.data, form.files, bound.html_initial_name)
+    try:
+        return bound.field.to_python(hidden)
+    except ValidationError:
+        return None

@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from common.admin import ServiceBackedAdmin
+from common.admin import ServiceBackedAdmin, shown
 from common.errors import DomainError
 from common.policy import can_use_admin
 from registry import hooks, policies, selectors, services
@@ -85,8 +85,8 @@ class RegisteredModelAdmin(ServiceBackedAdmin):
             )
             obj.pk = registered.pk
             return
-        changes = {name: data[name] for name in form.changed_data if name in MODEL_FORM_FIELDS}
-        services.model_update(actor=request.user, model=obj, changes=changes)
+        changes = {name: data[name] for name in form.changed_data if name in MODEL_FORM_FIELDS and name != "tags"}
+        services.model_update(actor=request.user, model=obj, changes=changes, **_tag_changes(form))
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         """Versions are read-only here; nothing related to save."""
@@ -140,13 +140,25 @@ class ModelVersionAdmin(ServiceBackedAdmin):
         return obj is None or bool(policies.can_edit_version(request.user, obj.model))
 
     def save_model(self, request: HttpRequest, obj: ModelVersion, form: Any, change: bool) -> None:
-        data = form.cleaned_data
         services.version_update(
             actor=request.user,
             version=obj,
-            description=data.get("description"),
-            tags=data.get("tags"),
+            description=form.cleaned_data["description"] if "description" in form.changed_data else None,
+            **_tag_changes(form),
         )
+
+
+def _tag_changes(form: Any) -> dict[str, Any]:
+    """The tags edited on the page, as keys set and keys deleted against what the page showed:
+    a tag set or deleted elsewhere since the page was opened (by the mlflow client, say) is
+    kept as it is, not undone by saving the page."""
+    if "tags" not in form.changed_data:
+        return {}
+    before, after = shown(form, "tags") or {}, form.cleaned_data["tags"] or {}
+    return {
+        "set_tags": {key: value for key, value in after.items() if before.get(key) != value},
+        "delete_tags": [key for key in before if key not in after],
+    }
 
 
 class ReadOnlyAdmin(ServiceBackedAdmin):

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import json
+
 from django.test import Client
 
 from audit.models import AuditEvent
+from registry import services
 from tests.factories import UserFactory, make_model, make_version
 
 
@@ -55,3 +58,41 @@ def test_a_model_edited_in_the_admin_goes_through_the_service_and_is_audited(own
     assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
     event = AuditEvent.objects.get(action="model.updated")
     assert event.after == {"description": "edited in the admin"}
+
+
+def _page_data(client: Client, url: str) -> dict:
+    """What a browser sends back from the page unchanged: each field and the value it showed."""
+    form = client.get(url).context["adminform"].form
+    data = {name: form[name].value() for name in form.fields}
+    data = {
+        name: "" if value is None else json.dumps(value) if isinstance(value, dict) else value
+        for name, value in data.items()
+    }
+    return data | {f"initial-{name}": value for name, value in data.items()}
+
+
+def test_saving_an_admin_page_keeps_the_tags_and_description_changed_elsewhere_since_it_was_opened(developer):
+    developer.is_staff = True
+    developer.save()
+    model = make_model(developer, name="m1", tags={"area": "retail", "old": "x"})
+    version = make_version(developer, model, tags={"stage": "dev", "old": "x"})
+    client = Client()
+    client.force_login(developer)
+    model_url = f"/admin/registry/registeredmodel/{model.pk}/change/"
+    version_url = f"/admin/registry/modelversion/{version.pk}/change/"
+    model_page, version_page = _page_data(client, model_url), _page_data(client, version_url)
+
+    # meanwhile, through the API or the mlflow client
+    services.model_update(actor=developer, model=model, set_tags={"qa": "passed"}, delete_tags=["old"])
+    services.version_update(actor=developer, version=version, description="from CI", set_tags={"qa": "passed"})
+
+    model_page |= {"tags": json.dumps({"area": "wholesale", "old": "x"}), "versions-TOTAL_FORMS": "0"}
+    model_page |= {"versions-INITIAL_FORMS": "0", "owner": developer.pk, "team": model.team_id}
+    assert client.post(model_url, model_page).status_code == 302
+    version_page |= {"tags": json.dumps({"stage": "dev"})}
+    assert client.post(version_url, version_page).status_code == 302
+
+    model.refresh_from_db()
+    version.refresh_from_db()
+    assert model.tags == {"area": "wholesale", "qa": "passed"}
+    assert (version.tags, version.description) == ({"stage": "dev", "qa": "passed"}, "from CI")
