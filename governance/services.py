@@ -127,7 +127,8 @@ def _lock_request(request: ApprovalRequest) -> ApprovalRequest:
     grows = kind in (RequestKind.DECOMMISSION, RequestKind.TIER_CHANGE)
     versions = _lock_in_order(model_id, ApprovalRequest.objects.filter(requests), grows=grows)
     if kind == RequestKind.DECOMMISSION:
-        list(Deployment.objects.select_for_update().filter(version__in=versions, retired_at=None).values_list("pk"))
+        live = Deployment.objects.filter(version__in=versions, retired_at=None)
+        list(live.select_for_update(no_key=True).values_list("pk"))  # no key, as deployment_retire says
     return (
         ApprovalRequest.objects.select_related("model__team", "version", "policy", "scorecard")
         .prefetch_related("stages", "decisions__stage")
@@ -175,6 +176,16 @@ def _take_locks(model_id: int, requests: QuerySet[ApprovalRequest]) -> tuple[Que
     list(versions.select_for_update(no_key=True).order_by("pk").values_list("pk"))
     RegisteredModel.objects.select_for_update(no_key=True).filter(pk=model_id).first()
     return versions, [pk for pk, *_ in locked]
+
+
+def _lock_version(pk: int) -> ModelVersion:
+    """The version, then its model, locked in the services' one order (``_lock_in_order``), the
+    model read once locked: its tier, status and owner as any change of them in flight left them
+    when it committed, not as they were before (a submission pinning the old tier's policy)."""
+    version = ModelVersion.objects.select_for_update(of=("self",), no_key=True).get(pk=pk)
+    models = RegisteredModel.objects.select_for_update(of=("self",), no_key=True).select_related("team", "owner")
+    version.model = models.get(pk=version.model_id)
+    return version
 
 
 def _lock_for_tier(model: RegisteredModel) -> RegisteredModel:
@@ -447,10 +458,8 @@ def _open_tier_change(*, actor: Any, model: RegisteredModel, tier: int, rational
 def request_submit(*, actor: Any, version: ModelVersion, rationale: str = "") -> ApprovalRequest:
     """Submit a draft version for release under the policy published for its model's tier,
     which the request pins to its end."""
-    version = ModelVersion.objects.select_for_update(of=("self",), no_key=True).get(pk=version.pk)
-    version.model = model = (
-        RegisteredModel.objects.select_for_update(no_key=True).select_related("team").get(pk=version.model_id)
-    )
+    version = _lock_version(version.pk)
+    model = version.model
     policies.can_submit(actor, version).ensure()
     workflow.ensure_version_transition(_version_name(version), version.state, VersionState.SUBMITTED)
     rationale = _text("rationale", rationale, required=False)
@@ -714,15 +723,7 @@ def condition_close(*, actor: Any, condition: Condition, state: str, note: str) 
 def deployment_record(*, actor: Any, version: ModelVersion, environment: Environment, endpoint: str = "") -> Deployment:
     """Record that ``version`` now runs in ``environment``, if the gate lets it in; its first
     deployment moves an approved version to ``deployed``."""
-    # The version, then its model (as _lock_request does): the gate reads the model's tier,
-    # status and findings, which must not change under it.
-    version = (
-        ModelVersion.objects.select_for_update(of=("self",), no_key=True)
-        .select_related("model__team")
-        .get(pk=version.pk)
-    )
-    RegisteredModel.objects.select_for_update(no_key=True).filter(pk=version.model_id).first()
-    version.model.refresh_from_db()
+    version = _lock_version(version.pk)  # the gate reads the model's tier, status and findings
     policies.can_deploy(actor, version).ensure()
     endpoint = _text("endpoint", endpoint, required=False, limit=1000)
     gate.ensure(version, environment)
@@ -765,7 +766,14 @@ def deployment_retire(*, actor: Any, deployment: Deployment, reason: str) -> Dep
         .select_related("model__team")
         .get(pk=Deployment.objects.values_list("version_id", flat=True).get(pk=deployment.pk))
     )
-    deployment = Deployment.objects.select_for_update(of=("self",)).select_related("environment").get(pk=deployment.pk)
+    # NO KEY UPDATE: a monitoring batch share-locks the deployments it names, and then their
+    # versions (monitoring.services._hold, then _act); a lock that excluded its share would wait
+    # for the batch while the batch waits for the version locked here.
+    deployment = (
+        Deployment.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("environment")
+        .get(pk=deployment.pk)
+    )
     policies.can_deploy(actor, version).ensure()
     reason = _text("reason", reason, required=True)
     if deployment.retired_at is not None:
@@ -802,12 +810,7 @@ def version_suspend(*, actor: Any, version: ModelVersion, reason: str) -> ModelV
     """The kill switch: a risk officer suspends a version at once. The gate refuses it from the
     commit on, and its owners and the risk officers are told. Lifting it is a reinstatement
     request, decided under the tier's policy."""
-    version = (
-        ModelVersion.objects.select_for_update(of=("self",), no_key=True)
-        .select_related("model__team", "model__owner")
-        .get(pk=version.pk)
-    )
-    RegisteredModel.objects.select_for_update(no_key=True).filter(pk=version.model_id).first()  # as alias_set does
+    version = _lock_version(version.pk)
     policies.can_suspend(actor).ensure()
     reason = _text("reason", reason, required=True)
     return _suspend(version, actor=actor, reason=reason)
@@ -823,13 +826,7 @@ def version_deprecate(*, actor: Any, version: ModelVersion, reason: str) -> Mode
         version_id=version.pk, kind=RequestKind.REINSTATEMENT, state=RequestState.OPEN
     )
     overtaken = list(reinstatements.select_for_update(of=("self",)).order_by("pk").values_list("pk", flat=True))
-    version = (
-        ModelVersion.objects.select_for_update(of=("self",), no_key=True)
-        .select_related("model__team", "model__owner")
-        .get(pk=version.pk)
-    )
-    # In the services' one order: the requests, the version, then the model (``_lock_in_order``).
-    RegisteredModel.objects.select_for_update(no_key=True).filter(pk=version.model_id).first()
+    version = _lock_version(version.pk)  # after the requests, in the services' one order
     policies.can_deprecate(actor, version.model).ensure()
     reason = _text("reason", reason, required=True)
     live = Deployment.objects.filter(version=version, retired_at=None).select_related("environment")
@@ -918,7 +915,11 @@ def request_open(
         raise ValidationFailed.on("kind", "revalidation, reinstatement or decommission")
     if version is not None:
         version = ModelVersion.objects.select_for_update(of=("self",), no_key=True).get(pk=version.pk)
-    model = RegisteredModel.objects.select_for_update(no_key=True).select_related("team", "owner").get(pk=model.pk)
+    model = (
+        RegisteredModel.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("team", "owner")
+        .get(pk=model.pk)
+    )
     policies.can_open(actor, model, kind).ensure()
     return _open_request(
         actor=actor, kind=kind, model=model, version=version, rationale=rationale, replacement=replacement
@@ -1228,15 +1229,8 @@ def monitoring_breach(
     of this metric judged (closed or not) changes nothing, so the periodic evaluation does not
     reopen, re-tell or re-suspend on data already acted upon; unless it now weighs more than
     the finding still open (its thresholds were tightened since), which it then escalates."""
-    version = (
-        ModelVersion.objects.select_for_update(of=("self",), no_key=True)
-        .select_related("model__team", "model__owner")
-        .get(pk=version.pk)
-    )
-    model = (
-        RegisteredModel.objects.select_for_update(no_key=True).select_related("team", "owner").get(pk=version.model_id)
-    )
-    version.model = model
+    version = _lock_version(version.pk)
+    model = version.model
     actor = system_actor()
     policy = selectors.published_policy(model.risk_tier) if model.risk_tier else None
     on_critical = (policy.monitoring if policy else {}).get("on_critical", {})
@@ -1403,7 +1397,7 @@ def exception_grant(
 ) -> PolicyException:
     """Sanction a departure from the policy for ``version``, until ``expires_at``: no later
     than the tier's policy allows."""
-    version = ModelVersion.objects.select_related("model__team").get(pk=version.pk)
+    version = _lock_version(version.pk)
     policies.can_grant_exception(actor, version).ensure()
     if version.model.risk_tier is None:
         raise Conflict(f"Model {version.model.name} has no risk tier: record its risk assessment first.")

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 import psycopg2
 import pytest
 from django.db import connection, transaction
+from django.utils import timezone
 
 from audit.models import AuditEvent
-from common.errors import Conflict
+from common.errors import Conflict, ValidationFailed
 from governance import services
-from governance.models import Decision, RequestState
-from registry.models import VersionState
+from governance.models import Decision, Environment, PolicyException, RequestState
+from monitoring import services as monitoring
+from registry.models import ModelVersion, VersionState
 from tests.concurrency import run_at_once
 from tests.conftest import on_postgres
 from tests.factories import ASSESSMENTS, assessed_model, make_version, submitted
@@ -231,3 +234,104 @@ def test_a_tier_change_takes_again_the_locks_it_holds_when_a_request_opened_mean
     request.refresh_from_db()
     model.refresh_from_db()
     assert (model.risk_tier, request.state) == (1, RequestState.APPROVED)
+
+
+@pytest.mark.skipif(not on_postgres(), reason="row locks need PostgreSQL")
+def test_an_exception_granted_while_a_tier_change_is_uncommitted_is_held_to_the_new_tier(
+    developer, owner, risk_officer
+):
+    """A reassessment raises the model from T4 to T1 and has not committed yet; a risk officer
+    grants an exception for 150 days meanwhile. The grant waits for the tier change and is
+    refused under T1's limit, not allowed under T4's."""
+    version = make_version(developer, assessed_model(owner, 4))
+    reassessed, commit = threading.Event(), threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def reassess() -> None:
+        answers, flags = ASSESSMENTS[1]
+        with transaction.atomic():
+            services.assessment_record(actor=owner, model=version.model, answers=answers, flags=flags)
+            reassessed.set()
+            assert commit.wait(30)
+
+    def grant() -> Any:
+        until = timezone.now() + timedelta(days=150)
+        return services.exception_grant(
+            actor=risk_officer, version=version, scope="s", compensating_control="c", reason="r", expires_at=until
+        )
+
+    watcher = psycopg2.connect(**connection.get_connection_params())
+    try:
+        with watcher.cursor() as cursor:
+            threads = [_run(outcome, "reassess", reassess)]
+            assert reassessed.wait(30)
+            threads.append(_run(outcome, "grant", grant))
+            deadline = time.monotonic() + 30
+            while "grant" not in outcome and _waiting_on_locks(cursor) < 1:  # it waits, or is done
+                assert time.monotonic() < deadline, "the grant neither ended nor waited"
+                time.sleep(0.02)
+            commit.set()
+            for thread in threads:
+                thread.join(60)
+    finally:
+        watcher.close()
+
+    assert outcome["reassess"] is None, outcome
+    refused = outcome["grant"]
+    assert isinstance(refused, ValidationFailed), outcome
+    assert refused.fields == {"expires_at": ["T1 exceptions last at most 30 days (policy v1)"]}
+    assert not PolicyException.objects.exists()
+
+
+@pytest.mark.skipif(not on_postgres(), reason="row locks need PostgreSQL")
+def test_a_breaching_monitoring_batch_and_a_retirement_of_its_deployment_both_go_through(
+    developer, owner, assigned_validator, risk_officer, monkeypatch
+):
+    """The batch share-locks the deployment and the version, finds a breach, and is about to
+    lock the version to act on it, when the deployment is retired: the retirement locks the
+    version, then the deployment. Had it taken the deployment exclusively, it would wait for
+    the batch's share while the batch waits for the version: a deadlock."""
+    version = make_version(developer, assessed_model(owner, 2), metrics={"auc": 0.80})
+    request = services.request_submit(actor=owner, version=version)
+    services.decision_record(actor=assigned_validator, request=request, outcome="approve")
+    services.decision_record(actor=risk_officer, request=request, outcome="approve")
+    production = Environment.objects.get(name="production")
+    deployment = services.deployment_record(actor=owner, version=version, environment=production)
+    version = ModelVersion.objects.select_related("model").get(pk=version.pk)
+    breached, go = threading.Event(), threading.Event()
+    act = monitoring._act
+
+    def pausing(breaches: Any) -> Any:
+        breached.set()
+        assert go.wait(30)
+        return act(breaches)
+
+    monkeypatch.setattr(monitoring, "_act", pausing)
+    end = timezone.now() - timedelta(days=1)
+    window = {"window_start": end - timedelta(days=1), "window_end": end}
+    item = monitoring.Item(
+        version=version,
+        deployment=deployment,
+        data={"key": "k1", "metric": "auc", "segment": "", "value": 0.70, **window},
+    )
+    outcome: dict[str, Any] = {}
+    watcher = psycopg2.connect(**connection.get_connection_params())
+    try:
+        with watcher.cursor() as cursor:
+            receive = lambda: monitoring.observations_receive(actor=developer, items=[item])  # noqa: E731
+            threads = [_run(outcome, "batch", receive)]
+            assert breached.wait(30)
+            retire = lambda: services.deployment_retire(actor=owner, deployment=deployment, reason="drifting")  # noqa: E731
+            threads.append(_run(outcome, "retire", retire))
+            deadline = time.monotonic() + 30
+            while "retire" not in outcome and _waiting_on_locks(cursor) < 1:  # it waits, or is done
+                assert time.monotonic() < deadline, "the retirement neither ended nor waited"
+                time.sleep(0.02)
+            go.set()
+            for thread in threads:
+                thread.join(60)
+    finally:
+        watcher.close()
+
+    assert not any(isinstance(answer, BaseException) for answer in outcome.values()), outcome
+    assert outcome["batch"].breaches and outcome["retire"].retired_at is not None
