@@ -12,6 +12,9 @@ from common.errors import ValidationFailed
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 TAG_KEY_RE = re.compile(r"^[A-Za-z0-9_.\- ]{1,250}$")
 TAG_VALUE_MAX = 5000
+# Tag keys under this prefix are Warden's: facts it shows on the MLflow API (the team, the tier,
+# the state, the digest…), never stored as tags.
+RESERVED_TAG_PREFIX = "warden."
 MAX_JSON_DEPTH = 20
 NOT_UNICODE = "must be valid Unicode (no lone surrogates)"
 # Where a JSON body may hold a lone UTF-16 surrogate: an escape of one, or one encoded as bytes.
@@ -82,7 +85,10 @@ def tags(field: str, value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
         raise ValidationFailed.on(field, "must be an object of key: value strings")
     for key, item in value.items():
-        tag_key(field, key)
+        if tag_key(field, key).startswith(RESERVED_TAG_PREFIX):
+            raise ValidationFailed.on(
+                field, f"tag keys starting with {RESERVED_TAG_PREFIX!r} are Warden's and read-only"
+            )
         tag_value(f"{field}.{key}", item)
     return value
 

@@ -246,8 +246,12 @@ def model_update(
 def model_rename(*, actor: Any, model: RegisteredModel, new_name: str) -> RegisteredModel:
     """Give a model a new name. Only while every version is a draft: once a version has been
     submitted, approvals, deployments and exports name the model, so the name is settled. The
-    model's history follows the rename (``audit.selectors.model_history``)."""
+    model's history follows the rename (``audit.selectors.model_history``). ``model`` is the
+    model as the caller found it by name: renamed by someone else meanwhile, that name is gone."""
+    asked = model.name
     model = _locked(model.pk)
+    if model.name != asked:
+        raise NotFound(f"No model {asked!r}: it was renamed to {model.name!r} a moment ago.")
     policies.can_rename_model(actor, model).ensure()
     if new_name == model.name:
         return model

@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 # Tags under this prefix are Warden's: read-only facts in responses, and on create the few
 # settings MLflow's protocol has no field for (the owning team, the artifact's digest).
-RESERVED = "warden."
+RESERVED = validation.RESERVED_TAG_PREFIX
 TEAM_TAG = "warden.team"
 DIGEST_TAG = "warden.artifact_sha256"
 
@@ -462,7 +462,8 @@ def set_registered_model_tag(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
 def delete_registered_model_tag(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
     model, key = _model(actor, p.get("name")), _writable_tag(p.get("key"))
     if key in model.tags:
-        services.model_update(actor=actor, model=model, delete_tags=[key])
+        with contextlib.suppress(NotFound):  # deleted meanwhile
+            services.model_update(actor=actor, model=model, delete_tags=[key])
     return {}
 
 
@@ -588,7 +589,8 @@ def set_model_version_tag(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
 def delete_model_version_tag(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
     version, key = _version(actor, p.get("name"), p.get("version")), _writable_tag(p.get("key"))
     if key in version.tags:
-        services.version_update(actor=actor, version=version, delete_tags=[key])
+        with contextlib.suppress(NotFound):  # deleted meanwhile
+            services.version_update(actor=actor, version=version, delete_tags=[key])
     return {}
 
 

@@ -16,6 +16,7 @@ from audit.services import audit_record
 from common.errors import TRY_AGAIN, NotFound
 from governance import services as governance
 from registry import services
+from registry.mlflow import views
 from registry.models import ModelVersion, RegisteredModel
 from tests.concurrency import a_deadlock
 from tests.conftest import on_postgres
@@ -565,6 +566,35 @@ def test_an_alias_deleted_meanwhile_is_not_found_not_a_server_error(mlflow, chur
     services.alias_delete(actor=developer, alias=stale)
     with pytest.raises(NotFound, match="No alias 'candidate' on model churn"):
         services.alias_delete(actor=developer, alias=stale)
+
+
+def test_deleting_a_tag_someone_deleted_meanwhile_is_done_as_mlflow_answers(mlflow, churn, developer, monkeypatch):
+    """Two clients delete the same tag at once: both read it, the second deletes after the
+    first committed, and is answered 200 as for any tag that is not there."""
+    model = RegisteredModel.objects.get(name="churn")
+    version = ModelVersion.objects.get(model=model, number=1)
+    services.version_update(actor=developer, version=version, set_tags={"k": "v"})
+    stale_model, stale_version = RegisteredModel.objects.get(pk=model.pk), ModelVersion.objects.get(pk=version.pk)
+    services.model_update(actor=developer, model=model, delete_tags=["area"])
+    services.version_update(actor=developer, version=version, delete_tags=["k"])
+    monkeypatch.setattr(views, "_model", lambda actor, name: stale_model)
+    monkeypatch.setattr(views, "_version", lambda actor, name, number: stale_version)
+    deleted = mlflow.call("DELETE", "registered-models/delete-tag", {"name": "churn", "key": "area"})
+    assert deleted == (200, {})
+    deleted = mlflow.call("DELETE", "model-versions/delete-tag", {"name": "churn", "version": "1", "key": "k"})
+    assert deleted == (200, {})
+
+
+def test_renaming_a_name_someone_renamed_meanwhile_is_not_found(mlflow, churn, developer, monkeypatch):
+    """Both found churn by its name; the first renamed it; the second's name is gone, and it does
+    not rename the model under another name it never gave."""
+    stale = RegisteredModel.objects.get(name="churn")
+    services.model_rename(actor=developer, model=RegisteredModel.objects.get(pk=stale.pk), new_name="attrition")
+    monkeypatch.setattr(views, "_model", lambda actor, name: stale)
+    status, body = mlflow.call("POST", "registered-models/rename", {"name": "churn", "new_name": "x"})
+    message = "No model 'churn': it was renamed to 'attrition' a moment ago."
+    assert (status, body) == (404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": message})
+    assert RegisteredModel.objects.get(pk=stale.pk).name == "attrition"
 
 
 def test_a_new_version_marks_its_model_updated(mlflow, churn):

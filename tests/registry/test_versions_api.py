@@ -217,6 +217,22 @@ def test_version_tags_are_set_and_deleted_one_by_one(api, developer):
     assert AuditEvent.objects.filter(action="version.updated").count() == 4
 
 
+def test_tags_under_wardens_prefix_are_refused_on_the_native_api_as_on_mlflows(api, developer):
+    """They are the facts the MLflow API shows (team, tier, state, digest): stored, they would
+    show there as Warden's word, and twice."""
+    make_version(developer, make_model(developer, name="m1"))
+    client = api(developer)
+    rule = "tag keys starting with 'warden.' are Warden's and read-only"
+    for response in (
+        client.put("/api/v1/models/m1/tags/warden.risk_tier/", {"value": "T4"}, format="json"),
+        client.put("/api/v1/models/m1/versions/1/tags/warden.state/", {"value": "approved"}, format="json"),
+        client.patch("/api/v1/models/m1/", {"tags": {"warden.team": "pricing"}}, format="json"),
+        client.post("/api/v1/models/", {"name": "m2", "team": "credit-risk", "tags": {"warden.x": "y"}}, format="json"),
+    ):
+        assert (response.status_code, response.data["fields"]) == (400, {"tags": [rule]})
+    assert not AuditEvent.objects.filter(action__in=["model.updated", "version.updated"]).exists()
+
+
 def test_outsider_cannot_tag_a_version(api, owner, outsider):
     make_version(owner, make_model(owner, name="m1"))
     response = api(outsider).put("/api/v1/models/m1/versions/1/tags/stage/", {"value": "x"}, format="json")
