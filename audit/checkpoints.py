@@ -11,6 +11,7 @@ import json
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -131,9 +132,19 @@ def signature_problem(checkpoint: Checkpoint, keys: dict[str, str]) -> str | Non
     return None
 
 
+def json_object(text: Any) -> dict[str, Any] | None:
+    """``text`` parsed, if it is a JSON object; None if not (a checkpoint's body or a witness
+    copy tampered with: Warden writes only objects)."""
+    try:
+        parsed = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
 def columns_signed(checkpoint: Checkpoint) -> bool:
     """Whether a stored checkpoint's columns are what its signed body states."""
-    stated = json.loads(checkpoint.body)
+    stated = json_object(checkpoint.body) or {}
     return (stated.get("size"), stated.get("root"), stated.get("chain_hash")) == (
         checkpoint.size,
         checkpoint.root_hash,
@@ -167,8 +178,14 @@ def witness_newest() -> dict[str, str] | None:
     return None if newest is None else json.loads(newest.read_text())
 
 
-def witness_read() -> list[dict[str, str]]:
+def witness_read() -> list[tuple[Path, dict[str, Any] | None]]:
+    """Each witness copy, with what it holds; None for a file that is not a copy's JSON."""
     directory = Path(settings.AUDIT_WITNESS_DIR)
     if not directory.is_dir():
         return []
-    return [json.loads(path.read_text()) for path in sorted(directory.glob("checkpoint-*.json"))]
+    copies = []
+    for path in sorted(directory.glob("checkpoint-*.json")):
+        copy = json_object(path.read_text(errors="replace"))
+        body = json_object(copy.get("body")) if copy else None
+        copies.append((path, copy if body and isinstance(body.get("size"), int) else None))
+    return copies

@@ -12,8 +12,8 @@ It checks, and names every failure it finds:
   states, and nothing else (no other file, no directory);
 - every checkpoint in ``checkpoints.jsonl`` is signed by a given key and links to the one
   before it, and the manifest's checkpoint is among them;
-- every event: ``entry_hash`` is the SHA-256 of its canonical text, each field equals what that
-  text says, ``chain_hash`` is SHA-256(prev_hash ‖ entry_hash), sequence numbers increase and
+- every event: ``entry_hash`` is the SHA-256 of its canonical text, which holds each hashed
+  field once, each field equals what that text says (kinds included: ``true`` is not ``1``), ``chain_hash`` is SHA-256(prev_hash ‖ entry_hash), sequence numbers increase and
   timestamps never go back; within each run of consecutive sequence numbers each event links to
   the one before it; an event at a checkpoint's size has that checkpoint's chain hash;
 - the exported events with ``proofs.jsonl`` rebuild the signed checkpoint's Merkle root (RFC
@@ -36,6 +36,7 @@ import itertools
 import json
 import sys
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -48,6 +49,10 @@ GENESIS = "0" * 64
 FORMAT = "warden-audit-export/2"
 FILES = ("events.jsonl", "events.csv", "proofs.jsonl", "checkpoints.jsonl", "manifest.json", "manifest.sig")
 EXTRA_FIELDS = {"actor_name", "canonical", "entry_hash", "prev_hash", "chain_hash"}
+HASHED_FIELDS = {
+    *("action", "actor_id", "after", "before", "model_name", "object_id", "object_type", "occurred_at"),
+    *("reason", "request_id", "seq", "source_ip"),
+}
 CSV_COLUMNS = (
     *("seq", "occurred_at", "actor_id", "actor_name", "action", "object_type", "object_id", "model_name"),
     *("before", "after", "reason", "request_id", "source_ip", "entry_hash", "prev_hash", "chain_hash"),
@@ -282,8 +287,12 @@ class Verifier:
             canonical = event.get("canonical", "")
             if sha256(canonical.encode()) != event.get("entry_hash"):
                 self.fail(f"{at}: entry_hash is not the SHA-256 of its canonical text")
-            hashed = json.loads(canonical) if canonical else {}
-            if set(event) != set(hashed) | EXTRA_FIELDS or any(event[name] != hashed[name] for name in hashed):
+            hashed = json.loads(canonical, object_pairs_hook=_once) if canonical else {}
+            if set(hashed) != HASHED_FIELDS:
+                self.fail(f"{at}: its canonical text does not hold exactly the hashed fields")
+            if set(event) != set(hashed) | EXTRA_FIELDS or any(
+                not _equal(event[name], hashed[name]) for name in hashed
+            ):
                 self.fail(f"{at}: its fields differ from its canonical text")
             if chain_hash(event["prev_hash"], event["entry_hash"]) != event.get("chain_hash"):
                 self.fail(f"{at}: chain_hash is not SHA-256(prev_hash ‖ entry_hash)")
@@ -333,6 +342,7 @@ class Verifier:
             self.fail(f"proofs.jsonl: node #{lo + 1}..#{hi} is not part of any exported event's proof")
 
     def check_csv(self) -> None:
+        csv.field_size_limit(sys.maxsize)  # a cell holds a whole document, of any size
         with self.bundle.open("events.csv") as handle:
             rows = csv.reader(io.TextIOWrapper(handle, encoding="utf-8", newline=""))
             header = next(rows, [])
@@ -365,10 +375,23 @@ def _same(cell: str, value: Any, name: str) -> bool:
         return cell == ""
     if name in ("before", "after"):
         try:
-            return bool(json.loads(cell) == value)
+            return _equal(json.loads(cell), value)
         except ValueError:
             return False
     return cell == str(value)
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """The same JSON value, kinds included (Python's ``==`` takes ``true`` for ``1``)."""
+    encode = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+    return encode(a) == encode(b)
+
+
+def _once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are each given once: a reader could take either of two."""
+    if len({key for key, _ in pairs}) != len(pairs):
+        raise ValueError("a key is given twice in one object")
+    return dict(pairs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -388,7 +411,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         verifier = Verifier(bundle, keys)
         manifest = verifier.run()
-    except (Failed, AttributeError, KeyError, RecursionError, TypeError, ValueError, zipfile.BadZipFile) as exc:
+    except (
+        *(Failed, AttributeError, KeyError, RecursionError, TypeError, ValueError, csv.Error, OSError, EOFError),
+        *(zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError),  # a zip damaged, encrypted or odd
+    ) as exc:
         # A file too malformed to read on: what was found before it still counts.
         for failure in (verifier.failures if verifier else [])[:SHOWN]:
             print(failure, file=sys.stderr)

@@ -21,6 +21,7 @@ The rows are walked one of two ways, with the same findings (but for the consist
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ import psycopg2
 from django.db import DataError, connection, transaction
 
 from audit import ledger, merkle, signing
-from audit.checkpoints import body_hash, columns_signed, signature_problem, witness_read
+from audit.checkpoints import body_hash, columns_signed, json_object, signature_problem, witness_read
 from audit.merkle import Accumulator
 from audit.models import AuditEvent, ChainHead, Checkpoint
 
@@ -41,6 +42,7 @@ GAP_OR_FORK = 3
 CHECKPOINT_DISAGREES = 4
 
 _COLUMNS = (*ledger.HASHED_FIELDS, "canonical", "entry_hash", "prev_hash", "chain_hash")
+_HASH = re.compile("[0-9a-f]{64}")
 # More failing rows than this and the set-based walk hands over to the Python one: the ledger is
 # broadly damaged, and the streaming walk names every row without holding them all.
 RECHECK_LIMIT = 10_000
@@ -132,7 +134,7 @@ def _walk_in_python(checkpoints: dict[int, Checkpoint], chunk_size: int) -> _Wal
     walk, tree, before = _Walk(), Accumulator(), _Before()
     for row in _rows(chunk_size):
         walk.findings.extend(_row_findings(row, before))
-        tree.add(bytes.fromhex(row["entry_hash"]))
+        tree.add(_leaf(row["entry_hash"]))
         checkpoint = checkpoints.get(tree.size)
         if checkpoint is not None:
             walk.findings.extend(_checkpoint_findings(checkpoint, row["seq"], tree.root(), row["chain_hash"]))
@@ -154,7 +156,10 @@ def _row_findings(row: dict[str, Any], before: _Before) -> list[Finding]:
         findings.append(Finding(TAMPERED_ROW, seq, f"#{seq}: {_differences(columns, row['canonical'])}"))
     if ledger.entry_hash(row["canonical"]) != row["entry_hash"]:
         findings.append(Finding(TAMPERED_ROW, seq, f"#{seq}: entry_hash is not the SHA-256 of its canonical text"))
-    if ledger.chain_hash(row["prev_hash"], row["entry_hash"]) != row["chain_hash"]:
+    not_hex = [name for name in ("prev_hash", "entry_hash", "chain_hash") if not _HASH.fullmatch(row[name] or "")]
+    if not_hex:
+        findings.append(Finding(TAMPERED_ROW, seq, f"#{seq}: {', '.join(not_hex)} not 64 hexadecimal digits"))
+    elif ledger.chain_hash(row["prev_hash"], row["entry_hash"]) != row["chain_hash"]:
         findings.append(Finding(TAMPERED_ROW, seq, f"#{seq}: chain_hash is not SHA-256(prev_hash ‖ entry_hash)"))
     if before.occurred_at is not None and row["occurred_at"] < before.occurred_at:
         findings.append(Finding(TAMPERED_ROW, seq, f"#{seq} is timestamped before #{before.seq}"))
@@ -392,7 +397,10 @@ def _leaves_elsewhere(snapshot: str, count: int) -> Iterator[bytes]:
             cursor.itersize = 1 << merkle.BLOCK_HEIGHT
             cursor.execute("SELECT entry_hash FROM audit_auditevent ORDER BY seq LIMIT %s", [count])
             for (entry,) in cursor:
-                yield bytes.fromhex(entry)
+                try:
+                    yield bytes.fromhex(entry)
+                except ValueError:
+                    yield _leaf(entry)
     finally:
         other.close()
 
@@ -401,7 +409,19 @@ def _leaves(count: int) -> Iterator[bytes]:
     """The first ``count`` entry hashes, in sequence order, as the Merkle tree's leaf data."""
     hashes = AuditEvent.objects.order_by("seq").values_list("entry_hash", flat=True)[:count]
     for entry in hashes.iterator(chunk_size=1 << merkle.BLOCK_HEIGHT):
-        yield bytes.fromhex(entry)
+        try:
+            yield bytes.fromhex(entry)
+        except ValueError:
+            yield _leaf(entry)
+
+
+def _leaf(entry_hash: str) -> bytes:
+    """An entry hash as the Merkle tree's leaf data: its bytes, or for one that is not hex (the
+    row is named as tampered) its text, so the roots over it differ from those signed."""
+    try:
+        return bytes.fromhex(entry_hash)
+    except ValueError:
+        return entry_hash.encode()
 
 
 # --- checkpoints ------------------------------------------------------------------------------
@@ -413,7 +433,7 @@ def _check_signatures(checkpoints: list[Checkpoint]) -> list[Finding]:
         problem = signature_problem(checkpoint, keys)
         if problem:
             findings.append(Finding(CHECKPOINT_DISAGREES, checkpoint.size, problem))
-        if not columns_signed(checkpoint) or json.loads(checkpoint.body).get("prev") != previous:
+        if not columns_signed(checkpoint) or (json_object(checkpoint.body) or {}).get("prev") != previous:
             message = f"checkpoint #{checkpoint.size}: its columns or link differ from what was signed"
             findings.append(Finding(CHECKPOINT_DISAGREES, checkpoint.size, message))
         previous = body_hash(checkpoint.body)
@@ -424,7 +444,11 @@ def _check_witness(checkpoints: dict[int, Checkpoint], last: int) -> list[Findin
     """Every witness copy must be in the database unchanged; one the database lacks means its
     checkpoints (and perhaps the events under them) were removed."""
     findings = []
-    for copy in witness_read():
+    for path, copy in witness_read():
+        if copy is None:
+            message = f"the witness file {path.name} is not a checkpoint's copy: altered or replaced"
+            findings.append(Finding(CHECKPOINT_DISAGREES, None, message))
+            continue
         size = json.loads(copy["body"])["size"]
         stored = checkpoints.get(size)
         if stored is None:
@@ -435,6 +459,6 @@ def _check_witness(checkpoints: dict[int, Checkpoint], last: int) -> list[Findin
                     f"the witness holds a checkpoint at #{size} that the database does not (the chain ends at #{last})",
                 )
             )
-        elif (stored.body, stored.signature) != (copy["body"], copy["signature"]):
+        elif (stored.body, stored.signature) != (copy["body"], copy.get("signature")):
             findings.append(Finding(CHECKPOINT_DISAGREES, size, f"checkpoint #{size} differs from its witness copy"))
     return findings

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -216,3 +217,38 @@ def test_without_a_key_the_command_says_how_to_make_one(developer, settings):
     make_model(developer, name="m1")
     with pytest.raises(CommandError, match="audit_keygen"):
         call_command("audit_checkpoint", "--force")
+
+
+@pytest.mark.parametrize(
+    "column, value, found",
+    [
+        ("entry_hash", "z" * 64, [(TAMPERED_ROW, 3, "#3: entry_hash is not the SHA-256 of its canonical text")]),
+        ("prev_hash", "0" * 63, [(GAP_OR_FORK, 3, "#3 does not link to the row before it (#2)")]),
+    ],
+)
+def test_a_hash_rewritten_as_something_that_is_not_hex_is_named_not_a_crash(checkpointed, column, value, found):
+    as_owner((f"UPDATE audit_auditevent SET {column} = %s WHERE seq = 3", [value]))
+    report = verify()
+    named = [(f.code, f.seq, f.message) for f in report.findings]
+    assert named[: len(found)] == found
+    assert (TAMPERED_ROW, 3, f"#3: {column} not 64 hexadecimal digits") in named
+    with pytest.raises(CommandError) as refused:
+        call_command("audit_verify")
+    assert refused.value.returncode == report.code == min(code for code, *_ in named)
+
+
+@pytest.mark.parametrize("body", ["not json", "[1, 2]"])
+def test_a_checkpoint_body_rewritten_as_something_that_is_not_an_object_is_named(checkpointed, body):
+    as_owner(("UPDATE audit_checkpoint SET body = %s", [body]))
+    with pytest.raises(CommandError) as refused:
+        call_command("audit_verify")
+    assert refused.value.returncode == CHECKPOINT_DISAGREES
+    assert "checkpoint #5: its columns or link differ from what was signed" in [f.message for f in verify().findings]
+
+
+def test_a_witness_copy_replaced_by_something_else_is_named(checkpointed, settings):
+    (copy,) = Path(settings.AUDIT_WITNESS_DIR).glob("checkpoint-*.json")
+    copy.write_text('{"body": "garbage"}')
+    assert [(f.code, f.message) for f in verify().findings] == [
+        (CHECKPOINT_DISAGREES, f"the witness file {copy.name} is not a checkpoint's copy: altered or replaced")
+    ]

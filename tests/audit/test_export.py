@@ -14,6 +14,7 @@ import zipfile
 from contextlib import redirect_stderr, redirect_stdout
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -569,3 +570,83 @@ def test_an_export_outside_a_transaction_writes_the_csv_alongside_and_verifies(t
     records = list(csv.DictReader((bundle / "events.csv").open(newline="", encoding="utf-8")))
     assert [int(r["seq"]) for r in records] == [e["seq"] for e in lines(bundle / "events.jsonl")]
     assert len(records) == trail + 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_document_column_edited_to_an_equal_looking_value_of_another_kind_shows_in_the_export(
+    developer, signing_key, tmp_path
+):
+    """true and 1 are equal to Python's ==, not to an auditor: the CSV, made from the column,
+    must show the document the hashed text holds, kinds included."""
+    model = make_model(developer, name="m1")
+    with transaction.atomic():
+        audit_record(actor=developer, action="model.flagged", obj=model, model_name="m1", after={"flag": True})
+    seq = AuditEvent.objects.get(action="model.flagged").seq
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        with triggers.suspended(connection):
+            cursor.execute("UPDATE audit_auditevent SET after = %s WHERE seq = %s", ['{"flag":1}', seq])
+    bundle = run_export(tmp_path, "--model", "m1")
+
+    code, output = offline(bundle, signing_key)
+    assert code == 1
+    assert f"events.csv record 2: differs from event #{seq} in events.jsonl" in output
+
+
+def test_a_genuine_bundle_with_a_document_larger_than_the_csv_modules_default_cell_verifies(
+    developer, signing_key, tmp_path
+):
+    model = make_model(developer, name="m1")
+    audit_record(actor=developer, action="model.documented", obj=model, model_name="m1", after={"doc": "x" * 200_000})
+    code, output = offline(run_export(tmp_path, "--model", "m1"), signing_key)
+    assert (code, output.split(":")[0]) == (0, "verified")
+
+
+def _rezip(source: Path, target: Path, change: Any) -> Path:
+    """``source``'s entries written again into ``target``, each passed through ``change``."""
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as new:
+        for info in old.infolist():
+            new.writestr(info, old.read(info))
+    data = bytearray(target.read_bytes())
+    change(data)
+    target.write_bytes(bytes(data))
+    return target
+
+
+def test_a_damaged_or_unreadable_zip_is_refused_naming_it_not_a_traceback(trail, signing_key, tmp_path):
+    bundle = run_export(tmp_path, "--model", "pricing", name="bundle.zip")
+    with zipfile.ZipFile(bundle) as archive:
+        first = archive.infolist()[0]  # events.jsonl, deflated
+        start = first.header_offset + 30 + len(first.filename.encode())
+
+    def flip_deflated_bytes(data: bytearray) -> None:
+        for at in range(start + 2, start + 7):
+            data[at] ^= 0xFF
+
+    def encrypted(data: bytearray) -> None:
+        data[first.header_offset + 6] |= 0x01  # the local header's flag: encrypted
+        central = data.index(b"PK\x01\x02")
+        data[central + 8] |= 0x01
+
+    def unknown_method(data: bytearray) -> None:
+        central = data.index(b"PK\x01\x02")
+        data[central + 10] = 99
+        data[first.header_offset + 8] = 99
+
+    for change in (flip_deflated_bytes, encrypted, unknown_method):
+        code, output = offline(_rezip(bundle, tmp_path / f"{change.__name__}.zip", change), signing_key)
+        assert code == 1, change.__name__
+        assert output.splitlines()[-1].startswith("NOT VERIFIED: the bundle is malformed:"), (change.__name__, output)
+        assert "Traceback" not in output
+
+
+def test_an_event_whose_canonical_text_gives_a_field_twice_is_refused(trail, signing_key, tmp_path):
+    """A reader could take either value: a canonical text never holds a key twice. (Without the
+    key the bundle could not be re-signed; this is the verifier holding the line on its own.)"""
+    verifier = offline_verify.Verifier(offline_verify.Bundle(run_export(tmp_path)), {})
+    line = (tmp_path / "bundle" / "events.jsonl").read_text().splitlines()[0]
+    doubled = line.replace('"action":"', '"action":"model.deleted","action":"', 1)
+    (tmp_path / "bundle" / "events.jsonl").write_text(doubled + "\n")
+    with pytest.raises(ValueError, match="a key is given twice in one object"):
+        verifier.check_events({"checkpoint": {"size": 100}}, {})

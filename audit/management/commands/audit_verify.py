@@ -12,7 +12,8 @@ SHOWN = 50
 class Command(BaseCommand):
     help = (
         "Verify the audit trail: hashes, links, sequence, columns against their canonical form, "
-        "timestamps. Exit 0 intact, 2 a tampered row, 3 a gap or fork."
+        "timestamps, the signed checkpoints and their witness copies. Exit 0 intact, 2 a tampered row, "
+        "3 a gap or fork, 4 a disagreement with a signed or witnessed checkpoint."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
