@@ -137,7 +137,9 @@ def _hold(items: Sequence[Item]) -> None:
 
 
 def _new(items: Sequence[Item], model: type[Observation] | type[Distribution]) -> list[Item]:
-    """The items whose (version, key) is not stored yet, each key once."""
+    """The items whose (version, key) is not stored yet, each key once, in (version, key) order:
+    two batches inserting some of the same keys then wait for each other's in one order, never
+    in a circle."""
     stored = set(
         model.objects.filter(
             version__in={item.version.pk for item in items}, key__in={item.data["key"] for item in items}
@@ -149,7 +151,7 @@ def _new(items: Sequence[Item], model: type[Observation] | type[Distribution]) -
         if mark not in stored:
             stored.add(mark)
             fresh.append(item)
-    return fresh
+    return sorted(fresh, key=lambda item: (item.version.pk, item.data["key"]))
 
 
 def _stored(model: type[Observation] | type[Distribution], items: Sequence[Item], batch: uuid.UUID) -> int:
@@ -457,10 +459,12 @@ def _evaluate_version(version: ModelVersion, now: datetime) -> list[dict[str, An
             Observation.objects.filter(version=version).aggregate(last=Max("window_end"))["last"],
             Distribution.objects.filter(version=version, reference=False).aggregate(last=Max("window_end"))["last"],
         ]
-        last = max((at for at in reported if at is not None), default=None)
-        since = (
-            last or Deployment.objects.filter(version=version, retired_at=None).aggregate(at=Max("deployed_at"))["at"]
+        # Since the last data, or the deployment if it came later: data sent before it (a
+        # shadow run, or before a pause) does not make a fresh deployment overdue.
+        reported.append(
+            Deployment.objects.filter(version=version, retired_at=None).aggregate(at=Max("deployed_at"))["at"]
         )
+        since = max((at for at in reported if at is not None), default=None)
         if since is not None and now - since > timedelta(days=days):
             silent = (now - since).days
             detail = f"no monitoring data since {since:%Y-%m-%d %H:%M} ({silent} days; the tier allows {days})"

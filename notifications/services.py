@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.db import transaction
 from django.utils import timezone
@@ -23,6 +24,8 @@ def webhook_save(*, actor: Any, webhook: Webhook) -> Webhook:
         raise ValidationFailed.on("events", f"unknown {', '.join(unknown)} (known: {', '.join(Event.values)})")
     if not webhook.url.startswith(("http://", "https://")):
         raise ValidationFailed.on("url", "http:// or https://")
+    if "@" in urlsplit(webhook.url).netloc:
+        raise ValidationFailed.on("url", "no user name or password in it: the HMAC secret authenticates Warden")
     created = webhook.pk is None
     webhook.save()
     audit_record(

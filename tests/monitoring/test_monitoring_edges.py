@@ -14,7 +14,10 @@ from common.errors import ValidationFailed
 from governance import services as governance
 from governance.models import ApprovalRequest, Deployment, Environment, Finding, RequestKind, RequestState
 from monitoring import services
+from monitoring.models import Observation
 from registry.models import ModelVersion
+from tests.concurrency import run_at_once
+from tests.conftest import on_postgres
 from tests.factories import approved, assessed_model, make_version
 
 
@@ -252,6 +255,22 @@ def test_a_version_reporting_only_distributions_is_not_stale(api, developer, own
     assert services.evaluate_all(now=end + timedelta(days=8))["stale"] == 1  # and stale once it too is old
 
 
+def test_data_sent_before_a_deployment_does_not_make_it_stale_at_once(
+    api, developer, owner, assigned_validator, risk_officer
+):
+    """A T2 version (data at least every 7 days) reported in shadow 20 days ago, then was
+    deployed: its clock starts at the deployment, not at the old data."""
+    version = make_version(developer, assessed_model(owner, 2), metrics={"auc": 0.80})
+    assert post(api, developer, version, 0.80, days_ago=20).status_code == 200
+    request = governance.request_submit(actor=owner, version=version)
+    governance.decision_record(actor=assigned_validator, request=request, outcome="approve")
+    governance.decision_record(actor=risk_officer, request=request, outcome="approve")
+    governance.deployment_record(actor=owner, version=version, environment=Environment.objects.get(name="production"))
+
+    assert services.evaluate_all()["stale"] == 0
+    assert services.evaluate_all(now=timezone.now() + timedelta(days=8))["stale"] == 1
+
+
 def test_thresholds_tightened_since_escalate_the_window_already_judged(
     api, developer, owner, assigned_validator, risk_officer
 ):
@@ -272,3 +291,36 @@ def test_thresholds_tightened_since_escalate_the_window_already_judged(
     assert (finding.severity, Finding.objects.filter(version=version, metric="auc").count()) == ("high", 1)
     services.evaluate_all()  # judged now at this weight: nothing more
     assert finding.entries.filter(action="escalated").count() == 1
+
+
+@pytest.mark.skipif(not on_postgres(), reason="concurrent writers need PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_two_batches_of_the_same_keys_in_opposite_orders_are_stored_once_without_a_deadlock(developer, owner):
+    """Each waits for the other's uncommitted keys; inserted in the client's order, the two
+    would wait in a circle."""
+    version = make_version(developer, assessed_model(owner, 2), metrics={"auc": 0.80})
+    version = ModelVersion.objects.select_related("model").get(pk=version.pk)
+    end = timezone.now() - timedelta(days=1)
+    items = [
+        services.Item(
+            version=version,
+            deployment=None,
+            data={
+                "key": f"k{n:04d}",
+                "metric": "auc",
+                "segment": "",
+                "value": 0.8,
+                "window_start": end - timedelta(hours=1),
+                "window_end": end,
+            },
+        )
+        for n in range(2000)
+    ]
+    received: list[Any] = []
+
+    def send(i: int) -> None:
+        received.append(services.observations_receive(actor=developer, items=items if i == 0 else items[::-1]))
+
+    assert run_at_once(2, send) == []
+    assert sum(r.stored for r in received) == 2000
+    assert Observation.objects.filter(version=version).count() == 2000

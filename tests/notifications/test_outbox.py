@@ -98,6 +98,16 @@ def test_a_webhook_names_only_known_events(risk_officer):
     assert not AuditEvent.objects.filter(action="webhook.created").exists()
 
 
+def test_a_webhook_url_with_a_user_name_or_password_is_refused(risk_officer):
+    """urllib cannot send it (every try would fail), and the password would land in the log of
+    each failed try; the HMAC secret is what authenticates Warden to the receiver."""
+    with pytest.raises(ValidationFailed) as refused:
+        hook(risk_officer, "https://bob:s3cr3t@hooks.example.com/warden")
+    rule = "no user name or password in it: the HMAC secret authenticates Warden"
+    assert refused.value.fields == {"url": [rule]}
+    assert not Webhook.objects.exists()
+
+
 @pytest.mark.parametrize("who", ["developer", "owner", "validator"])
 def test_only_risk_officers_and_administrators_manage_webhooks(request, who):
     with pytest.raises(PermissionDenied) as refused:
