@@ -19,7 +19,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, Max, OuterRef, Subquery
+from django.db.models import Exists, F, Max, OuterRef, QuerySet, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from audit.services import audit_record
@@ -154,12 +155,17 @@ def _new(items: Sequence[Item], model: type[Observation] | type[Distribution]) -
     return sorted(fresh, key=lambda item: (item.version.pk, item.data["key"]))
 
 
-def _stored(model: type[Observation] | type[Distribution], items: Sequence[Item], batch: uuid.UUID) -> int:
-    """How many of ``items`` this call stored: a concurrent call with the same keys may have
-    stored some first (both skip them as conflicts; only the first counts them)."""
-    return model.objects.filter(
+def _stored(
+    model: type[Observation] | type[Distribution], items: Sequence[Item], batch: uuid.UUID
+) -> set[tuple[int, str]]:
+    """The (version, key) of the ``items`` this call stored: a concurrent call with the same keys
+    may have stored some first (both skip them as conflicts; only the first counts them)."""
+    if not items:
+        return set()
+    stored = model.objects.filter(
         version__in={item.version.pk for item in items}, key__in={item.data["key"] for item in items}, batch=batch
-    ).count()
+    )
+    return set(stored.values_list("version_id", "key"))
 
 
 @transaction.atomic
@@ -176,10 +182,15 @@ def observations_receive(*, actor: Any, items: Sequence[Item]) -> Received:
     new = _new(items, Observation)
     fresh = [Observation(version=i.version, deployment=i.deployment, batch=batch, **i.data) for i in new]
     Observation.objects.bulk_create(fresh, ignore_conflicts=True, batch_size=1000)
-    stored = _stored(Observation, new, batch) if new else 0
-    result = Received(received=len(items), stored=stored, duplicates=len(items) - stored)
+    stored = _stored(Observation, new, batch)
+    result = Received(received=len(items), stored=len(stored), duplicates=len(items) - len(stored))
     versions = {o.version_id: o.version for o in fresh}
-    result.breaches = _act(_metric_breaches(list(versions.values()), {o.metric for o in fresh}))
+    windows = [
+        (o.version_id, o.deployment_id, o.metric, o.segment, o.value, o.window_end)
+        for o in fresh
+        if (o.version_id, o.key) in stored
+    ]
+    result.breaches = _act(_metric_breaches(list(versions.values()), windows))
     if stored:
         audit_record(
             actor=actor,
@@ -196,30 +207,35 @@ def observations_receive(*, actor: Any, items: Sequence[Item]) -> Received:
     return result
 
 
-def _latest(versions: Sequence[ModelVersion], metrics: set[str]) -> list[tuple[int, str, str, float, datetime]]:
-    """The newest window of every series (version, metric, segment) of ``versions`` and
-    ``metrics``, in one query: (version id, metric, segment, value, window end)."""
+def _latest(versions: Sequence[ModelVersion], metrics: set[str]) -> list[tuple[Any, ...]]:
+    """The newest window of every series (version, deployment, metric, segment) of ``versions``
+    and ``metrics``, in one query: (version id, deployment id, metric, segment, value, window
+    end). Each deployment is a series of its own: staging doing well must not hide production."""
     rows = Observation.objects.filter(version__in=[v.pk for v in versions], metric__in=metrics)
-    fields = ("version_id", "metric", "segment", "value", "window_end")
+    series = ("version_id", "deployment_id", "metric", "segment")
+    return list(_newest(rows, series).values_list(*series, "value", "window_end"))
+
+
+def _newest(rows: QuerySet[Any], series: tuple[str, ...]) -> QuerySet[Any]:
+    """The newest of ``rows`` (by window end, then id) in each series, a NULL deployment being
+    a series too."""
     if connection.vendor == "postgresql":  # DISTINCT ON walks the series index
-        newest = rows.order_by("version_id", "metric", "segment", "-window_end", "-id").distinct(
-            "version_id", "metric", "segment"
-        )
-    else:
-        last = rows.filter(
-            version_id=OuterRef("version_id"), metric=OuterRef("metric"), segment=OuterRef("segment")
-        ).order_by("-window_end", "-id")
-        newest = rows.filter(pk=Subquery(last.values("pk")[:1])).order_by("version_id", "metric", "segment")
-    return list(newest.values_list(*fields))
+        return rows.order_by(*series, "-window_end", "-id").distinct(*series)
+    newest = Window(
+        RowNumber(), partition_by=[F(name) for name in series], order_by=[F("window_end").desc(), F("id").desc()]
+    )
+    return rows.annotate(newest=newest).filter(newest=1).order_by(*series)
 
 
-def _metric_breaches(versions: Sequence[ModelVersion], metrics: set[str]) -> list[Breach]:
-    """Each series' latest window against the approved baseline (the version's recorded
-    metric) and the thresholds in force; the breaches go to governance."""
+def _metric_breaches(versions: Sequence[ModelVersion], windows: Sequence[tuple[Any, ...]]) -> list[Breach]:
+    """``windows`` (as ``_latest`` gives them: a batch's, or each series' newest) against the
+    approved baseline (the version's recorded metric) and the thresholds in force; the
+    breaches go to governance, those of a metric in time order (``_to_judge``)."""
     by_id = {v.pk: v for v in versions}
+    where = _environments({window[1] for window in windows})
     limits_of: dict[int, thresholds.Thresholds | None] = {}
-    breaches = []
-    for version_id, metric, segment, value, window_end in _latest(versions, metrics):
+    judged: dict[tuple[int, str], list[Breach]] = {}
+    for version_id, deployment_id, metric, segment, value, window_end in windows:
         version = by_id[version_id]
         baseline = (version.metrics or {}).get(metric)
         if not isinstance(baseline, int | float) or isinstance(baseline, bool):
@@ -231,16 +247,47 @@ def _metric_breaches(versions: Sequence[ModelVersion], metrics: set[str]) -> lis
         if limits is None or change is None:
             continue
         level = measures.level(change, limits.warn, limits.critical)
-        if level == "ok":
-            continue
         label = f"{metric}[{segment}]" if segment else metric
         detail = (
-            f"{label} was {value:.4g} in the window ending {window_end:%Y-%m-%d %H:%M}, "
+            f"{label} was {value:.4g}{where.get(deployment_id, '')} in the window ending {window_end:%Y-%m-%d %H:%M}, "
             f"{change:.2%} from the approved {baseline:.4g}; thresholds {limits.warn:.2%} / {limits.critical:.2%} "
             f"({limits.source})"
         )
-        breaches.append(Breach(version, label, level, "relative change", change, detail, window_end))
-    return breaches
+        breach = Breach(version, label, level, "relative change", change, detail, window_end)
+        judged.setdefault((version_id, label), []).append(breach)
+    return _to_judge(judged)
+
+
+def _to_judge(series: dict[Any, list[Breach]]) -> list[Breach]:
+    """Of each metric's windows (its deployments' together), in time order: every one that
+    reaches a level no earlier one did (a warning, then critical), and the newest if it breaches,
+    so a batch of many windows is judged as if they had come one by one (a dip that recovered
+    before the batch was sent is not lost), without a finding event for every window."""
+    chosen = []
+    for windows in series.values():
+        windows.sort(key=lambda b: (b.window_end, LEVELS.index(b.level), b.value))
+        rising, highest = [], 0
+        for breach in windows:
+            if LEVELS.index(breach.level) > highest:
+                rising.append(breach)
+                highest = LEVELS.index(breach.level)
+        if not rising or rising[-1] is not windows[-1]:
+            rising.append(windows[-1])
+        chosen += [b for b in rising if b.level != "ok"]
+    return chosen
+
+
+LEVELS = ("ok", "warn", "critical")
+
+
+def _environments(deployment_ids: set[int | None]) -> dict[int, str]:
+    """Where each deployment runs, as said in a breach's detail (" in production")."""
+    ids = {pk for pk in deployment_ids if pk is not None}
+    if not ids:
+        return {}
+    return {
+        pk: f" in {name}" for pk, name in Deployment.objects.filter(pk__in=ids).values_list("pk", "environment__name")
+    }
 
 
 def _breach(b: Breach) -> dict[str, Any]:
@@ -338,10 +385,15 @@ def distributions_receive(*, actor: Any, items: Sequence[Item]) -> Received:
         for i in new
     ]
     Distribution.objects.bulk_create(fresh, ignore_conflicts=True)
-    stored = _stored(Distribution, new, batch) if new else 0
-    result = Received(received=len(items), stored=stored, duplicates=len(items) - stored)
+    stored = _stored(Distribution, new, batch)
+    result = Received(received=len(items), stored=len(stored), duplicates=len(items) - len(stored))
     versions = {d.version_id: d.version for d in fresh}
-    result.breaches = _act(_distribution_breaches(list(versions.values()), {d.feature for d in fresh}))
+    windows = [
+        (d.version_id, d.deployment_id, d.feature, d.psi, d.window_end)
+        for d in fresh
+        if (d.version_id, d.key) in stored
+    ]
+    result.breaches = _act(_distribution_breaches(list(versions.values()), windows))
     if stored:
         audit_record(
             actor=actor,
@@ -358,22 +410,15 @@ def distributions_receive(*, actor: Any, items: Sequence[Item]) -> Received:
     return result
 
 
-def _distribution_breaches(versions: Sequence[ModelVersion], features: set[str]) -> list[Breach]:
-    """Each (version, feature)'s latest observed distribution against the PSI thresholds in
-    force: one query for the latest, one lookup of the thresholds per model."""
+def _distribution_breaches(versions: Sequence[ModelVersion], windows: Sequence[tuple[Any, ...]]) -> list[Breach]:
+    """``windows`` (version id, deployment id, feature, PSI, window end: a batch's, or each
+    series' newest, ``_latest_distributions``) against the PSI thresholds in force, one lookup
+    of them per model; judged as ``_to_judge`` says."""
     by_id = {v.pk: v for v in versions}
-    rows = Distribution.objects.filter(version__in=list(by_id), feature__in=features, reference=False)
-    fields = ("version_id", "feature", "psi", "window_end")
-    if connection.vendor == "postgresql":
-        newest = rows.order_by("version_id", "feature", "-window_end", "-id").distinct("version_id", "feature")
-    else:
-        last = rows.filter(version_id=OuterRef("version_id"), feature=OuterRef("feature")).order_by(
-            "-window_end", "-id"
-        )
-        newest = rows.filter(pk=Subquery(last.values("pk")[:1])).order_by("version_id", "feature")
+    where = _environments({window[1] for window in windows})
     limits_of: dict[int, thresholds.Thresholds | None] = {}
-    breaches = []
-    for version_id, feature, psi, window_end in newest.values_list(*fields):
+    judged: dict[tuple[int, str], list[Breach]] = {}
+    for version_id, deployment_id, feature, psi, window_end in windows:
         version = by_id[version_id]
         if version.model_id not in limits_of:
             limits_of[version.model_id] = thresholds.for_model(version.model, Measure.PSI)
@@ -381,14 +426,20 @@ def _distribution_breaches(versions: Sequence[ModelVersion], features: set[str])
         if psi is None or limits is None or window_end is None:
             continue
         level = measures.level(psi, limits.warn, limits.critical)
-        if level == "ok":
-            continue
         detail = (
-            f"PSI of {feature} was {psi:.3f} in the window ending {window_end:%Y-%m-%d %H:%M}; "
-            f"thresholds {limits.warn} / {limits.critical} ({limits.source})"
+            f"PSI of {feature} was {psi:.3f}{where.get(deployment_id, '')} in the window ending "
+            f"{window_end:%Y-%m-%d %H:%M}; thresholds {limits.warn} / {limits.critical} ({limits.source})"
         )
-        breaches.append(Breach(version, f"psi:{feature}", level, "PSI", psi, detail, window_end))
-    return breaches
+        breach = Breach(version, f"psi:{feature}", level, "PSI", psi, detail, window_end)
+        judged.setdefault((version_id, breach.metric), []).append(breach)
+    return _to_judge(judged)
+
+
+def _latest_distributions(versions: Sequence[ModelVersion], features: set[str]) -> list[tuple[Any, ...]]:
+    """The newest observed distribution of every (version, deployment, feature), in one query."""
+    rows = Distribution.objects.filter(version__in=[v.pk for v in versions], feature__in=features, reference=False)
+    series = ("version_id", "deployment_id", "feature")
+    return list(_newest(rows, series).values_list(*series, "psi", "window_end"))
 
 
 @transaction.atomic
@@ -450,9 +501,9 @@ def evaluate_all(now: datetime | None = None) -> dict[str, int]:
 @transaction.atomic
 def _evaluate_version(version: ModelVersion, now: datetime) -> list[dict[str, Any]]:
     metrics = set(Observation.objects.filter(version=version).values_list("metric", flat=True).distinct())
-    breaches = _metric_breaches([version], metrics) if metrics else []
+    breaches = _metric_breaches([version], _latest([version], metrics)) if metrics else []
     features = set(Distribution.objects.filter(version=version, reference=False).values_list("feature", flat=True))
-    breaches += _distribution_breaches([version], features) if features else []
+    breaches += _distribution_breaches([version], _latest_distributions([version], features)) if features else []
     days = thresholds.stale_after_days(version.model)
     if days:
         reported = [
@@ -473,15 +524,18 @@ def _evaluate_version(version: ModelVersion, now: datetime) -> list[dict[str, An
 
 
 def charts(version: ModelVersion, limit: int = 500) -> list[str]:
-    """One SVG per metric (and segment) of ``version``: its last ``limit`` windows against the
-    approved baseline and the warn and critical lines in force, each point marked by its level."""
+    """One SVG per metric (and segment, and deployment) of ``version``: its last ``limit`` windows
+    against the approved baseline and the warn and critical lines in force, each point marked by
+    its level."""
     from monitoring.charts import line_chart
 
     limits = thresholds.for_model(version.model, Measure.RELATIVE_CHANGE)
     drawn = []
-    series = Observation.objects.filter(version=version).values_list("metric", "segment").distinct()
-    for metric, segment in sorted(set(series)):
-        rows = Observation.objects.filter(version=version, metric=metric, segment=segment).order_by("-window_end")
+    series = Observation.objects.filter(version=version).values_list("metric", "segment", "deployment_id").distinct()
+    where = _environments({deployment for *_, deployment in series})
+    for metric, segment, deployment in sorted(set(series), key=lambda s: (s[0], s[1], s[2] or 0)):
+        rows = Observation.objects.filter(version=version, metric=metric, segment=segment, deployment_id=deployment)
+        rows = rows.order_by("-window_end")
         points = list(reversed(rows.values_list("window_end", "value")[:limit]))
         baseline = (version.metrics or {}).get(metric)
         lines: list[tuple[str, float, str]] = []
@@ -498,6 +552,6 @@ def charts(version: ModelVersion, limit: int = 500) -> list[str]:
                     (t, v, measures.level(measures.relative_change(v, float(baseline)), limits.warn, limits.critical))
                     for t, v in points
                 ]
-        title = f"{metric}[{segment}]" if segment else metric
+        title = (f"{metric}[{segment}]" if segment else metric) + where.get(deployment, "")
         drawn.append(line_chart(title, marked, lines))
     return drawn

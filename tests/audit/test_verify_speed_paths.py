@@ -254,7 +254,7 @@ def test_a_hash_only_python_reads_as_hex_hands_over_to_the_python_walk(trail):
     assert verify._walk_in_sql({}) is None
     assert findings_both_ways()[:2] == [
         "#2 does not link to the row before it (#1)",
-        "#2: chain_hash is not SHA-256(prev_hash ‖ entry_hash)",
+        "#2: prev_hash not 64 hexadecimal digits",
     ]
 
 

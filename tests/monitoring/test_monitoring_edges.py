@@ -324,3 +324,87 @@ def test_two_batches_of_the_same_keys_in_opposite_orders_are_stored_once_without
     assert run_at_once(2, send) == []
     assert sum(r.stored for r in received) == 2000
     assert Observation.objects.filter(version=version).count() == 2000
+
+
+def _points(version: ModelVersion, values: list[float], **extra: Any) -> list[dict[str, Any]]:
+    """Daily windows ending len(values)-1 … 0 days ago, one value each."""
+    now = timezone.now() - timedelta(minutes=5)
+    points = []
+    for n, value in enumerate(values):
+        end = now - timedelta(days=len(values) - 1 - n)
+        window = {"window_start": (end - timedelta(days=1)).isoformat(), "window_end": end.isoformat()}
+        points.append({"key": f"d{n:02d}", "metric": "auc", "value": value, **window, **extra})
+    return points
+
+
+def _by_version(version: ModelVersion) -> dict[str, Any]:
+    return {"model": version.model.name, "version": version.number}
+
+
+def test_a_batch_of_many_windows_is_judged_as_if_they_had_come_one_by_one(
+    api, developer, owner, assigned_validator, risk_officer
+):
+    """Eleven daily windows drifting 1.2% a day against T2's 5% / 10%, sent at once: a warning on
+    day 5, critical on day 9, and the newest window recorded; not one judgement of day 10 alone."""
+    version = deployed_t2(developer, owner, assigned_validator, risk_officer)
+    points = [p | _by_version(version) for p in _points(version, [0.80 * (1 - 0.012 * d) for d in range(11)])]
+    response = api(developer).post("/api/v1/monitoring/observations/", {"observations": points}, format="json")
+    assert response.status_code == 200, response.data
+    assert [(b["level"], round(b["value"], 3)) for b in response.data["breaches"]] == [
+        ("warn", 0.06),
+        ("critical", 0.108),
+        ("critical", 0.12),
+    ]
+    finding = Finding.objects.get(version=version, metric="auc")
+    assert list(finding.entries.order_by("id").values_list("action", "severity")) == [
+        ("raised", "medium"),
+        ("escalated", "high"),
+    ]
+    actions = AuditEvent.objects.filter(object_id=str(finding.pk), action__startswith="finding.").order_by("seq")
+    assert list(actions.values_list("action", flat=True)) == [
+        "finding.raised",
+        "finding.escalated",
+        "finding.breached_again",
+    ]
+
+
+def test_a_dip_that_recovered_before_the_batch_was_sent_is_still_a_finding(
+    api, developer, owner, assigned_validator, risk_officer
+):
+    version = deployed_t2(developer, owner, assigned_validator, risk_officer)
+    points = [p | _by_version(version) for p in _points(version, [0.80, 0.70, 0.80])]
+    response = api(developer).post("/api/v1/monitoring/observations/", {"observations": points}, format="json")
+    assert [b["level"] for b in response.data["breaches"]] == ["critical"]
+    assert Finding.objects.get(version=version, metric="auc").severity == "high"
+
+
+def test_each_deployment_is_a_series_of_its_own_so_staging_does_not_hide_production(
+    api, developer, owner, assigned_validator, risk_officer
+):
+    """The same version live in production and in staging, each reporting by its deployment.
+    Thresholds loose at first (no breach); tightened, the hourly evaluation finds production's
+    window, which staging's later-stored good one for the same time no longer hides."""
+    version = deployed_t2(developer, owner, assigned_validator, risk_officer)
+    staging = governance.deployment_record(
+        actor=owner, version=version, environment=Environment.objects.get(name="staging")
+    )
+    production = Deployment.objects.get(version=version, environment__name="production")
+    services.thresholds_override(
+        actor=risk_officer, model=version.model, measure="relative_change", warn=0.5, critical=0.9, reason="loose"
+    )
+    [bad] = _points(version, [0.60], deployment=production.pk)
+    [good] = _points(version, [0.80], deployment=staging.pk)
+    batch = [bad | {"key": "a-production"}, good | {"key": "b-staging"}]
+    response = api(developer).post("/api/v1/monitoring/observations/", {"observations": batch}, format="json")
+    assert (response.status_code, response.data["breaches"]) == (200, [])
+    services.thresholds_override(
+        actor=risk_officer, model=version.model, measure="relative_change", warn=0.05, critical=0.1, reason="back"
+    )
+
+    assert services.evaluate_all()["breaches"] == 1
+    finding = Finding.objects.get(version=version, metric="auc")
+    assert finding.severity == "high"
+    assert finding.description.startswith("auc was 0.6 in production in the window ending")
+    drawn = services.charts(version)
+    assert [chart.count('class="point-critical"') for chart in drawn] == [1, 0]
+    assert ['aria-label="auc in production"' in drawn[0], 'aria-label="auc in staging"' in drawn[1]] == [True, True]
