@@ -30,6 +30,7 @@ from typing import Any
 
 from django.db.models import F, Q, QuerySet
 
+from common import validation
 from common.errors import ValidationFailed
 from registry.filters import TagValue
 
@@ -137,6 +138,12 @@ def _key(word: str, keys: frozenset[str]) -> str:
             raise ValidationFailed.on("filter", "tags. needs a tag key")
         if "\x00" in tag:
             raise ValidationFailed.on("filter", "a tag key holds a NUL character")
+        if tag.startswith(validation.RESERVED_TAG_PREFIX):
+            raise ValidationFailed.on(
+                "filter",
+                f"tags.{tag} is one of Warden's facts, shown as a tag but not stored as one: it cannot be "
+                "searched here; the native API's lists filter on team, tier, state and status",
+            )
         return f"tags.{tag}"
     plain = word.strip("`").lower()
     plain = plain.removeprefix("attribute.")

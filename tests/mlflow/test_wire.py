@@ -216,6 +216,11 @@ def test_a_tag_key_made_of_digits_is_a_key(mlflow, churn):
         ("name = 'a\x00b'", "filter: a value holds a NUL character"),
         ("name IN 'a'", "filter: IN takes a parenthesised list, after name"),
         ("name =", "filter: expected a value at the end"),
+        (
+            "tags.`warden.state` = 'draft'",
+            "filter: tags.warden.state is one of Warden's facts, shown as a tag but not stored as one: it cannot be "
+            "searched here; the native API's lists filter on team, tier, state and status",
+        ),
     ],
 )
 def test_a_bad_filter_is_refused_saying_where(mlflow, churn, filter_, message):
