@@ -174,8 +174,7 @@ def _within_limit(parser_context: Any) -> None:
     length = int(parser_context["request"].META.get("CONTENT_LENGTH") or 0)
     if length > settings.API_MAX_BODY_BYTES:
         raise BodyTooLarge(
-            f"The body is {length} bytes; the API takes at most {settings.API_MAX_BODY_BYTES} "
-            "(API_MAX_BODY_BYTES): send a large batch as several."
+            f"The body is {length} bytes; the API takes at most {settings.API_MAX_BODY_BYTES} (API_MAX_BODY_BYTES)."
         )
 
 

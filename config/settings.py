@@ -203,10 +203,9 @@ GATE_GRACE_DAYS = env.integer("GATE_GRACE_DAYS", 0, minimum=0, maximum=3650)
 AUDIT_CHAIN_AT_COMMIT = env.boolean("AUDIT_CHAIN_AT_COMMIT", True)
 AUDIT_EARLY_LOCK_RELEASE = env.boolean("AUDIT_EARLY_LOCK_RELEASE", True)
 # The longest request body the native API reads (the MLflow endpoints keep Django's
-# DATA_UPLOAD_MAX_MEMORY_SIZE, 2.5 MB): the largest monitoring batch, 1,000
-# distributions of 1,000 bins with labels of up to 40 characters, fits; a longer batch is sent
-# as several.
-API_MAX_BODY_BYTES = env.integer("API_MAX_BODY_BYTES", 64 * 1024 * 1024, minimum=1024)
+# DATA_UPLOAD_MAX_MEMORY_SIZE, 2.5 MB): the largest monitoring batch the API accepts, 1,000
+# distributions of 1,000 bins with labels of 100 characters, fits.
+API_MAX_BODY_BYTES = env.integer("API_MAX_BODY_BYTES", 128 * 1024 * 1024, minimum=1024)
 # Only trust X-Forwarded-For for the audit trail's source address when a proxy sets it.
 AUDIT_TRUST_X_FORWARDED_FOR = env.boolean("AUDIT_TRUST_X_FORWARDED_FOR", False)
 

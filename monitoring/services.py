@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, F, Max, OuterRef, QuerySet, Window
+from django.db.models import Exists, F, Max, Min, OuterRef, Q, QuerySet, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
@@ -211,15 +211,20 @@ def _latest(versions: Sequence[ModelVersion], metrics: set[str]) -> list[tuple[A
     """The newest window of every series (version, deployment, metric, segment) of ``versions``
     and ``metrics``, in one query: (version id, deployment id, metric, segment, value, window
     end). Each deployment is a series of its own: staging doing well must not hide production."""
-    rows = Observation.objects.filter(version__in=[v.pk for v in versions], metric__in=metrics)
+    rows = Observation.objects.filter(LIVE, version__in=[v.pk for v in versions], metric__in=metrics)
     series = ("version_id", "deployment_id", "metric", "segment")
     return list(_newest(rows, series).values_list(*series, "value", "window_end"))
+
+
+# Rows of a deployment still running, or reported by version: a retired deployment's last
+# window is judged no more.
+LIVE = Q(deployment=None) | Q(deployment__retired_at=None)
 
 
 def _newest(rows: QuerySet[Any], series: tuple[str, ...]) -> QuerySet[Any]:
     """The newest of ``rows`` (by window end, then id) in each series, a NULL deployment being
     a series too."""
-    if connection.vendor == "postgresql":  # DISTINCT ON walks the series index
+    if connection.vendor == "postgresql":
         return rows.order_by(*series, "-window_end", "-id").distinct(*series)
     newest = Window(
         RowNumber(), partition_by=[F(name) for name in series], order_by=[F("window_end").desc(), F("id").desc()]
@@ -437,7 +442,9 @@ def _distribution_breaches(versions: Sequence[ModelVersion], windows: Sequence[t
 
 def _latest_distributions(versions: Sequence[ModelVersion], features: set[str]) -> list[tuple[Any, ...]]:
     """The newest observed distribution of every (version, deployment, feature), in one query."""
-    rows = Distribution.objects.filter(version__in=[v.pk for v in versions], feature__in=features, reference=False)
+    rows = Distribution.objects.filter(
+        LIVE, version__in=[v.pk for v in versions], feature__in=features, reference=False
+    )
     series = ("version_id", "deployment_id", "feature")
     return list(_newest(rows, series).values_list(*series, "psi", "window_end"))
 
@@ -510,10 +517,11 @@ def _evaluate_version(version: ModelVersion, now: datetime) -> list[dict[str, An
             Observation.objects.filter(version=version).aggregate(last=Max("window_end"))["last"],
             Distribution.objects.filter(version=version, reference=False).aggregate(last=Max("window_end"))["last"],
         ]
-        # Since the last data, or the deployment if it came later: data sent before it (a
-        # shadow run, or before a pause) does not make a fresh deployment overdue.
+        # Since the last data, or the first live deployment if it came later: data sent before
+        # it (a shadow run) does not make a fresh deployment overdue, and a deployment added
+        # later does not restart the clock of one that has been silent.
         reported.append(
-            Deployment.objects.filter(version=version, retired_at=None).aggregate(at=Max("deployed_at"))["at"]
+            Deployment.objects.filter(version=version, retired_at=None).aggregate(at=Min("deployed_at"))["at"]
         )
         since = max((at for at in reported if at is not None), default=None)
         if since is not None and now - since > timedelta(days=days):

@@ -158,6 +158,7 @@ def _tag_changes(form: Any) -> dict[str, Any]:
     return {
         "set_tags": {key: value for key, value in after.items() if before.get(key) != value},
         "delete_tags": [key for key in before if key not in after],
+        "missing_ok": True,
     }
 
 

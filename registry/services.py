@@ -91,12 +91,15 @@ def _merge_tags(
     tags: dict[str, str] | None,
     set_tags: dict[str, str] | None,
     delete_tags: Iterable[str],
+    missing_ok: bool,
 ) -> dict[str, str]:
+    """The tags after the change. Deleting a tag that is not there is a NotFound, or nothing
+    with ``missing_ok`` (a tag deleted by someone else meanwhile is gone as asked)."""
     merged = dict(validation.tags("tags", tags) if tags is not None else current)
     merged.update(validation.tags("tags", set_tags or {}))
     for key in delete_tags:
         validation.tag_key("tags", key)
-        if merged.pop(key, None) is None:
+        if merged.pop(key, None) is None and not missing_ok:
             raise NotFound(f"{subject} has no tag {key!r}.")
     return merged
 
@@ -207,6 +210,7 @@ def model_update(
     changes: dict[str, Any] | None = None,
     set_tags: dict[str, str] | None = None,
     delete_tags: Iterable[str] = (),
+    missing_ok: bool = False,
 ) -> RegisteredModel:
     """Change a model's descriptive fields, tags, or (owner / risk officer) its owner, team
     and restriction. ``changes`` may hold MODEL_TEXT_FIELDS, MODEL_CONTROL_FIELDS and ``tags``."""
@@ -218,7 +222,9 @@ def model_update(
     model = _locked(model.pk)
     requested = set(changes) | ({"tags"} if set_tags or delete_tags else set())
     policies.can_update_model(actor, model, requested).ensure()
-    changes["tags"] = _merge_tags(f"Model {model.name}", model.tags, changes.get("tags"), set_tags, delete_tags)
+    changes["tags"] = _merge_tags(
+        f"Model {model.name}", model.tags, changes.get("tags"), set_tags, delete_tags, missing_ok
+    )
     changed = {name: value for name, value in changes.items() if getattr(model, name) != value}
     if not changed:
         return model
@@ -435,6 +441,7 @@ def version_update(
     tags: dict[str, str] | None = None,
     set_tags: dict[str, str] | None = None,
     delete_tags: Iterable[str] = (),
+    missing_ok: bool = False,
 ) -> ModelVersion:
     """Change what may change after creation: the description and the tags."""
     version = (
@@ -447,7 +454,7 @@ def version_update(
     if description is not None and description != version.description:
         changed["description"] = description
     new_tags = _merge_tags(
-        f"Version {version.number} of {version.model.name}", version.tags, tags, set_tags, delete_tags
+        f"Version {version.number} of {version.model.name}", version.tags, tags, set_tags, delete_tags, missing_ok
     )
     if new_tags != version.tags:
         changed["tags"] = new_tags

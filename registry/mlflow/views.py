@@ -332,15 +332,6 @@ def _user_tags(tags: dict[str, str]) -> dict[str, str]:
     return {key: value for key, value in tags.items() if not key.startswith(RESERVED)}
 
 
-def _writable_tag(key: Any) -> str:
-    key = _text("key", key)
-    if key.startswith(RESERVED):
-        raise MlflowError(
-            "INVALID_PARAMETER_VALUE", f"Tag {key!r}: tags starting with {RESERVED!r} are Warden's and read-only."
-        )
-    return key
-
-
 def _team(actor: Any, tags: dict[str, str]) -> Any:
     """The owning team: the ``warden.team`` tag, or the caller's team if they have exactly one."""
     teams = list(policies.teams_of(actor).order_by("name"))
@@ -450,7 +441,7 @@ def get_latest_versions(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
 
 def set_registered_model_tag(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
     model = _model(actor, p.get("name"))
-    key = _writable_tag(p.get("key"))
+    key = _text("key", p.get("key"))
     services.model_update(actor=actor, model=model, set_tags={key: _text("value", p.get("value"), required=False)})
     return {}
 
@@ -460,10 +451,9 @@ def set_registered_model_tag(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def delete_registered_model_tag(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
-    model, key = _model(actor, p.get("name")), _writable_tag(p.get("key"))
+    model, key = _model(actor, p.get("name")), _text("key", p.get("key"))
     if key in model.tags:
-        with contextlib.suppress(NotFound):  # deleted meanwhile
-            services.model_update(actor=actor, model=model, delete_tags=[key])
+        services.model_update(actor=actor, model=model, delete_tags=[key], missing_ok=True)
     return {}
 
 
@@ -579,7 +569,7 @@ def get_download_uri(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
 
 def set_model_version_tag(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
     version = _version(actor, p.get("name"), p.get("version"))
-    key = _writable_tag(p.get("key"))
+    key = _text("key", p.get("key"))
     services.version_update(
         actor=actor, version=version, set_tags={key: _text("value", p.get("value"), required=False)}
     )
@@ -587,10 +577,9 @@ def set_model_version_tag(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def delete_model_version_tag(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
-    version, key = _version(actor, p.get("name"), p.get("version")), _writable_tag(p.get("key"))
+    version, key = _version(actor, p.get("name"), p.get("version")), _text("key", p.get("key"))
     if key in version.tags:
-        with contextlib.suppress(NotFound):  # deleted meanwhile
-            services.version_update(actor=actor, version=version, delete_tags=[key])
+        services.version_update(actor=actor, version=version, delete_tags=[key], missing_ok=True)
     return {}
 
 

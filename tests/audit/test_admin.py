@@ -96,3 +96,43 @@ def test_saving_an_admin_page_keeps_the_tags_and_description_changed_elsewhere_s
     version.refresh_from_db()
     assert model.tags == {"area": "wholesale", "qa": "passed"}
     assert (version.tags, version.description) == ({"stage": "dev", "qa": "passed"}, "from CI")
+
+
+def test_a_tag_removed_on_the_page_and_elsewhere_meanwhile_saves_the_rest(developer):
+    developer.is_staff = True
+    developer.save()
+    version = make_version(developer, make_model(developer, name="m1"), tags={"a": "1", "b": "2"})
+    client = Client()
+    client.force_login(developer)
+    url = f"/admin/registry/modelversion/{version.pk}/change/"
+    page = _page_data(client, url)
+    services.version_update(actor=developer, version=version, delete_tags=["b"])
+
+    page |= {"tags": json.dumps({"a": "1"}), "description": "edited"}
+    assert client.post(url, page).status_code == 302
+    version.refresh_from_db()
+    assert (version.tags, version.description) == ({"a": "1"}, "edited")
+
+
+def test_a_page_sent_without_the_values_it_showed_is_compared_with_the_row_as_it_is(developer, owner):
+    """A page opened before the values were carried, or a scripted post: what differs from the
+    row is the change, as before; a team member who edits the description only is not taken to
+    be changing the owner or the team, which only the owner may."""
+    owner.is_staff = developer.is_staff = True
+    owner.save()
+    developer.save()
+    model = make_model(owner, name="m1", tags={"area": "retail"})
+    client = Client()
+    client.force_login(developer)
+    url = f"/admin/registry/registeredmodel/{model.pk}/change/"
+    page = {name: value for name, value in _page_data(client, url).items() if not name.startswith("initial-")}
+    page |= {
+        "description": "edited",
+        "tags": json.dumps({}),
+        "versions-TOTAL_FORMS": "0",
+        "versions-INITIAL_FORMS": "0",
+    }
+
+    assert client.post(url, page).status_code == 302
+    model.refresh_from_db()
+    assert (model.description, model.tags, model.owner) == ("edited", {}, owner)

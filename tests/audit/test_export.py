@@ -22,7 +22,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.test import Client
 
-from audit import export, merkle, offline_verify, signing, triggers
+from audit import export, ledger, merkle, offline_verify, signing, triggers
 from audit.models import AuditEvent, Checkpoint
 from audit.services import audit_record
 from tests.factories import make_model, make_version
@@ -431,6 +431,11 @@ def _audit_path(index: int, size: int) -> list[tuple[int, int]]:
     if index < split:
         return [*_audit_path(index, split), (split, size)]
     return [*[(lo + split, hi + split) for lo, hi in _audit_path(index - split, size - split)], (0, split)]
+
+
+def test_the_offline_verifier_knows_the_hashed_fields_the_ledger_hashes():
+    """It is one file an auditor copies, so it holds its own list."""
+    assert set(ledger.HASHED_FIELDS) == offline_verify.HASHED_FIELDS
 
 
 def test_a_proof_node_cannot_stand_in_for_an_exported_event():

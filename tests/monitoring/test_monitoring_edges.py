@@ -383,7 +383,8 @@ def test_each_deployment_is_a_series_of_its_own_so_staging_does_not_hide_product
 ):
     """The same version live in production and in staging, each reporting by its deployment.
     Thresholds loose at first (no breach); tightened, the hourly evaluation finds production's
-    window, which staging's later-stored good one for the same time no longer hides."""
+    window, which staging's good one, stored after it for a window ending a moment later, no
+    longer hides."""
     version = deployed_t2(developer, owner, assigned_validator, risk_officer)
     staging = governance.deployment_record(
         actor=owner, version=version, environment=Environment.objects.get(name="staging")
@@ -408,3 +409,39 @@ def test_each_deployment_is_a_series_of_its_own_so_staging_does_not_hide_product
     drawn = services.charts(version)
     assert [chart.count('class="point-critical"') for chart in drawn] == [1, 0]
     assert ['aria-label="auc in production"' in drawn[0], 'aria-label="auc in staging"' in drawn[1]] == [True, True]
+
+
+def test_a_deployment_added_later_does_not_restart_the_clock_of_a_silent_one(
+    developer, owner, assigned_validator, risk_officer
+):
+    version = deployed_t2(developer, owner, assigned_validator, risk_officer)
+    Deployment.objects.filter(version=version).update(deployed_at=timezone.now() - timedelta(days=20))
+    governance.deployment_record(actor=owner, version=version, environment=Environment.objects.get(name="staging"))
+    assert services.evaluate_all()["stale"] == 1
+
+
+def test_a_retired_deployments_last_window_is_judged_no_more(api, developer, owner, assigned_validator, risk_officer):
+    """Staging reported a bad window under loose thresholds and was retired; tightened
+    thresholds find nothing to judge in it (production reports well)."""
+    version = deployed_t2(developer, owner, assigned_validator, risk_officer)
+    staging = governance.deployment_record(
+        actor=owner, version=version, environment=Environment.objects.get(name="staging")
+    )
+    production = Deployment.objects.get(version=version, environment__name="production")
+    services.thresholds_override(
+        actor=risk_officer, model=version.model, measure="relative_change", warn=0.5, critical=0.9, reason="loose"
+    )
+    [bad] = _points(version, [0.60], deployment=staging.pk)
+    [good] = _points(version, [0.80], deployment=production.pk)
+    batch = [bad | {"key": "staging"}, good | {"key": "production"}]
+    assert (
+        api(developer).post("/api/v1/monitoring/observations/", {"observations": batch}, format="json").data["breaches"]
+        == []
+    )
+    governance.deployment_retire(actor=owner, deployment=staging, reason="the trial ended")
+    services.thresholds_override(
+        actor=risk_officer, model=version.model, measure="relative_change", warn=0.05, critical=0.1, reason="back"
+    )
+
+    assert services.evaluate_all()["breaches"] == 0
+    assert not Finding.objects.filter(version=version).exists()
