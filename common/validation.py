@@ -13,7 +13,7 @@ SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 TAG_KEY_RE = re.compile(r"^[A-Za-z0-9_.\- ]{1,250}$")
 TAG_VALUE_MAX = 5000
 # Tag keys under this prefix are Warden's: facts it shows on the MLflow API (the team, the tier,
-# the state, the digest…), never stored as tags.
+# the state, the digest…), refused as tags.
 RESERVED_TAG_PREFIX = "warden."
 MAX_JSON_DEPTH = 20
 NOT_UNICODE = "must be valid Unicode (no lone surrogates)"
