@@ -167,7 +167,8 @@ def test_an_audited_change_is_durable_when_its_transaction_returns(developer, se
     with transaction.atomic():
         audit_record(actor=developer, action="x.changed", object_type="x", object_id=1, now=now)
         assert _synchronous_commit() == ("off" if early and now else "on")  # else set at commit
-    assert _flushed(_wal_insert_position())  # all the WAL written so far: the commit's too
+        written = _wal_insert_position()  # the commit's record comes after this
+    assert _flushed(written)  # and so is flushed too (others' WAL since may not be yet)
     assert _synchronous_commit() == "on"
     assert list(AuditEvent.objects.values_list("seq", "action")) == [(1, "x.changed")]
 
@@ -182,5 +183,6 @@ def test_the_wait_for_durability_survives_a_rolled_back_savepoint(developer, set
             audit_record(actor=developer, action="x.tried", object_type="x", object_id=1)
             raise ValueError("rolled back")
         audit_record(actor=developer, action="x.changed", object_type="x", object_id=1)
-    assert _flushed(_wal_insert_position())
+        written = _wal_insert_position()
+    assert _flushed(written)
     assert list(AuditEvent.objects.values_list("seq", "action")) == [(1, "x.changed")]
