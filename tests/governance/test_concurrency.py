@@ -6,8 +6,10 @@ opened while it waited; a submission meeting it is put under the new tier."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -126,21 +128,29 @@ def _run(outcome: dict[str, Any], name: str, work: Any) -> threading.Thread:
     return thread
 
 
-def _until_waiting(cursor: Any, sessions: int) -> None:
+@contextlib.contextmanager
+def _watching() -> Iterator[Any]:
+    """A cursor on a connection of its own, which sees the others wait on locks."""
+    watcher = psycopg2.connect(**connection.get_connection_params())
+    try:
+        with watcher.cursor() as cursor:
+            yield cursor
+    finally:
+        watcher.close()
+
+
+def _until_waiting(cursor: Any, done: Callable[[], bool] = lambda: False) -> None:
+    """Until a session waits on a lock, or ``done()``."""
     deadline = time.monotonic() + 30
-    while _waiting_on_locks(cursor) < sessions:
-        assert time.monotonic() < deadline, f"{sessions} sessions never waited on a lock"
+    while not done() and _waiting_on_locks(cursor) < 1:
+        assert time.monotonic() < deadline, "no session waited on a lock"
         time.sleep(0.02)
 
 
-@pytest.mark.skipif(not on_postgres(), reason="row locks need PostgreSQL")
-def test_a_submission_made_while_a_tier_change_is_uncommitted_is_put_under_the_new_tier(developer, owner):
-    """A reassessment raises the model from T4 to T1 and has not committed yet; a version is
-    submitted meanwhile. The submission waits for the tier change and is put to the T1 policy:
-    read before the change committed, the T4 tier would have been pinned to a request that the
-    change, having already withdrawn the open ones, never saw."""
-    model = assessed_model(owner, 4)
-    version = make_version(developer, model)
+def _while_raised_to_t1_uncommitted(owner: Any, model: Any, work: Callable[[], Any]) -> Any:
+    """What ``work`` returns (or raises) run while a reassessment raising ``model`` from T4 to
+    T1 holds its locks uncommitted; the reassessment commits once ``work`` waits for it, or
+    has ended."""
     reassessed, commit = threading.Event(), threading.Event()
     outcome: dict[str, Any] = {}
 
@@ -151,24 +161,29 @@ def test_a_submission_made_while_a_tier_change_is_uncommitted_is_put_under_the_n
             reassessed.set()
             assert commit.wait(30)
 
-    watcher = psycopg2.connect(**connection.get_connection_params())
-    try:
-        with watcher.cursor() as cursor:
-            threads = [_run(outcome, "reassess", reassess)]
-            assert reassessed.wait(30)
-            threads.append(_run(outcome, "submit", lambda: services.request_submit(actor=owner, version=version)))
-            deadline = time.monotonic() + 30
-            while "submit" not in outcome and _waiting_on_locks(cursor) < 1:  # it waits, or is done
-                assert time.monotonic() < deadline, "the submission neither ended nor waited"
-                time.sleep(0.02)
-            commit.set()
-            for thread in threads:
-                thread.join(60)
-    finally:
-        watcher.close()
-
+    with _watching() as cursor:
+        threads = [_run(outcome, "reassess", reassess)]
+        assert reassessed.wait(30)
+        threads.append(_run(outcome, "work", work))
+        _until_waiting(cursor, done=lambda: "work" in outcome)
+        commit.set()
+        for thread in threads:
+            thread.join(60)
     assert outcome["reassess"] is None, outcome
-    request = outcome["submit"]
+    return outcome["work"]
+
+
+@pytest.mark.skipif(not on_postgres(), reason="row locks need PostgreSQL")
+def test_a_submission_made_while_a_tier_change_is_uncommitted_is_put_under_the_new_tier(developer, owner):
+    """A reassessment raises the model from T4 to T1 and has not committed yet; a version is
+    submitted meanwhile. The submission waits for the tier change and is put to the T1 policy:
+    read before the change committed, the T4 tier would have been pinned to a request that the
+    change, having already withdrawn the open ones, never saw."""
+    model = assessed_model(owner, 4)
+    version = make_version(developer, model)
+    request = _while_raised_to_t1_uncommitted(
+        owner, model, lambda: services.request_submit(actor=owner, version=version)
+    )
     model.refresh_from_db()
     request.refresh_from_db()
     assert (model.risk_tier, request.tier, request.policy.tier, request.state) == (1, 1, 1, RequestState.OPEN)
@@ -208,26 +223,22 @@ def test_a_tier_change_takes_again_the_locks_it_holds_when_a_request_opened_mean
 
     answers, flags = ASSESSMENTS[1]
     url = f"/api/v1/models/{model.name}/risk-assessment/"
-    watcher = psycopg2.connect(**connection.get_connection_params())
-    try:
-        with watcher.cursor() as cursor:
-            submitting = _run(outcome, "submit", submit)
-            assert submitted_.wait(30)
-            post = lambda: api(owner).post(url, {"answers": answers, "flags": flags}, format="json")  # noqa: E731
-            threads = [_run(outcome, "reassess", post)]
-            _until_waiting(cursor, 1)  # the reassessment has locked no request and waits for the model
-            commit.set()
-            submitting.join(30)
-            assert holds_model.wait(30)
-            request = outcome["submit"]
-            decide = lambda: services.decision_record(actor=risk_officer, request=request, outcome="approve")  # noqa: E731
-            threads.append(_run(outcome, "decide", decide))
-            _until_waiting(cursor, 1)  # the decision holds the request and waits for the model
-            go.set()
-            for thread in threads:
-                thread.join(60)
-    finally:
-        watcher.close()
+    with _watching() as cursor:
+        submitting = _run(outcome, "submit", submit)
+        assert submitted_.wait(30)
+        post = lambda: api(owner).post(url, {"answers": answers, "flags": flags}, format="json")  # noqa: E731
+        threads = [_run(outcome, "reassess", post)]
+        _until_waiting(cursor)  # the reassessment has locked no request and waits for the model
+        commit.set()
+        submitting.join(30)
+        assert holds_model.wait(30)
+        request = outcome["submit"]
+        decide = lambda: services.decision_record(actor=risk_officer, request=request, outcome="approve")  # noqa: E731
+        threads.append(_run(outcome, "decide", decide))
+        _until_waiting(cursor)  # the decision holds the request and waits for the model
+        go.set()
+        for thread in threads:
+            thread.join(60)
 
     assert outcome["reassess"].status_code == 201, outcome
     assert outcome["decide"].outcome == "approve", outcome
@@ -244,15 +255,6 @@ def test_an_exception_granted_while_a_tier_change_is_uncommitted_is_held_to_the_
     grants an exception for 150 days meanwhile. The grant waits for the tier change and is
     refused under T1's limit, not allowed under T4's."""
     version = make_version(developer, assessed_model(owner, 4))
-    reassessed, commit = threading.Event(), threading.Event()
-    outcome: dict[str, Any] = {}
-
-    def reassess() -> None:
-        answers, flags = ASSESSMENTS[1]
-        with transaction.atomic():
-            services.assessment_record(actor=owner, model=version.model, answers=answers, flags=flags)
-            reassessed.set()
-            assert commit.wait(30)
 
     def grant() -> Any:
         until = timezone.now() + timedelta(days=150)
@@ -260,25 +262,8 @@ def test_an_exception_granted_while_a_tier_change_is_uncommitted_is_held_to_the_
             actor=risk_officer, version=version, scope="s", compensating_control="c", reason="r", expires_at=until
         )
 
-    watcher = psycopg2.connect(**connection.get_connection_params())
-    try:
-        with watcher.cursor() as cursor:
-            threads = [_run(outcome, "reassess", reassess)]
-            assert reassessed.wait(30)
-            threads.append(_run(outcome, "grant", grant))
-            deadline = time.monotonic() + 30
-            while "grant" not in outcome and _waiting_on_locks(cursor) < 1:  # it waits, or is done
-                assert time.monotonic() < deadline, "the grant neither ended nor waited"
-                time.sleep(0.02)
-            commit.set()
-            for thread in threads:
-                thread.join(60)
-    finally:
-        watcher.close()
-
-    assert outcome["reassess"] is None, outcome
-    refused = outcome["grant"]
-    assert isinstance(refused, ValidationFailed), outcome
+    refused = _while_raised_to_t1_uncommitted(owner, version.model, grant)
+    assert isinstance(refused, ValidationFailed), refused
     assert refused.fields == {"expires_at": ["T1 exceptions last at most 30 days (policy v1)"]}
     assert not PolicyException.objects.exists()
 
@@ -315,23 +300,16 @@ def test_a_breaching_monitoring_batch_and_a_retirement_of_its_deployment_both_go
         data={"key": "k1", "metric": "auc", "segment": "", "value": 0.70, **window},
     )
     outcome: dict[str, Any] = {}
-    watcher = psycopg2.connect(**connection.get_connection_params())
-    try:
-        with watcher.cursor() as cursor:
-            receive = lambda: monitoring.observations_receive(actor=developer, items=[item])  # noqa: E731
-            threads = [_run(outcome, "batch", receive)]
-            assert breached.wait(30)
-            retire = lambda: services.deployment_retire(actor=owner, deployment=deployment, reason="drifting")  # noqa: E731
-            threads.append(_run(outcome, "retire", retire))
-            deadline = time.monotonic() + 30
-            while "retire" not in outcome and _waiting_on_locks(cursor) < 1:  # it waits, or is done
-                assert time.monotonic() < deadline, "the retirement neither ended nor waited"
-                time.sleep(0.02)
-            go.set()
-            for thread in threads:
-                thread.join(60)
-    finally:
-        watcher.close()
+    with _watching() as cursor:
+        receive = lambda: monitoring.observations_receive(actor=developer, items=[item])  # noqa: E731
+        threads = [_run(outcome, "batch", receive)]
+        assert breached.wait(30)
+        retire = lambda: services.deployment_retire(actor=owner, deployment=deployment, reason="drifting")  # noqa: E731
+        threads.append(_run(outcome, "retire", retire))
+        _until_waiting(cursor, done=lambda: "retire" in outcome)
+        go.set()
+        for thread in threads:
+            thread.join(60)
 
     assert not any(isinstance(answer, BaseException) for answer in outcome.values()), outcome
     assert outcome["batch"].breaches and outcome["retire"].retired_at is not None

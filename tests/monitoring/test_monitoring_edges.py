@@ -378,6 +378,28 @@ def test_a_dip_that_recovered_before_the_batch_was_sent_is_still_a_finding(
     assert Finding.objects.get(version=version, metric="auc").severity == "high"
 
 
+def _reported_under_loose_thresholds(
+    api: Any, developer: Any, owner: Any, risk_officer: Any, version: Any, values: dict[str, float]
+) -> dict[str, Deployment]:
+    """The version (live in production) deployed to staging too; each environment reports its
+    value for a day's window, in the order given, under thresholds too loose to breach; then
+    the thresholds are put back to T2's. Returns the deployments by environment."""
+    governance.deployment_record(actor=owner, version=version, environment=Environment.objects.get(name="staging"))
+    deployments = {
+        d.environment.name: d for d in Deployment.objects.filter(version=version).select_related("environment")
+    }
+    override = {"actor": risk_officer, "model": version.model, "measure": "relative_change"}
+    services.thresholds_override(**override, warn=0.5, critical=0.9, reason="loose")
+    batch = [
+        _points(version, [value], deployment=deployments[name].pk)[0] | {"key": f"{n}-{name}"}
+        for n, (name, value) in enumerate(values.items())
+    ]
+    response = api(developer).post("/api/v1/monitoring/observations/", {"observations": batch}, format="json")
+    assert (response.status_code, response.data["breaches"]) == (200, [])
+    services.thresholds_override(**override, warn=0.05, critical=0.1, reason="back")
+    return deployments
+
+
 def test_each_deployment_is_a_series_of_its_own_so_staging_does_not_hide_production(
     api, developer, owner, assigned_validator, risk_officer
 ):
@@ -386,20 +408,8 @@ def test_each_deployment_is_a_series_of_its_own_so_staging_does_not_hide_product
     window, which staging's good one, stored after it for a window ending a moment later, no
     longer hides."""
     version = deployed_t2(developer, owner, assigned_validator, risk_officer)
-    staging = governance.deployment_record(
-        actor=owner, version=version, environment=Environment.objects.get(name="staging")
-    )
-    production = Deployment.objects.get(version=version, environment__name="production")
-    services.thresholds_override(
-        actor=risk_officer, model=version.model, measure="relative_change", warn=0.5, critical=0.9, reason="loose"
-    )
-    [bad] = _points(version, [0.60], deployment=production.pk)
-    [good] = _points(version, [0.80], deployment=staging.pk)
-    batch = [bad | {"key": "a-production"}, good | {"key": "b-staging"}]
-    response = api(developer).post("/api/v1/monitoring/observations/", {"observations": batch}, format="json")
-    assert (response.status_code, response.data["breaches"]) == (200, [])
-    services.thresholds_override(
-        actor=risk_officer, model=version.model, measure="relative_change", warn=0.05, critical=0.1, reason="back"
+    _reported_under_loose_thresholds(
+        api, developer, owner, risk_officer, version, {"production": 0.60, "staging": 0.80}
     )
 
     assert services.evaluate_all()["breaches"] == 1
@@ -424,24 +434,10 @@ def test_a_retired_deployments_last_window_is_judged_no_more(api, developer, own
     """Staging reported a bad window under loose thresholds and was retired; tightened
     thresholds find nothing to judge in it (production reports well)."""
     version = deployed_t2(developer, owner, assigned_validator, risk_officer)
-    staging = governance.deployment_record(
-        actor=owner, version=version, environment=Environment.objects.get(name="staging")
+    deployments = _reported_under_loose_thresholds(
+        api, developer, owner, risk_officer, version, {"staging": 0.60, "production": 0.80}
     )
-    production = Deployment.objects.get(version=version, environment__name="production")
-    services.thresholds_override(
-        actor=risk_officer, model=version.model, measure="relative_change", warn=0.5, critical=0.9, reason="loose"
-    )
-    [bad] = _points(version, [0.60], deployment=staging.pk)
-    [good] = _points(version, [0.80], deployment=production.pk)
-    batch = [bad | {"key": "staging"}, good | {"key": "production"}]
-    assert (
-        api(developer).post("/api/v1/monitoring/observations/", {"observations": batch}, format="json").data["breaches"]
-        == []
-    )
-    governance.deployment_retire(actor=owner, deployment=staging, reason="the trial ended")
-    services.thresholds_override(
-        actor=risk_officer, model=version.model, measure="relative_change", warn=0.05, critical=0.1, reason="back"
-    )
+    governance.deployment_retire(actor=owner, deployment=deployments["staging"], reason="the trial ended")
 
     assert services.evaluate_all()["breaches"] == 0
     assert not Finding.objects.filter(version=version).exists()
