@@ -12,13 +12,23 @@ from collections.abc import Sequence
 PSI_FLOOR = 1e-4
 
 
+# A change too large for a float (1e308 against an approved 1e-10) counts as this: critical
+# under any threshold, and still a number the audit trail can hold (JSON has no infinity).
+BEYOND_ANY_SCALE = 1e300
+
+
 def relative_change(value: float, baseline: float) -> float | None:
-    """|value - baseline| / |baseline|; None when the baseline is zero or the change beyond any
-    number (no scale to compare)."""
+    """|value - baseline| / |baseline|; None when the baseline is zero (no scale to compare)."""
     if baseline == 0:
         return None
     change = abs(value - baseline) / abs(baseline)
-    return change if math.isfinite(change) else None
+    return change if change < BEYOND_ANY_SCALE else BEYOND_ANY_SCALE
+
+
+def as_percent(share: float) -> str:
+    """0.031 as "3.10%"; a share past a million percent in powers of ten ("1e+302%"), not in
+    three hundred digits."""
+    return f"{share:.2%}" if share < 1e4 else f"{share * 100:.3g}%"
 
 
 def psi(reference: Sequence[float], observed: Sequence[float]) -> float:

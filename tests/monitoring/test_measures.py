@@ -14,7 +14,12 @@ def test_relative_change_is_the_share_of_the_baseline():
     assert measures.relative_change(90, 100) == pytest.approx(0.10)
     assert measures.relative_change(-5, -4) == pytest.approx(0.25)
     assert measures.relative_change(1, 0) is None
-    assert measures.relative_change(1e308, 1e-10) is None  # beyond any number: not judged
+    # A change too large for a float is still a change, past any threshold.
+    assert measures.relative_change(1e308, 1e-10) == measures.BEYOND_ANY_SCALE
+    assert measures.relative_change(1e308, -1e308) == measures.BEYOND_ANY_SCALE
+    assert measures.level(measures.relative_change(1e308, 1e-10), 10.0, 1e200) == "critical"
+    assert measures.as_percent(0.031) == "3.10%"
+    assert measures.as_percent(measures.BEYOND_ANY_SCALE) == "1e+302%"
 
 
 def test_psi_by_hand():

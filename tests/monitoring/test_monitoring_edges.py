@@ -21,11 +21,13 @@ from tests.conftest import on_postgres
 from tests.factories import approved, assessed_model, make_version
 
 
-def deployed_t2(developer: Any, owner: Any, assigned_validator: Any, risk_officer: Any) -> ModelVersion:
+def deployed_t2(
+    developer: Any, owner: Any, assigned_validator: Any, risk_officer: Any, auc: float = 0.80
+) -> ModelVersion:
     """A T2 version (thresholds 5% / 10%, findings high) with auc 0.80, in production."""
     from tests.factories import assessed_model
 
-    version = make_version(developer, assessed_model(owner, 2), metrics={"auc": 0.80})
+    version = make_version(developer, assessed_model(owner, 2), metrics={"auc": auc})
     request = governance.request_submit(actor=owner, version=version)
     governance.decision_record(actor=assigned_validator, request=request, outcome="approve")
     governance.decision_record(actor=risk_officer, request=request, outcome="approve")
@@ -171,6 +173,15 @@ def test_what_an_ingest_refuses(api, developer, owner, assigned_validator, risk_
         "/api/v1/monitoring/observations/", {"observations": [{**point, **window}]}, format="json"
     )
     assert late.status_code == 400 and "was retired" in late.data["message"]
+
+
+def test_a_change_too_large_for_a_float_is_critical(api, developer, owner, assigned_validator, risk_officer):
+    version = deployed_t2(developer, owner, assigned_validator, risk_officer, auc=1e-300)
+    answer = post(api, developer, version, 1e10, days_ago=1)
+    assert answer.status_code == 200
+    assert [(b["level"], b["value"]) for b in answer.data["breaches"]] == [("critical", 1e300)]
+    finding = Finding.objects.get(version=version)
+    assert "1e+302% from the approved 1e-300" in finding.description
 
 
 def test_a_policy_with_a_malformed_monitoring_section_is_not_published(risk_officer):
