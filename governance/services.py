@@ -695,7 +695,13 @@ def _finish(request: ApprovalRequest, state: str, *, actor: Any, reason: str) ->
 @transaction.atomic
 def condition_close(*, actor: Any, condition: Condition, state: str, note: str) -> Condition:
     """Mark a condition met or waived: its owner says it is met; a risk officer may waive it."""
-    condition = Condition.objects.select_for_update().select_related("request__model").get(pk=condition.pk)
+    # The condition's row alone: its request and model are read, not changed (locking them
+    # would hold up every version written to the model meanwhile).
+    condition = (
+        Condition.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("request__model")
+        .get(pk=condition.pk)
+    )
     if condition.state != ConditionState.OPEN:
         raise Conflict(f"Condition #{condition.pk} is already {condition.state}.")
     if state not in (ConditionState.MET, ConditionState.WAIVED):
@@ -1457,6 +1463,9 @@ def validator_assign(
         raise ValidationFailed.on("team", f"{team.name!r} is a role, not a team")
     target: Any = model if model is not None else team
     codename = f"registry.{policies.VALIDATE_MODEL}" if model is not None else f"auth.{policies.VALIDATE_TEAM}"
+    # One assignment of a validator at a time, so that two identical ones clicked at once make
+    # one change and one event: the second sees the first's once it has committed.
+    get_user_model().objects.select_for_update(no_key=True).filter(pk=validator.pk).values_list("pk").first()
     if (codename.split(".")[1] in get_user_perms(validator, target)) == assign:
         return  # already so: nothing changes, and nothing is recorded
     (assign_perm if assign else remove_perm)(codename, validator, target)

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from common.errors import Conflict, ValidationFailed
-from governance import services
+from governance import policies, services
 from governance.models import Decision, Environment, PolicyException, RequestState
 from monitoring import services as monitoring
 from registry.models import ModelVersion, VersionState
@@ -313,3 +313,66 @@ def test_a_breaching_monitoring_batch_and_a_retirement_of_its_deployment_both_go
 
     assert not any(isinstance(answer, BaseException) for answer in outcome.values()), outcome
     assert outcome["batch"].breaches and outcome["retire"].retired_at is not None
+
+
+@pytest.mark.skipif(not on_postgres(), reason="row locks need PostgreSQL")
+@pytest.mark.parametrize("assign", [True, False])
+def test_the_same_validator_assignment_made_twice_at_once_is_one_change_and_one_event(
+    developer, owner, validator, risk_officer, assign
+):
+    """The first has changed the permission and not committed when the second arrives; the
+    second waits for it and then finds nothing to do."""
+    model = assessed_model(owner, 2)
+    if not assign:
+        services.validator_assign(actor=risk_officer, validator=validator, model=model)
+    action = "validator.assigned" if assign else "validator.unassigned"
+    changed, commit = threading.Event(), threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def first() -> None:
+        with transaction.atomic():
+            services.validator_assign(actor=risk_officer, validator=validator, model=model, assign=assign)
+            changed.set()
+            assert commit.wait(30)
+
+    def second() -> None:
+        services.validator_assign(actor=risk_officer, validator=validator, model=model, assign=assign)
+
+    with _watching() as cursor:
+        threads = [_run(outcome, "first", first)]
+        assert changed.wait(30)
+        threads.append(_run(outcome, "second", second))
+        _until_waiting(cursor, done=lambda: "second" in outcome)
+        commit.set()
+        for thread in threads:
+            thread.join(60)
+
+    assert outcome == {"first": None, "second": None}
+    assert AuditEvent.objects.filter(action=action, model_name=model.name).count() == 1
+    assert policies.is_assigned_validator(validator, model) is assign
+
+
+@pytest.mark.skipif(not on_postgres(), reason="row locks need PostgreSQL")
+def test_closing_a_condition_holds_up_no_write_to_its_model(developer, owner, assigned_validator):
+    """While a condition is being marked met, the model's other writers (a new version locks the
+    model's row FOR NO KEY UPDATE) and its request's go on; the condition itself is held."""
+    _, request = submitted(developer, owner, 2)
+    due = timezone.localdate() + timedelta(days=30)
+    services.decision_record(
+        actor=assigned_validator,
+        request=request,
+        outcome="approve_with_conditions",
+        comment="monitor the new segment",
+        conditions=[services.ConditionIn("Report PSI monthly", owner, due)],
+    )
+    condition = request.conditions.get()
+    with transaction.atomic():
+        services.condition_close(actor=owner, condition=condition, state="met", note="first report sent")
+        with _watching() as cursor:
+            for table, pk in (
+                ("registry_registeredmodel", request.model_id),
+                ("governance_approvalrequest", request.pk),
+            ):
+                cursor.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR NO KEY UPDATE NOWAIT", [pk])
+            with pytest.raises(psycopg2.errors.LockNotAvailable):
+                cursor.execute("SELECT 1 FROM governance_condition WHERE id = %s FOR UPDATE NOWAIT", [condition.pk])
