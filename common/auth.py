@@ -33,6 +33,8 @@ class ThrottledModelBackend(ModelBackend):
     ) -> Any:
         if username is None:
             username = kwargs.get(self._username_field(), "")
+        if "\x00" in (username or ""):  # no one's name, and PostgreSQL takes no NUL in text
+            return None
         key = _key(username or "", client_address(request) or "")
         # Count the attempt before checking the password, atomically, so that parallel
         # attempts cannot all slip under the limit.

@@ -53,3 +53,10 @@ class ThresholdOverrideAdmin(ReadOnly):
     list_display = ["model", "measure", "warn", "critical", "set_by", "created_at"]
     list_filter = ["measure"]
     search_fields = ["=model__name"]
+    list_select_related = ["model", "set_by"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        """The overrides of the models the user may see: a restricted model's name, thresholds
+        and reasons stay with those who may see it."""
+        visible = registry_selectors.models_for(request.user)
+        return super().get_queryset(request).filter(model__in=visible.values("pk"))

@@ -366,8 +366,10 @@ def create_registered_model(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
     except (PermissionDenied, ValidationFailed):
         # A taken name is the answer, as from MLflow's server, whatever else is wrong:
         # ``mlflow.register_model`` goes on to create the version on it, and may be used by one
-        # who may not register models, or who is in several teams and names none.
-        if RegisteredModel.objects.filter(name=name).exists():
+        # who may not register models, or who is in several teams and names none. Only of a
+        # model the caller may see: of any other, it would tell who may register nothing that
+        # the name is taken.
+        if selectors.model_named(actor, name) is not None:
             raise MlflowError("RESOURCE_ALREADY_EXISTS", f"Registered Model (name={name}) already exists.") from None
         raise
     return {"registered_model": model_json(model, [], [])}

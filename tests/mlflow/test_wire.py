@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Group
 from django.db import transaction
 from django.test import Client
 
@@ -133,6 +134,7 @@ def test_basic_auth_with_a_token_or_a_password(developer):
     developer.save()
     assert Mlflow(basic=("dev", "s3cret-pass")).call("GET", "registered-models/get", {"name": "churn"})[0] == 200
     assert Mlflow(basic=("dev", "wrong")).call("GET", "registered-models/get", {"name": "churn"})[0] == 401
+    assert Mlflow(basic=("d\x00ev", "wrong")).call("GET", "registered-models/get", {"name": "churn"})[0] == 401
 
 
 @pytest.fixture
@@ -484,6 +486,17 @@ def test_a_taken_name_is_answered_first_so_register_model_goes_on(mlflow, churn,
     assert (status, body["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
     assert "you belong to several teams (credit-risk, pricing)" in body["message"]
     assert not RegisteredModel.objects.filter(name="fresh").exists()
+
+
+def test_a_restricted_models_name_is_not_told_to_one_who_may_not_see_it(owner, outsider):
+    """One in two teams must name the team to register a model; of a restricted model they may
+    not see, they get that refusal, as for a name no model has, so the answer tells nothing."""
+    make_model(owner, name="secret", restricted=True)
+    outsider.groups.add(Group.objects.create(name="fraud"))
+    client = Mlflow(outsider)
+    answers = [client.call("POST", "registered-models/create", {"name": name}) for name in ("secret", "fresh")]
+    assert [(status, body["error_code"]) for status, body in answers] == [(400, "INVALID_PARAMETER_VALUE")] * 2
+    assert answers[0][1]["message"].replace("secret", "fresh") == answers[1][1]["message"]
 
 
 def test_malformed_parameters_are_refused_not_failed_on(mlflow, churn):

@@ -147,3 +147,17 @@ def test_a_token_cannot_mint_a_token_that_outlives_it(developer):
         format="json",
     )
     assert within.status_code == 201
+
+
+def test_the_threshold_overrides_page_shows_only_the_models_one_may_see(owner, outsider, risk_officer):
+    from monitoring import services as monitoring
+    from tests.governance.test_admin import signed_in
+
+    for model in (make_model(owner, name="secret", restricted=True), make_model(outsider, team="pricing", name="p1")):
+        monitoring.thresholds_override(
+            actor=risk_officer, model=model, measure="psi", warn=0.2, critical=0.3, reason=f"{model.name} is noisy"
+        )
+    for person, shown in ((outsider, ["p1"]), (risk_officer, ["p1", "secret"])):
+        page = signed_in(person).get("/admin/monitoring/thresholdoverride/")
+        assert page.status_code == 200
+        assert [name for name in ("p1", "secret") if f">{name}<".encode() in page.content] == shown
