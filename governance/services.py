@@ -71,6 +71,11 @@ POLICY_FIELDS = (
 )
 SCORECARD_FIELDS = ("rules", "notes")
 MAX_COMMENT = 10_000
+# A condition is due within this many years: one due later is no condition (and a date near the
+# calendar's end has no day after it for the gate to close on).
+CONDITION_YEARS = 10
+# The states a version is revalidated in.
+REVALIDATED = (VersionState.APPROVED, VersionState.DEPLOYED)
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -390,10 +395,12 @@ def _set_tier(*, actor: Any, model: RegisteredModel, tier: int, reason: str, sou
     for pk in stale.order_by("pk").values_list("pk", flat=True):
         request = _lock_request(ApprovalRequest(pk=pk))
         _withdraw(request, actor=actor, reason=why)
-        if request.submitted_by.get_username() == policies.SYSTEM_USERNAME:
-            # Warden's own check on the model (a revalidation) is asked again under the new tier:
-            # whoever changed the tier does not make it go away.
-            assert request.version is not None
+        # Warden's own check on the model (a revalidation) is asked again under the new tier:
+        # whoever changed the tier does not make it go away. Not of a version suspended or
+        # deprecated meanwhile: suspended, it comes back only through a reinstatement, decided
+        # under the new tier; deprecated, it is on its way out.
+        system = request.submitted_by.get_username() == policies.SYSTEM_USERNAME
+        if system and request.version is not None and request.version.state in REVALIDATED:
             _open_request(
                 actor=request.submitted_by,
                 kind=request.kind,
@@ -550,8 +557,10 @@ def decision_record(
         raise ValidationFailed.on("conditions", "only an approval with conditions has conditions")
     for index, condition in enumerate(conditions):
         _text(f"conditions[{index}].description", condition.description, required=True)
-        if condition.due_date <= timezone.localdate():
-            raise ValidationFailed.on(f"conditions[{index}].due_date", "must be after today")
+        if not timezone.localdate() < condition.due_date <= add_months(timezone.localdate(), 12 * CONDITION_YEARS):
+            raise ValidationFailed.on(
+                f"conditions[{index}].due_date", f"must be after today and within {CONDITION_YEARS} years"
+            )
 
     decision = Decision.objects.create(request=request, stage=signed, person=actor, outcome=outcome, comment=comment)
     made = Condition.objects.bulk_create(
@@ -1025,7 +1034,7 @@ def _version_ref(version: ModelVersion | None) -> dict[str, Any] | None:
 def _check_subject(kind: str, version: ModelVersion) -> None:
     name = _version_name(version)
     if kind == RequestKind.REVALIDATION:
-        if version.state not in (VersionState.APPROVED, VersionState.DEPLOYED):
+        if version.state not in REVALIDATED:
             raise Conflict(f"{name} is {version.state}: only an approved or deployed version is revalidated.")
     elif kind == RequestKind.REINSTATEMENT:
         if version.state != VersionState.SUSPENDED:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 from django.test import Client
 from django.utils import timezone
@@ -69,16 +69,18 @@ def test_bad_decisions_are_refused_naming_the_field(api, developer, owner, risk_
     assert (no_comment.status_code, no_comment.data["fields"]) == (400, {"comment": ["is required"]})
     bad = api(risk_officer).post(url, {"outcome": "maybe"}, format="json")
     assert bad.status_code == 400 and "outcome" in bad.data["fields"]
-    past = api(risk_officer).post(
-        url,
-        {
-            "outcome": "approve_with_conditions",
-            "comment": "ok if",
-            "conditions": [{"description": "x", "owner": "owner", "due_date": str(timezone.localdate())}],
-        },
-        format="json",
-    )
-    assert (past.status_code, past.data["fields"]) == (400, {"conditions[0].due_date": ["must be after today"]})
+    rule = ["must be after today and within 10 years"]
+    for due in (timezone.localdate(), date(9999, 12, 31)):  # the second: the gate would have no day to close on
+        refused = api(risk_officer).post(
+            url,
+            {
+                "outcome": "approve_with_conditions",
+                "comment": "ok if",
+                "conditions": [{"description": "x", "owner": "owner", "due_date": str(due)}],
+            },
+            format="json",
+        )
+        assert (refused.status_code, refused.data["fields"]) == (400, {"conditions[0].due_date": rule})
     assert not request.decisions.exists()
 
 

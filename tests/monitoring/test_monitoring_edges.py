@@ -123,6 +123,27 @@ def test_a_stricter_tier_asks_the_breach_revalidation_again_rather_than_dropping
     assert again.rationale == f"{first.rationale} (asked again under T1)"
 
 
+def test_a_stricter_tier_goes_through_when_the_breach_revalidations_version_was_suspended(
+    api, developer, owner, assigned_validator, risk_officer
+):
+    """The revalidation is withdrawn with the other requests and not asked again: the suspended
+    version comes back only through a reinstatement, decided under the new tier."""
+    from tests.factories import ASSESSMENTS
+
+    version = deployed_t2(developer, owner, assigned_validator, risk_officer)
+    post(api, developer, version, 0.70, days_ago=3)
+    first = ApprovalRequest.objects.get(version=version, kind=RequestKind.REVALIDATION)
+    governance.version_suspend(actor=risk_officer, version=version, reason="the score collapsed")
+
+    answers, flags = ASSESSMENTS[1]
+    governance.assessment_record(actor=owner, model=version.model, answers=answers, flags=flags)
+
+    version.refresh_from_db()
+    first.refresh_from_db()
+    assert (version.model.risk_tier, version.state, first.state) == (1, "suspended", RequestState.WITHDRAWN)
+    assert not ApprovalRequest.objects.filter(version=version, state=RequestState.OPEN).exists()
+
+
 def test_a_new_breach_reopens_a_finding_said_to_be_remediated(api, developer, owner, assigned_validator, risk_officer):
     version = deployed_t2(developer, owner, assigned_validator, risk_officer)
     post(api, developer, version, 0.70, days_ago=3)
