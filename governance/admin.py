@@ -149,6 +149,7 @@ class RequestAdminBase(ServiceBackedAdmin):
             "page": page,
             "r": page.request,
             "impact": selectors.impact_seen_by(request.user, page.request.impact),
+            "replacement": selectors.version_seen_by(request.user, page.request.replacement),
             "explanation": tiering.explain(page.assessment.rationale) if page.assessment else "",
             "allowed": allowed,
             "form": form,

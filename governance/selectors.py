@@ -176,6 +176,16 @@ def impact_seen_by(user: Any, impact: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def version_seen_by(user: Any, version: ModelVersion | None) -> dict[str, Any] | None:
+    """A version a request names (a decommission's replacement) as ``user`` may see it (with
+    None, as anyone may): of a model they may not see, its number without the model's name, as
+    ``impact_seen_by`` has it."""
+    if version is None:
+        return None
+    seen = not version.model.restricted if user is None else registry_policies.can_view_model(user, version.model)
+    return {"model": version.model.name if seen else None, "version": version.number}
+
+
 def request_page(user: Any, pk: int) -> RequestPage:
     request = request_get(user, pk)
     version = request.version

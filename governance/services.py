@@ -1015,7 +1015,10 @@ def _put(
     }
     if decommission:
         # As anyone may read it: the trail of a model is shown to those who may see the model.
-        after |= {"replacement": _version_ref(replacement), "impact": selectors.impact_seen_by(None, request.impact)}
+        after |= {
+            "replacement": selectors.version_seen_by(None, replacement),
+            "impact": selectors.impact_seen_by(None, request.impact),
+        }
     audit_record(
         actor=actor,
         action="approval_request.submitted",
@@ -1025,10 +1028,6 @@ def _put(
         reason=rationale,
     )
     return request
-
-
-def _version_ref(version: ModelVersion | None) -> dict[str, Any] | None:
-    return {"model": version.model.name, "version": version.number} if version else None
 
 
 def _check_subject(kind: str, version: ModelVersion) -> None:
@@ -1101,7 +1100,7 @@ def _decommission(request: ApprovalRequest, *, actor: Any) -> None:
         request=request.pk,
         version=request.version.number if request.version else None,
         reason=request.rationale,
-        replacement=_version_ref(request.replacement),
+        replacement=selectors.version_seen_by(None, request.replacement),
         impact=selectors.impact_seen_by(None, request.impact),
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from common.api import ModelAnswer, StrictSerializer
@@ -196,7 +197,9 @@ class RequestOut(ModelAnswer):
     stages = StageOut(many=True)
     decisions = DecisionOut(many=True)
     conditions = ConditionOut(many=True)
-    replacement = VersionRefOut(allow_null=True)
+    replacement = serializers.SerializerMethodField(
+        help_text="a decommission: the version that takes over (of a model you may not see, with model null)"
+    )
     impact = serializers.SerializerMethodField(
         help_text="a decommission: deployments, aliases and downstream models (one you may not see by its id, "
         "with model null)"
@@ -228,9 +231,16 @@ class RequestOut(ModelAnswer):
             "conditions",
         ]
 
-    def get_impact(self, request: ApprovalRequest) -> dict[str, Any]:
+    def _viewer(self) -> Any:
         viewer = self.context.get("request")  # without one, shown as anyone may see it
-        return selectors.impact_seen_by(viewer.user if viewer else None, request.impact)
+        return viewer.user if viewer else None
+
+    @extend_schema_field(VersionRefOut(allow_null=True))
+    def get_replacement(self, request: ApprovalRequest) -> dict[str, Any] | None:
+        return selectors.version_seen_by(self._viewer(), request.replacement)
+
+    def get_impact(self, request: ApprovalRequest) -> dict[str, Any]:
+        return selectors.impact_seen_by(self._viewer(), request.impact)
 
 
 class DecisionRecordedOut(serializers.Serializer):

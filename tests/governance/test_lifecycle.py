@@ -602,6 +602,42 @@ def test_a_decommissions_impact_names_a_downstream_model_only_to_those_who_may_s
     assert message.payload["impact"]["downstream"] == hidden
 
 
+def test_a_decommissions_replacement_is_named_only_to_those_who_may_see_it(
+    api, developer, owner, outsider, risk_officer, risk_officer_2
+):
+    """As its impact: the version number for everyone, the restricted model's name only to those
+    who may see it, and neither in the trail nor in the notification, which others read."""
+    from common.roles import Role
+    from tests.factories import UserFactory
+    from tests.governance.test_admin import signed_in
+
+    pricing_owner = UserFactory(username="pricing-owner", groups=[Role.MODEL_OWNER, "pricing"])
+    secret = assessed_model(pricing_owner, 4, team="pricing", name="secret-engine", restricted=True)
+    approve_release(outsider, pricing_owner, risk_officer, secret)
+    version, _ = approved(developer, owner, risk_officer)
+
+    opened = api(risk_officer).post(
+        f"/api/v1/models/{version.model.name}/versions/1/decommission/",
+        {"rationale": "the pricing engine takes over", "replacement": {"model": "secret-engine", "version": 1}},
+        format="json",
+    )
+
+    assert opened.status_code == 201, opened.data
+    url = f"/api/v1/approval-requests/{opened.data['id']}/"
+    assert api(owner).get(url).data["replacement"] == {"model": None, "version": 1}
+    assert api(risk_officer_2).get(url).data["replacement"] == {"model": "secret-engine", "version": 1}
+    page = signed_in(owner).get(f"/admin/governance/approvalrequest/{opened.data['id']}/change/")
+    assert page.status_code == 200
+    assert b"a model you may not see v1" in page.content and b"secret-engine" not in page.content
+    submitted_event = AuditEvent.objects.get(action="approval_request.submitted", object_id=str(opened.data["id"]))
+    assert submitted_event.after["replacement"] == {"model": None, "version": 1}
+
+    assert decide(api, risk_officer_2, opened.data["id"], comment="retired").status_code == 201
+    message = Message.objects.filter(event="decommissioned").latest("pk")
+    assert message.payload["replacement"] == {"model": None, "version": 1}
+    assert "secret-engine" not in json.dumps(message.payload)
+
+
 def test_a_condition_open_past_its_due_date_is_told_once_and_then_closes_the_gate(
     developer, owner, risk_officer, settings
 ):
