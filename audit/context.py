@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
@@ -21,6 +22,15 @@ _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 class Origin:
     request_id: str = ""
     source_ip: str | None = None
+    request: HttpRequest | None = None  # the request being answered, for ``actor``
+
+
+def actor() -> Any:
+    """Who is signed in to the request being answered (its user once the API or the admin has
+    authenticated them), or None outside a request or before sign-in: for the changes that
+    reach the trail without a service to name their actor (``audit.memberships``)."""
+    user = getattr(current().request, "user", None)
+    return user if getattr(user, "is_authenticated", False) else None
 
 
 _origin: ContextVar[Origin] = ContextVar("audit_origin", default=Origin())  # noqa: B039 - frozen dataclass
@@ -31,10 +41,10 @@ def current() -> Origin:
 
 
 @contextmanager
-def origin(request_id: str = "", source_ip: str | None = None) -> Iterator[Origin]:
+def origin(request_id: str = "", source_ip: str | None = None, request: HttpRequest | None = None) -> Iterator[Origin]:
     """Set the origin for code outside a request (commands, tasks). The address is kept in its
     normal form, so the hashed text and the stored column say the same."""
-    value = Origin(request_id or uuid.uuid4().hex, normal_address(source_ip))
+    value = Origin(request_id or uuid.uuid4().hex, normal_address(source_ip), request)
     token = _origin.set(value)
     try:
         yield value
@@ -51,7 +61,7 @@ class RequestContextMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         given = request.headers.get("X-Request-ID", "")
         request_id = given if _REQUEST_ID_RE.match(given) else uuid.uuid4().hex
-        with origin(request_id, client_address(request)):
+        with origin(request_id, client_address(request), request):
             response = self.get_response(request)
         response["X-Request-ID"] = request_id
         return response

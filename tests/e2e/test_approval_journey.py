@@ -8,8 +8,10 @@ import io
 import json
 import secrets
 from contextlib import redirect_stdout
+from datetime import timedelta
 
 from django.core.management import call_command
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from audit import offline_verify
@@ -45,11 +47,11 @@ def test_a_t1_release_is_decided_by_every_role_and_the_export_shows_each_decisio
         (committee[0], "approve", "Agreed"),
         (committee[1], "approve", "Agreed"),
     ]
-    state = None
+    state, in_a_year = None, timezone.localdate() + timedelta(days=365)
     for person, outcome, comment in decisions:
         body = {"outcome": outcome, "comment": comment}
         if outcome == "approve_with_conditions":
-            body["conditions"] = [{"description": "2025 holdout report", "owner": "owner", "due_date": "2099-01-31"}]
+            body["conditions"] = [{"description": "2025 holdout report", "owner": "owner", "due_date": str(in_a_year)}]
         response = bearer(person).post(url, body, format="json")
         assert response.status_code == 201, response.data
         state = response.data["request"]["state"]
