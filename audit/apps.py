@@ -6,6 +6,6 @@ class AuditConfig(AppConfig):
     verbose_name = "Audit trail"
 
     def ready(self) -> None:
-        from audit import memberships
+        from audit import accounts
 
-        memberships.connect()
+        accounts.connect()

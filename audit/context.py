@@ -28,7 +28,7 @@ class Origin:
 def actor() -> Any:
     """Who is signed in to the request being answered (its user once the API or the admin has
     authenticated them), or None outside a request or before sign-in: for the changes that
-    reach the trail without a service to name their actor (``audit.memberships``)."""
+    reach the trail without a service to name their actor (``audit.accounts``)."""
     user = getattr(current().request, "user", None)
     return user if getattr(user, "is_authenticated", False) else None
 

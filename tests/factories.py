@@ -33,7 +33,7 @@ class UserFactory(factory.django.DjangoModelFactory):
     def groups(self, create: bool, extracted: Any, **kwargs: Any) -> None:
         """The user's roles and teams, as they stood before the test: written straight to the
         membership table, so that a test's trail begins with what the test does. Joining and
-        leaving groups, which the trail records (``audit.memberships``), is tested apart."""
+        leaving groups, which the trail records (``audit.accounts``), is tested apart."""
         if create and extracted:
             through = type(self).groups.through
             groups = [Group.objects.get_or_create(name=name)[0] for name in extracted]

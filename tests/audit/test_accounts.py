@@ -1,9 +1,11 @@
-"""Roles and teams are groups: who joins or leaves one is in the trail, whichever way it happens."""
+"""Roles and teams are groups: who joins or leaves one is in the trail, whichever way it happens;
+and so is a change to the flags that give a user powers."""
 
 from __future__ import annotations
 
 import re
 
+import pytest
 from django.contrib.auth.models import Group
 from django.db import transaction
 from django.test import Client
@@ -16,8 +18,13 @@ from tests.factories import UserFactory
 def changes(since: int) -> list[tuple[str, str, str, str, str]]:
     return [
         (e.action, e.actor_name, e.after["user"], e.after["group"], e.after["kind"])
-        for e in AuditEvent.objects.filter(pk__gt=since, object_type="auth.user").order_by("seq")
+        for e in AuditEvent.objects.filter(pk__gt=since, action__startswith="membership.").order_by("seq")
     ]
+
+
+def flag_changes(since: int) -> list[tuple[str, dict, dict]]:
+    events = AuditEvent.objects.filter(pk__gt=since, action="user.flags_changed").order_by("seq")
+    return [(e.actor_name, e.before, e.after) for e in events]
 
 
 def last_event() -> int:
@@ -41,6 +48,7 @@ def test_a_superuser_changing_someones_groups_in_the_admin_is_recorded_as_them(t
             "username": "vera",
             "email": "vera@example.com",
             "is_active": "on",
+            "is_staff": "on",
             "groups": [str(validators.pk), str(teams["pricing"].pk)],
             "date_joined_0": joined[1],
             "date_joined_1": joined[2],
@@ -53,6 +61,7 @@ def test_a_superuser_changing_someones_groups_in_the_admin_is_recorded_as_them(t
         ("membership.added", "root", "vera", "pricing", "team"),
         ("membership.removed", "root", "vera", "credit-risk", "team"),
     ]
+    assert flag_changes(start) == [("root", {"user": "vera", "is_staff": False}, {"user": "vera", "is_staff": True})]
 
 
 def test_every_way_of_changing_a_membership_through_the_orm_is_recorded(teams):
@@ -88,3 +97,32 @@ def test_every_way_of_changing_a_membership_through_the_orm_is_recorded(teams):
         ("membership.added", "system", "vera", "credit-risk", "team"),
         ("membership.removed", "system", "vera", "credit-risk", "team"),
     ]
+
+
+def test_flags_changed_in_a_transaction_are_recorded_and_a_sign_in_is_not(teams):
+    vera = UserFactory(username="vera")
+    start = last_event()
+    with transaction.atomic():
+        vera.is_superuser = vera.is_staff = True
+        vera.save()
+    vera.first_name = "Vera"
+    vera.save()  # no flag changed
+    vera.save(update_fields=["last_login"])
+    assert flag_changes(start) == [
+        (
+            "system",
+            {"user": "vera", "is_superuser": False, "is_staff": False},
+            {"user": "vera", "is_superuser": True, "is_staff": True},
+        )
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_flag_changed_outside_a_transaction_is_refused_not_left_out(teams):
+    vera = UserFactory(username="vera")
+    vera.is_superuser = True
+    with pytest.raises(RuntimeError, match="is_superuser of vera changed outside a transaction"):
+        vera.save()
+    vera.refresh_from_db()
+    assert vera.is_superuser is False
+    assert not AuditEvent.objects.filter(action="user.flags_changed").exists()

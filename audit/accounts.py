@@ -1,0 +1,113 @@
+"""Who may do what, outside the models' own rules: the groups a user is in (a role is a group,
+and so is a team: ``common.roles``) and the flags that give powers (a superuser sees every
+model and the whole trail; staff reach the admin; an inactive user signs in nowhere). Every
+change to them is recorded in the trail, in its transaction, by whoever is signed in to the
+request (``audit.context.actor``), else "system", however the ORM makes it:
+
+- memberships, one event each (``membership.added``, ``membership.removed``, about the user):
+  the admin's user page, ``user.groups.add``, ``group.user_set.remove``, ``set`` and ``clear``
+  on either side, deleting a user or a group;
+- the flags of an existing user (``user.flags_changed``, before and after): saved inside a
+  transaction, as the admin does; saved outside one, the change is refused, since its event
+  could not go with it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import transaction
+from django.db.models.signals import m2m_changed, pre_delete, pre_save
+
+from audit import context
+from audit.services import audit_record
+from common.roles import is_team
+
+
+def _record(action: str, pairs: Iterable[tuple[int, int]]) -> None:
+    """One event for each (user id, group id) that joins or leaves, in that order."""
+    pairs = sorted(set(pairs))
+    if not pairs:
+        return
+    names = dict(get_user_model().objects.filter(pk__in={u for u, _ in pairs}).values_list("pk", "username"))
+    groups = dict(Group.objects.filter(pk__in={g for _, g in pairs}).values_list("pk", "name"))
+    actor = context.actor()
+    for user_id, group_id in pairs:
+        audit_record(
+            actor=actor,
+            action=action,
+            object_type="auth.user",
+            object_id=user_id,
+            after={
+                "user": names[user_id],
+                "group": groups[group_id],
+                "kind": "team" if is_team(groups[group_id]) else "role",
+            },
+        )
+
+
+def _memberships(**where: Any) -> list[tuple[int, int]]:
+    return list(get_user_model().groups.through.objects.filter(**where).values_list("user_id", "group_id"))
+
+
+def _groups_changed(
+    sender: Any, instance: Any, action: str, reverse: bool, pk_set: set[int] | None, **kwargs: Any
+) -> None:
+    """``instance`` is the user (its ``groups`` changed) or, ``reverse``, the group (its
+    ``user_set``); ``pk_set`` the other side's ids. Additions are recorded once made (Django
+    gives only the new ones); removals before, as the memberships that are there to remove."""
+    mine = "group_id" if reverse else "user_id"
+    theirs = "user_id" if reverse else "group_id"
+    if action == "post_add":
+        _record("membership.added", [(i, instance.pk) if reverse else (instance.pk, i) for i in pk_set or ()])
+    elif action == "pre_remove":
+        _record("membership.removed", _memberships(**{mine: instance.pk, f"{theirs}__in": pk_set or ()}))
+    elif action == "pre_clear":
+        _record("membership.removed", _memberships(**{mine: instance.pk}))
+
+
+def _user_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
+    _record("membership.removed", _memberships(user_id=instance.pk))
+
+
+def _group_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
+    _record("membership.removed", _memberships(group_id=instance.pk))
+
+
+FLAGS = ("is_superuser", "is_staff", "is_active")
+
+
+def _flags_saved(sender: Any, instance: Any, update_fields: Any = None, **kwargs: Any) -> None:
+    """Before an existing user is saved: record the flags it changes (a new user has no event
+    of its own; its groups do)."""
+    if instance.pk is None or (update_fields is not None and not set(update_fields) & set(FLAGS)):
+        return  # a sign-in saves last_login alone
+    stored = sender.objects.filter(pk=instance.pk).values(*FLAGS).first()
+    if stored is None:
+        return
+    changed = [flag for flag in FLAGS if stored[flag] != getattr(instance, flag)]
+    if not changed:
+        return
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError(
+            f"{', '.join(changed)} of {instance.get_username()} changed outside a transaction: make the change "
+            "inside transaction.atomic(), so that its audit event goes with it"
+        )
+    audit_record(
+        actor=context.actor(),
+        action="user.flags_changed",
+        object_type="auth.user",
+        object_id=instance.pk,
+        before={"user": instance.get_username()} | {flag: stored[flag] for flag in changed},
+        after={"user": instance.get_username()} | {flag: getattr(instance, flag) for flag in changed},
+    )
+
+
+def connect() -> None:
+    user = get_user_model()
+    m2m_changed.connect(_groups_changed, sender=user.groups.through, dispatch_uid="audit.accounts.groups")
+    pre_delete.connect(_user_deleted, sender=user, dispatch_uid="audit.accounts.user")
+    pre_delete.connect(_group_deleted, sender=Group, dispatch_uid="audit.accounts.group")
+    pre_save.connect(_flags_saved, sender=user, dispatch_uid="audit.accounts.flags")
