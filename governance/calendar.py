@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import calendar
 from datetime import date, datetime, timedelta
+from typing import TypeVar
+
+Day = TypeVar("Day", bound=date)  # a date, or a datetime (which keeps its time of day)
 
 
 def add_business_days(start: datetime, days: int, holidays: frozenset[date] = frozenset()) -> datetime:
@@ -17,7 +20,7 @@ def add_business_days(start: datetime, days: int, holidays: frozenset[date] = fr
     return moment
 
 
-def add_months(start: datetime, months: int) -> datetime:
+def add_months(start: Day, months: int) -> Day:
     """``start`` plus ``months`` calendar months; the 31st becomes the month's last day."""
     index = start.month - 1 + months
     year, month = start.year + index // 12, index % 12 + 1
