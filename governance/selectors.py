@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Case, Count, Exists, OuterRef, Prefetch, QuerySet, When
+from django.db.models import Case, Count, Exists, OuterRef, Prefetch, QuerySet, Subquery, When
 from django.utils import timezone
 
 from common import validation
@@ -18,6 +18,7 @@ from governance.models import (
     ApprovalPolicy,
     ApprovalRequest,
     Condition,
+    ConditionState,
     Decision,
     Deployment,
     DocumentStatus,
@@ -105,15 +106,24 @@ def published_scorecard() -> Scorecard | None:
     return Scorecard.objects.filter(status=DocumentStatus.PUBLISHED).first()
 
 
+def approvals(version: Any) -> QuerySet[ApprovalRequest]:
+    """A version's approvals (releases and revalidations approved, expired since or not), the
+    latest first. ``version``: one, or an ``OuterRef`` to one."""
+    return ApprovalRequest.objects.filter(
+        version=version, kind__in=APPROVAL_KINDS, state__in=[RequestState.APPROVED, RequestState.EXPIRED]
+    ).order_by("-closed_at", "-id")
+
+
 def current_approval(version: ModelVersion) -> ApprovalRequest | None:
-    """The version's latest approval (a release or a revalidation), expired or not."""
-    return (
-        ApprovalRequest.objects.filter(
-            version=version, kind__in=APPROVAL_KINDS, state__in=[RequestState.APPROVED, RequestState.EXPIRED]
-        )
-        .order_by("-closed_at", "-id")
-        .first()
-    )
+    """The version's latest approval, which the gate weighs, its open conditions included."""
+    return approvals(version).first()
+
+
+def held_conditions() -> QuerySet[Condition]:
+    """The open conditions the gate holds versions to: those of each version's current approval
+    (not of an approval since superseded, nor of a request that was not approved)."""
+    current = approvals(OuterRef("request__version")).values("pk")[:1]
+    return Condition.objects.filter(state=ConditionState.OPEN, request=Subquery(current))
 
 
 def latest_assessment(model: RegisteredModel) -> RiskAssessment | None:

@@ -555,6 +555,10 @@ def decision_record(
         raise ValidationFailed.on("conditions", "an approval with conditions names at least one condition")
     if conditions and outcome != Outcome.APPROVE_WITH_CONDITIONS:
         raise ValidationFailed.on("conditions", "only an approval with conditions has conditions")
+    if conditions and request.kind not in APPROVAL_KINDS:
+        raise ValidationFailed.on(
+            "conditions", f"a {request.kind} takes no conditions: the gate holds a version to its approval's"
+        )
     for index, condition in enumerate(conditions):
         _text(f"conditions[{index}].description", condition.description, required=True)
         if not timezone.localdate() < condition.due_date <= add_months(timezone.localdate(), 12 * CONDITION_YEARS):
@@ -1650,7 +1654,7 @@ def lifecycle_sweep(now: datetime | None = None) -> dict[str, int]:
     expiring = granted.filter(live_version, valid_until__lte=now + timedelta(days=settings.REVALIDATION_LEAD_DAYS))
     expiring = expiring.exclude(Exists(superseded)).exclude(Exists(asked))
     lapsed = PolicyException.objects.filter(expires_at__lte=now, expired_at=None)
-    overdue = Condition.objects.filter(state=ConditionState.OPEN, overdue_at=None, due_date__lt=timezone.localdate(now))
+    overdue = selectors.held_conditions().filter(overdue_at=None, due_date__lt=timezone.localdate(now))
     active = RequestStage.objects.filter(state=StageState.ACTIVE, request__state=RequestState.OPEN)
     soon = now + timedelta(hours=settings.SLA_REMINDER_HOURS)
     work = [

@@ -15,6 +15,7 @@ import time_machine
 from django.utils import timezone
 
 from audit.models import AuditEvent
+from common.errors import ValidationFailed
 from governance import gate, selectors, services
 from governance.models import ApprovalRequest, Deployment, Environment, RequestKind, RequestState, StageState
 from notifications.models import Message
@@ -679,6 +680,60 @@ def test_a_condition_open_past_its_due_date_is_told_once_and_then_closes_the_gat
     assert ask_gate(version, "staging", now=noon + timedelta(days=4)).allowed is True  # T4 gates production only
     services.condition_close(actor=owner, condition=condition, state="met", note="backtest attached")
     assert ask_gate(version, now=noon + timedelta(days=4)).allowed is True
+
+
+def test_only_conditions_the_gate_holds_a_version_to_are_told_overdue(
+    developer, owner, assigned_validator, risk_officer, risk_officer_2
+):
+    """Of a T2 request rejected after its validator approved with a condition, and of a release
+    approval since superseded by a revalidation, no condition is told overdue: the gate weighs
+    the current approval's alone. A reinstatement, which the gate does not weigh, takes none."""
+    in_two_days = timezone.localdate() + timedelta(days=2)
+    _, rejected = submitted(developer, owner, 2)
+    services.decision_record(
+        actor=assigned_validator,
+        request=rejected,
+        outcome="approve_with_conditions",
+        comment="if backtested",
+        conditions=[services.ConditionIn("backtest", owner, in_two_days)],
+    )
+    services.decision_record(actor=risk_officer, request=rejected, outcome="reject", comment="not fit")
+
+    version = make_version(developer, assessed_model(owner, 4))
+    release = services.request_submit(actor=owner, version=version, rationale="ready")
+    services.decision_record(
+        actor=risk_officer,
+        request=release,
+        outcome="approve_with_conditions",
+        comment="ship it, then backtest",
+        conditions=[services.ConditionIn("backtest on Q3 data", owner, in_two_days)],
+    )
+    held = sweep_at(datetime.combine(in_two_days + timedelta(days=1), datetime.min.time(), tzinfo=UTC))
+    assert held["conditions"] == 1  # the release's, while it is the current approval
+    revalidation = services.request_open(
+        actor=owner, kind="revalidation", model=version.model, version=fresh(version), rationale="yearly"
+    )
+    services.decision_record(actor=risk_officer_2, request=revalidation, outcome="approve")
+    release.conditions.update(overdue_at=None)  # as if not yet told
+    later = sweep_at(datetime.combine(in_two_days + timedelta(days=2), datetime.min.time(), tzinfo=UTC))
+    assert later["conditions"] == 0
+    assert [e.after["request"] for e in AuditEvent.objects.filter(action="condition.overdue")] == [release.pk]
+
+    services.version_suspend(actor=risk_officer, version=fresh(version), reason="drift")
+    reinstatement = services.request_open(
+        actor=owner, kind="reinstatement", model=version.model, version=fresh(version), rationale="feed fixed"
+    )
+    with pytest.raises(ValidationFailed) as refused:
+        services.decision_record(
+            actor=risk_officer_2,
+            request=reinstatement,
+            outcome="approve_with_conditions",
+            comment="watch it",
+            conditions=[services.ConditionIn("weekly report", owner, in_two_days)],
+        )
+    assert refused.value.fields == {
+        "conditions": ["a reinstatement takes no conditions: the gate holds a version to its approval's"]
+    }
 
 
 def test_a_rejected_revalidation_suspends_the_version_and_closes_the_gate(
