@@ -174,11 +174,14 @@ SYSTEM_USERNAME = "warden"
 
 def can_withdraw(user: Any, request: ApprovalRequest) -> Decision:
     """A request Warden opened itself (a revalidation, on a critical breach or an approval's
-    expiry) is the check on the model's people, so only a risk officer takes it back."""
-    if request.submitted_by.get_username() == SYSTEM_USERNAME:
+    expiry) or a risk officer opened (a revalidation, a stricter tier, a decommission) is a check
+    on the model's people, so only a risk officer takes it back."""
+    by_warden = request.submitted_by.get_username() == SYSTEM_USERNAME
+    if by_warden or has_role(request.submitted_by, Role.RISK_OFFICER):
         if has_role(user, Role.RISK_OFFICER):
             return ALLOW
-        return deny("Warden opened this request itself: only a risk officer withdraws it.")
+        opener = "Warden opened this request itself" if by_warden else "A risk officer opened this request"
+        return deny(f"{opener}: only a risk officer withdraws it.")
     if user.pk in (request.submitted_by_id, request.model.owner_id):
         return ALLOW
     return deny("Only the submitter or the model's owner withdraws a request.")

@@ -139,6 +139,22 @@ def test_the_submitter_withdraws_and_others_cannot(api, developer, owner, outsid
     assert (done.status_code, done.data["state"], done.data["closed_reason"]) == (200, "withdrawn", "wrong data")
 
 
+def test_a_stricter_tier_a_risk_officer_asked_for_is_withdrawn_only_by_a_risk_officer(
+    api, owner, risk_officer, risk_officer_2
+):
+    """The model's owner cannot take back the check a risk officer put on the model."""
+    model = assessed_model(owner, 3)
+    request = services.tier_override_request(actor=risk_officer, model=model, tier=1, rationale="feeds capital")
+    url = f"/api/v1/approval-requests/{request.pk}/withdraw/"
+    denied = api(owner).post(url, {"reason": "T3 is enough"}, format="json")
+    assert (denied.status_code, denied.data["message"]) == (
+        403,
+        "A risk officer opened this request: only a risk officer withdraws it.",
+    )
+    done = api(risk_officer_2).post(url, {"reason": "capital use ended"}, format="json")
+    assert (done.status_code, done.data["state"]) == (200, "withdrawn")
+
+
 def test_restricted_models_requests_are_invisible_to_outsiders(api, developer, owner, outsider):
     model = assessed_model(owner, 4, restricted=True)
     version = make_version(developer, model)
