@@ -410,6 +410,22 @@ def _set_tier(*, actor: Any, model: RegisteredModel, tier: int, reason: str, sou
             )
 
 
+def check_team_change(*, model: RegisteredModel, team: Group) -> None:
+    """A model keeps its team while requests about it are open: their independent stages were
+    put to people judged against that team (a validator is never on the owning team), and moving
+    it would let a colleague of the model's developers sign. Called with the model locked."""
+    open_requests = list(
+        ApprovalRequest.objects.filter(model=model, state=RequestState.OPEN).order_by("pk").values_list("pk", flat=True)
+    )
+    if open_requests:
+        numbers = ", ".join(f"#{pk}" for pk in open_requests)
+        raise Conflict.on(
+            "team",
+            f"{model.name} has open requests ({numbers}), put to people chosen against its team "
+            f"({model.team.name}); decide or withdraw them before it moves to {team.name}",
+        )
+
+
 def _withdraw(request: ApprovalRequest, *, actor: Any, reason: str) -> None:
     """Close an open request as withdrawn; a release's version returns to draft."""
     _close(request, RequestState.WITHDRAWN, actor=actor, reason=reason)

@@ -230,6 +230,8 @@ def model_update(
         return model
     if "team" in changed:
         _ensure_team("team", changed["team"])
+        for check in hooks.TEAM_CHECKS:
+            check(model=model, team=changed["team"])
     before = _snapshot(model, changed)
     for name, value in changed.items():
         setattr(model, name, value)

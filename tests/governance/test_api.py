@@ -155,6 +155,27 @@ def test_a_stricter_tier_a_risk_officer_asked_for_is_withdrawn_only_by_a_risk_of
     assert (done.status_code, done.data["state"]) == (200, "withdrawn")
 
 
+def test_a_model_keeps_its_team_while_a_request_about_it_is_open(api, developer, owner, teams):
+    """Its independent reviewer was chosen against the team: moving it mid-approval would let a
+    colleague of its developers sign. Once the request is withdrawn, it moves."""
+    version, request = submitted(developer, owner, 3)
+    owner.groups.add(teams["pricing"])
+    url = f"/api/v1/models/{version.model.name}/"
+
+    refused = api(owner).patch(url, {"team": "pricing"}, format="json")
+
+    assert refused.status_code == 409
+    assert refused.data["fields"] == {
+        "team": [
+            f"{version.model.name} has open requests (#{request.pk}), put to people chosen against its team "
+            "(credit-risk); decide or withdraw them before it moves to pricing"
+        ]
+    }
+    services.request_withdraw(actor=owner, request=request, reason="moving to pricing")
+    moved = api(owner).patch(url, {"team": "pricing"}, format="json")
+    assert (moved.status_code, moved.data["team"]) == (200, "pricing")
+
+
 def test_restricted_models_requests_are_invisible_to_outsiders(api, developer, owner, outsider):
     model = assessed_model(owner, 4, restricted=True)
     version = make_version(developer, model)
