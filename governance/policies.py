@@ -211,9 +211,22 @@ def can_edit_rules(user: Any) -> Decision:
     return deny("Only a risk officer edits and publishes policies and the scorecard.")
 
 
+def _independent(user: Any, model: RegisteredModel, version: ModelVersion | None, act: str) -> Decision:
+    """Whoever lets a model off a check is independent of it: not the version's creator, not on
+    the owning team (an exception, a waived condition, a closed finding)."""
+    if version is not None and user.pk == version.created_by_id:
+        return deny(f"You cannot {act}: you created this version.")
+    if registry_policies.is_team_member(user, model.team_id):
+        return deny(f"You cannot {act}: you are on the owning team ({model.team.name}).")
+    return ALLOW
+
+
 def can_close_condition(user: Any, condition: Condition, state: str) -> Decision:
-    """Its owner says a condition is met; only a risk officer waives one (or marks it met)."""
+    """Its owner says a condition is met; only a risk officer waives one (or marks it met), and
+    waives it only independent of the model (``_independent``)."""
     if has_role(user, Role.RISK_OFFICER):
+        if state == ConditionState.WAIVED:
+            return _independent(user, condition.request.model, condition.request.version, "waive this condition")
         return ALLOW
     if state == ConditionState.MET and user.pk == condition.owner_id:
         return ALLOW
@@ -238,11 +251,7 @@ def can_deploy(user: Any, version: ModelVersion) -> Decision:
 def can_grant_exception(user: Any, version: ModelVersion) -> Decision:
     if not has_role(user, Role.RISK_OFFICER):
         return deny("Only a risk officer grants an exception.")
-    if user.pk == version.created_by_id:
-        return deny("You cannot grant this exception: you created this version.")
-    if registry_policies.is_team_member(user, version.model.team_id):
-        return deny(f"You cannot grant this exception: you are on the owning team ({version.model.team.name}).")
-    return ALLOW
+    return _independent(user, version.model, version, "grant this exception")
 
 
 def can_suspend(user: Any) -> Decision:
@@ -285,6 +294,8 @@ def can_move_finding(user: Any, finding: Any, state: str) -> Decision:
         )
         if state == FindingState.CLOSED and remediated_by == user.pk:
             return deny("You cannot close this finding: you said it was remediated; someone else confirms it.")
+        if state == FindingState.CLOSED:
+            return _independent(user, finding.model, finding.version, "close this finding")
         return ALLOW
     if governance or user.pk in (finding.owner_id, finding.model.owner_id):
         return ALLOW

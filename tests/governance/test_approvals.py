@@ -3,6 +3,7 @@ the audit events written."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -158,6 +159,42 @@ def test_an_approval_with_conditions_creates_conditions_with_an_owner_and_a_due_
     services.condition_close(actor=owner, condition=condition, state="met", note="first report sent")
     condition.refresh_from_db()
     assert condition.state == "met"
+
+
+def test_a_risk_officer_on_the_owning_team_neither_waives_its_conditions_nor_closes_its_findings(
+    developer, owner, assigned_validator, risk_officer, risk_officer_2, teams
+):
+    """Letting a model off a check takes someone independent of it, as granting an exception does."""
+    _, request = submitted(developer, owner, 2)
+    services.decision_record(
+        actor=assigned_validator,
+        request=request,
+        outcome="approve_with_conditions",
+        comment="monitor the new segment",
+        conditions=[services.ConditionIn("Report PSI monthly", owner, timezone.localdate() + timedelta(days=30))],
+    )
+    condition = Condition.objects.get()
+    finding = services.finding_raise(
+        actor=assigned_validator,
+        model=request.model,
+        title="Thin-file segment",
+        severity="high",
+        owner=owner,
+        due_date=timezone.localdate() + timedelta(days=30),
+    )
+    risk_officer.groups.add(teams["credit-risk"])
+    team = re.escape("you are on the owning team (credit-risk).")
+
+    with pytest.raises(PermissionDenied, match=f"You cannot waive this condition: {team}"):
+        services.condition_close(actor=risk_officer, condition=condition, state="waived", note="not needed")
+    with pytest.raises(PermissionDenied, match=f"You cannot close this finding: {team}"):
+        services.finding_move(actor=risk_officer, finding=finding, state="closed", comment="fine")
+
+    services.condition_close(actor=risk_officer_2, condition=condition, state="waived", note="segment dropped")
+    services.finding_move(actor=risk_officer_2, finding=finding, state="closed", comment="accepted")
+    condition.refresh_from_db()
+    finding.refresh_from_db()
+    assert (condition.state, finding.state) == ("waived", "closed")
 
 
 def test_a_withdrawn_request_returns_the_version_to_draft(developer, owner):
