@@ -8,15 +8,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from typing import Any
 
-from django.db.models import Max, Q, QuerySet
+from django.db.models import CharField, F, Max, Q, QuerySet, Value
+from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from audit.models import AuditEvent
+from audit.selectors import model_scope
 from common.errors import ValidationFailed
 from governance.models import Deployment
 from registry import policies as registry_policies
-from registry.models import RegisteredModel
+from registry.models import ModelVersion, RegisteredModel
 
 TIER_ACTIONS = ("model.risk_tier_changed",)
 STATE_ACTIONS = ("version.created", "version.state_changed")
@@ -24,9 +26,11 @@ STATE_ACTIONS = ("version.created", "version.state_changed")
 
 def alias_at(model: RegisteredModel, alias: str, at: datetime) -> tuple[int | None, AuditEvent | None]:
     """The version number ``model@alias`` pointed to at ``at`` (None if none), and the event
-    that set it there."""
+    that set it there. An alias event names the model as it was called then: the events are this
+    model's under each name it has had (``model_scope``), not another's that had its name."""
     event = (
-        AuditEvent.objects.filter(object_type="registry.alias", object_id=f"{model.name}@{alias}", occurred_at__lte=at)
+        AuditEvent.objects.filter(model_scope(model.name), object_type="registry.alias", occurred_at__lte=at)
+        .filter(object_id=Concat(F("model_name"), Value(f"@{alias}")))
         .order_by("-seq")
         .first()
     )
@@ -54,21 +58,31 @@ class InventoryRow:
 
 def inventory_at(user: Any, at: datetime) -> list[InventoryRow]:
     """Every model the user may see that existed at ``at``, with its tier and each version's
-    state then: the last event of each kind about each object, up to ``at``."""
-    models = list(
-        registry_policies.visible_models(user).filter(created_at__lte=at).order_by("name").values_list("pk", "name")
+    state then: the last event of each kind about each object, up to ``at``. Events are matched
+    to models by the objects they are about (the model's id, its versions' ids), not by name: a
+    model renamed keeps its past, and one given a freed name does not take another's."""
+    visible = registry_policies.visible_models(user).filter(created_at__lte=at)
+    models = list(visible.order_by("name").values_list("pk", "name"))
+    as_text = Cast("pk", CharField())
+    tier_events = AuditEvent.objects.filter(
+        action__in=TIER_ACTIONS,
+        object_type="registry.registeredmodel",
+        object_id__in=visible.annotate(key=as_text).values("key"),
     )
-    names = [name for _, name in models]
-    tiers = {
-        event.model_name: (event.after or {})["risk_tier"]
-        for event in _latest(AuditEvent.objects.filter(action__in=TIER_ACTIONS, model_name__in=names), at)
-    }
-    states: dict[str, dict[int, str]] = {name: {} for name in names}
-    for event in _latest(AuditEvent.objects.filter(action__in=STATE_ACTIONS, model_name__in=names), at):
+    tiers = {int(event.object_id): (event.after or {})["risk_tier"] for event in _latest(tier_events, at)}
+    versions = ModelVersion.objects.filter(model__in=visible.values("pk"))
+    model_of = dict(versions.values_list("pk", "model_id"))
+    state_events = AuditEvent.objects.filter(
+        action__in=STATE_ACTIONS,
+        object_type="registry.modelversion",
+        object_id__in=versions.annotate(key=as_text).values("key"),
+    )
+    states: dict[int, dict[int, str]] = {pk: {} for pk, _ in models}
+    for event in _latest(state_events, at):
         after = event.after or {}
-        states[event.model_name][after["number"]] = after["state"]
+        states[model_of[int(event.object_id)]][after["number"]] = after["state"]
     return [
-        InventoryRow(model=name, tier=tiers.get(name), versions=dict(sorted(states[name].items()))) for name in names
+        InventoryRow(model=name, tier=tiers.get(pk), versions=dict(sorted(states[pk].items()))) for pk, name in models
     ]
 
 

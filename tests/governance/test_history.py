@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from audit.models import AuditEvent
 from governance import services
 from governance.models import Environment
 from registry import services as registry_services
-from tests.factories import make_model, submitted
+from tests.factories import ASSESSMENTS, make_model, make_version, submitted
 
 
 def approve(request, risk_officer):
@@ -89,3 +90,25 @@ def test_a_time_that_is_none_is_a_400_naming_at(api, developer, risk_officer, en
     assert response.data["fields"] == {"at": ["an ISO 8601 time (2026-11-27T12:00:00Z) or date (2026-11-27)"]}
     # the last day there is: the end of it, which is now
     assert api(risk_officer).get(f"/api/v1/history/{endpoint}at=9999-12-31").status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)  # the alias is set and the model renamed in transactions of their own
+def test_a_renamed_model_keeps_its_past_and_one_given_its_old_name_takes_none_of_it(
+    api, developer, owner, outsider, risk_officer
+):
+    old = make_model(owner, name="x")
+    answers, flags = ASSESSMENTS[2]
+    services.assessment_record(actor=owner, model=old, answers=answers, flags=flags)
+    make_version(developer, old)
+    registry_services.alias_set(actor=developer, model=old, name="candidate", number=1)
+    registry_services.model_rename(actor=owner, model=old, new_name="y")
+    new = make_model(outsider, team="pricing", name="x")
+    now = timezone.now().isoformat().replace("+", "%2B")
+
+    def alias(name):
+        return api(risk_officer).get(f"/api/v1/history/alias/?model={name}&alias=candidate&at={now}").data["version"]
+
+    assert (alias("x"), alias("y")) == (None, 1)
+    rows = api(risk_officer).get(f"/api/v1/history/inventory/?at={now}").data
+    assert {r["model"]: (r["tier"], r["versions"]) for r in rows} == {"x": (None, {}), "y": (2, {"1": "draft"})}
+    assert new.pk != old.pk
