@@ -255,8 +255,8 @@ def _metric_breaches(versions: Sequence[ModelVersion], windows: Sequence[tuple[A
         label = f"{metric}[{segment}]" if segment else metric
         detail = (
             f"{label} was {value:.4g}{where.get(deployment_id, '')} in the window ending {window_end:%Y-%m-%d %H:%M}, "
-            f"{measures.as_percent(change)} from the approved {baseline:.4g}; thresholds {limits.warn:.2%} / {limits.critical:.2%} "
-            f"({limits.source})"
+            f"{measures.as_percent(change)} from the approved {baseline:.4g}; "
+            f"thresholds {limits.warn:.2%} / {limits.critical:.2%} ({limits.source})"
         )
         breach = Breach(version, label, level, "relative change", change, detail, window_end)
         judged.setdefault((version_id, label), []).append(breach)

@@ -163,9 +163,9 @@ class VersionRef(serializers.Serializer):
     version = serializers.IntegerField(min_value=1, max_value=999_999_999)
 
 
-class VersionRefOut(serializers.Serializer):
-    model = serializers.CharField(source="model.name")
-    version = serializers.IntegerField(source="number")
+class VersionSeenOut(serializers.Serializer):
+    model = serializers.CharField(allow_null=True, help_text="null: a model you may not see")
+    version = serializers.IntegerField()
 
 
 class LifecycleRequestIn(StrictSerializer):
@@ -235,7 +235,7 @@ class RequestOut(ModelAnswer):
         viewer = self.context.get("request")  # without one, shown as anyone may see it
         return viewer.user if viewer else None
 
-    @extend_schema_field(VersionRefOut(allow_null=True))
+    @extend_schema_field(VersionSeenOut(allow_null=True))
     def get_replacement(self, request: ApprovalRequest) -> dict[str, Any] | None:
         return selectors.version_seen_by(self._viewer(), request.replacement)
 
