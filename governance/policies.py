@@ -222,14 +222,14 @@ def _independent(user: Any, model: RegisteredModel, version: ModelVersion | None
 
 
 def can_close_condition(user: Any, condition: Condition, state: str) -> Decision:
-    """Its owner says a condition is met; only a risk officer waives one (or marks it met), and
-    waives it only independent of the model (``_independent``)."""
-    if has_role(user, Role.RISK_OFFICER):
-        if state == ConditionState.WAIVED:
-            return _independent(user, condition.request.model, condition.request.version, "waive this condition")
-        return ALLOW
+    """Its owner says a condition is met; otherwise only a risk officer independent of the model
+    (``_independent``) waives one or marks it met: either way the gate stops holding the version
+    to it."""
     if state == ConditionState.MET and user.pk == condition.owner_id:
         return ALLOW
+    if has_role(user, Role.RISK_OFFICER):
+        act = "waive this condition" if state == ConditionState.WAIVED else "mark this condition met"
+        return _independent(user, condition.request.model, condition.request.version, act)
     if state == ConditionState.MET:
         return deny("Only the condition's owner or a risk officer marks it met.")
     return deny("Only a risk officer waives a condition.")

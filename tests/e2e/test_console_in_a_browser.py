@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
+from django.db import transaction
 
 from governance.models import ApprovalRequest
 from registry.models import VersionState
@@ -61,9 +62,10 @@ def sign_in(browser, live_server, username):
 def test_a_risk_officer_approves_in_the_browser_and_a_developer_cannot(
     browser, shots, live_server, developer, owner, risk_officer
 ):
-    for user in (developer, risk_officer):
-        user.is_staff = True
-        user.save()
+    with transaction.atomic():  # a flag's change and its audit event go together
+        for user in (developer, risk_officer):
+            user.is_staff = True
+            user.save()
     version, request = submitted(developer, owner, 4)
 
     page = sign_in(browser, live_server, "risk")

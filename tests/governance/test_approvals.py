@@ -187,6 +187,8 @@ def test_a_risk_officer_on_the_owning_team_neither_waives_its_conditions_nor_clo
 
     with pytest.raises(PermissionDenied, match=f"You cannot waive this condition: {team}"):
         services.condition_close(actor=risk_officer, condition=condition, state="waived", note="not needed")
+    with pytest.raises(PermissionDenied, match=f"You cannot mark this condition met: {team}"):
+        services.condition_close(actor=risk_officer, condition=condition, state="met", note="done, trust me")
     with pytest.raises(PermissionDenied, match=f"You cannot close this finding: {team}"):
         services.finding_move(actor=risk_officer, finding=finding, state="closed", comment="fine")
 
