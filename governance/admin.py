@@ -53,8 +53,11 @@ class DecisionForm(forms.Form):
     )
     stage = forms.ChoiceField(required=False, help_text="You hold roles for more than one stage: name yours.")
 
-    def __init__(self, *args: Any, stages: list[str], **kwargs: Any):
+    def __init__(self, *args: Any, stages: list[str], conditional: bool, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        if not conditional:
+            outcome: Any = self.fields["outcome"]
+            outcome.choices = [(v, label) for v, label in Outcome.choices if v != Outcome.APPROVE_WITH_CONDITIONS]
         if len(stages) > 1:
             self.fields["stage"].choices = [(name, name) for name in stages]  # type: ignore[attr-defined]
         else:
@@ -136,8 +139,9 @@ class RequestAdminBase(ServiceBackedAdmin):
             self.message_user(request, exc.message, messages.ERROR)
             return HttpResponseRedirect(reverse("admin:governance_approvalrequest_changelist"))
         allowed, stages = policies.signable_stages(request.user, page.request)
-        form = DecisionForm(request.POST or None, stages=[s.name for s in stages])
-        conditions = ConditionFormSet(request.POST or None, prefix="conditions")
+        conditional = services.takes_conditions(page.request)
+        form = DecisionForm(request.POST or None, stages=[s.name for s in stages], conditional=conditional)
+        conditions = ConditionFormSet(request.POST or None, prefix="conditions") if conditional else None
         if request.method == "POST" and allowed:
             done = self._decide(request, page.request, form, conditions)
             if done is not None:
@@ -162,10 +166,14 @@ class RequestAdminBase(ServiceBackedAdmin):
     def _decide(
         self, request: HttpRequest, subject: ApprovalRequest, form: DecisionForm, conditions: Any
     ) -> HttpResponse | None:
-        if not (form.is_valid() and conditions.is_valid()):
+        if not form.is_valid() or (conditions is not None and not conditions.is_valid()):
             return None
         try:
-            made = [c for c in (f.condition() for f in conditions.forms) if c is not None]
+            made = (
+                [c for c in (f.condition() for f in conditions.forms) if c is not None]
+                if conditions is not None
+                else []
+            )
             services.decision_record(
                 actor=request.user,
                 request=subject,

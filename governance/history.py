@@ -79,8 +79,10 @@ def inventory_at(user: Any, at: datetime) -> list[InventoryRow]:
     )
     states: dict[int, dict[int, str]] = {pk: {} for pk, _ in models}
     for event in _latest(state_events, at):
-        after = event.after or {}
-        states[model_of[int(event.object_id)]][after["number"]] = after["state"]
+        model_id = model_of.get(int(event.object_id))
+        if model_id in states:  # else its version or model was committed while this was read
+            after = event.after or {}
+            states[model_id][after["number"]] = after["state"]
     return [
         InventoryRow(model=name, tier=tiers.get(pk), versions=dict(sorted(states[pk].items()))) for pk, name in models
     ]

@@ -172,14 +172,19 @@ def can_submit(user: Any, version: ModelVersion) -> Decision:
 SYSTEM_USERNAME = "warden"
 
 
+def is_check(request: ApprovalRequest) -> bool:
+    """Whether a request is a check on the model's people: Warden opened it itself (a
+    revalidation, on a critical breach or an approval's expiry) or a risk officer did (a
+    revalidation, a stricter tier, a decommission)."""
+    return request.submitted_by.get_username() == SYSTEM_USERNAME or has_role(request.submitted_by, Role.RISK_OFFICER)
+
+
 def can_withdraw(user: Any, request: ApprovalRequest) -> Decision:
-    """A request Warden opened itself (a revalidation, on a critical breach or an approval's
-    expiry) or a risk officer opened (a revalidation, a stricter tier, a decommission) is a check
-    on the model's people, so only a risk officer takes it back."""
-    by_warden = request.submitted_by.get_username() == SYSTEM_USERNAME
-    if by_warden or has_role(request.submitted_by, Role.RISK_OFFICER):
+    """A check on the model's people (``is_check``) is taken back only by a risk officer."""
+    if is_check(request):
         if has_role(user, Role.RISK_OFFICER):
             return ALLOW
+        by_warden = request.submitted_by.get_username() == SYSTEM_USERNAME
         opener = "Warden opened this request itself" if by_warden else "A risk officer opened this request"
         return deny(f"{opener}: only a risk officer withdraws it.")
     if user.pk in (request.submitted_by_id, request.model.owner_id):

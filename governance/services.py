@@ -74,8 +74,9 @@ MAX_COMMENT = 10_000
 # A condition is due within this many years: one due later is no condition (and a date near the
 # calendar's end has no day after it for the gate to close on).
 CONDITION_YEARS = 10
-# The states a version is revalidated in.
-REVALIDATED = (VersionState.APPROVED, VersionState.DEPLOYED)
+# The states a version's approval is in force in: it is revalidated in them, and may replace
+# a version decommissioned.
+IN_FORCE = (VersionState.APPROVED, VersionState.DEPLOYED)
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -395,19 +396,38 @@ def _set_tier(*, actor: Any, model: RegisteredModel, tier: int, reason: str, sou
     for pk in stale.order_by("pk").values_list("pk", flat=True):
         request = _lock_request(ApprovalRequest(pk=pk))
         _withdraw(request, actor=actor, reason=why)
-        # Warden's own check on the model (a revalidation) is asked again under the new tier:
-        # whoever changed the tier does not make it go away. Not of a version suspended or
-        # deprecated meanwhile: suspended, it comes back only through a reinstatement, decided
-        # under the new tier; deprecated, it is on its way out.
-        system = request.submitted_by.get_username() == policies.SYSTEM_USERNAME
-        if system and request.version is not None and request.version.state in REVALIDATED:
+        # A check on the model's people (Warden's or a risk officer's) is asked again under the
+        # new tier: whoever changed the tier does not make it go away.
+        if policies.is_check(request) and _applies_still(request):
             _open_request(
                 actor=request.submitted_by,
                 kind=request.kind,
                 model=model,
                 version=request.version,
                 rationale=f"{request.rationale} (asked again under T{tier})",
+                replacement=request.replacement,
             )
+
+
+def _applies_still(request: ApprovalRequest) -> bool:
+    """Whether a check a tier change withdrew still applies: a revalidation of a version still
+    approved or deployed (suspended since, it comes back only through a reinstatement, decided
+    under the new tier; deprecated, it is on its way out); a decommission of what may still be
+    decommissioned, its replacement still in force. Not a tier change, which the new tier has
+    overtaken, nor a release, which its team submits again."""
+    version, replacement = request.version, request.replacement
+    if request.kind == RequestKind.REVALIDATION:
+        return version is not None and version.state in IN_FORCE
+    if request.kind == RequestKind.DECOMMISSION:
+        decommissionable = version is None or workflow.may_move_version(version.state, VersionState.DECOMMISSIONED)
+        return decommissionable and (replacement is None or replacement.state in IN_FORCE)
+    return False
+
+
+def takes_conditions(request: ApprovalRequest) -> bool:
+    """Whether a request may be approved with conditions: a release or a revalidation, whose
+    conditions the gate holds the version to (``selectors.held_conditions``)."""
+    return request.kind in APPROVAL_KINDS
 
 
 def check_team_change(*, model: RegisteredModel, team: Group) -> None:
@@ -571,7 +591,7 @@ def decision_record(
         raise ValidationFailed.on("conditions", "an approval with conditions names at least one condition")
     if conditions and outcome != Outcome.APPROVE_WITH_CONDITIONS:
         raise ValidationFailed.on("conditions", "only an approval with conditions has conditions")
-    if conditions and request.kind not in APPROVAL_KINDS:
+    if conditions and not takes_conditions(request):
         raise ValidationFailed.on(
             "conditions", f"a {request.kind} takes no conditions: the gate holds a version to its approval's"
         )
@@ -984,7 +1004,7 @@ def _open_request(
             raise ValidationFailed.on("replacement", "only a decommission names a replacement")
         if replacement.model_id == model.pk and (version is None or replacement.pk == version.pk):
             raise ValidationFailed.on("replacement", "a version that is not itself being decommissioned")
-        if replacement.state not in (VersionState.APPROVED, VersionState.DEPLOYED):
+        if replacement.state not in IN_FORCE:
             raise ValidationFailed.on("replacement", f"an approved or deployed version (it is {replacement.state})")
     if model.risk_tier is None:
         raise Conflict(f"Model {model.name} has no risk tier: record its risk assessment first.")
@@ -1053,7 +1073,7 @@ def _put(
 def _check_subject(kind: str, version: ModelVersion) -> None:
     name = _version_name(version)
     if kind == RequestKind.REVALIDATION:
-        if version.state not in REVALIDATED:
+        if version.state not in IN_FORCE:
             raise Conflict(f"{name} is {version.state}: only an approved or deployed version is revalidated.")
     elif kind == RequestKind.REINSTATEMENT:
         if version.state != VersionState.SUSPENDED:

@@ -81,6 +81,10 @@ def _ensure(table: Mapping[str, Mapping[str, str]], subject: str, current: str, 
     )
 
 
+def may_move_version(current: str, target: str) -> bool:
+    return target in VERSION_TRANSITIONS[current]
+
+
 def ensure_version_transition(subject: str, current: str, target: str) -> None:
     """``subject`` names the version in the message ("Version 3 of pd-retail")."""
     _ensure(VERSION_TRANSITIONS, subject, current, target)

@@ -239,3 +239,23 @@ def test_a_decision_rolled_back_for_a_deadlock_shows_on_the_page_to_send_again(
     assert b"Record my decision" in answer.content
     version.refresh_from_db()
     assert (version.state, request.decisions.count()) == (VersionState.SUBMITTED, 0)
+
+
+def test_a_request_the_gate_does_not_weigh_is_decided_without_conditions_on_offer(developer, owner, risk_officer):
+    """A reinstatement takes no conditions: the page offers neither the outcome nor the form."""
+    version, request = submitted(developer, owner, 4)
+    services.decision_record(actor=risk_officer, request=request, outcome="approve")
+    services.version_suspend(actor=risk_officer, version=version, reason="drift")
+    reinstatement = services.request_open(
+        actor=owner, kind="reinstatement", model=version.model, version=version, rationale="feed fixed"
+    )
+    client = signed_in(UserFactory(username="risk-2", groups=[Role.RISK_OFFICER]))
+
+    page = client.get(page_url(reinstatement))
+    assert page.status_code == 200
+    assert b"Record my decision" in page.content
+    assert b"approve_with_conditions" not in page.content and b"conditions-TOTAL_FORMS" not in page.content
+    response = client.post(page_url(reinstatement), {"outcome": "approve", "comment": "fixed"})
+    assert response.status_code == 302
+    reinstatement.refresh_from_db()
+    assert reinstatement.state == RequestState.APPROVED

@@ -344,6 +344,28 @@ def test_decommissioning_a_version_retires_its_deployment_and_clears_its_alias(
     ]
 
 
+def test_a_decommission_a_risk_officer_asked_for_is_asked_again_when_the_owner_raises_the_tier(
+    developer, owner, risk_officer, risk_officer_2
+):
+    """The owner cannot withdraw it, nor make it go away by reassessing: the tier change
+    withdraws it as put to the old tier's people and asks it again, as the risk officer's."""
+    from tests.factories import ASSESSMENTS
+
+    model = assessed_model(owner, 4)
+    version = approve_release(developer, owner, risk_officer, model)
+    first = services.request_open(
+        actor=risk_officer, kind="decommission", model=model, version=version, rationale="vendor contract ends"
+    )
+    answers, flags = ASSESSMENTS[3]
+    services.assessment_record(actor=owner, model=model, answers=answers, flags=flags)
+
+    first.refresh_from_db()
+    again = ApprovalRequest.objects.get(model=model, kind=RequestKind.DECOMMISSION, state=RequestState.OPEN)
+    assert first.state == RequestState.WITHDRAWN
+    assert (again.submitted_by, again.tier, again.version) == (risk_officer, 3, version)
+    assert again.rationale == "vendor contract ends (asked again under T3)"
+
+
 def test_only_the_owner_or_a_risk_officer_asks_to_decommission(api, developer, owner, risk_officer):
     version, _ = approved(developer, owner, risk_officer)
 
