@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from datetime import timedelta
 from typing import Any
 
 import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.utils import timezone
 
 from governance import services as governance
 from governance.management.commands.demo_seed import ASSESSMENTS
@@ -98,3 +100,18 @@ def approved(developer: Any, owner: Any, risk_officer: Any, tier: int = 4) -> tu
     version.refresh_from_db()
     request.refresh_from_db()
     return version, request
+
+
+def approve_with_condition(
+    person: Any, request: Any, owner: Any, days: int = 30, what: str = "Report PSI monthly"
+) -> Any:
+    """``person`` signs ``request``, approving it with one condition, owned by ``owner`` and due
+    in ``days``; the condition."""
+    governance.decision_record(
+        actor=person,
+        request=request,
+        outcome="approve_with_conditions",
+        comment="approved with a condition",
+        conditions=[governance.ConditionIn(what, owner, timezone.localdate() + timedelta(days=days))],
+    )
+    return request.conditions.latest("pk")

@@ -15,7 +15,7 @@ from governance import selectors, services
 from governance.management.commands.demo_seed import ASSESSMENTS as ANSWERS
 from governance.models import Condition, Decision, RequestState, StageState
 from registry.models import VersionState
-from tests.factories import assessed_model, make_version, submitted
+from tests.factories import approve_with_condition, assessed_model, make_version, submitted
 
 
 def actions_since(event_id):
@@ -166,14 +166,7 @@ def test_a_risk_officer_on_the_owning_team_neither_waives_its_conditions_nor_clo
 ):
     """Letting a model off a check takes someone independent of it, as granting an exception does."""
     _, request = submitted(developer, owner, 2)
-    services.decision_record(
-        actor=assigned_validator,
-        request=request,
-        outcome="approve_with_conditions",
-        comment="monitor the new segment",
-        conditions=[services.ConditionIn("Report PSI monthly", owner, timezone.localdate() + timedelta(days=30))],
-    )
-    condition = Condition.objects.get()
+    condition = approve_with_condition(assigned_validator, request, owner)
     finding = services.finding_raise(
         actor=assigned_validator,
         model=request.model,

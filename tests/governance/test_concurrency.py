@@ -26,7 +26,7 @@ from monitoring import services as monitoring
 from registry.models import ModelVersion, VersionState
 from tests.concurrency import run_at_once
 from tests.conftest import on_postgres
-from tests.factories import ASSESSMENTS, assessed_model, make_version, submitted
+from tests.factories import ASSESSMENTS, approve_with_condition, assessed_model, make_version, submitted
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -147,30 +147,37 @@ def _until_waiting(cursor: Any, done: Callable[[], bool] = lambda: False) -> Non
         time.sleep(0.02)
 
 
-def _while_raised_to_t1_uncommitted(owner: Any, model: Any, work: Callable[[], Any]) -> Any:
-    """What ``work`` returns (or raises) run while a reassessment raising ``model`` from T4 to
-    T1 holds its locks uncommitted; the reassessment commits once ``work`` waits for it, or
-    has ended."""
-    reassessed, commit = threading.Event(), threading.Event()
+def _while_uncommitted(change: Callable[[], Any], work: Callable[[], Any]) -> Any:
+    """What ``work`` returns (or raises) run while ``change`` holds its locks uncommitted;
+    ``change`` commits once ``work`` waits for it, or has ended."""
+    changed, commit = threading.Event(), threading.Event()
     outcome: dict[str, Any] = {}
 
-    def reassess() -> None:
-        answers, flags = ASSESSMENTS[1]
+    def hold() -> None:
         with transaction.atomic():
-            services.assessment_record(actor=owner, model=model, answers=answers, flags=flags)
-            reassessed.set()
+            change()
+            changed.set()
             assert commit.wait(30)
 
     with _watching() as cursor:
-        threads = [_run(outcome, "reassess", reassess)]
-        assert reassessed.wait(30)
+        threads = [_run(outcome, "change", hold)]
+        assert changed.wait(30)
         threads.append(_run(outcome, "work", work))
         _until_waiting(cursor, done=lambda: "work" in outcome)
         commit.set()
         for thread in threads:
             thread.join(60)
-    assert outcome["reassess"] is None, outcome
+    assert outcome["change"] is None, outcome
     return outcome["work"]
+
+
+def _while_raised_to_t1_uncommitted(owner: Any, model: Any, work: Callable[[], Any]) -> Any:
+    """What ``work`` returns (or raises) run while a reassessment raising ``model`` from T4 to
+    T1 holds its locks uncommitted."""
+    answers, flags = ASSESSMENTS[1]
+    return _while_uncommitted(
+        lambda: services.assessment_record(actor=owner, model=model, answers=answers, flags=flags), work
+    )
 
 
 @pytest.mark.skipif(not on_postgres(), reason="row locks need PostgreSQL")
@@ -326,28 +333,11 @@ def test_the_same_validator_assignment_made_twice_at_once_is_one_change_and_one_
     if not assign:
         services.validator_assign(actor=risk_officer, validator=validator, model=model)
     action = "validator.assigned" if assign else "validator.unassigned"
-    changed, commit = threading.Event(), threading.Event()
-    outcome: dict[str, Any] = {}
 
-    def first() -> None:
-        with transaction.atomic():
-            services.validator_assign(actor=risk_officer, validator=validator, model=model, assign=assign)
-            changed.set()
-            assert commit.wait(30)
-
-    def second() -> None:
+    def assignment() -> None:
         services.validator_assign(actor=risk_officer, validator=validator, model=model, assign=assign)
 
-    with _watching() as cursor:
-        threads = [_run(outcome, "first", first)]
-        assert changed.wait(30)
-        threads.append(_run(outcome, "second", second))
-        _until_waiting(cursor, done=lambda: "second" in outcome)
-        commit.set()
-        for thread in threads:
-            thread.join(60)
-
-    assert outcome == {"first": None, "second": None}
+    assert _while_uncommitted(assignment, assignment) is None
     assert AuditEvent.objects.filter(action=action, model_name=model.name).count() == 1
     assert policies.is_assigned_validator(validator, model) is assign
 
@@ -357,15 +347,7 @@ def test_closing_a_condition_holds_up_no_write_to_its_model(developer, owner, as
     """While a condition is being marked met, the model's other writers (a new version locks the
     model's row FOR NO KEY UPDATE) and its request's go on; the condition itself is held."""
     _, request = submitted(developer, owner, 2)
-    due = timezone.localdate() + timedelta(days=30)
-    services.decision_record(
-        actor=assigned_validator,
-        request=request,
-        outcome="approve_with_conditions",
-        comment="monitor the new segment",
-        conditions=[services.ConditionIn("Report PSI monthly", owner, due)],
-    )
-    condition = request.conditions.get()
+    condition = approve_with_condition(assigned_validator, request, owner)
     with transaction.atomic():
         services.condition_close(actor=owner, condition=condition, state="met", note="first report sent")
         with _watching() as cursor:

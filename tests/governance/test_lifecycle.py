@@ -21,7 +21,7 @@ from governance.models import ApprovalRequest, Deployment, Environment, RequestK
 from notifications.models import Message
 from registry import services as registry_services
 from registry.models import Alias, ModelStatus, ModelVersion, RegisteredModel, VersionState
-from tests.factories import approved, assessed_model, make_model, make_version, submitted
+from tests.factories import approve_with_condition, approved, assessed_model, make_model, make_version, submitted
 
 # --- helpers -------------------------------------------------------------------------------
 
@@ -712,24 +712,12 @@ def test_only_conditions_the_gate_holds_a_version_to_are_told_overdue(
     the current approval's alone. A reinstatement, which the gate does not weigh, takes none."""
     in_two_days = timezone.localdate() + timedelta(days=2)
     _, rejected = submitted(developer, owner, 2)
-    services.decision_record(
-        actor=assigned_validator,
-        request=rejected,
-        outcome="approve_with_conditions",
-        comment="if backtested",
-        conditions=[services.ConditionIn("backtest", owner, in_two_days)],
-    )
+    approve_with_condition(assigned_validator, rejected, owner, days=2)
     services.decision_record(actor=risk_officer, request=rejected, outcome="reject", comment="not fit")
 
     version = make_version(developer, assessed_model(owner, 4))
     release = services.request_submit(actor=owner, version=version, rationale="ready")
-    services.decision_record(
-        actor=risk_officer,
-        request=release,
-        outcome="approve_with_conditions",
-        comment="ship it, then backtest",
-        conditions=[services.ConditionIn("backtest on Q3 data", owner, in_two_days)],
-    )
+    approve_with_condition(risk_officer, release, owner, days=2)
     held = sweep_at(datetime.combine(in_two_days + timedelta(days=1), datetime.min.time(), tzinfo=UTC))
     assert held["conditions"] == 1  # the release's, while it is the current approval
     revalidation = services.request_open(
