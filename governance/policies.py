@@ -199,8 +199,10 @@ def can_assess(user: Any, model: RegisteredModel) -> Decision:
 
 
 def can_lift_prohibition(user: Any, model: RegisteredModel) -> Decision:
+    """A risk officer independent of the model (``_independent``): lifting the ruling lets the
+    model be approved again."""
     if has_role(user, Role.RISK_OFFICER):
-        return ALLOW
+        return _independent(user, model, None, "lift the prohibited-practice ruling")
     return deny(f"Only a risk officer lifts the prohibited-practice ruling on {model.name}.")
 
 

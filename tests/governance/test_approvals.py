@@ -273,12 +273,15 @@ def test_a_reassessment_that_lowers_the_tier_waits_for_a_second_risk_officer(own
     assert pending.rationale.startswith("Reassessment #")
 
 
-def test_only_a_risk_officer_lifts_a_prohibition(owner, risk_officer):
+def test_only_a_risk_officer_independent_of_the_model_lifts_a_prohibition(owner, risk_officer, risk_officer_2, teams):
     model = assessed_model(owner, 2)
     answers, flags = ANSWERS[2]
     services.assessment_record(actor=risk_officer, model=model, answers=answers, flags=[*flags, "prohibited_practice"])
     with pytest.raises(PermissionDenied, match="Only a risk officer lifts the prohibited-practice ruling"):
         services.assessment_record(actor=owner, model=model, answers=answers, flags=flags)
+    risk_officer_2.groups.add(teams["credit-risk"])
+    with pytest.raises(PermissionDenied, match="You cannot lift the prohibited-practice ruling: you are on the owning"):
+        services.assessment_record(actor=risk_officer_2, model=model, answers=answers, flags=flags)
     services.assessment_record(actor=risk_officer, model=model, answers=answers, flags=flags)
     assert not selectors.latest_assessment(model).prohibited
 
