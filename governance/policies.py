@@ -248,6 +248,14 @@ def can_raise_finding(user: Any) -> Decision:
     return deny("Only validators, risk officers, compliance officers and committee members raise findings.")
 
 
+def can_own_task(user: Any, model: RegisteredModel) -> Decision:
+    """A finding or a condition is owned by someone who can act on it: an active user who may
+    see its model (who would otherwise be told of a restricted model, and could not open it)."""
+    if user.is_active and registry_policies.can_view_model(user, model):
+        return ALLOW
+    return deny(f"{user.get_username()} cannot see {model.name}, so cannot act on it.")
+
+
 def can_deploy(user: Any, version: ModelVersion) -> Decision:
     """Deployers, and the owning team, record deployments and retire them."""
     if has_role(user, Role.DEPLOYER) or registry_policies.is_team_member(user, version.model.team_id):

@@ -18,6 +18,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Exists, Max, OuterRef, Q, QuerySet
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from guardian.shortcuts import assign_perm, get_user_perms, remove_perm
@@ -55,8 +56,9 @@ from governance.models import (
 )
 from notifications import outbox
 from notifications.models import Event
+from registry import selectors as registry_selectors
 from registry import services as registry_services
-from registry.models import Alias, ModelStatus, ModelVersion, RegisteredModel, VersionParent, VersionState
+from registry.models import Alias, ModelStatus, ModelVersion, RegisteredModel, VersionState
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +210,8 @@ def _withdrawn_by(pk: int, model_id: int, version_id: int | None) -> QuerySet[Ap
     return others.filter(version_id=version_id) if version_id is not None else others
 
 
-def _open_stages(request: ApprovalRequest, stages: Sequence[dict[str, Any]]) -> None:
+def _open_stages(request: ApprovalRequest, stages: Sequence[dict[str, Any]], event: str) -> None:
+    """Open the request's stages, the first step active, whose deciders are told of ``event``."""
     RequestStage.objects.bulk_create(
         RequestStage(
             request=request,
@@ -221,10 +224,10 @@ def _open_stages(request: ApprovalRequest, stages: Sequence[dict[str, Any]]) -> 
         )
         for stage in stages
     )
-    _activate_step(request, 1)
+    _activate_step(request, 1, event)
 
 
-def _activate_step(request: ApprovalRequest, step: int) -> None:
+def _activate_step(request: ApprovalRequest, step: int, event: str = Event.STEP_OPENED) -> None:
     now = timezone.now()
     for stage in RequestStage.objects.filter(request=request, step=step):
         stage.state = StageState.ACTIVE
@@ -233,6 +236,7 @@ def _activate_step(request: ApprovalRequest, step: int) -> None:
         stage.save(update_fields=["state", "activated_at", "due_at"])
     request.current_step = step
     request.save(update_fields=["current_step"])
+    _tell_deciders(request, event)
 
 
 def _close(request: ApprovalRequest, state: str, *, actor: Any, reason: str, tell: bool = True) -> None:
@@ -287,7 +291,7 @@ def _request_name(request: ApprovalRequest) -> str:
 
 def _tell(event: str, model: RegisteredModel, subject: str, *, to: Any, **payload: Any) -> None:
     """Queue a notification in this transaction (``notifications.outbox``)."""
-    outbox.enqueue(event, subject=subject, payload={"model": model.name, **payload}, model_name=model.name, to=to)
+    outbox.enqueue(event, subject=subject, payload={"model": model.name, **payload}, model=model, to=to)
 
 
 def _pinned(request: ApprovalRequest) -> dict[str, Any]:
@@ -476,7 +480,7 @@ def _open_tier_change(*, actor: Any, model: RegisteredModel, tier: int, rational
         raise Conflict(
             f"A tier change for {model.name} already awaits a decision (#{open_id.values_list('pk', flat=True).first()})."
         ) from None
-    _open_stages(request, scorecard.rules["override_stages"])
+    _open_stages(request, scorecard.rules["override_stages"], Event.REQUEST_SUBMITTED)
     audit_record(
         actor=actor,
         action="approval_request.submitted",
@@ -524,7 +528,13 @@ def request_submit(*, actor: Any, version: ModelVersion, rationale: str = "") ->
 
 
 def _tell_deciders(request: ApprovalRequest, event: str) -> None:
-    """Tell the holders of the first step's roles that a request awaits them."""
+    """Tell those who may sign the active step that the request awaits them (read afresh: the
+    step has just moved, and ``can_decide`` reads the stages and signatures)."""
+    request = (
+        ApprovalRequest.objects.select_related("model", "version")
+        .prefetch_related("stages", "decisions__stage")
+        .get(pk=request.pk)
+    )
     roles = sorted({stage.role for stage in request.stages.all() if stage.state == StageState.ACTIVE})
     _tell(
         event,
@@ -597,6 +607,9 @@ def decision_record(
         )
     for index, condition in enumerate(conditions):
         _text(f"conditions[{index}].description", condition.description, required=True)
+        owner_may = policies.can_own_task(condition.owner, request.model)
+        if not owner_may:
+            raise ValidationFailed.on(f"conditions[{index}].owner", owner_may.reason)
         if not timezone.localdate() < condition.due_date <= add_months(timezone.localdate(), 12 * CONDITION_YEARS):
             raise ValidationFailed.on(
                 f"conditions[{index}].due_date", f"must be after today and within {CONDITION_YEARS} years"
@@ -926,20 +939,16 @@ def impact_of(model: RegisteredModel, version: ModelVersion | None) -> dict[str,
         "environment", "version"
     )
     aliases = Alias.objects.filter(version__in=versions).select_related("version")
+    descendants = RawSQL(
+        registry_selectors.descendant_ids_sql("version" if version else "model"), [version.pk if version else model.pk]
+    )
     downstream: dict[tuple[str, int], set[int]] = {}
-    frontier = set(versions.values_list("pk", flat=True))
-    seen = set(frontier)
-    while frontier and len(seen) < 10_000:
-        edges = VersionParent.objects.filter(parent_id__in=frontier).values_list(
-            "child_id", "child__number", "child__model__name", "child__model_id"
-        )
-        frontier = set()
-        for child_id, number, name, model_id in edges:
-            if child_id not in seen:
-                seen.add(child_id)
-                frontier.add(child_id)
-                if model_id != model.pk:
-                    downstream.setdefault((name, model_id), set()).add(number)
+    for name, model_id, number in (
+        ModelVersion.objects.filter(pk__in=descendants)
+        .exclude(model_id=model.pk)
+        .values_list("model__name", "model_id", "number")
+    ):
+        downstream.setdefault((name, model_id), set()).add(number)
     return {
         "deployments": [
             {"id": d.pk, "version": d.version.number, "environment": d.environment.name, "endpoint": d.endpoint}
@@ -1044,8 +1053,9 @@ def _put(
             )
     except IntegrityError:  # the same request, opened a moment ago by someone else
         raise Conflict(f"A {kind} of {model.name} already awaits a decision.") from None
-    _open_stages(request, policy.stages)
-    _tell_deciders(request, Event.VERSION_SUBMITTED if kind == RequestKind.RELEASE else Event.REQUEST_SUBMITTED)
+    _open_stages(
+        request, policy.stages, Event.VERSION_SUBMITTED if kind == RequestKind.RELEASE else Event.REQUEST_SUBMITTED
+    )
     after = {
         "kind": kind,
         "version": version.number if version else None,
@@ -1171,6 +1181,9 @@ def finding_raise(
         raise ValidationFailed.on("version", f"not a version of {model.name}")
     if due_date <= timezone.localdate():
         raise ValidationFailed.on("due_date", "must be after today")
+    owner_may = policies.can_own_task(owner, model)
+    if not owner_may:
+        raise ValidationFailed.on("owner", owner_may.reason)
     finding = Finding.objects.create(
         model=model,
         version=version,

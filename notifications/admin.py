@@ -13,9 +13,13 @@ from notifications.policies import can_manage
 
 @admin.register(Webhook)
 class WebhookAdmin(ServiceBackedAdmin):
-    list_display = ["name", "url", "active", "events"]
-    fields = ["name", "url", "events", "active", "secret"]
+    list_display = ["name", "url", "active", "include_restricted", "events"]
     readonly_fields = ["secret"]
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # The secret is made when the webhook is saved: the add page has none to show yet.
+        shown = ["name", "url", "events", "active", "include_restricted"]
+        return shown if obj is None else [*shown, "secret"]
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return bool(can_manage(request.user))
@@ -30,7 +34,8 @@ class WebhookAdmin(ServiceBackedAdmin):
         return bool(can_manage(request.user))
 
     def save_model(self, request: HttpRequest, obj: Webhook, form: Any, change: bool) -> None:
-        services.webhook_save(actor=request.user, webhook=obj)
+        saved = services.webhook_save(actor=request.user, webhook=obj, fields=form.changed_data if change else None)
+        obj.pk = saved.pk
 
 
 class AttemptInline(admin.TabularInline):

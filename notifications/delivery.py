@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import http.client
 import io
+import ipaddress
 import json
 import socket
 import time
@@ -57,7 +58,9 @@ def deliver(delivery_id: Any) -> str | None:
         return None
     delivery = Delivery.objects.select_related("message", "webhook").get(pk=delivery_id)
     started = time.monotonic()
-    ok, status, error = _send(delivery)
+    # A webhook deactivated since (its receiver moved, or was compromised) is sent nothing more.
+    stopped = delivery.webhook is not None and not delivery.webhook.active
+    ok, status, error = (False, None, "the webhook is inactive") if stopped else _send(delivery)
     now = timezone.now()
     with transaction.atomic():
         current = Delivery.objects.select_for_update().get(pk=delivery_id)
@@ -81,7 +84,7 @@ def deliver(delivery_id: Any) -> str | None:
         current.attempts = number
         if ok:
             current.state, current.delivered_at = DeliveryState.DELIVERED, now
-        elif number >= settings.NOTIFY_MAX_ATTEMPTS:
+        elif stopped or number >= settings.NOTIFY_MAX_ATTEMPTS:
             current.state = DeliveryState.FAILED
         else:
             backoff = settings.NOTIFY_BACKOFF_SECONDS * 2 ** min(number - 1, 30)
@@ -196,12 +199,57 @@ def _within_timeout(connect: Any) -> Any:
     return connect_within_timeout
 
 
+def reachable(address: str) -> bool:
+    """Whether a webhook may be sent to ``address`` (an IP): a public one, or one of the networks
+    ``NOTIFY_WEBHOOK_ALLOWED_NETWORKS`` names. Otherwise a webhook's URL could have Warden post
+    to the database, a cloud's metadata service or an internal admin page, and its attempt log
+    would map them."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    if ip.is_global and not ip.is_multicast:
+        return True
+    return any(ip in ipaddress.ip_network(net, strict=False) for net in settings.NOTIFY_WEBHOOK_ALLOWED_NETWORKS)
+
+
+def _reachable_connection(
+    address: tuple[str, int], timeout: Any = None, source_address: Any = None, **_: Any
+) -> socket.socket:
+    """``socket.create_connection``, to the first of the host's addresses that is ``reachable``:
+    the address is checked as resolved for this connection, so a name that resolves to a public
+    address when the webhook is saved and to an internal one later is still refused."""
+    host, port = address
+    error: OSError = OSError(f"{host} resolves to no address a webhook may reach (NOTIFY_WEBHOOK_ALLOWED_NETWORKS)")
+    for family, kind, proto, _name, peer in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        if not reachable(str(peer[0])):
+            continue
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            if source_address:
+                sock.bind(source_address)
+            sock.connect(peer)
+            return sock
+        except OSError as failed:
+            sock.close()
+            error = failed
+    raise error
+
+
 class _Connection(http.client.HTTPConnection):
     connect = _within_timeout(http.client.HTTPConnection.connect)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = _reachable_connection
 
 
 class _SecureConnection(http.client.HTTPSConnection):
     connect = _within_timeout(http.client.HTTPSConnection.connect)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = _reachable_connection
 
 
 class _HTTP(urllib.request.HTTPHandler):

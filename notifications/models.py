@@ -13,7 +13,8 @@ from django.utils import timezone
 
 class Event(models.TextChoices):
     VERSION_SUBMITTED = "version.submitted"
-    REQUEST_SUBMITTED = "request.submitted"  # a revalidation, reinstatement or decommission
+    REQUEST_SUBMITTED = "request.submitted"  # a revalidation, reinstatement, decommission or tier change
+    STEP_OPENED = "request.step_opened"  # a later step of a request awaits its deciders
     DECISION_RECORDED = "decision.recorded"
     REQUEST_APPROVED = "request.approved"
     REQUEST_REJECTED = "request.rejected"
@@ -45,6 +46,11 @@ class Webhook(models.Model):
     secret = models.CharField(max_length=200, default=_secret, help_text="Shared with the receiver; signs each POST.")
     events = models.JSONField(default=list, blank=True, help_text="Event names to send; empty for all.")
     active = models.BooleanField(default=True)
+    include_restricted = models.BooleanField(
+        default=False,
+        help_text="Also send events about restricted models (their names, reasons and people). "
+        "Leave off unless everyone who reads this receiver may see every model.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -52,9 +58,6 @@ class Webhook(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-    def wants(self, event: str) -> bool:
-        return self.active and (not self.events or event in self.events)
 
 
 class Message(models.Model):

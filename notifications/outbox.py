@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from audit import ledger
 from common.rows import Insert, columns, rows
+from notifications import policies
 from notifications.models import Channel, Delivery, Message, Webhook
 
 log = logging.getLogger(__name__)
@@ -32,32 +33,32 @@ def enqueue(
     subject: str,
     body: str = "",
     payload: dict[str, Any],
-    model_name: str = "",
+    model: Any = None,
     to: Iterable[Any] = (),
 ) -> Message:
-    """One message about ``event``: an email to each active user of ``to`` (users, or querysets
-    of them) with an address, and a POST to each active webhook that wants the event."""
+    """One message about ``event`` (and ``model``, if it is about one): an email to each user
+    of ``to`` (users, or querysets of them) that ``policies.may_email`` allows, and a POST to
+    each webhook that ``policies.may_post`` allows. The subject is one line (a line break in a
+    mail header is refused by the mailer), whatever the reason or title it quotes."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("enqueue runs inside the transaction of the change it tells of")
     now = timezone.now()
     message = Message(
         event=event,
-        subject=subject[:300],
+        subject=" ".join(subject.split())[:300],
         body=body or subject,
         payload={"event": event, **ledger.plain(payload)},
-        model_name=model_name,
+        model_name=model.name if model is not None else "",
     )
     _MESSAGES.save(message)
-    addresses = sorted(
-        {user.email.strip().lower() for user in to if user is not None and user.is_active and user.email.strip()}
-    )
+    addresses = sorted({user.email.strip().lower() for user in to if policies.may_email(user, model)})
     deliveries = [
         Delivery(message=message, channel=Channel.EMAIL, address=address, next_attempt_at=now) for address in addresses
     ]
     deliveries += [
         Delivery(message=message, channel=Channel.WEBHOOK, webhook=hook, next_attempt_at=now)
         for hook in rows(Webhook, _ACTIVE_WEBHOOKS)
-        if hook.wants(event)
+        if policies.may_post(hook, event, model)
     ]
     Delivery.objects.bulk_create(deliveries)
     ids = [str(delivery.pk) for delivery in deliveries]

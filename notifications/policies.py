@@ -1,4 +1,4 @@
-"""Who manages webhooks and replays deliveries: superusers and risk officers."""
+"""Who manages webhooks and replays deliveries, and who is told of what."""
 
 from __future__ import annotations
 
@@ -6,9 +6,31 @@ from typing import Any
 
 from common.policy import ALLOW, Decision, deny
 from common.roles import Role, has_role
+from registry import policies as registry_policies
 
 
 def can_manage(user: Any) -> Decision:
     if getattr(user, "is_superuser", False) or has_role(user, Role.RISK_OFFICER):
         return ALLOW
     return deny("Only risk officers and administrators manage webhooks and replay deliveries.")
+
+
+def may_email(user: Any, model: Any | None) -> bool:
+    """An email goes to an active user with an address who may see the model it is about."""
+    return (
+        user is not None
+        and user.is_active
+        and bool(user.email.strip())
+        and (model is None or bool(registry_policies.can_view_model(user, model)))
+    )
+
+
+def may_post(webhook: Any, event: str, model: Any | None) -> bool:
+    """A webhook gets the events it lists (all, if none), while active; events about a
+    restricted model only if it is marked to include them, since whoever reads the receiver
+    (a chat channel, a ticket queue) is not known to Warden."""
+    return (
+        webhook.active
+        and (not webhook.events or event in webhook.events)
+        and (model is None or not model.restricted or webhook.include_restricted)
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -9,32 +10,68 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.services import audit_record
-from common.errors import ValidationFailed
+from common.errors import Conflict, ValidationFailed
 from notifications import outbox, policies
-from notifications.models import Delivery, Event, Webhook
+from notifications.delivery import reachable
+from notifications.models import Delivery, DeliveryState, Event, Webhook
+
+# What a webhook's audit events record; the secret stays out of the trail.
+SHOWN = ("name", "url", "events", "active", "include_restricted")
+
+
+def _shown(webhook: Webhook) -> dict[str, Any]:
+    return {name: getattr(webhook, name) for name in SHOWN}
 
 
 @transaction.atomic
-def webhook_save(*, actor: Any, webhook: Webhook) -> Webhook:
+def webhook_save(*, actor: Any, webhook: Webhook, fields: Iterable[str] | None = None) -> Webhook:
+    """Create ``webhook``, or change an existing one: only ``fields`` of it (all, if None),
+    on its row as it stands now, so a page opened before someone else's change does not undo
+    it. The event records the webhook before and after."""
     policies.can_manage(actor).ensure()
-    if not isinstance(webhook.events, list) or not all(isinstance(name, str) for name in webhook.events):
+    if webhook.pk is None:
+        before, saved = None, webhook
+    else:
+        saved = Webhook.objects.select_for_update().get(pk=webhook.pk)
+        before = _shown(saved)
+        for name in SHOWN if fields is None else set(fields) & set(SHOWN):
+            setattr(saved, name, getattr(webhook, name))
+    if not isinstance(saved.events, list) or not all(isinstance(name, str) for name in saved.events):
         raise ValidationFailed.on("events", "a list of event names")
-    unknown = sorted(set(webhook.events) - set(Event.values))
+    unknown = sorted(set(saved.events) - set(Event.values))
     if unknown:
         raise ValidationFailed.on("events", f"unknown {', '.join(unknown)} (known: {', '.join(Event.values)})")
-    if not webhook.url.startswith(("http://", "https://")):
+    if not saved.url.startswith(("http://", "https://")):
         raise ValidationFailed.on("url", "http:// or https://")
-    if "@" in urlsplit(webhook.url).netloc:
+    if "@" in urlsplit(saved.url).netloc:
         raise ValidationFailed.on("url", "no user name or password in it: the HMAC secret authenticates Warden")
-    created = webhook.pk is None
-    webhook.save()
+    if not _may_reach(urlsplit(saved.url).hostname or ""):
+        raise ValidationFailed.on(
+            "url",
+            "an internal address: webhooks reach public ones and the networks NOTIFY_WEBHOOK_ALLOWED_NETWORKS names",
+        )
+    if before == _shown(saved):
+        return saved
+    saved.save()
     audit_record(
         actor=actor,
-        action="webhook.created" if created else "webhook.changed",
-        obj=webhook,
-        after={"name": webhook.name, "url": webhook.url, "events": webhook.events, "active": webhook.active},
+        action="webhook.created" if before is None else "webhook.changed",
+        obj=saved,
+        before=before,
+        after=_shown(saved),
     )
-    return webhook
+    return saved
+
+
+def _may_reach(host: str) -> bool:
+    """A host given as an address (or as ``localhost``) is checked when the webhook is saved;
+    a name is checked as it resolves, each time a delivery connects (``reachable``)."""
+    if host == "localhost":
+        host = "127.0.0.1"
+    try:
+        return reachable(host)
+    except ValueError:  # a name
+        return True
 
 
 @transaction.atomic
@@ -42,7 +79,11 @@ def delivery_replay(*, actor: Any, delivery: Delivery, reason: str) -> Delivery:
     """Send a delivery again, as a new delivery (a new id, naming the one it repeats), so a
     receiver that deduplicates on the id still takes it."""
     policies.can_manage(actor).ensure()
-    original = Delivery.objects.select_related("message").get(pk=delivery.pk)
+    original = Delivery.objects.select_related("message", "webhook").get(pk=delivery.pk)
+    if original.state == DeliveryState.PENDING:
+        raise Conflict(f"Delivery {original.pk} is still pending: it will be tried again, under its own id.")
+    if original.webhook is not None and not original.webhook.active:
+        raise Conflict(f"Webhook {original.webhook.name} is inactive: activate it before sending to it again.")
     replay = Delivery.objects.create(
         message=original.message,
         channel=original.channel,

@@ -1,5 +1,5 @@
-"""The bypass guard (PostgreSQL): the registry's governed state — a version's state and the
-aliases — may change only in a transaction that also writes the matching audit event. A
+"""The bypass guard (PostgreSQL): the registry's governed state — a version's state, its
+lineage (parents and datasets) and the aliases — may change only in a transaction that also writes the matching audit event. A
 deferred constraint trigger checks at commit, so ``ModelVersion.objects.filter(…).update(
 state=…)`` or raw SQL outside the services fails loudly instead of passing silently.
 
@@ -10,6 +10,20 @@ The event matches when it was written by the same top-level transaction about th
 from __future__ import annotations
 
 from typing import Any
+
+# An edge of a version's lineage, added or removed, is about the version (the child).
+_LINEAGE = """
+CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    changed bigint := CASE WHEN TG_OP = 'DELETE' THEN OLD.{column} ELSE NEW.{column} END;
+BEGIN
+    IF NOT warden_audit_written('registry.modelversion', changed::text) THEN
+        RAISE EXCEPTION 'the lineage of model version % changed (%) without an audit event: change it through the services', changed, TG_OP
+            USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    RETURN NULL;
+END $$;
+"""
 
 _GUARD = """
 CREATE OR REPLACE FUNCTION registry_version_requires_audit() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -34,7 +48,7 @@ BEGIN
     END IF;
     RETURN NULL;
 END $$;
-
+{lineage}
 DROP TRIGGER IF EXISTS registry_version_created_audited ON registry_modelversion;
 CREATE CONSTRAINT TRIGGER registry_version_created_audited AFTER INSERT ON registry_modelversion
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION registry_version_requires_audit();
@@ -46,10 +60,23 @@ DROP TRIGGER IF EXISTS registry_alias_audited ON registry_alias;
 CREATE CONSTRAINT TRIGGER registry_alias_audited AFTER INSERT OR UPDATE OR DELETE ON registry_alias
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION registry_alias_requires_audit();
 
+DROP TRIGGER IF EXISTS registry_parent_audited ON registry_versionparent;
+CREATE CONSTRAINT TRIGGER registry_parent_audited AFTER INSERT OR UPDATE OR DELETE ON registry_versionparent
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION registry_parent_requires_audit();
+DROP TRIGGER IF EXISTS registry_dataset_usage_audited ON registry_datasetusage;
+CREATE CONSTRAINT TRIGGER registry_dataset_usage_audited AFTER INSERT OR UPDATE OR DELETE ON registry_datasetusage
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION registry_usage_requires_audit();
+
+ALTER TABLE registry_versionparent ENABLE ALWAYS TRIGGER registry_parent_audited;
+ALTER TABLE registry_datasetusage ENABLE ALWAYS TRIGGER registry_dataset_usage_audited;
 ALTER TABLE registry_modelversion ENABLE ALWAYS TRIGGER registry_version_created_audited;
 ALTER TABLE registry_modelversion ENABLE ALWAYS TRIGGER registry_version_state_audited;
 ALTER TABLE registry_alias ENABLE ALWAYS TRIGGER registry_alias_audited;
-"""
+""".replace(
+    "{lineage}",
+    _LINEAGE.format(function="registry_parent_requires_audit", column="child_id")
+    + _LINEAGE.format(function="registry_usage_requires_audit", column="version_id"),
+)
 
 
 def install(connection: Any) -> None:

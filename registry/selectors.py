@@ -27,6 +27,7 @@ from registry.models import (
 )
 
 MAX_LINEAGE_DEPTH = 50
+MAX_LINEAGE_NODES = 1000  # a lineage graph's versions at most, the nearest the version asked about
 
 
 def _usages() -> QuerySet[DatasetUsage]:
@@ -267,18 +268,24 @@ class LineageGraph:
     datasets: list[DatasetUsage]
     hidden: int = 0
     directions: list[str] = field(default_factory=list)
+    left_out: int = 0
 
 
 def lineage(user: Any, version: ModelVersion, *, direction: str = "both", depth: int = 3) -> LineageGraph:
     """The versions ``version`` comes from (upstream) and that come from it (downstream), to
     ``depth`` steps, with the edges between them and the datasets each was trained on.
-    Versions of models the user may not see are left out and counted in ``hidden``."""
+    Versions of models the user may not see are left out and counted in ``hidden``; beyond
+    ``MAX_LINEAGE_NODES`` versions, the farthest are left out and counted in ``left_out``."""
     directions = ["upstream", "downstream"] if direction == "both" else [direction]
     depth_of: dict[int, int] = {version.pk: 0}
     for walk_direction in directions:
         sign = -1 if walk_direction == "upstream" else 1
         for pk, steps in _walk(version.pk, walk_direction, depth).items():
             depth_of.setdefault(pk, sign * steps)
+    left_out = max(0, len(depth_of) - MAX_LINEAGE_NODES)
+    if left_out:
+        nearest = sorted(depth_of, key=lambda pk: (abs(depth_of[pk]), pk))[:MAX_LINEAGE_NODES]
+        depth_of = {pk: depth_of[pk] for pk in nearest}
     visible = list(versions_for(user).filter(pk__in=depth_of.keys()).order_by("model__name", "number"))
     ids = {v.pk for v in visible}
     edges = list(VersionParent.objects.filter(child_id__in=ids, parent_id__in=ids).order_by("child_id", "parent_id"))
@@ -295,6 +302,22 @@ def lineage(user: Any, version: ModelVersion, *, direction: str = "both", depth:
         datasets=datasets,
         hidden=len(depth_of) - len(ids),
         directions=directions,
+        left_out=left_out,
+    )
+
+
+def descendant_ids_sql(of: str) -> str:
+    """Every version descending, at any depth, from one version (``of="version"``, the
+    parameter its id) or from any version of a model (``of="model"``, the model's id)."""
+    edges, versions = VersionParent._meta.db_table, ModelVersion._meta.db_table
+    start = (
+        f"SELECT child_id FROM {edges} WHERE parent_id = %s"
+        if of == "version"
+        else f"SELECT e.child_id FROM {edges} e JOIN {versions} v ON v.id = e.parent_id WHERE v.model_id = %s"
+    )
+    return (
+        f"WITH RECURSIVE walk(id) AS ({start} UNION SELECT e.child_id FROM {edges} e JOIN walk w ON e.parent_id = w.id)"
+        " SELECT id FROM walk"
     )
 
 
@@ -311,10 +334,10 @@ def impact_ids_sql() -> str:
     """
 
 
-def impacted_versions(user: Any, dataset_version: DatasetVersion) -> tuple[QuerySet[ModelVersion], int]:
+def impacted_versions(user: Any, dataset_version: DatasetVersion) -> tuple[QuerySet[ModelVersion], int, int]:
     """Every model version that used ``dataset_version`` directly or through an ancestor, as
-    one query; and how many such versions the user may not see."""
+    one query; how many of them the user may see, and how many not."""
     impacted = ModelVersion.objects.filter(pk__in=RawSQL(impact_ids_sql(), [dataset_version.pk]))
     visible = versions_for(user).filter(pk__in=impacted.values("pk")).order_by("model__name", "number")
-    hidden = impacted.count() - visible.count()
-    return visible, hidden
+    seen = visible.count()
+    return visible, seen, impacted.count() - seen

@@ -408,11 +408,14 @@ def version_create(
         clash = model.versions.filter(artifact_sha256=digest).values_list("number", flat=True).first()
         if clash is not None:
             raise Duplicate.on("artifact_sha256", f"version {clash} of {model.name} already has this digest")
+    _once([parent.pk for parent, _ in parents], "parents[{}].version_id")
+    _once([(dataset_version.pk, role) for dataset_version, role in datasets], "datasets[{}].dataset_version_id")
     _NEW_VERSIONS.save(version)
     for index, (parent, relation) in enumerate(parents):
         _add_parent(actor=actor, child=version, parent=parent, relation=relation, field=f"parents[{index}].version_id")
-    for dataset_version, role in datasets:
-        _add_dataset(actor=actor, version=version, dataset_version=dataset_version, role=role)
+    for index, (dataset_version, role) in enumerate(datasets):
+        field = f"datasets[{index}].dataset_version_id"
+        _add_dataset(actor=actor, version=version, dataset_version=dataset_version, role=role, field=field)
     audit_record(
         actor=actor,
         action="version.created",
@@ -425,6 +428,15 @@ def version_create(
         },
     )
     return version
+
+
+def _once(items: list[Any], field: str) -> None:
+    """A request names each parent, and each dataset in each role, once (``field`` takes the index)."""
+    seen: set[Any] = set()
+    for index, item in enumerate(items):
+        if item in seen:
+            raise ValidationFailed.on(field.format(index), "named twice in this request")
+        seen.add(item)
 
 
 def _check_metrics(metrics: Any) -> None:
@@ -524,7 +536,7 @@ def lineage_add_parent(*, actor: Any, child: ModelVersion, parent: ModelVersion,
 @transaction.atomic
 def lineage_add_dataset(*, actor: Any, version: ModelVersion, dataset_version: DatasetVersion, role: str) -> None:
     version = _lock_draft_for_lineage(actor, version)
-    _add_dataset(actor=actor, version=version, dataset_version=dataset_version, role=role)
+    _add_dataset(actor=actor, version=version, dataset_version=dataset_version, role=role, field="dataset_version_id")
     audit_record(
         actor=actor,
         action="lineage.dataset_added",
@@ -541,6 +553,8 @@ def _lock_draft_for_lineage(actor: Any, version: ModelVersion) -> ModelVersion:
         .get(pk=version.pk)
     )
     policies.can_edit_version(actor, version.model).ensure()
+    if version.model.status != ModelStatus.ACTIVE:
+        raise Conflict(f"Model {version.model.name} is {version.model.status}: its lineage is closed.")
     if version.state != VersionState.DRAFT:
         raise Conflict(
             f"Version {version.number} of {version.model.name} is {version.state}: "
@@ -566,11 +580,11 @@ def _add_parent(*, actor: Any, child: ModelVersion, parent: ModelVersion, relati
     child.parent_edges.create(parent=parent, relation=relation)
 
 
-def _add_dataset(*, actor: Any, version: ModelVersion, dataset_version: DatasetVersion, role: str) -> None:
+def _add_dataset(*, actor: Any, version: ModelVersion, dataset_version: DatasetVersion, role: str, field: str) -> None:
     if role not in DatasetRole.values:
         raise ValidationFailed.on("role", f"must be one of {', '.join(DatasetRole.values)}")
     if DatasetUsage.objects.filter(version=version, dataset_version=dataset_version, role=role).exists():
-        raise Conflict.on("dataset_version", f"{dataset_version} is already recorded as {role} data")
+        raise Conflict.on(field, f"{dataset_version} is already recorded as {role} data")
     DatasetUsage.objects.create(version=version, dataset_version=dataset_version, role=role)
 
 
@@ -669,7 +683,7 @@ def alias_set(*, actor: Any, model: RegisteredModel, name: str, number: int) -> 
         Event.ALIAS_MOVED,
         subject=f"{model.name}@{name} now points to version {version.number}",
         payload={"model": model.name, "alias": name, "version": version.number, "before": before, "by": str(actor)},
-        model_name=model.name,
+        model=model,
         to=outbox.owners(model),
     )
     audit_record(

@@ -29,6 +29,12 @@ def _clear_cache() -> None:
 
 
 @pytest.fixture(autouse=True)
+def _local_receivers(settings: Any) -> None:
+    """The tests' webhook receivers listen on 127.0.0.1, which webhooks reach only when allowed."""
+    settings.NOTIFY_WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+
+
+@pytest.fixture(autouse=True)
 def _fast_passwords(settings: Any) -> None:
     """Personas get real passwords; hashing them with production's cost would make each
     persona take a second of the suite."""

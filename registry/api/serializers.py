@@ -12,6 +12,7 @@ from rest_framework import serializers
 
 from common.api import ModelAnswer, StrictSerializer
 from common.roles import ROLE_NAMES
+from registry import selectors
 from registry.models import (
     Alias,
     ApiToken,
@@ -165,17 +166,28 @@ class VersionOut(ModelAnswer):
         read_only_fields = fields
 
 
+class VisibleVersionField(serializers.PrimaryKeyRelatedField):
+    """A version's id, looked up among the versions the caller may see (``context["request"]``):
+    one hidden from them gets the answer one that does not exist gets, before any other check
+    could tell the two apart. A whole number: 7.9 is refused, not read as 7."""
+
+    def __init__(self, **kwargs: Any):
+        kwargs.setdefault("error_messages", {"does_not_exist": "model version {pk_value} does not exist"})
+        super().__init__(pk_field=serializers.IntegerField(min_value=1), **kwargs)
+
+    def get_queryset(self) -> Any:
+        return selectors.versions_for(self.context["request"].user)
+
+
 class ParentIn(StrictSerializer):
-    # A version the caller may not see gets the same answer as one that does not exist.
-    version_id = serializers.PrimaryKeyRelatedField(
-        queryset=ModelVersion.objects.select_related("model"),
-        error_messages={"does_not_exist": "model version {pk_value} does not exist"},
-    )
+    version_id = VisibleVersionField()
     relation = serializers.ChoiceField(choices=ParentRelation.choices)
 
 
 class DatasetUsageIn(StrictSerializer):
-    dataset_version_id = serializers.PrimaryKeyRelatedField(queryset=DatasetVersion.objects.select_related("dataset"))
+    dataset_version_id = serializers.PrimaryKeyRelatedField(
+        queryset=DatasetVersion.objects.select_related("dataset"), pk_field=serializers.IntegerField(min_value=1)
+    )
     role = serializers.ChoiceField(choices=DatasetRole.choices)
 
 
@@ -240,6 +252,9 @@ class LineageOut(serializers.Serializer):
     edges = LineageEdgeOut(many=True)
     datasets = LineageDatasetOut(many=True)
     hidden = serializers.IntegerField(help_text="versions in the graph you are not allowed to see")
+    left_out = serializers.IntegerField(
+        help_text="versions farther from the root than the 1000 nearest, which the graph stops at"
+    )
 
     @extend_schema_field(LineageNodeOut(many=True))
     def get_nodes(self, graph: Any) -> list[dict[str, Any]]:
@@ -257,7 +272,9 @@ class LineageOut(serializers.Serializer):
 
 class ImpactOut(serializers.Serializer):
     dataset_version_id = serializers.IntegerField()
-    versions = VersionOut(many=True)
+    versions = VersionOut(many=True, help_text="the first 1000, by model name")
+    total = serializers.IntegerField(help_text="impacted versions you may see, listed or not")
+    truncated = serializers.BooleanField(help_text="true when there are more than are listed")
     hidden = serializers.IntegerField(help_text="impacted versions you are not allowed to see")
 
 

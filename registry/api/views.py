@@ -30,7 +30,7 @@ TAG_PATH = r"tags/(?P<key>[^/]+)"
 
 
 def _validated(serializer_class: type, request: Request, **kwargs: Any) -> dict[str, Any]:
-    serializer = serializer_class(data=request.data, **kwargs)
+    serializer = serializer_class(data=request.data, context={"request": request}, **kwargs)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
 
@@ -341,13 +341,16 @@ class DatasetVersionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @extend_schema(responses={200: s.ImpactOut})
     @action(detail=True, methods=["get"])
     def impact(self, request: Request, pk: str) -> Response:
-        """Every model version that used this dataset version directly or through an ancestor
-        (at most 1000, newest models first by name)."""
+        """Every model version that used this dataset version directly or through an ancestor:
+        the first 1000 by model name, with how many there are (``total``, and ``truncated``
+        when that is more than are listed)."""
         dataset_version = selectors.dataset_version_get(request.user, int(pk))
-        versions, hidden = selectors.impacted_versions(request.user, dataset_version)
+        versions, seen, hidden = selectors.impacted_versions(request.user, dataset_version)
         payload = {
             "dataset_version_id": dataset_version.pk,
             "versions": selectors.with_lineage(request.user, list(versions[:IMPACT_LIMIT])),
+            "total": seen,
+            "truncated": seen > IMPACT_LIMIT,
             "hidden": hidden,
         }
         return Response(s.ImpactOut(payload).data)

@@ -14,10 +14,10 @@ from audit import ledger, triggers
 from audit.models import AuditEvent, ChainHead
 from audit.verify import GAP_OR_FORK, TAMPERED_ROW, verify
 from registry import services
-from registry.models import ModelVersion
+from registry.models import DatasetUsage, ModelVersion, VersionParent
 from tests.concurrency import run_at_once
 from tests.conftest import on_postgres
-from tests.factories import make_model, make_version
+from tests.factories import make_dataset_version, make_model, make_version
 
 postgres_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL-only protection")
 
@@ -164,11 +164,34 @@ def test_moving_an_alias_with_raw_sql_fails_at_commit(developer):
 
 
 @postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_changing_lineage_outside_the_services_fails_at_commit(developer):
+    model = make_model(developer, name="m1")
+    v1 = make_version(developer, model)
+    v2 = make_version(developer, model, parents=[(v1, "retrained_from")])
+    loans = make_dataset_version(developer, name="loans")
+    for statement in (
+        f"INSERT INTO registry_datasetusage (version_id, dataset_version_id, role, created_at)"
+        f" VALUES ({v2.pk}, {loans.pk}, 'test', now())",
+        f"DELETE FROM registry_versionparent WHERE child_id = {v2.pk}",
+        f"UPDATE registry_versionparent SET relation = 'distilled_from' WHERE child_id = {v2.pk}",
+    ):
+        with pytest.raises(DatabaseError, match=f"the lineage of model version {v2.pk} changed"), transaction.atomic():
+            sql(statement)
+    assert list(VersionParent.objects.values_list("child", "parent", "relation")) == [(v2.pk, v1.pk, "retrained_from")]
+    assert not DatasetUsage.objects.exists()
+
+
+@postgres_only
 def test_the_services_satisfy_the_bypass_guard(developer):
     model = make_model(developer, name="m1")
     make_version(developer, model)
     with transaction.atomic():
         services.alias_set(actor=developer, model=model, name="candidate", number=1)
+        v2 = make_version(developer, model, parents=[(model.versions.get(), "retrained_from")])
+        services.lineage_add_dataset(
+            actor=developer, version=v2, dataset_version=make_dataset_version(developer), role="training"
+        )
         sql("SET CONSTRAINTS ALL IMMEDIATE")
 
 

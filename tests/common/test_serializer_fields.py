@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from django.utils import timezone
 from rest_framework import serializers
 
@@ -12,12 +14,15 @@ from registry.api import serializers as s
 from tests.factories import approved, make_model, make_version
 
 
-def test_serializers_of_one_class_get_fields_of_their_own(db):
+def test_serializers_of_one_class_get_fields_of_their_own(developer):
     # common.api builds a class's fields once and copies them: two serializers must not share
     # a bound field, nor see each other's input or errors, nested lists included.
+    context = {"request": SimpleNamespace(user=developer)}  # parents are looked up among those it may see
 
-    good = s.VersionCreateIn(data={"artifact_uri": "s3://b/1", "tags": {"k": "v"}})
-    bad = s.VersionCreateIn(data={"artifact_uri": "", "parents": [{"version_id": 999999, "relation": "nope"}]})
+    good = s.VersionCreateIn(data={"artifact_uri": "s3://b/1", "tags": {"k": "v"}}, context=context)
+    bad = s.VersionCreateIn(
+        data={"artifact_uri": "", "parents": [{"version_id": 999999, "relation": "nope"}]}, context=context
+    )
 
     assert good.is_valid() and not bad.is_valid()
     assert good.validated_data["tags"] == {"k": "v"} and not good.errors

@@ -593,6 +593,38 @@ def test_a_withdrawn_revalidation_is_asked_again_at_the_next_sweep(developer, ow
     assert again.pk != first.pk and fresh(version).state == VersionState.APPROVED
 
 
+def test_a_decommissions_impact_follows_the_lineage_to_every_generation_in_one_query(
+    developer, owner, django_assert_num_queries
+):
+    """Through the model's own later versions and through other models, each model named once,
+    with the versions of it downstream; however long the lineage, the walk is one statement."""
+    model = assessed_model(owner, 4)
+    base = make_version(developer, model)
+    retrained = make_version(developer, model, parents=[(base, "retrained_from")])
+    scorer, pricer = make_model(developer, name="scorer"), make_model(developer, name="pricer")
+    s1 = make_version(developer, scorer, parents=[(retrained, "distilled_from")])
+    s2 = make_version(developer, scorer, parents=[(s1, "retrained_from")])
+    p = make_version(developer, pricer, parents=[(s2, "fine_tuned_from")])
+    for _ in range(5):
+        p = make_version(developer, pricer, parents=[(p, "retrained_from")])
+    make_version(developer, make_model(developer, name="unrelated"))
+
+    with django_assert_num_queries(3):  # the deployments, the aliases, the lineage
+        whole = services.impact_of(model, None)["downstream"]
+    first = services.impact_of(model, base)["downstream"]
+    assert (
+        whole
+        == first
+        == [
+            {"model": "pricer", "model_id": pricer.pk, "versions": [1, 2, 3, 4, 5, 6]},
+            {"model": "scorer", "model_id": scorer.pk, "versions": [1, 2]},
+        ]
+    )
+    assert services.impact_of(scorer, s2)["downstream"] == [
+        {"model": "pricer", "model_id": pricer.pk, "versions": [1, 2, 3, 4, 5, 6]}
+    ]
+
+
 def test_a_decommissions_impact_names_a_downstream_model_only_to_those_who_may_see_it(
     api, developer, owner, outsider, risk_officer
 ):

@@ -35,7 +35,13 @@ def test_serve_without_redis_delivers_what_the_outbox_holds() -> None:
                 message=message, channel=Channel.WEBHOOK, webhook=webhook, next_attempt_at=timezone.now()
             )
         port = free_port()
-        env = {**os.environ, "DATABASE_URL": database_url(), "REDIS_URL": "", "NOTIFY_SWEEP_SECONDS": "1"}
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url(),
+            "REDIS_URL": "",
+            "NOTIFY_SWEEP_SECONDS": "1",
+            "NOTIFY_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
+        }
         server = subprocess.Popen(
             [sys.executable, "manage.py", "serve", f"127.0.0.1:{port}"],
             cwd=Path(__file__).resolve().parents[2],

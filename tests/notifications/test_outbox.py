@@ -108,6 +108,48 @@ def test_a_webhook_url_with_a_user_name_or_password_is_refused(risk_officer):
     assert not Webhook.objects.exists()
 
 
+INTERNAL = "an internal address: webhooks reach public ones and the networks NOTIFY_WEBHOOK_ALLOWED_NETWORKS names"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",  # a cloud's metadata service
+        "http://10.0.0.5/admin",
+        "http://localhost:5432/",
+        "http://[::1]:6379/",
+        "http://[::ffff:192.168.1.1]/",
+    ],
+)
+def test_a_webhook_to_an_internal_address_is_refused_unless_its_network_is_allowed(risk_officer, settings, url):
+    settings.NOTIFY_WEBHOOK_ALLOWED_NETWORKS = []
+    with pytest.raises(ValidationFailed) as refused:
+        hook(risk_officer, url)
+    assert refused.value.fields == {"url": [INTERNAL]}
+    settings.NOTIFY_WEBHOOK_ALLOWED_NETWORKS = [
+        "10.0.0.0/8",
+        "127.0.0.0/8",
+        "::1/128",
+        "169.254.0.0/16",
+        "192.168.0.0/16",
+    ]
+    assert hook(risk_officer, url).url == url
+
+
+def test_a_name_that_resolves_to_an_internal_address_is_not_connected_to(developer, owner, risk_officer, settings):
+    """Checked where the delivery connects, as the name resolves then: here the network was
+    allowed when the webhook was saved, and is no longer."""
+    with receiving(SECRET) as receiver:
+        hook(risk_officer, receiver.url.replace("127.0.0.1", "localhost"))
+        submitted(developer, owner, 4)
+        settings.NOTIFY_WEBHOOK_ALLOWED_NETWORKS = []
+        deliver_due()
+        assert receiver.posts == [] and receiver.refused == 0
+    [attempt] = Attempt.objects.filter(delivery=webhook_delivery())
+    assert (attempt.ok, attempt.status_code) == (False, None)
+    assert "resolves to no address a webhook may reach" in attempt.error
+
+
 @pytest.mark.parametrize("who", ["developer", "owner", "validator"])
 def test_only_risk_officers_and_administrators_manage_webhooks(request, who):
     with pytest.raises(PermissionDenied) as refused:
@@ -265,6 +307,7 @@ def test_the_admin_replays_the_selected_deliveries(developer, owner, risk_office
     hook(risk_officer, "https://hooks.example.com/warden")
     submitted(developer, owner, 4)
     original = webhook_delivery()
+    Delivery.objects.filter(pk=original.pk).update(state=DeliveryState.FAILED)  # its tries ran out
     client = Client()
     client.force_login(risk_officer)
 

@@ -72,7 +72,13 @@ def database_url() -> str:
 def celery_on(redis: Redis, workdir: Path) -> Iterator[None]:
     """A worker and beat (sweeping every second) in processes of their own, on this test's
     database and Redis; and this process publishing to the same Redis."""
-    env = {**os.environ, "DATABASE_URL": database_url(), "REDIS_URL": redis.url, "NOTIFY_SWEEP_SECONDS": "1"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "REDIS_URL": redis.url,
+        "NOTIFY_SWEEP_SECONDS": "1",
+        "NOTIFY_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
+    }
     common = {"env": env, "cwd": Path(__file__).resolve().parents[2], "stdout": subprocess.DEVNULL}
     worker = subprocess.Popen(
         [CELERY, "-A", "config", "worker", "-P", "solo", "--without-gossip", "--without-mingle", "-l", "WARNING"],

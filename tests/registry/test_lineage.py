@@ -6,7 +6,8 @@ from django.test.utils import CaptureQueriesContext
 
 from audit.models import AuditEvent
 from registry import selectors
-from registry.models import DatasetUsage, ModelVersion, VersionParent
+from registry.api import views
+from registry.models import DatasetUsage, ModelVersion, RegisteredModel, VersionParent
 from tests.factories import make_dataset_version, make_model, make_version
 
 
@@ -117,6 +118,81 @@ def test_a_parent_from_a_model_you_cannot_see_does_not_exist_for_you(api, owner,
     )
     assert response.status_code == 400
     assert response.data["fields"] == {"version_id": [f"model version {hidden.pk} does not exist"]}
+
+
+def test_a_hidden_parent_gets_the_answer_a_missing_one_gets_before_any_other_check(api, owner, outsider):
+    """Even on a version whose lineage is frozen, which is checked after the parent is read."""
+    hidden = make_version(owner, make_model(owner, name="secret", restricted=True))
+    mine = make_version(outsider, make_model(outsider, team="pricing", name="p1"))
+    ModelVersion.objects.filter(pk=mine.pk).update(state="submitted")
+    client = api(outsider)
+    answers = [
+        client.post(f"/api/v1/versions/{mine.pk}/parents/", {"version_id": pk, "relation": "copied"}, format="json")
+        for pk in (hidden.pk, 10**9)
+    ]
+    assert [(r.status_code, sorted(r.data["fields"])) for r in answers] == [(400, ["relation", "version_id"])] * 2
+    assert answers[0].data["fields"]["version_id"] == [f"model version {hidden.pk} does not exist"]
+
+
+def test_an_id_with_a_fraction_is_refused_not_rounded(api, developer):
+    v1, v2 = _chain(developer, make_model(developer, name="m1"), 2)
+    loans = make_dataset_version(developer, name="loans")
+    client = api(developer)
+    parent = client.post(
+        f"/api/v1/versions/{v2.pk}/parents/", {"version_id": v1.pk + 0.9, "relation": "distilled_from"}, format="json"
+    )
+    dataset = client.post(
+        f"/api/v1/versions/{v2.pk}/datasets/", {"dataset_version_id": loans.pk + 0.5, "role": "test"}, format="json"
+    )
+    assert (parent.status_code, parent.data["fields"]["version_id"]) == (400, ["A valid integer is required."])
+    assert (dataset.status_code, dataset.data["fields"]) == (
+        400,
+        {"dataset_version_id": ["A valid integer is required."]},
+    )
+    assert not DatasetUsage.objects.exists() and VersionParent.objects.count() == 1
+
+
+def test_a_new_version_names_each_parent_and_dataset_once(api, developer):
+    v1 = make_version(developer, make_model(developer, name="m1"))
+    loans = make_dataset_version(developer, name="loans")
+    client = api(developer)
+    twice = {"version_id": v1.pk, "relation": "retrained_from"}
+    parents = client.post(
+        "/api/v1/models/m1/versions/", {"artifact_uri": "s3://x", "parents": [twice, twice]}, format="json"
+    )
+    used = {"dataset_version_id": loans.pk, "role": "training"}
+    datasets = client.post(
+        "/api/v1/models/m1/versions/", {"artifact_uri": "s3://x", "datasets": [used, used]}, format="json"
+    )
+    assert (parents.status_code, parents.data["fields"]) == (
+        400,
+        {"parents[1].version_id": ["named twice in this request"]},
+    )
+    assert (datasets.status_code, datasets.data["fields"]) == (
+        400,
+        {"datasets[1].dataset_version_id": ["named twice in this request"]},
+    )
+    assert ModelVersion.objects.count() == 1
+
+
+def test_a_draft_of_a_decommissioned_model_takes_no_lineage(api, developer):
+    v1 = make_version(developer, make_model(developer, name="m1"))
+    other = make_version(developer, make_model(developer, name="m2"))
+    loans = make_dataset_version(developer, name="loans")
+    RegisteredModel.objects.filter(name="m1").update(status="decommissioned")
+    client = api(developer)
+    answers = [
+        client.post(
+            f"/api/v1/versions/{v1.pk}/datasets/", {"dataset_version_id": loans.pk, "role": "test"}, format="json"
+        ),
+        client.post(
+            f"/api/v1/versions/{v1.pk}/parents/", {"version_id": other.pk, "relation": "distilled_from"}, format="json"
+        ),
+    ]
+    assert [(r.status_code, r.data["message"]) for r in answers] == [
+        (409, "Model m1 is decommissioned: its lineage is closed.")
+    ] * 2
+    assert not DatasetUsage.objects.exists() and not VersionParent.objects.exists()
 
 
 def test_bad_relation_and_role_are_refused_naming_the_field(api, developer):
@@ -259,6 +335,15 @@ def test_the_lineage_endpoint_costs_the_same_queries_for_3_and_10_generations(
     assert len(few.captured_queries) == len(many.captured_queries)
 
 
+def test_a_lineage_larger_than_the_limit_shows_the_nearest_versions_and_counts_the_rest(api, developer, monkeypatch):
+    monkeypatch.setattr(selectors, "MAX_LINEAGE_NODES", 3)
+    chain = _chain(developer, make_model(developer, name="m1"), 6)
+    response = api(developer).get(f"/api/v1/versions/{chain[2].pk}/lineage/", {"depth": 50})
+    assert {n["number"]: n["depth"] for n in response.data["nodes"]} == {2: -1, 3: 0, 4: 1}
+    assert (response.data["left_out"], response.data["hidden"]) == (3, 0)
+    assert len(response.data["edges"]) == 2
+
+
 def test_impact_lists_every_version_that_used_the_data_directly_or_through_ancestors(api, developer):
     loans = make_dataset_version(developer, name="loans")
     scorecard, pricing = make_model(developer, name="scorecard"), make_model(developer, name="pricing")
@@ -279,7 +364,18 @@ def test_impact_lists_every_version_that_used_the_data_directly_or_through_ances
     lineage = {(v["model"], v["number"]): (v["parents"], v["datasets"]) for v in response.data["versions"]}
     assert [(p["model"], p["number"]) for p in lineage["pricing", 1][0]] == [("scorecard", 2)]
     assert [d["dataset"] for d in lineage["scorecard", 1][1]] == ["loans"]
-    assert response.data["hidden"] == 0
+    assert (response.data["total"], response.data["truncated"], response.data["hidden"]) == (4, False, 0)
+
+
+def test_impact_beyond_what_is_listed_says_how_many_there_are(api, developer, monkeypatch):
+    monkeypatch.setattr(views, "IMPACT_LIMIT", 2)
+    loans = make_dataset_version(developer, name="loans")
+    scorecard = make_model(developer, name="scorecard")
+    for _ in range(3):
+        make_version(developer, scorecard, datasets=[(loans, "training")])
+    response = api(developer).get(f"/api/v1/dataset-versions/{loans.pk}/impact/")
+    assert [v["number"] for v in response.data["versions"]] == [1, 2]
+    assert (response.data["total"], response.data["truncated"]) == (3, True)
 
 
 def test_impact_counts_versions_you_cannot_see(api, owner, outsider):
