@@ -32,15 +32,20 @@ def roles_of(user: Any) -> frozenset[str]:
 
 def team_ids(user: Any) -> frozenset[int]:
     """The ids of the user's teams (their groups that are not roles)."""
+    return frozenset(_groups(user)[1])
+
+
+def team_names(user: Any) -> dict[int, str]:
+    """The user's teams: id → name."""
     return _groups(user)[1]
 
 
-def _groups(user: Any) -> tuple[frozenset[str], frozenset[int]]:
-    """Roles and teams in one query, remembered for the request (``common.memo``)."""
+def _groups(user: Any) -> tuple[frozenset[str], dict[int, str]]:
+    """Roles and teams (id → name) in one query, remembered for the request (``common.memo``)."""
     if not getattr(user, "is_authenticated", False):
-        return frozenset(), frozenset()
+        return frozenset(), {}
 
-    def read() -> tuple[frozenset[str], frozenset[int]]:
+    def read() -> tuple[frozenset[str], dict[int, str]]:
         from django.db import connection
 
         # Plain SQL: the ORM's join through the membership table costs more to build than to run.
@@ -76,10 +81,10 @@ def _memberships() -> str:
     return f"{Group._meta.db_table} g JOIN {get_user_model().groups.through._meta.db_table} m ON m.group_id = g.id"
 
 
-def _split(pairs: Any) -> tuple[frozenset[str], frozenset[int]]:
-    """(role names, team ids) of ``(id, name)`` pairs."""
+def _split(pairs: Any) -> tuple[frozenset[str], dict[int, str]]:
+    """(role names, teams: id → name) of ``(id, name)`` pairs."""
     roles = frozenset(name for _, name in pairs if name in ROLE_NAMES)
-    return roles, frozenset(pk for pk, name in pairs if name not in ROLE_NAMES)
+    return roles, {pk: name for pk, name in pairs if name not in ROLE_NAMES}
 
 
 def has_role(user: Any, role: Role) -> bool:

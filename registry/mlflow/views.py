@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.db import OperationalError, connection
 from django.db.models import QuerySet
@@ -37,6 +38,7 @@ from common.errors import (
     ValidationFailed,
     to_send_again,
 )
+from common.roles import team_names
 from common.rows import columns
 from registry import policies, selectors, services
 from registry.api.authentication import BasicTokenAuthentication, BearerTokenAuthentication
@@ -333,8 +335,9 @@ def _user_tags(tags: dict[str, str]) -> dict[str, str]:
 
 
 def _team(actor: Any, tags: dict[str, str]) -> Any:
-    """The owning team: the ``warden.team`` tag, or the caller's team if they have exactly one."""
-    teams = list(policies.teams_of(actor).order_by("name"))
+    """The owning team: the ``warden.team`` tag, or the caller's team if they have exactly one
+    (their teams as read with their token, ``common.roles.team_names``)."""
+    teams = [Group(pk=pk, name=name) for pk, name in sorted(team_names(actor).items(), key=lambda team: team[1])]
     named = tags.get(TEAM_TAG)
     if named:
         for team in teams:
