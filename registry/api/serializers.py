@@ -11,7 +11,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from common.api import ModelAnswer, StrictSerializer
-from common.roles import ROLE_NAMES
+from common.roles import ROLE_NAMES, team_names
 from registry import selectors
 from registry.models import (
     Alias,
@@ -45,8 +45,19 @@ class UsernameField(serializers.SlugRelatedField):
 
 
 class TeamField(serializers.SlugRelatedField):
+    """A team, by name. One of the caller's own teams is known from what their token read
+    (``common.roles.team_names``), without a query; any other is looked up."""
+
     def __init__(self, **kwargs: Any):
         super().__init__(slug_field="name", queryset=Group.objects.exclude(name__in=ROLE_NAMES), **kwargs)
+
+    def to_internal_value(self, data: Any) -> Any:
+        request = self.context.get("request")
+        if request is not None:
+            for pk, name in team_names(request.user).items():
+                if name == data:
+                    return Group(pk=pk, name=name)
+        return super().to_internal_value(data)
 
 
 # --- models ------------------------------------------------------------------------------
