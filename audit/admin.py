@@ -17,7 +17,7 @@ class AuditEventAdmin(admin.ModelAdmin):
     """Read-only for everyone, superusers included: the trail is only ever appended to."""
 
     list_display = [
-        "id",
+        "seq",
         "occurred_at",
         "actor_name",
         "action",

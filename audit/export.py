@@ -50,7 +50,6 @@ from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 from django.db.models import BooleanField, ExpressionWrapper, F, Func, Q, QuerySet, TextField, Value, Window
@@ -64,6 +63,7 @@ from audit.merkle import leaf_hash, node_hash
 from audit.models import EVENT_FIELDS, AuditEvent, Checkpoint
 from audit.services import audit_record
 from common.errors import Unavailable, ValidationFailed
+from registry.models import RegisteredModel
 
 FORMAT = "warden-audit-export/2"
 FILES = ("events.jsonl", "events.csv", "proofs.jsonl", "checkpoints.jsonl")
@@ -105,13 +105,15 @@ def select(
         q &= Q(occurred_at__lt=occurred_before)
         filters["occurred_before"] = ledger.format_time(occurred_before)
     if model:
+        if (
+            not RegisteredModel.objects.filter(name=model).exists()
+            and not AuditEvent.objects.filter(model_name=model).exists()
+        ):
+            raise ValidationFailed.on("model", f"there is no model {model!r}, now or in the trail")
         q &= selectors.model_scope(model)
         filters["model"] = model
     if actor:
-        user = get_user_model().objects.filter(username=actor).first()
-        if user is None:
-            raise ValidationFailed.on("actor", f"there is no user {actor!r}")
-        q &= Q(actor_id=user.pk)
+        q &= selectors.actor_scope(actor)
         filters["actor"] = actor
     if action:
         q &= Q(action=action)

@@ -1,5 +1,8 @@
+from typing import Any
+
 import django_filters as filters
 
+from audit import selectors
 from audit.models import AuditEvent
 
 
@@ -9,7 +12,10 @@ class AuditEventFilter(filters.FilterSet):
     object_type = filters.CharFilter()
     object_id = filters.CharFilter()
     model_name = filters.CharFilter()
-    actor = filters.CharFilter(field_name="actor_name")
+    actor = filters.CharFilter(
+        method="by_actor",
+        help_text="a username (system: Warden's own events): that user's events, under any name they had",
+    )
     request_id = filters.CharFilter()
     occurred_after = filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
     occurred_before = filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
@@ -17,3 +23,6 @@ class AuditEventFilter(filters.FilterSet):
     class Meta:
         model = AuditEvent
         fields: list[str] = []
+
+    def by_actor(self, queryset: Any, name: str, value: str) -> Any:
+        return queryset.filter(selectors.actor_scope(value))

@@ -2,10 +2,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db.models import Q, QuerySet
 
 from audit import policies
 from audit.models import AuditEvent
+from common.errors import ValidationFailed
 
 
 def events_for(user: Any) -> QuerySet[AuditEvent]:
@@ -16,6 +18,18 @@ def model_history(model_name: str) -> QuerySet[AuditEvent]:
     """Every event about one model, under each name it has had. The caller has checked the user
     may see the model."""
     return AuditEvent.objects.filter(model_scope(model_name))
+
+
+def actor_scope(username: str) -> Q:
+    """The events of the user called ``username`` now, by their id (a rename keeps their events,
+    and whoever takes a freed name gets none of the old holder's); ``system`` without such a
+    user: the events of no user (Warden's own work, commands run without a user)."""
+    user = get_user_model().objects.filter(username=username).first()
+    if user is not None:
+        return Q(actor_id=user.pk)
+    if username == "system":
+        return Q(actor_id__isnull=True)
+    raise ValidationFailed.on("actor", f"there is no user {username!r}")
 
 
 def model_scope(model_name: str) -> Q:

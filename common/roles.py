@@ -36,8 +36,8 @@ def team_ids(user: Any) -> frozenset[int]:
 
 
 def team_names(user: Any) -> dict[int, str]:
-    """The user's teams: id → name."""
-    return _groups(user)[1]
+    """The user's teams: id → name (a copy: the request's memo keeps its own)."""
+    return dict(_groups(user)[1])
 
 
 def _groups(user: Any) -> tuple[frozenset[str], dict[int, str]]:

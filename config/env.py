@@ -8,6 +8,7 @@ instead of ``NAME`` for any value read with ``secret=True`` (Docker / Kubernetes
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from datetime import date
 from pathlib import Path
@@ -78,6 +79,17 @@ def csv(name: str, default: list[str]) -> list[str]:
     if value is None:
         return default
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def networks(name: str) -> list[str]:
+    """A comma-separated list of IP networks (``10.0.0.0/8``, ``::1/128``; an address alone is a network of one)."""
+    found = csv(name, [])
+    for network in found:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}: {exc}") from None
+    return found
 
 
 def dates(name: str, default: list[str]) -> frozenset[date]:

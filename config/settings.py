@@ -175,7 +175,7 @@ NOTIFY_WEBHOOK_TIMEOUT = env.integer("NOTIFY_WEBHOOK_TIMEOUT", 10, minimum=1, ma
 NOTIFY_SWEEP_SECONDS = env.integer("NOTIFY_SWEEP_SECONDS", 30, minimum=1)
 # Webhooks reach public addresses only; a receiver inside the network (a chat bridge, a CI
 # runner) is allowed by naming its network, e.g. "10.20.0.0/16,127.0.0.1/32".
-NOTIFY_WEBHOOK_ALLOWED_NETWORKS = env.csv("NOTIFY_WEBHOOK_ALLOWED_NETWORKS", [])
+NOTIFY_WEBHOOK_ALLOWED_NETWORKS = env.networks("NOTIFY_WEBHOOK_ALLOWED_NETWORKS")
 
 # The lifecycle's clock: business days skip weekends and HOLIDAYS; a revalidation request opens
 # REVALIDATION_LEAD_DAYS before an approval expires; a reminder goes SLA_REMINDER_HOURS before a

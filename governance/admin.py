@@ -82,7 +82,7 @@ class ConditionForm(forms.Form):
         return services.ConditionIn(data["description"], data["owner"], data["due_date"])
 
 
-ConditionFormSet = forms.formset_factory(ConditionForm, extra=CONDITION_ROWS, max_num=CONDITION_ROWS)
+ConditionFormSet = forms.formset_factory(ConditionForm, extra=CONDITION_ROWS, max_num=CONDITION_ROWS, validate_max=True)
 
 
 # --- requests ----------------------------------------------------------------------------

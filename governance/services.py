@@ -561,6 +561,9 @@ def request_withdraw(*, actor: Any, request: ApprovalRequest, reason: str) -> Ap
 # --- decisions ---------------------------------------------------------------------------
 
 
+MAX_CONDITIONS = 20  # in one decision, from whichever interface
+
+
 @dataclass(frozen=True)
 class ConditionIn:
     description: str
@@ -601,6 +604,8 @@ def decision_record(
         raise ValidationFailed.on("conditions", "an approval with conditions names at least one condition")
     if conditions and outcome != Outcome.APPROVE_WITH_CONDITIONS:
         raise ValidationFailed.on("conditions", "only an approval with conditions has conditions")
+    if len(conditions) > MAX_CONDITIONS:
+        raise ValidationFailed.on("conditions", f"at most {MAX_CONDITIONS} conditions in one decision")
     if conditions and not takes_conditions(request):
         raise ValidationFailed.on(
             "conditions", f"a {request.kind} takes no conditions: the gate holds a version to its approval's"
@@ -1637,6 +1642,12 @@ def document_publish(*, actor: Any, document: PublishedDocument) -> PublishedDoc
     """Check the draft and publish it; the version it replaces becomes superseded. Requests
     already running keep the version they pinned."""
     policies.can_edit_rules(actor).ensure()
+    # The family first, as drafting locks it: one publish or draft of a tier (or of the scorecard) at a time.
+    _lock_documents(
+        ApprovalPolicy.objects.filter(tier=document.tier)
+        if isinstance(document, ApprovalPolicy)
+        else Scorecard.objects.all()
+    )
     document = _document(type(document), document.pk)
     if document.status != DocumentStatus.DRAFT:
         raise Conflict(f"{document} is {document.status}: only a draft is published.")
@@ -1650,6 +1661,11 @@ def document_publish(*, actor: Any, document: PublishedDocument) -> PublishedDoc
         rules.check_scorecard(document.rules)
         current = Scorecard.objects.filter(status=DocumentStatus.PUBLISHED)
         content = {"rules": document.rules, "notes": document.notes}
+    # Published since this draft was made (from an earlier version, or beside it from the same):
+    # publishing the draft would undo what that one changed.
+    newer = current.filter(published_at__gt=document.created_at).first()
+    if newer is not None:
+        raise Conflict(f"{newer} was published after {document} was drafted: draft again from it, so its changes stay.")
     replaced = [(doc.pk, doc.version) for doc in current]
     current.update(status=DocumentStatus.SUPERSEDED)
     document.status = DocumentStatus.PUBLISHED

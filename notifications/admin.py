@@ -1,6 +1,7 @@
 from typing import Any
 
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -92,10 +93,11 @@ class DeliveryAdmin(ReadOnly):
     @admin.action(description="Send the selected deliveries again (as new deliveries)")
     def replay(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
         try:
-            made = [
-                services.delivery_replay(actor=request.user, delivery=delivery, reason="replayed from the admin")
-                for delivery in queryset
-            ]
+            with transaction.atomic():  # all of the selection, or none of it
+                made = [
+                    services.delivery_replay(actor=request.user, delivery=delivery, reason="replayed from the admin")
+                    for delivery in queryset
+                ]
         except DomainError as exc:
             self.message_user(request, exc.message, messages.ERROR)
             return

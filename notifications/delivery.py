@@ -37,6 +37,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from notifications import policies
 from notifications.models import Attempt, Channel, Delivery, DeliveryState
 
 USER_AGENT = "Warden-Webhook/1"
@@ -58,9 +59,15 @@ def deliver(delivery_id: Any) -> str | None:
         return None
     delivery = Delivery.objects.select_related("message", "webhook").get(pk=delivery_id)
     started = time.monotonic()
-    # A webhook deactivated since (its receiver moved, or was compromised) is sent nothing more.
-    stopped = delivery.webhook is not None and not delivery.webhook.active
-    ok, status, error = (False, None, "the webhook is inactive") if stopped else _send(delivery)
+    # A webhook deactivated since (its receiver moved, or was compromised), or one that no longer
+    # takes the message's model (restricted since), is sent nothing more.
+    refusal = ""
+    if delivery.webhook is not None and not delivery.webhook.active:
+        refusal = "the webhook is inactive"
+    elif delivery.webhook is not None and not policies.may_resend(delivery.webhook, delivery.message):
+        refusal = "the webhook no longer takes events about this model (restricted)"
+    stopped = bool(refusal)
+    ok, status, error = (False, None, refusal) if stopped else _send(delivery)
     now = timezone.now()
     with transaction.atomic():
         current = Delivery.objects.select_for_update().get(pk=delivery_id)
@@ -199,17 +206,27 @@ def _within_timeout(connect: Any) -> Any:
     return connect_within_timeout
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_GLOBAL_UNICAST_V6 = ipaddress.ip_network("2000::/3")
+
+
 def reachable(address: str) -> bool:
     """Whether a webhook may be sent to ``address`` (an IP): a public one, or one of the networks
     ``NOTIFY_WEBHOOK_ALLOWED_NETWORKS`` names. Otherwise a webhook's URL could have Warden post
     to the database, a cloud's metadata service or an internal admin page, and its attempt log
-    would map them."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    if ip.is_global and not ip.is_multicast:
-        return True
-    return any(ip in ipaddress.ip_network(net, strict=False) for net in settings.NOTIFY_WEBHOOK_ALLOWED_NETWORKS)
+    would map them. An IPv6 address that carries an IPv4 one (mapped, 6to4, Teredo, NAT64) is
+    judged by the IPv4 address; any other IPv6 address must be global unicast (``2000::/3``)."""
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        teredo = ip.teredo
+        carried = ip.ipv4_mapped or ip.sixtofour or (teredo[1] if teredo else None)
+        if carried is None and ip in _NAT64:
+            carried = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        ip = carried or ip
+    public = ip.is_global and not ip.is_multicast and (ip.version == 4 or ip in _GLOBAL_UNICAST_V6)
+    return public or any(
+        ip in ipaddress.ip_network(net, strict=False) for net in settings.NOTIFY_WEBHOOK_ALLOWED_NETWORKS
+    )
 
 
 def _reachable_connection(
@@ -262,4 +279,6 @@ class _HTTPS(urllib.request.HTTPSHandler):
         return self.do_open(_SecureConnection, req, context=self._context)  # type: ignore[attr-defined]
 
 
-_OPENER = urllib.request.build_opener(_NoRedirect, _HTTP, _HTTPS)
+# No proxy from the environment (``https_proxy``): through one, the address checked would be the
+# proxy's, not the receiver's.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect, _HTTP, _HTTPS)

@@ -34,3 +34,12 @@ def may_post(webhook: Any, event: str, model: Any | None) -> bool:
         and (not webhook.events or event in webhook.events)
         and (model is None or not model.restricted or webhook.include_restricted)
     )
+
+
+def may_resend(webhook: Any, message: Any) -> bool:
+    """A retry or a replay to a webhook goes only while ``may_post`` would still send it the
+    message's model as it is now (restricted since, or the webhook no longer including them)."""
+    from registry.models import RegisteredModel
+
+    model = RegisteredModel.objects.filter(name=message.model_name).first() if message.model_name else None
+    return may_post(webhook, message.event, model)

@@ -36,20 +36,12 @@ def webhook_save(*, actor: Any, webhook: Webhook, fields: Iterable[str] | None =
         before = _shown(saved)
         for name in SHOWN if fields is None else set(fields) & set(SHOWN):
             setattr(saved, name, getattr(webhook, name))
-    if not isinstance(saved.events, list) or not all(isinstance(name, str) for name in saved.events):
-        raise ValidationFailed.on("events", "a list of event names")
-    unknown = sorted(set(saved.events) - set(Event.values))
-    if unknown:
-        raise ValidationFailed.on("events", f"unknown {', '.join(unknown)} (known: {', '.join(Event.values)})")
-    if not saved.url.startswith(("http://", "https://")):
-        raise ValidationFailed.on("url", "http:// or https://")
-    if "@" in urlsplit(saved.url).netloc:
-        raise ValidationFailed.on("url", "no user name or password in it: the HMAC secret authenticates Warden")
-    if not _may_reach(urlsplit(saved.url).hostname or ""):
-        raise ValidationFailed.on(
-            "url",
-            "an internal address: webhooks reach public ones and the networks NOTIFY_WEBHOOK_ALLOWED_NETWORKS names",
-        )
+    # What is set now is checked; what is kept as it was is not, so an old webhook whose address
+    # a later rule refuses can still be switched off.
+    if before is None or saved.events != before["events"]:
+        _check_events(saved.events)
+    if before is None or saved.url != before["url"]:
+        _check_url(saved.url)
     if before == _shown(saved):
         return saved
     saved.save()
@@ -61,6 +53,26 @@ def webhook_save(*, actor: Any, webhook: Webhook, fields: Iterable[str] | None =
         after=_shown(saved),
     )
     return saved
+
+
+def _check_events(events: Any) -> None:
+    if not isinstance(events, list) or not all(isinstance(name, str) for name in events):
+        raise ValidationFailed.on("events", "a list of event names")
+    unknown = sorted(set(events) - set(Event.values))
+    if unknown:
+        raise ValidationFailed.on("events", f"unknown {', '.join(unknown)} (known: {', '.join(Event.values)})")
+
+
+def _check_url(url: str) -> None:
+    if not url.startswith(("http://", "https://")):
+        raise ValidationFailed.on("url", "http:// or https://")
+    if "@" in urlsplit(url).netloc:
+        raise ValidationFailed.on("url", "no user name or password in it: the HMAC secret authenticates Warden")
+    if not _may_reach(urlsplit(url).hostname or ""):
+        raise ValidationFailed.on(
+            "url",
+            "an internal address: webhooks reach public ones and the networks NOTIFY_WEBHOOK_ALLOWED_NETWORKS names",
+        )
 
 
 def _may_reach(host: str) -> bool:
@@ -84,6 +96,11 @@ def delivery_replay(*, actor: Any, delivery: Delivery, reason: str) -> Delivery:
         raise Conflict(f"Delivery {original.pk} is still pending: it will be tried again, under its own id.")
     if original.webhook is not None and not original.webhook.active:
         raise Conflict(f"Webhook {original.webhook.name} is inactive: activate it before sending to it again.")
+    if original.webhook is not None and not policies.may_resend(original.webhook, original.message):
+        raise Conflict(
+            f"Webhook {original.webhook.name} no longer takes events about restricted models such as "
+            f"{original.message.model_name}."
+        )
     replay = Delivery.objects.create(
         message=original.message,
         channel=original.channel,

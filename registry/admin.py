@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from common.admin import ServiceBackedAdmin, shown
+from common.admin import ServiceBackedAdmin, ShownForm, shown
 from common.errors import DomainError
 from common.policy import can_use_admin
 from registry import hooks, policies, selectors, services
@@ -21,7 +22,22 @@ MODEL_FORM_FIELDS: tuple[str, ...] = (
 )
 
 
+class TagsForm(ShownForm):
+    """Tags must be an object (the service checks each key and value, naming the rule): a list
+    or a string is refused on the page, and nothing but an empty box means no tags."""
+
+    def clean_tags(self) -> Any:
+        value = self.cleaned_data.get("tags")
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise forms.ValidationError('Tags are an object of key: value strings, such as {"use": "pricing"}.')
+        return value
+
+
 class VersionInline(admin.TabularInline):
+    """A model's versions on its page, for everyone who may see the model; read-only."""
+
     model = ModelVersion
     fields = readonly_fields = ("number", "state", "artifact_sha256", "framework", "created_by", "created_at")
     extra = 0
@@ -29,7 +45,16 @@ class VersionInline(admin.TabularInline):
     show_change_link = True
     ordering = ["-number"]
 
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(can_use_admin(request.user))
+
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
@@ -53,6 +78,7 @@ class RegisteredModelAdmin(ServiceBackedAdmin):
     readonly_fields = ["risk_tier", "status", "created_by", "created_at", "updated_at"]
     inlines = [VersionInline]
     list_select_related = ["team", "owner"]
+    form = TagsForm
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return policies.visible_models(request.user).select_related("team", "owner")
@@ -66,7 +92,15 @@ class RegisteredModelAdmin(ServiceBackedAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        return [*self.readonly_fields, "name"] if obj else list(self.readonly_fields)
+        if obj is None:
+            return list(self.readonly_fields)
+        text, control = _may_change(request.user, obj)
+        return [
+            *self.readonly_fields,
+            "name",
+            *([] if text else [*services.MODEL_TEXT_FIELDS, "tags"]),
+            *([] if control else services.MODEL_CONTROL_FIELDS),
+        ]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return bool(can_use_admin(request.user))
@@ -74,7 +108,11 @@ class RegisteredModelAdmin(ServiceBackedAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         if not can_use_admin(request.user):
             return False
-        return obj is None or bool(policies.can_update_model(request.user, obj, fields=()))
+        return obj is None or any(_may_change(request.user, obj))
+
+    def construct_change_message(self, request: HttpRequest, form: Any, formsets: Any, add: bool = False) -> Any:
+        # The versions shown inline are never saved from here (``save_related``).
+        return super().construct_change_message(request, form, [], add)
 
     def save_model(self, request: HttpRequest, obj: RegisteredModel, form: Any, change: bool) -> None:
         data = form.cleaned_data
@@ -98,6 +136,7 @@ class ModelVersionAdmin(ServiceBackedAdmin):
     list_filter = ["state", "framework"]
     search_fields = ["model__name", "=artifact_sha256"]
     list_select_related = ["model", "created_by"]
+    form = TagsForm
     version_fields = (
         "model",
         "number",
@@ -146,6 +185,15 @@ class ModelVersionAdmin(ServiceBackedAdmin):
             description=form.cleaned_data["description"] if "description" in form.changed_data else None,
             **_tag_changes(form),
         )
+
+
+def _may_change(user: Any, model: RegisteredModel) -> tuple[bool, bool]:
+    """Whether ``user`` may change the model's descriptive fields and tags, and its owner, team
+    and restriction (``policies.can_update_model``: the team, and the owner or a risk officer)."""
+    return (
+        bool(policies.can_update_model(user, model, fields=())),
+        bool(policies.can_update_model(user, model, fields=services.MODEL_CONTROL_FIELDS)),
+    )
 
 
 def _tag_changes(form: Any) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from common.api import ModelAnswer, StrictSerializer
-from governance import selectors, tiering
+from governance import selectors, services, tiering
 from governance.models import (
     ApprovalPolicy,
     ApprovalRequest,
@@ -118,7 +118,9 @@ class DecisionIn(StrictSerializer):
     outcome = serializers.ChoiceField(choices=Outcome.choices)
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=10_000)
     stage = serializers.CharField(required=False, max_length=100, help_text="needed only if you may sign two stages")
-    conditions = serializers.ListField(child=ConditionIn(), required=False, default=list, max_length=20)
+    conditions = serializers.ListField(
+        child=ConditionIn(), required=False, default=list, max_length=services.MAX_CONDITIONS
+    )
 
 
 class StageOut(ModelAnswer):

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+from django.db import transaction
 from django.test import Client
 
 from audit.models import AuditEvent
@@ -136,3 +138,56 @@ def test_a_page_sent_without_the_values_it_showed_is_compared_with_the_row_as_it
     assert client.post(url, page).status_code == 302
     model.refresh_from_db()
     assert (model.description, model.tags, model.owner) == ("edited", {}, owner)
+
+
+def test_a_model_page_shows_its_versions_and_saves_for_a_superuser_on_the_team(developer):
+    developer.is_staff = developer.is_superuser = True
+    with transaction.atomic():
+        developer.save()
+    model = make_model(developer, name="m1")
+    make_version(developer, model)
+    client = Client()
+    client.force_login(developer)
+    url = f"/admin/registry/registeredmodel/{model.pk}/change/"
+    page = client.get(url)
+    assert [f.instance.number for f in page.context["inline_admin_formsets"][0].formset.forms] == [1]
+    data = _page_data(client, url) | {"description": "edited", "owner": developer.pk, "team": model.team_id}
+    data |= {"versions-TOTAL_FORMS": "1", "versions-INITIAL_FORMS": "1"}
+    response = client.post(url, data)
+    assert response.status_code == 302, response.content[:2000]
+    assert AuditEvent.objects.get(action="model.updated").after == {"description": "edited"}
+
+
+@pytest.mark.parametrize("tags", ['["x"]', '"x"', "[]", "0"])
+def test_tags_that_are_not_an_object_are_refused_on_the_page(developer, tags):
+    developer.is_staff = True
+    with transaction.atomic():
+        developer.save()
+    model = make_model(developer, name="m1", tags={"area": "retail"})
+    client = Client()
+    client.force_login(developer)
+    url = f"/admin/registry/registeredmodel/{model.pk}/change/"
+    data = _page_data(client, url) | {"tags": tags, "owner": developer.pk, "team": model.team_id}
+    data |= {"versions-TOTAL_FORMS": "0", "versions-INITIAL_FORMS": "0"}
+    response = client.post(url, data)
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["tags"] == [
+        'Tags are an object of key: value strings, such as {"use": "pricing"}.'
+    ]
+    model.refresh_from_db()
+    assert model.tags == {"area": "retail"}
+
+
+def test_a_risk_officer_off_the_team_restricts_a_model_in_the_admin_as_the_api_lets_them(developer, risk_officer):
+    model = make_model(developer, name="m1")
+    client = Client()
+    client.force_login(risk_officer)
+    url = f"/admin/registry/registeredmodel/{model.pk}/change/"
+    form = client.get(url).context["adminform"].form
+    assert {"restricted", "owner", "team"} <= set(form.fields) and "description" not in form.fields
+    data = _page_data(client, url) | {"restricted": "on", "versions-TOTAL_FORMS": "0", "versions-INITIAL_FORMS": "0"}
+    response = client.post(url, data)
+    assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
+    model.refresh_from_db()
+    assert model.restricted is True
+    assert AuditEvent.objects.get(action="model.updated").after == {"restricted": True}

@@ -94,6 +94,28 @@ def test_audit_events_are_filtered(api, developer, auditor):
     assert api(auditor).get("/api/v1/audit-events/?occurred_after=not-a-date").status_code == 400
 
 
+def test_the_actor_filter_follows_the_user_not_the_name_they_had(api, developer, outsider, auditor):
+    """As the export's does: a rename keeps a user's events, and a name taken later brings none."""
+    make_model(developer, name="m1")
+    developer.username = "dev.renamed"
+    developer.save(update_fields=["username"])
+    outsider.username = "dev"
+    outsider.save(update_fields=["username"])
+    make_model(outsider, team="pricing", name="p1")
+
+    def models_by(actor):
+        response = api(auditor).get("/api/v1/audit-events/", {"actor": actor, "action": "model.registered"})
+        return response.status_code, [e["model_name"] for e in response.data.get("results", [])]
+
+    assert models_by("dev.renamed") == (200, ["m1"])
+    assert models_by("dev") == (200, ["p1"])
+    audit_record(actor=None, action="audit.checkpoint", object_type="audit.checkpoint", object_id="1")
+    system = api(auditor).get("/api/v1/audit-events/", {"actor": "system"})
+    assert [(e["actor_name"], e["action"]) for e in system.data["results"]] == [("system", "audit.checkpoint")]
+    refused = api(auditor).get("/api/v1/audit-events/", {"actor": "nobody"})
+    assert (refused.status_code, refused.data["fields"]) == (400, {"actor": ["there is no user 'nobody'"]})
+
+
 def test_listing_the_trail_costs_the_same_queries_at_10_and_100_rows(
     api, developer, auditor, django_assert_max_num_queries
 ):

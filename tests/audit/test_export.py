@@ -141,6 +141,8 @@ def test_filters_by_actor_action_and_time(trail, developer, signing_key, tmp_pat
         (["--from", "2026-02-01T00:00Z", "--to", "2026-01-01T00:00Z"], "occurred_before: must be later than"),
         (["--from", "yesterday"], "--from: expected an ISO 8601 date and time"),
         (["--as", "dev"], "--as: Only auditors and administrators can export the audit trail."),
+        (["--from", "2026-02-30T00:00:00Z"], "--from: day is out of range for month"),
+        (["--model", "scorcard"], "model: there is no model 'scorcard', now or in the trail"),
     ],
 )
 def test_bad_filters_are_refused_before_anything_is_written(trail, developer, signing_key, tmp_path, args, message):
@@ -148,6 +150,20 @@ def test_bad_filters_are_refused_before_anything_is_written(trail, developer, si
         run_export(tmp_path, *args)
     assert AuditEvent.objects.count() == trail
     assert not (tmp_path / "bundle").exists()
+
+
+def test_a_file_in_the_way_of_the_destination_is_named_not_a_traceback(trail, signing_key, tmp_path):
+    (tmp_path / "bundle").write_text("notes")
+    with pytest.raises(CommandError, match="bundle already exists and is not an empty directory"):
+        run_export(tmp_path)
+    assert AuditEvent.objects.count() == trail
+
+
+def test_an_export_without_as_says_where_the_command_ran(trail, signing_key, tmp_path):
+    run_export(tmp_path)
+    record = AuditEvent.objects.get(action="audit.exported")
+    assert record.actor_name == "system"
+    assert record.reason.startswith("manage.py audit_export, run by ") and " on " in record.reason
 
 
 def test_without_a_signing_key_nothing_is_exported_or_recorded(trail, settings, tmp_path):

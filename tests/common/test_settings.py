@@ -52,6 +52,14 @@ def test_a_mapping_is_parsed_and_an_empty_one_keeps_the_default(monkeypatch):
         env.mapping("PROTECTED_ALIASES", default)
 
 
+def test_webhook_networks_are_checked_at_start_up(monkeypatch):
+    monkeypatch.setenv("NOTIFY_WEBHOOK_ALLOWED_NETWORKS", "10.20.0.0/16, 127.0.0.1")
+    assert env.networks("NOTIFY_WEBHOOK_ALLOWED_NETWORKS") == ["10.20.0.0/16", "127.0.0.1"]
+    monkeypatch.setenv("NOTIFY_WEBHOOK_ALLOWED_NETWORKS", "10.20.0.0/16,intranet")
+    with pytest.raises(ImproperlyConfigured, match="NOTIFY_WEBHOOK_ALLOWED_NETWORKS: 'intranet' does not appear"):
+        env.networks("NOTIFY_WEBHOOK_ALLOWED_NETWORKS")
+
+
 def test_an_unknown_time_zone_is_refused(monkeypatch):
     monkeypatch.setenv("TIME_ZONE", "Mars/Olympus")
     with pytest.raises(ImproperlyConfigured, match="TIME_ZONE: 'Mars/Olympus' is not an IANA time zone"):

@@ -11,7 +11,7 @@ from django.test import Client
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from common.errors import TRY_AGAIN
+from common.errors import TRY_AGAIN, Conflict
 from common.roles import Role
 from governance import services
 from governance.models import ApprovalPolicy, RequestState
@@ -173,6 +173,28 @@ def test_the_dashboard_counts_models_requests_and_what_is_overdue(developer, own
     assert "Overdue stages" in text and f"#{request.pk}" in text
     assert "Independent validation (Validators)" in text
     assert "Approvals in flight" in text
+
+
+def test_a_draft_older_than_the_published_version_is_not_published_over_it(risk_officer, risk_officer_2):
+    """Two officers draft the same tier; the second publishes first. The first draft would undo
+    the second's changes: it is refused, and the second stays in force."""
+    first = services.policy_draft(actor=risk_officer, tier=3)
+    second = services.policy_draft(actor=risk_officer_2, tier=3)
+    services.document_publish(actor=risk_officer_2, document=second)
+
+    with pytest.raises(Conflict, match=r"was published after .* was drafted: draft again from it"):
+        services.document_publish(actor=risk_officer, document=first)
+
+    assert ApprovalPolicy.objects.get(tier=3, status="published").pk == second.pk
+    first.refresh_from_db()
+    assert first.status == "draft"
+
+    # and in the other order: both drafted from the same version, the later draft published last
+    third, fourth = (services.policy_draft(actor=officer, tier=3) for officer in (risk_officer, risk_officer_2))
+    services.document_publish(actor=risk_officer, document=third)
+    with pytest.raises(Conflict, match=r"was published after .* was drafted"):
+        services.document_publish(actor=risk_officer_2, document=fourth)
+    assert ApprovalPolicy.objects.get(tier=3, status="published").pk == third.pk
 
 
 def test_a_risk_officer_drafts_and_publishes_a_policy_in_the_admin_and_published_ones_stay_read_only(

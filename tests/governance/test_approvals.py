@@ -137,6 +137,21 @@ def test_every_outcome_but_approve_needs_a_comment(developer, owner, assigned_va
     assert not Decision.objects.exists()
 
 
+def test_one_decision_takes_at_most_twenty_conditions_from_any_interface(developer, owner, assigned_validator):
+    _, request = submitted(developer, owner, 2)
+    due = timezone.localdate() + timedelta(days=30)
+    with pytest.raises(ValidationFailed) as refused:
+        services.decision_record(
+            actor=assigned_validator,
+            request=request,
+            outcome="approve_with_conditions",
+            comment="many asks",
+            conditions=[services.ConditionIn(f"ask {i}", owner, due) for i in range(21)],
+        )
+    assert refused.value.fields == {"conditions": ["at most 20 conditions in one decision"]}
+    assert not Condition.objects.exists() and not request.decisions.exists()
+
+
 def test_an_approval_with_conditions_creates_conditions_with_an_owner_and_a_due_date(
     developer, owner, assigned_validator
 ):

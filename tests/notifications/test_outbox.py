@@ -8,6 +8,7 @@ on the kick after the commit, which these tests' transactions never reach."""
 
 from __future__ import annotations
 
+import importlib
 import socket
 from datetime import timedelta
 from typing import Any
@@ -23,6 +24,7 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from common.errors import PermissionDenied, ValidationFailed
 from governance import services as governance
+from notifications import delivery as delivery_module
 from notifications import outbox
 from notifications import services as notify
 from notifications.delivery import deliver, deliver_due
@@ -119,6 +121,10 @@ INTERNAL = "an internal address: webhooks reach public ones and the networks NOT
         "http://localhost:5432/",
         "http://[::1]:6379/",
         "http://[::ffff:192.168.1.1]/",
+        "http://[64:ff9b::a9fe:a9fe]/",  # NAT64, to 169.254.169.254
+        "http://[2002:a9fe:a9fe::1]/",  # 6to4, from 169.254.169.254
+        "http://[::7f00:1]/",  # IPv4-compatible, 127.0.0.1
+        "http://[fec0::1]/",  # site-local
     ],
 )
 def test_a_webhook_to_an_internal_address_is_refused_unless_its_network_is_allowed(risk_officer, settings, url):
@@ -127,11 +133,8 @@ def test_a_webhook_to_an_internal_address_is_refused_unless_its_network_is_allow
         hook(risk_officer, url)
     assert refused.value.fields == {"url": [INTERNAL]}
     settings.NOTIFY_WEBHOOK_ALLOWED_NETWORKS = [
-        "10.0.0.0/8",
-        "127.0.0.0/8",
-        "::1/128",
-        "169.254.0.0/16",
-        "192.168.0.0/16",
+        *("10.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "192.168.0.0/16"),
+        *("::1/128", "::/96", "fec0::/10"),
     ]
     assert hook(risk_officer, url).url == url
 
@@ -148,6 +151,37 @@ def test_a_name_that_resolves_to_an_internal_address_is_not_connected_to(develop
     [attempt] = Attempt.objects.filter(delivery=webhook_delivery())
     assert (attempt.ok, attempt.status_code) == (False, None)
     assert "resolves to no address a webhook may reach" in attempt.error
+
+
+def test_a_proxy_in_the_environment_is_not_used_to_reach_a_webhook(developer, owner, risk_officer, monkeypatch):
+    """Through a proxy the address checked would be the proxy's; the POST goes straight to the receiver."""
+    proxies = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY")
+    with receiving(SECRET) as receiver:
+        hook(risk_officer, receiver.url)
+        submitted(developer, owner, 4)
+        for name in proxies:
+            monkeypatch.setenv(name, closed_port_url() if "no" not in name.lower() else "")
+        importlib.reload(delivery_module)  # the opener is made as the process starts, in its environment
+        try:
+            deliver_due()
+        finally:
+            for name in proxies:
+                monkeypatch.delenv(name)
+            importlib.reload(delivery_module)
+        assert receiver.events() == ["version.submitted"]
+
+
+def test_a_webhook_whose_address_is_now_refused_can_still_be_switched_off(risk_officer, settings):
+    settings.NOTIFY_WEBHOOK_ALLOWED_NETWORKS = ["10.0.0.0/8"]
+    webhook = hook(risk_officer, "http://10.0.0.5/hook")  # allowed when it was saved
+    settings.NOTIFY_WEBHOOK_ALLOWED_NETWORKS = []
+    webhook.active = False
+    notify.webhook_save(actor=risk_officer, webhook=webhook, fields=["active"])
+    webhook.refresh_from_db()
+    assert webhook.active is False
+    webhook.url = "http://10.0.0.6/hook"
+    with pytest.raises(ValidationFailed, match="url: an internal address"):
+        notify.webhook_save(actor=risk_officer, webhook=webhook, fields=["url"])
 
 
 @pytest.mark.parametrize("who", ["developer", "owner", "validator"])

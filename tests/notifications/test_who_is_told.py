@@ -203,3 +203,22 @@ def test_the_add_page_shows_no_secret_and_the_saved_webhook_has_one(risk_officer
     webhook = Webhook.objects.get(name="ci")
     assert len(webhook.secret) >= 40
     assert webhook.secret.encode() in page.get(f"/admin/notifications/webhook/{webhook.pk}/change/").content
+
+
+def test_a_model_restricted_since_is_not_sent_again_to_a_webhook_that_leaves_them_out(developer, owner, risk_officer):
+    with receiving(SECRET, fail_first=1) as receiver:
+        notify.webhook_save(actor=risk_officer, webhook=Webhook(name="chat", url=receiver.url, secret=SECRET))
+        version, _ = submitted(developer, owner, 4)
+        deliver_due()  # the first try fails
+        [delivery] = Delivery.objects.filter(channel=Channel.WEBHOOK)
+        version.model.restricted = True
+        version.model.save(update_fields=["restricted"])
+        Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
+        deliver_due()
+
+        delivery.refresh_from_db()
+        assert (delivery.state, receiver.posts) == (DeliveryState.FAILED, [])
+        error = Attempt.objects.filter(delivery=delivery).latest("number").error
+        assert error == "the webhook no longer takes events about this model (restricted)"
+        with pytest.raises(Conflict, match="no longer takes events about restricted models"):
+            notify.delivery_replay(actor=risk_officer, delivery=delivery, reason="again")

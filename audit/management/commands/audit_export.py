@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import getpass
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +19,22 @@ from common.errors import DomainError
 def _moment(option: str, text: str | None) -> Any:
     if not text:
         return None
-    moment = parse_datetime(text)
+    try:
+        moment = parse_datetime(text)
+    except ValueError as exc:  # well formed, but no such day or time: 2026-02-30
+        raise CommandError(f"{option}: {exc}") from None
     if moment is None:
         raise CommandError(f"{option}: expected an ISO 8601 date and time, such as 2026-11-01T00:00:00Z")
     return moment if timezone.is_aware(moment) else timezone.make_aware(moment)
+
+
+def _where_run() -> str:
+    """Without --as the trail names the exporter "system": the reason says who ran the command, where."""
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):  # a uid without a name, as in some containers
+        who = f"uid {os.getuid()}"
+    return f"manage.py audit_export, run by {who} on {socket.gethostname()}"
 
 
 class Command(BaseCommand):
@@ -49,7 +64,7 @@ class Command(BaseCommand):
             decision = can_export(actor)
             if not decision:
                 raise CommandError(f"--as: {decision.reason}")
-        if destination.exists() and (destination.suffix == ".zip" or any(destination.iterdir())):
+        if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
             raise CommandError(f"{destination} already exists and is not an empty directory")
         try:
             selection = export.select(
@@ -59,7 +74,7 @@ class Command(BaseCommand):
                 actor=options["actor"],
                 action=options["action"],
             )
-            begun = export.export_begin(actor=actor, selection=selection, reason=reason or "manage.py audit_export")
+            begun = export.export_begin(actor=actor, selection=selection, reason=reason or _where_run())
         except DomainError as exc:
             raise CommandError(str(exc)) from None
         manifest = export.export_to(begun, destination)
