@@ -27,7 +27,8 @@ A bundle is a directory (or the same files in a zip):
 
 Starting an export is itself an audited change: the ``audit.exported`` event (who, which
 filters, why) is written before any data leaves, and a checkpoint is signed at that event, so
-the bundle covers the trail up to and including the record of its own making. Rows are
+the bundle covers the trail up to and including the record of its own making, which a filtered
+export holds beside what its filters select. Rows are
 streamed from the database and written as they come, so memory stays flat however many events
 are exported (the manifest keeps one pair of numbers per contiguous run of sequence numbers).
 """
@@ -153,6 +154,8 @@ def export_begin(*, actor: Any, selection: Selection, reason: str = "") -> Expor
         )
         checkpoint = checkpoint_make(force=True)
     assert record is not None and checkpoint is not None and checkpoint.size == record.seq
+    if selection.q:  # a filtered export holds its own record too, proven as the rest are
+        selection = Selection(selection.q | Q(seq=record.seq), selection.filters)
     return Export(selection, record, checkpoint)
 
 

@@ -42,6 +42,13 @@ def offline(bundle: Path, *keys: str) -> tuple[int, str]:
     return code, out.getvalue()
 
 
+def selected(path: Path) -> list[dict]:
+    """A filtered export's events.jsonl without the record of its own making, which it holds last."""
+    *events, own = lines(path)
+    assert (own["action"], own["seq"]) == ("audit.exported", AuditEvent.objects.latest("seq").seq)
+    return events
+
+
 def lines(path: Path) -> list[dict]:
     """A JSONL file's records; events.jsonl's with the event's own fields beside actor_name and
     the hashes."""
@@ -88,7 +95,7 @@ def test_a_models_trail_is_proven_event_by_event_against_the_signed_checkpoint(t
 
     code, output = offline(bundle, signing_key)
     assert code == 0, output
-    events = lines(bundle / "events.jsonl")
+    events = selected(bundle / "events.jsonl")
     assert {e["model_name"] for e in events} == {"scorecard"}
     assert [e["seq"] for e in events] == list(
         AuditEvent.objects.filter(model_name="scorecard").order_by("seq").values_list("seq", flat=True)
@@ -96,7 +103,7 @@ def test_a_models_trail_is_proven_event_by_event_against_the_signed_checkpoint(t
     assert lines(bundle / "proofs.jsonl")  # the other model's events are proven absent-but-counted by hashes
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["filters"] == {"model": "scorecard"}
-    assert manifest["seq_ranges"] == [[1, 1], [3, 3], [5, 5]]
+    assert manifest["seq_ranges"] == [[1, 1], [3, 3], [5, 5], [7, 7]]  # and the export's own record, #7
 
 
 def test_a_models_trail_follows_it_across_a_rename(trail, developer, signing_key, tmp_path):
@@ -110,7 +117,7 @@ def test_a_models_trail_follows_it_across_a_rename(trail, developer, signing_key
     bundle = run_export(tmp_path, "--model", "credit-card")
 
     assert offline(bundle, signing_key)[0] == 0
-    events = lines(bundle / "events.jsonl")
+    events = selected(bundle / "events.jsonl")
     assert [(e["action"], e["model_name"]) for e in events] == [
         ("model.registered", "scorecard-2"),
         ("version.created", "scorecard-2"),
@@ -120,16 +127,16 @@ def test_a_models_trail_follows_it_across_a_rename(trail, developer, signing_key
 
 
 def test_filters_by_actor_action_and_time(trail, developer, signing_key, tmp_path):
-    by_developer = lines(run_export(tmp_path, "--actor", "dev", name="a") / "events.jsonl")
+    by_developer = selected(run_export(tmp_path, "--actor", "dev", name="a") / "events.jsonl")
     assert {e["actor_id"] for e in by_developer} == {developer.pk} and len(by_developer) == 3
 
-    created = lines(run_export(tmp_path, "--action", "version.created", name="b") / "events.jsonl")
+    created = selected(run_export(tmp_path, "--action", "version.created", name="b") / "events.jsonl")
     assert [e["action"] for e in created] == ["version.created"] * 4
 
     third = AuditEvent.objects.get(seq=3).occurred_at
     fifth = AuditEvent.objects.get(seq=5).occurred_at
     window = run_export(tmp_path, "--from", third.isoformat(), "--to", fifth.isoformat(), name="c")
-    assert [e["seq"] for e in lines(window / "events.jsonl")] == [3, 4]
+    assert [e["seq"] for e in selected(window / "events.jsonl")] == [3, 4]
     for name in "abc":
         assert offline(tmp_path / name, signing_key)[0] == 0
 
@@ -250,7 +257,7 @@ def test_a_zip_bundle_verifies_and_the_verifier_needs_no_django(trail, signing_k
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("verified: 3 events (#2..#6 in 3 run(s))")
+    assert result.stdout.startswith("verified: 4 events (#2..#7 in 3 run(s))")  # with the export's own record
 
 
 # Tampering with a bundle: each is refused, exit status 1, naming what failed.
@@ -294,9 +301,9 @@ def test_a_dropped_line_is_refused(bundle, signing_key):
     code, output = offline(bundle, signing_key)
     assert code == 1
     assert "events.jsonl: its SHA-256 or size differs from the manifest's" in output
-    assert "events.jsonl holds 2 events in 2 run(s); the manifest states 3 in 3" in output
+    assert "events.jsonl holds 3 events in 3 run(s); the manifest states 4 in 4" in output
     assert "proofs.jsonl lacks the node for #3..#4: inclusion cannot be shown" in output
-    assert "events.csv holds 3 events, events.jsonl 2" in output
+    assert "events.csv holds 4 events, events.jsonl 3" in output
 
 
 def test_an_edited_manifest_is_refused(bundle, signing_key):
@@ -525,7 +532,7 @@ def test_an_auditor_exports_selected_events_from_the_admin(trail, auditor, valid
     path.write_bytes(b"".join(response.streaming_content))
     code, output = offline(path, signing_key)
     assert code == 0, output
-    assert output.startswith("verified: 3 events (#2..#6 in 3 run(s))")
+    assert output.startswith("verified: 4 events (#2..#7 in 3 run(s))")  # with the export's own record
     record = AuditEvent.objects.order_by("-seq").first()
     assert record.actor == auditor and record.after["filters"]["selection"].startswith("selected in the admin")
 
