@@ -279,12 +279,13 @@ class PublishedDocumentAdmin(ServiceBackedAdmin):
         services.document_update(actor=request.user, document=obj, changes=changes)
 
     def _each(self, request: HttpRequest, queryset: QuerySet, work: Any, done: str) -> None:
+        """Each document on its own: a refusal is named and the rest are still done."""
         for document in queryset:
             try:
                 result = work(document)
             except DomainError as exc:
                 self.message_user(request, f"{document}: {exc.message}", messages.ERROR)
-                return
+                continue
             self.message_user(request, f"{result}: {done}.", messages.SUCCESS)
 
     @admin.action(description="Publish the selected drafts")
@@ -307,8 +308,8 @@ class ApprovalPolicyAdmin(PublishedDocumentAdmin):
             try:
                 draft = services.policy_draft(actor=request.user, tier=tier)
             except DomainError as exc:
-                self.message_user(request, exc.message, messages.ERROR)
-                return
+                self.message_user(request, f"T{tier}: {exc.message}", messages.ERROR)
+                continue
             self.message_user(request, f"{draft}: edit it, then publish it.", messages.SUCCESS)
 
 

@@ -263,10 +263,14 @@ class ApiTokenAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Revoke the selected tokens")
     def revoke(self, request: HttpRequest, queryset: QuerySet) -> None:
+        """Each token on its own: a refusal is named and the rest are still revoked."""
+        revoked = 0
         for token in queryset:
             try:
                 services.token_revoke(actor=request.user, token=token)
             except DomainError as exc:
                 self.message_user(request, f"{token}: {exc.message}", level=messages.ERROR)
-                return
-        self.message_user(request, f"Revoked {queryset.count()} token(s).")
+                continue
+            revoked += token.revoked_at is None  # one revoked already is left as it was
+        if revoked:
+            self.message_user(request, f"Revoked {revoked} token(s).")

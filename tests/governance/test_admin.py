@@ -197,6 +197,26 @@ def test_a_draft_older_than_the_published_version_is_not_published_over_it(risk_
     assert ApprovalPolicy.objects.get(tier=3, status="published").pk == third.pk
 
 
+def test_publishing_a_selection_names_each_refusal_and_publishes_the_rest(risk_officer):
+    published_t2 = ApprovalPolicy.objects.get(tier=2, status="published")  # listed before the T3 draft
+    draft_t3 = services.policy_draft(actor=risk_officer, tier=3)
+    client = signed_in(risk_officer)
+
+    response = client.post(
+        "/admin/governance/approvalpolicy/",
+        {"action": "publish", "_selected_action": [published_t2.pk, draft_t3.pk]},
+        follow=True,
+    )
+
+    draft_t3.refresh_from_db()
+    said = [str(m) for m in response.context["messages"]]
+    assert said == [
+        f"{published_t2}: {published_t2} is published: only a draft is published.",
+        f"{draft_t3}: published.",
+    ]
+    assert draft_t3.status == "published"
+
+
 def test_a_risk_officer_drafts_and_publishes_a_policy_in_the_admin_and_published_ones_stay_read_only(
     risk_officer, developer
 ):
