@@ -73,7 +73,7 @@ class RegisteredModelAdmin(ServiceBackedAdmin):
         "restricted",
         "updated_at",
     ]
-    list_filter = ["risk_tier", "status", "restricted", "team"]
+    list_filter = ["risk_tier", "status", "restricted", ("team", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "display_name"]
     readonly_fields = ["risk_tier", "status", "created_by", "created_at", "updated_at"]
     inlines = [VersionInline]

@@ -3,10 +3,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.contrib.auth.models import Group
 from django.db import transaction
 from django.test import Client
 
 from audit.models import AuditEvent
+from common.roles import Role
 from registry import services
 from tests.factories import UserFactory, make_model, make_version
 
@@ -191,3 +193,20 @@ def test_a_risk_officer_off_the_team_restricts_a_model_in_the_admin_as_the_api_l
     model.refresh_from_db()
     assert model.restricted is True
     assert AuditEvent.objects.get(action="model.updated").after == {"restricted": True}
+
+
+def test_the_model_lists_team_filter_offers_the_teams_of_the_models_shown(developer, outsider):
+    """Not every group: the role groups, and teams whose models are all hidden from the user, stay out."""
+    Group.objects.create(name="retail")
+    retailer = UserFactory(username="retailer", groups=[Role.MODEL_DEVELOPER, "retail"])
+    make_model(developer, name="scoring")
+    make_model(outsider, team="pricing", name="quotes")
+    make_model(retailer, team="retail", name="secret", restricted=True)
+    developer.is_staff = True
+    with transaction.atomic():
+        developer.save()
+    client = Client()
+    client.force_login(developer)
+    changelist = client.get("/admin/registry/registeredmodel/").context["cl"]
+    [teams] = [spec for spec in changelist.filter_specs if spec.field_path == "team"]
+    assert sorted(name for _, name in teams.lookup_choices) == ["credit-risk", "pricing"]
