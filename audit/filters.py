@@ -11,7 +11,10 @@ class AuditEventFilter(filters.FilterSet):
     action_prefix = filters.CharFilter(field_name="action", lookup_expr="startswith", help_text="e.g. model.")
     object_type = filters.CharFilter()
     object_id = filters.CharFilter()
-    model_name = filters.CharFilter()
+    model_name = filters.CharFilter(help_text="the model's name as the event recorded it")
+    model = filters.CharFilter(
+        method="by_model", help_text="a model as it is called now: its events under every name it has had"
+    )
     actor = filters.CharFilter(
         method="by_actor",
         help_text="a username (system: Warden's own events): that user's events, under any name they had",
@@ -26,3 +29,6 @@ class AuditEventFilter(filters.FilterSet):
 
     def by_actor(self, queryset: Any, name: str, value: str) -> Any:
         return queryset.filter(selectors.actor_scope(value))
+
+    def by_model(self, queryset: Any, name: str, value: str) -> Any:
+        return queryset.filter(selectors.model_scope(value))

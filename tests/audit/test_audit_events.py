@@ -94,6 +94,21 @@ def test_audit_events_are_filtered(api, developer, auditor):
     assert api(auditor).get("/api/v1/audit-events/?occurred_after=not-a-date").status_code == 400
 
 
+def test_the_model_filter_follows_a_model_across_renames_as_the_export_does(api, developer, auditor):
+    model = make_model(developer, name="scorecard")
+    services.model_rename(actor=developer, model=model, new_name="credit-card")
+    make_model(developer, name="scorecard")  # another model takes the freed name
+
+    def actions(**params):
+        return [
+            (e["action"], e["model_name"]) for e in api(auditor).get("/api/v1/audit-events/", params).data["results"]
+        ]
+
+    assert actions(model="credit-card") == [("model.renamed", "credit-card"), ("model.registered", "scorecard")]
+    assert actions(model="scorecard") == [("model.registered", "scorecard")]
+    assert len(actions(model_name="scorecard")) == 2  # the literal name: both models' registrations
+
+
 def test_the_actor_filter_follows_the_user_not_the_name_they_had(api, developer, outsider, auditor):
     """As the export's does: a rename keeps a user's events, and a name taken later brings none."""
     make_model(developer, name="m1")
