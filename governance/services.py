@@ -1471,6 +1471,9 @@ def exception_grant(
     than the tier's policy allows."""
     version = _lock_version(version.pk)
     policies.can_grant_exception(actor, version).ensure()
+    _ensure_active(version.model)
+    if version.state == VersionState.DECOMMISSIONED:
+        raise Conflict(f"{_version_name(version)} is decommissioned: no exception brings it back.")
     if version.model.risk_tier is None:
         raise Conflict(f"Model {version.model.name} has no risk tier: record its risk assessment first.")
     policy = published_policy(version.model.risk_tier)

@@ -15,7 +15,7 @@ import time_machine
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from common.errors import ValidationFailed
+from common.errors import Conflict, ValidationFailed
 from governance import gate, selectors, services
 from governance.models import ApprovalRequest, Deployment, Environment, RequestKind, RequestState, StageState
 from notifications.models import Message
@@ -834,6 +834,36 @@ def test_decommissioning_a_version_withdraws_its_open_requests(developer, owner,
 
 
 # --- exceptions ----------------------------------------------------------------------------
+
+
+def test_no_exception_is_granted_for_a_decommissioned_version_or_model(developer, owner, risk_officer, risk_officer_2):
+    model = assessed_model(owner, 4)
+    retired = approve_release(developer, owner, risk_officer, model)
+    kept = approve_release(developer, owner, risk_officer, model)
+
+    def grant(version):
+        return services.exception_grant(
+            actor=risk_officer,
+            version=version,
+            scope="monitoring report late",
+            compensating_control="weekly manual review",
+            reason="vendor outage",
+            expires_at=timezone.now() + timedelta(days=10),
+        )
+
+    def decommission(version):
+        request = services.request_open(
+            actor=owner, kind="decommission", model=model, version=version, rationale="superseded"
+        )
+        services.decision_record(actor=risk_officer_2, request=request, outcome="approve")
+
+    decommission(retired)
+    with pytest.raises(Conflict, match=f"Version 1 of {model.name} is decommissioned: no exception brings it back"):
+        grant(fresh(retired))
+    decommission(None)
+    with pytest.raises(Conflict, match=f"Model {model.name} is decommissioned: nothing more can be asked of it"):
+        grant(fresh(kept))
+    assert not AuditEvent.objects.filter(action="exception.granted").exists()
 
 
 def test_the_clock_records_a_lapsed_exception_once(developer, owner, risk_officer):
