@@ -7,6 +7,7 @@ from typing import Any
 from common.policy import ALLOW, Decision, deny
 from common.roles import Role, has_role
 from registry import policies as registry_policies
+from registry.models import RegisteredModel
 
 
 def can_manage(user: Any) -> Decision:
@@ -39,7 +40,5 @@ def may_post(webhook: Any, event: str, model: Any | None) -> bool:
 def may_resend(webhook: Any, message: Any) -> bool:
     """A retry or a replay to a webhook goes only while ``may_post`` would still send it the
     message's model as it is now (restricted since, or the webhook no longer including them)."""
-    from registry.models import RegisteredModel
-
     model = RegisteredModel.objects.filter(name=message.model_name).first() if message.model_name else None
     return may_post(webhook, message.event, model)
