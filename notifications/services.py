@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,6 +22,20 @@ SHOWN = ("name", "url", "events", "active", "include_restricted")
 
 def _shown(webhook: Webhook) -> dict[str, Any]:
     return {name: getattr(webhook, name) for name in SHOWN}
+
+
+def _recorded(shown: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A webhook as its audit events hold it. The trail is immutable and goes to auditors, and
+    many receivers put their credential in the address (``hooks.slack.com/services/…``), so the
+    address is kept as its scheme and host, with the SHA-256 of the whole of it: enough to tell
+    that it changed, and to confirm it against an address one already holds."""
+    if shown is None:
+        return None
+    url = urlsplit(shown["url"])
+    return shown | {
+        "url": f"{url.scheme}://{url.netloc}/…",
+        "url_sha256": hashlib.sha256(shown["url"].encode()).hexdigest(),
+    }
 
 
 @transaction.atomic
@@ -49,8 +64,8 @@ def webhook_save(*, actor: Any, webhook: Webhook, fields: Iterable[str] | None =
         actor=actor,
         action="webhook.created" if before is None else "webhook.changed",
         obj=saved,
-        before=before,
-        after=_shown(saved),
+        before=_recorded(before),
+        after=_recorded(_shown(saved)),
     )
     return saved
 

@@ -8,6 +8,7 @@ on the kick after the commit, which these tests' transactions never reach."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import socket
 from datetime import timedelta
@@ -83,6 +84,19 @@ def test_a_webhook_receives_a_signed_post_for_a_submission(developer, owner, ris
     assert (delivery.state, delivery.attempts) == (DeliveryState.DELIVERED, 1)
     assert delivery.delivered_at is not None
     assert attempts_of(delivery) == [(1, True, 204)]
+
+
+def test_the_trail_keeps_a_webhook_address_without_its_path_or_query(risk_officer):
+    url = "https://hooks.example.com/services/T0/B0/s3cr3t?token=abc"
+    webhook = notify.webhook_save(actor=risk_officer, webhook=Webhook(name="chat", url=url))
+    webhook.url = "https://hooks.example.com/services/T0/B0/n3w"
+    notify.webhook_save(actor=risk_officer, webhook=webhook, fields=["url"])
+
+    created, changed = AuditEvent.objects.filter(object_id=str(webhook.pk)).order_by("seq")
+    assert created.after["url"] == "https://hooks.example.com/…"
+    assert created.after["url_sha256"] == hashlib.sha256(url.encode()).hexdigest()
+    assert changed.before["url_sha256"] != changed.after["url_sha256"]
+    assert "s3cr3t" not in created.canonical and "n3w" not in changed.canonical and "abc" not in created.canonical
 
 
 def test_a_webhook_only_gets_the_events_it_asked_for(developer, owner, risk_officer):

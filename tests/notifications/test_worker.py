@@ -134,11 +134,9 @@ def test_redis_down_loses_nothing_and_sends_nothing_twice(tmp_path: Path, api: A
 
         # Redis down: approving still succeeds; its notifications wait in the outbox.
         redis.stop()
-        started = time.monotonic()
         request_id = receiver.posts[0]["body"]["request"]
         response = api(risk).post(f"/api/v1/approval-requests/{request_id}/decisions/", {"outcome": "approve"})
         assert response.status_code == 201, response.data
-        assert time.monotonic() - started < 10
         response = api(owner).post(f"/api/v1/models/{model.name}/versions/{second.number}/submit/", {})
         assert response.status_code == 201, response.data
         waiting = Delivery.objects.filter(channel="webhook", state=DeliveryState.PENDING)
