@@ -3,7 +3,10 @@ without every service having to pass it along."""
 
 from __future__ import annotations
 
+import getpass
+import os
 import re
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,6 +34,16 @@ def actor() -> Any:
     reach the trail without a service to name their actor (``audit.accounts``)."""
     user = getattr(current().request, "user", None)
     return user if getattr(user, "is_authenticated", False) else None
+
+
+def where_run(command: str) -> str:
+    """For a change made by a management command, whose trail names no signed-in user: who ran
+    it, and where, as the event's reason."""
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):  # a uid without a name, as in some containers
+        who = f"uid {os.getuid()}"
+    return f"manage.py {command}, run by {who} on {socket.gethostname()}"
 
 
 _origin: ContextVar[Origin] = ContextVar("audit_origin", default=Origin())  # noqa: B039 - frozen dataclass

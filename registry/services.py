@@ -770,11 +770,22 @@ def hash_token(secret: str) -> str:
 
 @transaction.atomic
 def token_create(
-    *, actor: Any, name: str, expires_at: datetime | None = None, via: ApiToken | None = None
+    *,
+    actor: Any,
+    name: str,
+    expires_at: datetime | None = None,
+    via: ApiToken | None = None,
+    owner: Any = None,
+    reason: str = "",
 ) -> tuple[ApiToken, str]:
-    """Create a token for ``actor``. Returns the token and its secret, which is not stored.
-    ``via``: the token the request was made with; a token cannot outlive the one that made it,
-    and is revoked with it (whoever holds a leaked token cannot keep a way in by minting another)."""
+    """Create a token for ``owner`` (``actor`` themselves unless given: ``token_create``, the
+    command, acts for Warden and names whose token it makes). Returns the token and its secret,
+    which is not stored. ``via``: the token the request was made with; a token cannot outlive
+    the one that made it, and is revoked with it (whoever holds a leaked token cannot keep a way
+    in by minting another)."""
+    owner = actor if owner is None else owner
+    if not owner.is_active:
+        raise PermissionDenied(f"{owner.get_username()} is inactive: an inactive user gets no token.")
     if not name.strip() or len(name) > 100:
         raise ValidationFailed.on("name", "a token needs a name of 1-100 characters")
     if via is not None:  # locked as token_revoke locks it: a revocation under way finishes first
@@ -787,13 +798,14 @@ def token_create(
         raise ValidationFailed.on(
             "expires_at", f"a token cannot outlive the token that creates it (expires {via.expires_at.isoformat()})"
         )
-    if ApiToken.objects.filter(user=actor, name=name, revoked_at=None).exists():
-        raise Duplicate.on("name", f"you already have an active token named {name!r}")
+    taken = f"{'you already have' if owner == actor else owner.get_username() + ' already has'} an active token named {name!r}"
+    if ApiToken.objects.filter(user=owner, name=name, revoked_at=None).exists():
+        raise Duplicate.on("name", taken)
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     try:
         with transaction.atomic():
             token = ApiToken.objects.create(
-                user=actor,
+                user=owner,
                 name=name,
                 prefix=secret[:12],
                 key_hash=hash_token(secret),
@@ -801,12 +813,19 @@ def token_create(
                 created_via=via,
             )
     except IntegrityError:
-        raise Duplicate.on("name", f"you already have an active token named {name!r}") from None
+        raise Duplicate.on("name", taken) from None
     audit_record(
         actor=actor,
         action="token.created",
         obj=token,
-        after={"name": name, "prefix": token.prefix, "expires_at": expires_at, "via": via.prefix if via else None},
+        after={
+            "user": owner.get_username(),
+            "name": name,
+            "prefix": token.prefix,
+            "expires_at": expires_at,
+            "via": via.prefix if via else None,
+        },
+        reason=reason,
     )
     return token, secret
 
@@ -832,7 +851,7 @@ def token_revoke(*, actor: Any, token: ApiToken) -> ApiToken:
                 actor=actor,
                 action="token.revoked",
                 obj=revoked,
-                after={"name": revoked.name, "prefix": revoked.prefix, "user": revoked.user_id},
+                after={"name": revoked.name, "prefix": revoked.prefix, "user": revoked.user.get_username()},
                 reason=reason,
             )
         revoking, reason = made, f"made with token {token.prefix}…, revoked"

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import hashlib
+import io
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -43,8 +45,27 @@ def test_token_creation_is_audited_without_the_secret(api, developer):
     secret = api(developer).post("/api/v1/tokens/", {"name": "ci"}, format="json").data["token"]
     event = AuditEvent.objects.get(action="token.created")
     assert (event.actor, event.object_id) == (developer, str(ApiToken.objects.get().pk))
-    assert (event.after["name"], event.after["prefix"]) == ("ci", secret[:12])
+    assert (event.after["user"], event.after["name"], event.after["prefix"]) == (developer.username, "ci", secret[:12])
     assert secret not in str(event.after)
+
+
+def test_the_command_makes_a_token_for_a_user_and_the_trail_names_whoever_ran_it(developer):
+    out = io.StringIO()
+    call_command("token_create", developer.username, "ci-pipeline", stdout=out)
+    assert _bearer(out.getvalue().strip()).get("/api/v1/me/").data["username"] == developer.username
+    event = AuditEvent.objects.get(action="token.created")
+    assert (event.actor_id, event.actor_name, event.after["user"]) == (None, "system", developer.username)
+    assert event.reason.startswith("manage.py token_create, run by ") and " on " in event.reason
+
+
+def test_an_inactive_user_gets_no_token(developer):
+    developer.is_active = False
+    developer.save()
+    with pytest.raises(PermissionDenied, match="inactive"):
+        services.token_create(actor=developer, name="ci")
+    with pytest.raises(CommandError, match="inactive"):
+        call_command("token_create", developer.username, "ci")
+    assert not ApiToken.objects.exists()
 
 
 def test_bearer_token_signs_the_user_in_and_records_its_use(developer):
@@ -190,7 +211,7 @@ def test_a_risk_officer_revokes_another_users_token(developer, risk_officer):
     assert token.revoked_at is not None
     assert _bearer(secret).get("/api/v1/me/").status_code == 401
     event = AuditEvent.objects.get(action="token.revoked")
-    assert (event.actor, event.after["user"]) == (risk_officer, developer.pk)
+    assert (event.actor, event.after["user"]) == (risk_officer, developer.username)
 
 
 def test_a_developer_cannot_revoke_another_users_token_through_the_service(developer, owner):
@@ -262,7 +283,7 @@ def test_a_risk_officer_or_a_superuser_finds_and_revokes_another_users_token_thr
     assert response.data["revoked_at"] is not None
     assert _bearer(secret).get("/api/v1/me/").status_code == 401
     event = AuditEvent.objects.get(action="token.revoked")
-    assert (event.actor, event.after["user"]) == (responder, developer.pk)
+    assert (event.actor, event.after["user"]) == (responder, developer.username)
     assert client.get("/api/v1/tokens/", {"user": developer.username, "revoked": "false"}).data["results"] == []
 
 

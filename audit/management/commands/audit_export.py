@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-import getpass
-import os
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +9,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from audit import export
+from audit.context import where_run
 from audit.policies import can_export
 from common.errors import DomainError
 
@@ -26,15 +24,6 @@ def _moment(option: str, text: str | None) -> Any:
     if moment is None:
         raise CommandError(f"{option}: expected an ISO 8601 date and time, such as 2026-11-01T00:00:00Z")
     return moment if timezone.is_aware(moment) else timezone.make_aware(moment)
-
-
-def _where_run() -> str:
-    """Without --as the trail names the exporter "system": the reason says who ran the command, where."""
-    try:
-        who = getpass.getuser()
-    except (KeyError, OSError):  # a uid without a name, as in some containers
-        who = f"uid {os.getuid()}"
-    return f"manage.py audit_export, run by {who} on {socket.gethostname()}"
 
 
 class Command(BaseCommand):
@@ -74,7 +63,7 @@ class Command(BaseCommand):
                 actor=options["actor"],
                 action=options["action"],
             )
-            begun = export.export_begin(actor=actor, selection=selection, reason=reason or _where_run())
+            begun = export.export_begin(actor=actor, selection=selection, reason=reason or where_run("audit_export"))
         except DomainError as exc:
             raise CommandError(str(exc)) from None
         manifest = export.export_to(begun, destination)

@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from audit.context import origin
+from audit.context import origin, where_run
 from common.errors import DomainError
 from registry import services
 
@@ -21,13 +21,15 @@ class Command(BaseCommand):
         parser.add_argument("--expires-days", type=int, default=None)
 
     def handle(self, *args: Any, username: str, name: str, expires_days: int | None, **options: Any) -> None:
-        user = get_user_model().objects.filter(username=username, is_active=True).first()
+        user = get_user_model().objects.filter(username=username).first()
         if user is None:
-            raise CommandError(f"No active user named {username!r}.")
+            raise CommandError(f"No user named {username!r}.")
         expires_at = timezone.now() + timedelta(days=expires_days) if expires_days else None
         try:
             with origin("token-create-command"):
-                _, secret = services.token_create(actor=user, name=name, expires_at=expires_at)
+                _, secret = services.token_create(
+                    actor=None, owner=user, name=name, expires_at=expires_at, reason=where_run("token_create")
+                )
         except DomainError as exc:
             raise CommandError(exc.message) from None
         self.stdout.write(secret)
