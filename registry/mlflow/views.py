@@ -667,6 +667,12 @@ def _params(request: HttpRequest) -> dict[str, Any]:
     params: dict[str, Any] = {
         key: request.GET.getlist(key) if key in LIST_PARAMS else request.GET.get(key) for key in request.GET
     }
+    if request.method != "GET" and request.content_type != "application/json":
+        # What MLflow's client always sends, and what a page on another site cannot make a browser
+        # send without asking first: a form posted with a user's remembered credentials is refused.
+        raise MlflowError(
+            "MALFORMED_REQUEST", f"A {request.method} takes a JSON body, sent with Content-Type: application/json."
+        )
     if request.method != "GET" and request.body:
         try:
             body = json.loads(request.body)

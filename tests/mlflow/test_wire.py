@@ -440,6 +440,23 @@ def test_the_ajax_prefix_and_wrong_methods(mlflow, churn):
     assert (response.status_code, response.json()["error_code"]) == (400, "MALFORMED_REQUEST")
 
 
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"])
+def test_a_write_in_a_form_a_browser_would_post_from_another_site_is_refused(developer, content_type):
+    """A browser remembers basic credentials and sends them with a form another site posts: the
+    form's body types cannot carry a write, nor can its query string."""
+    developer.set_password("s3cret-pass")
+    developer.save()
+    browser = Mlflow(basic=("dev", "s3cret-pass"))
+    for body, query in (('{"name": "planted"}', ""), ("", "?name=planted")):
+        response = browser.client.post(
+            f"{API}/registered-models/create{query}", body, content_type=content_type, **browser.headers
+        )
+        assert (response.status_code, response.json()["error_code"]) == (400, "MALFORMED_REQUEST")
+        assert "Content-Type: application/json" in response.json()["message"]
+    assert not RegisteredModel.objects.filter(name="planted").exists()
+    assert browser.call("POST", "registered-models/create", {"name": "planted"})[0] == 200
+
+
 def test_latest_versions_are_the_newest_of_each_stage_with_their_aliases(mlflow, churn, developer):
     # Version 1 of churn retired (Archived) and version 2 deployed (Production); 3 is a draft.
     for number, state in ((1, "deprecated"), (2, "deployed")):
