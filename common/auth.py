@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import ipaddress
 from typing import Any
 
 from django.conf import settings
@@ -14,14 +16,35 @@ from django.http import HttpRequest
 from common.http import client_address
 
 
-def _key(username: str, address: str) -> str:
-    digest = hashlib.sha256(f"{username.lower()}\x00{address}".encode()).hexdigest()
+def _key(username: str, source: str = "*") -> str:
+    digest = hashlib.sha256(f"{username.lower()}\x00{source}".encode()).hexdigest()
     return f"login-failures:{digest}"
 
 
+def _source(address: str | None) -> str:
+    """Where attempts come from, as counted: an IPv4 address, or an IPv6 address's /64 (one
+    subscriber's usual share: counting each of its addresses apart would count nothing)."""
+    if not address:
+        return ""
+    ip = ipaddress.ip_address(address)
+    return str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else address
+
+
+def _counted(key: str) -> int:
+    """Count one attempt atomically, before the password is checked, so that parallel attempts
+    cannot all slip under the limit."""
+    cache.add(key, 0, timeout=settings.LOGIN_FAILURE_WINDOW)
+    try:
+        return cache.incr(key)
+    except ValueError:  # the window closed between add and incr
+        cache.set(key, 1, timeout=settings.LOGIN_FAILURE_WINDOW)
+        return 1
+
+
 class ThrottledModelBackend(ModelBackend):
-    """After LOGIN_FAILURE_LIMIT failures for one username from one address within
-    LOGIN_FAILURE_WINDOW seconds, refuse further attempts (even with the right password)
+    """Within LOGIN_FAILURE_WINDOW seconds, refuse further attempts (even with the right
+    password) after LOGIN_FAILURE_LIMIT failures for one username from one source (``_source``),
+    or LOGIN_FAILURE_ACCOUNT_LIMIT for it from everywhere together (a guesser with many addresses),
     until the window has passed. Raising PermissionDenied stops Django trying other backends."""
 
     def authenticate(  # type: ignore[override]
@@ -35,19 +58,17 @@ class ThrottledModelBackend(ModelBackend):
             username = kwargs.get(self._username_field(), "")
         if "\x00" in (username or ""):  # no one's name, and PostgreSQL takes no NUL in text
             return None
-        key = _key(username or "", client_address(request) or "")
-        # Count the attempt before checking the password, atomically, so that parallel
-        # attempts cannot all slip under the limit.
-        cache.add(key, 0, timeout=settings.LOGIN_FAILURE_WINDOW)
-        try:
-            attempts = cache.incr(key)
-        except ValueError:  # the window closed between add and incr
-            cache.set(key, attempts := 1, timeout=settings.LOGIN_FAILURE_WINDOW)
-        if attempts > settings.LOGIN_FAILURE_LIMIT:
+        here, everywhere = _key(username or "", _source(client_address(request))), _key(username or "")
+        if (
+            _counted(here) > settings.LOGIN_FAILURE_LIMIT
+            or _counted(everywhere) > settings.LOGIN_FAILURE_ACCOUNT_LIMIT
+        ):
             raise PermissionDenied("Too many failed sign-in attempts; try again later.")
         user = super().authenticate(request, username=username, password=password, **kwargs)
-        if user is not None:
-            cache.delete(key)
+        if user is not None:  # this attempt was no failure
+            cache.delete(here)
+            with contextlib.suppress(ValueError):  # the window closed meanwhile
+                cache.decr(everywhere)
         return user
 
     @staticmethod

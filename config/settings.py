@@ -116,9 +116,11 @@ AUTHENTICATION_BACKENDS = [
     "common.auth.ThrottledModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
-# Failed sign-ins per (username, address) before further attempts are refused for the window.
+# Failed sign-ins per (username, address; an IPv6 address's /64), and per username from every
+# address together, before further attempts are refused for the window (``common.auth``).
 LOGIN_FAILURE_LIMIT = env.integer("LOGIN_FAILURE_LIMIT", 5, minimum=1)
 LOGIN_FAILURE_WINDOW = env.integer("LOGIN_FAILURE_WINDOW", 900, minimum=1)
+LOGIN_FAILURE_ACCOUNT_LIMIT = env.integer("LOGIN_FAILURE_ACCOUNT_LIMIT", 100, minimum=1)
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

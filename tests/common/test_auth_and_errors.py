@@ -45,6 +45,38 @@ def test_the_admin_sign_in_page_says_it_refused_a_throttled_user(db):
     assert "_auth_user_id" not in client.session
 
 
+def _admin_sign_in(client: Client, password: str, address: str) -> bool:
+    client.post("/admin/login/", {"username": "alice", "password": password}, REMOTE_ADDR=address)
+    return "_auth_user_id" in client.session
+
+
+def test_failures_from_one_ipv6_subnet_count_together(db):
+    UserFactory(username="alice", is_staff=True)
+    client = Client()
+    for n in range(1, settings.LOGIN_FAILURE_LIMIT + 1):
+        assert not _admin_sign_in(client, "wrong", f"2001:db8:0:1::{n}")
+    assert not _admin_sign_in(client, PASSWORD, "2001:db8:0:1::ffff")
+    assert _admin_sign_in(client, PASSWORD, "2001:db8:0:2::1")  # another subscriber's /64
+
+
+def test_failures_from_many_addresses_are_capped_for_the_account(db, settings):
+    settings.LOGIN_FAILURE_ACCOUNT_LIMIT = 8
+    UserFactory(username="alice", is_staff=True)
+    client = Client()
+    for n in range(1, 9):
+        assert not _admin_sign_in(client, "wrong", f"192.0.2.{n}")
+    assert not _admin_sign_in(client, PASSWORD, "198.51.100.7")
+
+
+def test_a_successful_sign_in_does_not_count_against_the_account(db, settings):
+    settings.LOGIN_FAILURE_ACCOUNT_LIMIT = 2
+    UserFactory(username="alice", is_staff=True)
+    for _ in range(3):
+        assert _admin_sign_in(Client(), PASSWORD, "192.0.2.1")
+    assert not _admin_sign_in(Client(), "wrong", "192.0.2.2")
+    assert _admin_sign_in(Client(), PASSWORD, "192.0.2.3")
+
+
 def test_unknown_urls_under_the_api_answer_404_in_the_error_shape(api, developer):
     response = api(developer).get("/api/v1/models/does-not-exist/")
     assert response.status_code == 404
