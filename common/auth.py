@@ -59,10 +59,7 @@ class ThrottledModelBackend(ModelBackend):
         if "\x00" in (username or ""):  # no one's name, and PostgreSQL takes no NUL in text
             return None
         here, everywhere = _key(username or "", _source(client_address(request))), _key(username or "")
-        if (
-            _counted(here) > settings.LOGIN_FAILURE_LIMIT
-            or _counted(everywhere) > settings.LOGIN_FAILURE_ACCOUNT_LIMIT
-        ):
+        if _counted(here) > settings.LOGIN_FAILURE_LIMIT or _counted(everywhere) > settings.LOGIN_FAILURE_ACCOUNT_LIMIT:
             raise PermissionDenied("Too many failed sign-in attempts; try again later.")
         user = super().authenticate(request, username=username, password=password, **kwargs)
         if user is not None:  # this attempt was no failure
