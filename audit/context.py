@@ -18,7 +18,7 @@ from django.http import HttpRequest, HttpResponse
 
 from common.http import client_address, normal_address
 
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}\Z")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 from audit.triggers import CHECKPOINTS, EVENTS, HEAD, PENDING
 
-ROLE_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+ROLE_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}\Z")
 
 
 def runtime_grants(role: str) -> list[str]:

@@ -9,8 +9,8 @@ from typing import Any
 
 from common.errors import ValidationFailed
 
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-TAG_KEY_RE = re.compile(r"^[A-Za-z0-9_.\- ]{1,250}$")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
+TAG_KEY_RE = re.compile(r"^[A-Za-z0-9_.\- ]{1,250}\Z")
 TAG_VALUE_MAX = 5000
 # Tag keys under this prefix are Warden's: facts it shows on the MLflow API (the team, the tier,
 # the state, the digest…), refused as tags.

@@ -53,8 +53,8 @@ MODEL_TEXT_FIELDS = (
 MODEL_CONTROL_FIELDS = ("owner", "team", "restricted")
 # A version's content is frozen at creation; these are all that may change afterwards.
 VERSION_EDITABLE_FIELDS = frozenset({"description", "tags"})
-ALIAS_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
-RESERVED_ALIAS_RE = re.compile(r"^(latest|v\d+)$", re.IGNORECASE)
+ALIAS_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}\Z")
+RESERVED_ALIAS_RE = re.compile(r"^(latest|v\d+)\Z", re.IGNORECASE)
 TOKEN_PREFIX = "wdn_"
 LINEAGE_LOCK = "registry.lineage"
 

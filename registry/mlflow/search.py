@@ -266,8 +266,10 @@ def page_offset(token: str | None) -> int:
     if not token:
         return 0
     try:
+        if len(token) > 64:  # ours are under 40 characters
+            raise ValueError(token)
         offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
-    except (ValueError, KeyError, TypeError, binascii.Error):
+    except (ValueError, KeyError, TypeError, binascii.Error, RecursionError):
         raise ValidationFailed.on("page_token", "not a page token this server returned") from None
     if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
         raise ValidationFailed.on("page_token", "not a page token this server returned")

@@ -88,6 +88,8 @@ def test_every_response_carries_a_request_id_and_echoes_a_well_formed_one(api, d
     assert response["X-Request-ID"] == "trace-123"
     generated = api(developer).get("/api/v1/me/", HTTP_X_REQUEST_ID="bad id with spaces")["X-Request-ID"]
     assert generated != "bad id with spaces" and len(generated) == 32
+    generated = api(developer).get("/api/v1/me/", HTTP_X_REQUEST_ID="trace-123\n")["X-Request-ID"]
+    assert generated != "trace-123" and len(generated) == 32
 
 
 def test_me_lists_roles_and_teams(api, developer):

@@ -457,6 +457,21 @@ def test_a_write_in_a_form_a_browser_would_post_from_another_site_is_refused(dev
     assert browser.call("POST", "registered-models/create", {"name": "planted"})[0] == 200
 
 
+def test_a_name_or_key_with_a_line_break_at_its_end_is_refused(mlflow, churn):
+    """``production\n`` would look like ``production`` everywhere it is shown, without the gate."""
+    status, body = mlflow.call(
+        "POST", "registered-models/alias", {"name": "churn", "alias": "production\n", "version": "1"}
+    )
+    assert (status, body["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+    status, body = mlflow.call(
+        "POST", "model-versions/set-tag", {"name": "churn", "version": "1", "key": "k\n", "value": "v"}
+    )
+    assert (status, body["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+    assert (
+        mlflow.call("GET", "registered-models/get", {"name": "churn"})[1]["registered_model"].get("aliases", []) == []
+    )
+
+
 def test_latest_versions_are_the_newest_of_each_stage_with_their_aliases(mlflow, churn, developer):
     # Version 1 of churn retired (Archived) and version 2 deployed (Production); 3 is a draft.
     for number, state in ((1, "deprecated"), (2, "deployed")):
@@ -518,9 +533,11 @@ def test_a_restricted_models_name_is_not_told_to_one_who_may_not_see_it(owner, o
 
 def test_malformed_parameters_are_refused_not_failed_on(mlflow, churn):
     huge = base64.urlsafe_b64encode(json.dumps({"offset": 10**20}).encode()).decode()
+    deep = base64.urlsafe_b64encode(b"[" * 5000).decode()
     for path in ("model-versions/search", "registered-models/search"):
-        status, body = mlflow.call("GET", path, {"page_token": huge})
-        assert (status, body["error_code"]) == (400, "INVALID_PARAMETER_VALUE"), path
+        for token in (huge, deep):
+            status, body = mlflow.call("GET", path, {"page_token": token})
+            assert (status, body["error_code"]) == (400, "INVALID_PARAMETER_VALUE"), path
     assert mlflow.call("GET", "registered-models/get", {"name": "churn\x00"}) == (
         400,
         {"error_code": "INVALID_PARAMETER_VALUE", "message": "Parameter 'name' must not hold a NUL character."},
