@@ -330,7 +330,22 @@ def _tag_list(value: Any) -> dict[str, str]:
     return {_text("tags.key", t.get("key")): _text("tags.value", t.get("value"), required=False) for t in value}
 
 
-def _user_tags(tags: dict[str, str]) -> dict[str, str]:
+# The facts Warden answers with as ``warden.`` tags, by what they are about (``version_json``,
+# ``model_json``), and the one each create reads as input.
+MODEL_FACTS = frozenset({TEAM_TAG, RESERVED + "risk_tier", RESERVED + "status"})
+VERSION_FACTS = frozenset({DIGEST_TAG, RESERVED + "state"})
+
+
+def _user_tags(tags: dict[str, str], facts: frozenset[str]) -> dict[str, str]:
+    """The tags a create stores. Warden's facts about such an object are taken back as they are
+    given (MLflow's ``copy_model_version`` sends a version's tags, facts included, to the new
+    one) and otherwise ignored: they are Warden's to state. Any other ``warden.`` key is refused."""
+    for key in tags:
+        if key.startswith(RESERVED) and key not in facts:
+            raise ValidationFailed.on(
+                f"tags.{key}",
+                f"keys starting with {RESERVED!r} are Warden's; here it reads only {', '.join(sorted(facts))}",
+            )
     return {key: value for key, value in tags.items() if not key.startswith(RESERVED)}
 
 
@@ -364,7 +379,7 @@ def create_registered_model(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
             name=name,
             team=_team(actor, tags),
             description=_text("description", p.get("description"), required=False),
-            tags=_user_tags(tags),
+            tags=_user_tags(tags, MODEL_FACTS),
         )
     except (PermissionDenied, ValidationFailed):
         # A taken name is the answer, as from MLflow's server, whatever else is wrong:
@@ -511,7 +526,7 @@ def create_model_version(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
             source_run_id=_text("run_id", p.get("run_id"), required=False),
             source_pipeline_url=_text("run_link", p.get("run_link"), required=False),
             description=_text("description", p.get("description"), required=False),
-            tags=_user_tags(tags),
+            tags=_user_tags(tags, VERSION_FACTS),
         )
     except NotFound:
         raise _no_model(name) from None

@@ -472,6 +472,24 @@ def test_a_name_or_key_with_a_line_break_at_its_end_is_refused(mlflow, churn):
     )
 
 
+def test_warden_tags_on_create_are_its_facts_taken_back_or_refused(mlflow, churn):
+    copied = [{"key": "warden.state", "value": "approved"}, {"key": "framework", "value": "xgboost"}]
+    status, body = mlflow.call("POST", "model-versions/create", {"name": "churn", "source": "s3://m/4", "tags": copied})
+    assert status == 200
+    assert {t["key"]: t["value"] for t in body["model_version"]["tags"]}["warden.state"] == "draft"
+    for path, params in (
+        (
+            "model-versions/create",
+            {"name": "churn", "source": "s3://m/5", "tags": [{"key": "warden.sate", "value": "x"}]},
+        ),
+        ("registered-models/create", {"name": "other", "tags": [{"key": "warden.artifact_sha256", "value": "0" * 64}]}),
+    ):
+        status, body = mlflow.call("POST", path, params)
+        assert (status, body["error_code"]) == (400, "INVALID_PARAMETER_VALUE"), path
+        assert "keys starting with 'warden.' are Warden's" in body["message"]
+    assert mlflow.call("GET", "registered-models/get", {"name": "other"})[0] == 404
+
+
 def test_latest_versions_are_the_newest_of_each_stage_with_their_aliases(mlflow, churn, developer):
     # Version 1 of churn retired (Archived) and version 2 deployed (Production); 3 is a draft.
     for number, state in ((1, "deprecated"), (2, "deployed")):
