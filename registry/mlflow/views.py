@@ -734,7 +734,9 @@ def endpoint(request: HttpRequest, path: str) -> HttpResponse:
         if not to_send_again(exc):
             raise
         log.warning("%s %s: %s", request.method, request.path, exc)
-        return _error("TEMPORARILY_UNAVAILABLE", TRY_AGAIN, 503)  # the mlflow client sends it again
+        # Nothing of it was saved. MLflow's client sends a write that is not safe to repeat (a
+        # create, a rename) again only on 408 or 429, the answers that say it was not processed.
+        return _error("TEMPORARILY_UNAVAILABLE", TRY_AGAIN, 429)
     except DomainError as exc:
         code, status = _domain_error(exc)
         return _error(code, exc.message, status)

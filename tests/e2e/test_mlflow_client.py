@@ -20,6 +20,8 @@ from governance.management.commands.demo_seed import ASSESSMENTS
 from governance.models import ApprovalRequest
 from registry import services
 from registry.models import Alias, ModelVersion, RegisteredModel
+from tests.concurrency import a_deadlock
+from tests.conftest import on_postgres
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -96,3 +98,22 @@ def test_the_mlflow_client_meets_warden_governance(client, owner, risk_officer, 
     assert ("alias.set", "owner") in trail
     assert trail[:2] == [("model.registered", "owner"), ("version.created", "owner")]
     assert ("version.updated", "owner") in trail
+
+
+@pytest.mark.skipif(not on_postgres(), reason="PostgreSQL's deadlock detection")
+def test_the_client_sends_a_registration_rolled_back_for_a_deadlock_again(client, owner, risk_officer, monkeypatch):
+    deadlock = a_deadlock(owner, risk_officer)
+    register, calls = services.model_register, []
+
+    def rolled_back_once(**kwargs: Any) -> Any:
+        calls.append(kwargs["name"])
+        if len(calls) == 1:
+            raise deadlock
+        return register(**kwargs)
+
+    monkeypatch.setattr(services, "model_register", rolled_back_once)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+    assert client.create_registered_model("churn").name == "churn"
+    assert calls == ["churn", "churn"]
+    assert RegisteredModel.objects.filter(name="churn").count() == 1

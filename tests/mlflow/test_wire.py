@@ -697,7 +697,7 @@ def test_a_request_past_djangos_limits_is_answered_in_mlflows_shape(mlflow, sett
 def test_a_change_rolled_back_for_a_deadlock_is_temporarily_unavailable_to_send_again(
     mlflow, developer, owner, monkeypatch
 ):
-    """MLflow's client sends a 503 again by itself; nothing of the change was saved."""
+    """Nothing of the change was saved, and the answer is one MLflow's client sends again by itself."""
     deadlock = a_deadlock(developer, owner)
 
     def rolled_back(**kwargs: Any) -> None:
@@ -705,5 +705,5 @@ def test_a_change_rolled_back_for_a_deadlock_is_temporarily_unavailable_to_send_
 
     monkeypatch.setattr(services, "model_register", rolled_back)
     status, body = mlflow.call("POST", "registered-models/create", {"name": "churn"})
-    assert (status, body) == (503, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": TRY_AGAIN})
+    assert (status, body) == (429, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": TRY_AGAIN})
     assert not RegisteredModel.objects.exists()
