@@ -388,9 +388,15 @@ def create_registered_model(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
         # model the caller may see: of any other, it would tell who may register nothing that
         # the name is taken.
         if selectors.model_named(actor, name) is not None:
-            raise MlflowError("RESOURCE_ALREADY_EXISTS", f"Registered Model (name={name}) already exists.") from None
+            raise _taken(name) from None
         raise
+    except Duplicate:  # a model the caller may not see: the same words as for one they may
+        raise _taken(name) from None
     return {"registered_model": model_json(model, [], [])}
+
+
+def _taken(name: str) -> MlflowError:
+    return MlflowError("RESOURCE_ALREADY_EXISTS", f"Registered Model (name={name}) already exists.")
 
 
 def get_registered_model(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
@@ -399,7 +405,11 @@ def get_registered_model(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
 
 def rename_registered_model(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
     model = _model(actor, p.get("name"))
-    model = services.model_rename(actor=actor, model=model, new_name=_text("new_name", p.get("new_name")))
+    new_name = _text("new_name", p.get("new_name"))
+    try:
+        model = services.model_rename(actor=actor, model=model, new_name=new_name)
+    except Duplicate:
+        raise _taken(new_name) from None
     return {"registered_model": _model_out(model)}
 
 

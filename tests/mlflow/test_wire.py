@@ -107,7 +107,7 @@ def test_errors_use_mlflow_codes_and_statuses(mlflow, outsider):
     mlflow.call("POST", "registered-models/create", {"name": "churn"})
     assert mlflow.call("POST", "registered-models/create", {"name": "churn"}) == (
         400,
-        {"error_code": "RESOURCE_ALREADY_EXISTS", "message": "name: a model named 'churn' already exists"},
+        {"error_code": "RESOURCE_ALREADY_EXISTS", "message": "Registered Model (name=churn) already exists."},
     )
     status, body = mlflow.call("GET", "registered-models/get", {"name": "nope"})
     assert (status, body["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST")
@@ -547,6 +547,19 @@ def test_a_restricted_models_name_is_not_told_to_one_who_may_not_see_it(owner, o
     answers = [client.call("POST", "registered-models/create", {"name": name}) for name in ("secret", "fresh")]
     assert [(status, body["error_code"]) for status, body in answers] == [(400, "INVALID_PARAMETER_VALUE")] * 2
     assert answers[0][1]["message"].replace("secret", "fresh") == answers[1][1]["message"]
+
+
+def test_a_hidden_models_taken_name_is_answered_in_the_same_words_as_a_visible_ones(mlflow, churn, outsider):
+    make_model(outsider, team="pricing", name="secret", restricted=True)
+    hidden = mlflow.call("POST", "registered-models/create", {"name": "secret"})
+    seen = mlflow.call("POST", "registered-models/create", {"name": "churn"})
+    assert hidden[0] == seen[0] == 400
+    assert hidden[1] == {k: v.replace("churn", "secret") for k, v in seen[1].items()}
+    renamed = mlflow.call("POST", "registered-models/rename", {"name": "churn", "new_name": "secret"})
+    assert renamed == (
+        400,
+        {"error_code": "RESOURCE_ALREADY_EXISTS", "message": "Registered Model (name=secret) already exists."},
+    )
 
 
 def test_malformed_parameters_are_refused_not_failed_on(mlflow, churn):
