@@ -1,9 +1,8 @@
 """The bypass guard for governance (PostgreSQL), as ``registry.guards`` is for the registry: a
-decision, a new approval request or a request's change of state commits only with its audit
-event, written by the same transaction about the same row; so does a deployment recorded or
-retired. ``Decision.objects.create`` or an
-``UPDATE governance_approvalrequest SET state = 'approved'`` outside the services fails at
-commit."""
+decision, a new approval request or a request's change of state (or of whether it is a check)
+commits only with its audit event, written by the same transaction about the same row; so does
+a deployment recorded or retired. ``Decision.objects.create`` or an ``UPDATE
+governance_approvalrequest SET state = 'approved'`` outside the services fails at commit."""
 
 from __future__ import annotations
 
@@ -32,6 +31,13 @@ _TRIGGERS = {
             "WHEN (OLD.state IS DISTINCT FROM NEW.state)",
             "governance.approvalrequest",
         ),
+        # Whether it is a check on the model's people decides who may withdraw it.
+        (
+            "governance_request_check_audited",
+            "AFTER UPDATE OF opened_as_check",
+            "WHEN (OLD.opened_as_check IS DISTINCT FROM NEW.opened_as_check)",
+            "governance.approvalrequest",
+        ),
     ],
     "governance_deployment": [
         ("governance_deployment_audited", "AFTER INSERT OR UPDATE", "", "governance.deployment"),
@@ -48,7 +54,10 @@ def install(connection: Any) -> None:
     with connection.cursor() as cursor:
         cursor.execute(_FUNCTION)
         for table in sorted(tables & set(_TRIGGERS)):
+            columns = {c.name for c in connection.introspection.get_table_description(cursor, table)}
             for name, fires, when, object_type in _TRIGGERS[table]:
+                if fires.startswith("AFTER UPDATE OF ") and fires.removeprefix("AFTER UPDATE OF ") not in columns:
+                    continue  # a column a later migration adds, and installs this again
                 cursor.execute(
                     f"DROP TRIGGER IF EXISTS {name} ON {table};"
                     f"CREATE CONSTRAINT TRIGGER {name} {fires} ON {table} DEFERRABLE INITIALLY DEFERRED "

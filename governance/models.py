@@ -152,6 +152,10 @@ class ApprovalRequest(models.Model):
     state = models.CharField(max_length=20, choices=RequestState.choices, default=RequestState.OPEN)
     current_step = models.PositiveSmallIntegerField(null=True, blank=True)
     submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    opened_as_check = models.BooleanField(
+        default=False,
+        help_text="A check on the model's people, opened by Warden or a risk officer (policies.opens_check).",
+    )
     submitted_at = models.DateTimeField(auto_now_add=True, db_index=True)
     closed_at = models.DateTimeField(null=True, blank=True)
     closed_reason = models.TextField(blank=True)

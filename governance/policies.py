@@ -172,18 +172,27 @@ def can_submit(user: Any, version: ModelVersion) -> Decision:
 SYSTEM_USERNAME = "warden"
 
 
+CHECK_KINDS = frozenset({RequestKind.REVALIDATION, RequestKind.TIER_CHANGE, RequestKind.DECOMMISSION})
+
+
+def opens_check(actor: Any, kind: str) -> bool:
+    """Whether a request ``actor`` opens now is a check on the model's people: a revalidation,
+    a tier change or a decommission that Warden opens itself (on a critical breach, an
+    approval's expiry) or a risk officer does. Decided as it opens and kept with it
+    (``ApprovalRequest.opened_as_check``), whatever becomes of the opener's roles."""
+    return kind in CHECK_KINDS and (actor.get_username() == SYSTEM_USERNAME or has_role(actor, Role.RISK_OFFICER))
+
+
 def is_check(request: ApprovalRequest) -> bool:
-    """Whether a request is a check on the model's people: Warden opened it itself (a
-    revalidation, on a critical breach or an approval's expiry) or a risk officer did (a
-    revalidation, a stricter tier, a decommission)."""
-    return request.submitted_by.get_username() == SYSTEM_USERNAME or has_role(request.submitted_by, Role.RISK_OFFICER)
+    return request.opened_as_check
 
 
 def can_withdraw(user: Any, request: ApprovalRequest) -> Decision:
-    """A check on the model's people (``is_check``) is taken back only by a risk officer."""
+    """A check on the model's people (``is_check``) is taken back only by a risk officer
+    independent of the model (``_independent``), as any other way of letting it off a check."""
     if is_check(request):
         if has_role(user, Role.RISK_OFFICER):
-            return ALLOW
+            return _independent(user, request.model, request.version, "withdraw this request")
         by_warden = request.submitted_by.get_username() == SYSTEM_USERNAME
         opener = "Warden opened this request itself" if by_warden else "A risk officer opened this request"
         return deny(f"{opener}: only a risk officer withdraws it.")

@@ -402,24 +402,36 @@ def _set_tier(*, actor: Any, model: RegisteredModel, tier: int, reason: str, sou
         _withdraw(request, actor=actor, reason=why)
         # A check on the model's people (Warden's or a risk officer's) is asked again under the
         # new tier: whoever changed the tier does not make it go away.
-        if policies.is_check(request) and _applies_still(request):
+        if not (policies.is_check(request) and _applies_still(request, tier)):
+            continue
+        rationale = f"{request.rationale} (asked again under T{tier})"
+        if request.kind == RequestKind.TIER_CHANGE:
+            assert request.requested_tier is not None
+            _open_tier_change(
+                actor=request.submitted_by, model=model, tier=request.requested_tier, rationale=rationale, check=True
+            )
+        else:
             _open_request(
                 actor=request.submitted_by,
                 kind=request.kind,
                 model=model,
                 version=request.version,
-                rationale=f"{request.rationale} (asked again under T{tier})",
+                rationale=rationale,
                 replacement=request.replacement,
+                check=True,
             )
 
 
-def _applies_still(request: ApprovalRequest) -> bool:
-    """Whether a check a tier change withdrew still applies: a revalidation of a version still
-    approved or deployed (suspended since, it comes back only through a reinstatement, decided
-    under the new tier; deprecated, it is on its way out); a decommission of what may still be
-    decommissioned, its replacement still in force. Not a tier change, which the new tier has
-    overtaken, nor a release, which its team submits again."""
+def _applies_still(request: ApprovalRequest, tier: int) -> bool:
+    """Whether a check a change to ``tier`` withdrew still applies: a revalidation of a version
+    still approved or deployed (suspended since, it comes back only through a reinstatement,
+    decided under the new tier; deprecated, it is on its way out); a decommission of what may
+    still be decommissioned, its replacement still in force; a tier change to a stricter tier
+    than the new one (the new tier overtakes any other). Not a release, which its team submits
+    again."""
     version, replacement = request.version, request.replacement
+    if request.kind == RequestKind.TIER_CHANGE:
+        return request.requested_tier is not None and request.requested_tier < tier
     if request.kind == RequestKind.REVALIDATION:
         return version is not None and version.state in IN_FORCE
     if request.kind == RequestKind.DECOMMISSION:
@@ -457,7 +469,9 @@ def _withdraw(request: ApprovalRequest, *, actor: Any, reason: str) -> None:
         _move_version(request, VersionState.DRAFT, actor=actor, reason=f"request #{request.pk} withdrawn: {reason}")
 
 
-def _open_tier_change(*, actor: Any, model: RegisteredModel, tier: int, rationale: str) -> ApprovalRequest:
+def _open_tier_change(
+    *, actor: Any, model: RegisteredModel, tier: int, rationale: str, check: bool | None = None
+) -> ApprovalRequest:
     _ensure_active(model)
     if model.risk_tier is None:
         raise Conflict(f"Model {model.name} has no tier yet: record a risk assessment first.")
@@ -474,6 +488,7 @@ def _open_tier_change(*, actor: Any, model: RegisteredModel, tier: int, rational
                 scorecard=scorecard,
                 rationale=rationale,
                 submitted_by=actor,
+                opened_as_check=policies.opens_check(actor, RequestKind.TIER_CHANGE) if check is None else check,
             )
     except IntegrityError:
         open_id = ApprovalRequest.objects.filter(model=model, kind=RequestKind.TIER_CHANGE, state=RequestState.OPEN)
@@ -492,6 +507,7 @@ def _open_tier_change(*, actor: Any, model: RegisteredModel, tier: int, rational
             "to_tier": tier,
             "scorecard": {"id": scorecard.pk, "version": scorecard.version},
             "stages": scorecard.rules["override_stages"],
+            "check": request.opened_as_check,
         },
         reason=rationale,
     )
@@ -1003,9 +1019,11 @@ def _open_request(
     version: ModelVersion | None,
     rationale: str,
     replacement: ModelVersion | None = None,
+    check: bool | None = None,
 ) -> ApprovalRequest:
     """``request_open`` once the rows are locked and the actor allowed (the clock opens
-    revalidations here directly)."""
+    revalidations here directly). ``check``: whether it is a check on the model's people, if
+    not decided now (``policies.opens_check``): a check asked again stays one."""
     rationale = _text("rationale", rationale, required=True)
     if version is None and kind != RequestKind.DECOMMISSION:
         raise ValidationFailed.on("version", f"a {kind} names a version")
@@ -1025,7 +1043,9 @@ def _open_request(
     already = ApprovalRequest.objects.filter(model=model, version=version, kind=kind, state=RequestState.OPEN).first()
     if already is not None:
         raise Conflict(f"A {kind} of {model.name} already awaits a decision (#{already.pk}).")
-    return _put(actor=actor, kind=kind, model=model, version=version, rationale=rationale, replacement=replacement)
+    return _put(
+        actor=actor, kind=kind, model=model, version=version, rationale=rationale, replacement=replacement, check=check
+    )
 
 
 def _put(
@@ -1036,6 +1056,7 @@ def _put(
     version: ModelVersion | None,
     rationale: str,
     replacement: ModelVersion | None = None,
+    check: bool | None = None,
 ) -> ApprovalRequest:
     """Create a request under the policy published for the model's tier (pinned to its end),
     open its first step, tell its deciders and write its audit event. The caller holds the
@@ -1055,6 +1076,7 @@ def _put(
                 replacement=replacement,
                 impact=impact_of(model, version) if decommission else {},
                 submitted_by=actor,
+                opened_as_check=policies.opens_check(actor, kind) if check is None else check,
             )
     except IntegrityError:  # the same request, opened a moment ago by someone else
         raise Conflict(f"A {kind} of {model.name} already awaits a decision.") from None
@@ -1067,6 +1089,7 @@ def _put(
         "tier": request.tier,
         "policy": _policy_ref(policy),
         "stages": policy.stages,
+        "check": request.opened_as_check,
     }
     if decommission:
         # As anyone may read it: the trail of a model is shown to those who may see the model.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+from django.contrib.auth.models import Group
 from django.test import Client
 from django.utils import timezone
 
@@ -153,6 +154,51 @@ def test_a_stricter_tier_a_risk_officer_asked_for_is_withdrawn_only_by_a_risk_of
     )
     done = api(risk_officer_2).post(url, {"reason": "capital use ended"}, format="json")
     assert (done.status_code, done.data["state"]) == (200, "withdrawn")
+
+
+def test_a_risk_officer_on_the_owning_team_does_not_withdraw_a_check_on_its_model(api, owner, risk_officer, teams):
+    """Withdrawing a check lets the model off it, as an exception or a waiver does: only a risk
+    officer independent of the model does it."""
+    model = assessed_model(owner, 3)
+    request = services.tier_override_request(actor=risk_officer, model=model, tier=1, rationale="feeds capital")
+    colleague = UserFactory(username="ro-on-team", groups=[Role.RISK_OFFICER, "credit-risk"])
+    url = f"/api/v1/approval-requests/{request.pk}/withdraw/"
+    denied = api(colleague).post(url, {"reason": "T3 is enough"}, format="json")
+    assert (denied.status_code, denied.data["message"]) == (
+        403,
+        "You cannot withdraw this request: you are on the owning team (credit-risk).",
+    )
+    request.refresh_from_db()
+    assert request.state == "open"
+
+
+def test_a_check_stays_one_when_its_opener_leaves_the_risk_officers(api, owner, risk_officer):
+    model = assessed_model(owner, 3)
+    request = services.tier_override_request(actor=risk_officer, model=model, tier=1, rationale="feeds capital")
+    risk_officer.groups.remove(Group.objects.get(name=Role.RISK_OFFICER))
+    denied = api(owner).post(f"/api/v1/approval-requests/{request.pk}/withdraw/", {"reason": "gone"}, format="json")
+    assert (denied.status_code, denied.data["message"]) == (
+        403,
+        "A risk officer opened this request: only a risk officer withdraws it.",
+    )
+    opened = AuditEvent.objects.get(action="approval_request.submitted", object_id=str(request.pk))
+    assert opened.after["check"] is True
+
+
+def test_a_stricter_tier_asked_for_is_asked_again_when_the_owner_reassesses_in_between(owner, risk_officer):
+    """T3, a risk officer asks for T1, the owner's reassessment says T2: T2 applies at once, and
+    the ask for T1 is put again from T2, in the risk officer's name, not dropped."""
+    model = assessed_model(owner, 3)
+    asked = services.tier_override_request(actor=risk_officer, model=model, tier=1, rationale="feeds capital")
+    answers, flags = ANSWERS[2]
+    services.assessment_record(actor=owner, model=model, answers=answers, flags=flags)
+    model.refresh_from_db()
+    asked.refresh_from_db()
+    assert (model.risk_tier, asked.state) == (2, "withdrawn")
+    (again,) = model.approval_requests.filter(state="open")
+    assert (again.kind, again.tier, again.requested_tier) == ("tier_change", 2, 1)
+    assert (again.submitted_by, again.opened_as_check) == (risk_officer, True)
+    assert again.rationale == "feeds capital (asked again under T2)"
 
 
 def test_a_model_keeps_its_team_while_a_request_about_it_is_open(api, developer, owner, teams):

@@ -10,7 +10,7 @@ from django.utils import timezone
 from governance import services
 from governance.models import ApprovalRequest, Decision, Deployment, Environment
 from tests.conftest import on_postgres
-from tests.factories import approved, submitted
+from tests.factories import approved, assessed_model, submitted
 
 pytestmark = [
     pytest.mark.skipif(not on_postgres(), reason="the guard is PostgreSQL's constraint triggers"),
@@ -26,6 +26,17 @@ def test_approving_a_request_with_an_update_fails_at_commit(developer, owner):
     with refused, transaction.atomic():
         ApprovalRequest.objects.filter(pk=request.pk).update(state="approved")
     assert ApprovalRequest.objects.get(pk=request.pk).state == "open"
+
+
+def test_letting_a_request_off_being_a_check_with_an_update_fails_at_commit(owner, risk_officer):
+    model = assessed_model(owner, 3)
+    request = services.tier_override_request(actor=risk_officer, model=model, tier=1, rationale="feeds capital")
+    refused = pytest.raises(
+        DatabaseError, match=r"governance\.approvalrequest \d+ was written .* without an audit event"
+    )
+    with refused, transaction.atomic():
+        ApprovalRequest.objects.filter(pk=request.pk).update(opened_as_check=False)
+    assert ApprovalRequest.objects.get(pk=request.pk).opened_as_check is True
 
 
 def test_a_decision_inserted_outside_the_services_fails_at_commit(developer, owner, risk_officer):
