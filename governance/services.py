@@ -1145,6 +1145,15 @@ def _decommission(request: ApprovalRequest, *, actor: Any) -> None:
     version and the model. Nothing is deleted; the request keeps the reason, the replacement
     and, through its decisions, the approvers."""
     model = request.model
+    if request.replacement_id is not None:
+        # Named when it was asked; it takes over only if it may still serve.
+        replacement = ModelVersion.objects.select_for_update().get(pk=request.replacement_id)
+        if replacement.state not in IN_FORCE:
+            raise Conflict.on(
+                "replacement",
+                f"{_version_name(replacement)}, named to take over, is {replacement.state} now: reject or "
+                "withdraw this request, and ask again with a replacement in force or none",
+            )
     why = f"decommissioned by request #{request.pk}: {request.rationale}"
     context = {"request": request.pk, **_pinned(request)}
     others = _withdrawn_by(request.pk, model.pk, request.version_id)

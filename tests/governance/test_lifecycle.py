@@ -344,6 +344,33 @@ def test_decommissioning_a_version_retires_its_deployment_and_clears_its_alias(
     ]
 
 
+def test_a_decommission_whose_replacement_was_suspended_meanwhile_is_not_carried_out(
+    api, developer, owner, risk_officer, risk_officer_2
+):
+    model = assessed_model(owner, 4)
+    old = approve_release(developer, owner, risk_officer, model)
+    new = approve_release(developer, owner, risk_officer, model)
+    deploy(developer, old)
+    opened = api(owner).post(
+        f"/api/v1/models/{model.name}/versions/1/decommission/",
+        {"rationale": "superseded by version 2", "replacement": {"model": model.name, "version": 2}},
+        format="json",
+    )
+    services.version_suspend(actor=risk_officer, version=new, reason="drift")
+
+    decided = decide(api, risk_officer_2, opened.data["id"], comment="replacement is live")
+
+    assert decided.status_code == 409
+    assert decided.data["fields"] == {
+        "replacement": [
+            f"Version 2 of {model.name}, named to take over, is suspended now: reject or withdraw this request, "
+            "and ask again with a replacement in force or none"
+        ]
+    }
+    assert fresh(old).state == VersionState.DEPLOYED
+    assert ApprovalRequest.objects.get(pk=opened.data["id"]).state == "open"
+
+
 def test_a_decommission_a_risk_officer_asked_for_is_asked_again_when_the_owner_raises_the_tier(
     developer, owner, risk_officer, risk_officer_2
 ):
