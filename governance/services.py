@@ -16,6 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Exists, Max, OuterRef, Q, QuerySet
 from django.db.models.expressions import RawSQL
@@ -1728,6 +1729,11 @@ def system_actor() -> Any:
         username=policies.SYSTEM_USERNAME,
         defaults={"is_active": False, "first_name": "Warden", "last_name": "(system)"},
     )
+    if user.is_active:  # a person given the name, or the account switched on: it would act as them
+        raise ImproperlyConfigured(
+            f"The user {policies.SYSTEM_USERNAME!r} is active, and that name is Warden's own account, which "
+            "acts for the clock and never signs in: rename that user, or make it inactive"
+        )
     return user
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import time_machine
+from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -21,7 +22,15 @@ from governance.models import ApprovalRequest, Deployment, Environment, RequestK
 from notifications.models import Message
 from registry import services as registry_services
 from registry.models import Alias, ModelStatus, ModelVersion, RegisteredModel, VersionState
-from tests.factories import approve_with_condition, approved, assessed_model, make_model, make_version, submitted
+from tests.factories import (
+    UserFactory,
+    approve_with_condition,
+    approved,
+    assessed_model,
+    make_model,
+    make_version,
+    submitted,
+)
 
 # --- helpers -------------------------------------------------------------------------------
 
@@ -618,6 +627,16 @@ def test_a_withdrawn_revalidation_is_asked_again_at_the_next_sweep(developer, ow
     assert sweep_at(release.valid_until - timedelta(days=28))["revalidations"] == 1
     again = ApprovalRequest.objects.get(kind=RequestKind.REVALIDATION, state=RequestState.OPEN)
     assert again.pk != first.pk and fresh(version).state == VersionState.APPROVED
+
+
+def test_the_clock_refuses_to_act_as_a_person_named_warden(developer, owner, risk_officer):
+    """The name is Warden's own account: a person given it would open revalidations and record
+    expiries in their own name, and their own requests would count as Warden's checks."""
+    _, release = approved(developer, owner, risk_officer)
+    UserFactory(username="warden")
+    with pytest.raises(ImproperlyConfigured, match="The user 'warden' is active"):
+        sweep_at(release.valid_until - timedelta(days=29))
+    assert not ApprovalRequest.objects.filter(kind=RequestKind.REVALIDATION).exists()
 
 
 def test_a_decommissions_impact_follows_the_lineage_to_every_generation_in_one_query(
