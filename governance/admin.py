@@ -51,17 +51,21 @@ class DecisionForm(forms.Form):
         required=False,
         help_text="Required for every outcome but approve.",
     )
-    stage = forms.ChoiceField(required=False, help_text="You hold roles for more than one stage: name yours.")
+    # Checked by the service (the stage may have moved on since the page was drawn), so any name.
+    stage = forms.CharField(required=False, help_text="You hold roles for more than one stage: name yours.")
 
     def __init__(self, *args: Any, stages: list[str], conditional: bool, **kwargs: Any):
         super().__init__(*args, **kwargs)
         if not conditional:
             outcome: Any = self.fields["outcome"]
             outcome.choices = [(v, label) for v, label in Outcome.choices if v != Outcome.APPROVE_WITH_CONDITIONS]
+        # The stage shown is the stage signed: posted even when it is the only one, so that a step
+        # that moved on while the page was open is refused, not signed in its place.
         if len(stages) > 1:
-            self.fields["stage"].choices = [(name, name) for name in stages]  # type: ignore[attr-defined]
+            self.fields["stage"].widget = forms.Select(choices=[(name, name) for name in stages])
         else:
-            del self.fields["stage"]
+            self.fields["stage"].widget = forms.HiddenInput()
+            self.fields["stage"].initial = stages[0] if stages else ""
 
 
 class ConditionForm(forms.Form):

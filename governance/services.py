@@ -27,7 +27,7 @@ from guardian.shortcuts import assign_perm, get_user_perms, remove_perm
 from audit.models import AuditEvent
 from audit.services import audit_record
 from common.errors import Conflict, DomainError, ValidationFailed
-from common.roles import Role, has_role, is_team
+from common.roles import Role, has_role, is_team, roles_of
 from governance import gate, policies, rules, selectors, tiering, workflow
 from governance.calendar import add_business_days, add_months
 from governance.models import (
@@ -616,7 +616,7 @@ def decision_record(
     allowed, stages = policies.signable_stages(actor, request, outcome)
     allowed.ensure()
     comment = _text("comment", comment, required=outcome != Outcome.APPROVE)
-    signed = _choose_stage(stages, stage)
+    signed = _choose_stage(request, actor, stages, stage)
     if outcome == Outcome.APPROVE_WITH_CONDITIONS and not conditions:
         raise ValidationFailed.on("conditions", "an approval with conditions names at least one condition")
     if conditions and outcome != Outcome.APPROVE_WITH_CONDITIONS:
@@ -689,17 +689,31 @@ def decision_record(
     return decision
 
 
-def _choose_stage(stages: list[RequestStage], name: str | None) -> RequestStage:
+def _choose_stage(request: ApprovalRequest, actor: Any, stages: list[RequestStage], name: str | None) -> RequestStage:
+    """The stage a decision signs: the one named, while it is still open to the actor, or the
+    one they may sign. One who holds the roles of several stages of the request names theirs,
+    even if only one is open now: the step may have moved on since they read the request, and a
+    signature meant for one stage is not counted towards the next."""
     if name:
         for stage in stages:
             if stage.name == name:
                 return stage
+        named = next((s for s in request.stages.all() if s.name == name), None)
+        if named is not None and named.state != StageState.ACTIVE:
+            raise Conflict.on("stage", f"{name} is {named.state} now; the request awaits {_awaited(request)}")
         raise ValidationFailed.on("stage", f"you may sign: {', '.join(s.name for s in stages)}")
-    if len(stages) > 1:
+    held = [s.name for s in request.stages.all() if s.role in roles_of(actor)]
+    if len(held) > 1:
         raise ValidationFailed.on(
-            "stage", f"you hold roles for more than one stage; name one of: {', '.join(s.name for s in stages)}"
+            "stage",
+            f"you hold the roles of more than one stage of this request ({', '.join(held)}); name the one you sign: "
+            f"{', '.join(s.name for s in stages)}",
         )
     return stages[0]
+
+
+def _awaited(request: ApprovalRequest) -> str:
+    return " and ".join(s.name for s in request.stages.all() if s.state == StageState.ACTIVE) or "no decision"
 
 
 def _count_towards_quorum(request: ApprovalRequest, stage: RequestStage, *, actor: Any) -> None:

@@ -301,3 +301,33 @@ def test_a_request_the_gate_does_not_weigh_is_decided_without_conditions_on_offe
     assert response.status_code == 302
     reinstatement.refresh_from_db()
     assert reinstatement.state == RequestState.APPROVED
+
+
+def test_the_page_signs_the_stage_it_showed_not_the_one_the_request_moved_on_to(
+    developer, owner, assigned_validator, compliance, risk_officer, committee
+):
+    both = UserFactory(username="ro-and-committee", groups=[Role.RISK_OFFICER, Role.COMMITTEE_MEMBER], is_staff=True)
+    _, request = submitted(developer, owner, 1)
+    services.decision_record(actor=assigned_validator, request=request, outcome="approve")
+    services.decision_record(actor=compliance, request=request, outcome="approve")
+    client = signed_in(both)
+    page = client.get(page_url(request))
+    assert b'type="hidden" name="stage" value="Risk officer"' in page.content
+
+    services.decision_record(actor=risk_officer, request=request, outcome="approve")  # meanwhile
+    answer = client.post(
+        page_url(request),
+        {
+            "outcome": "approve",
+            "comment": "",
+            "stage": "Risk officer",
+            "conditions-TOTAL_FORMS": "3",
+            "conditions-INITIAL_FORMS": "0",
+        },
+    )
+
+    assert answer.status_code == 200
+    assert [str(m) for m in answer.context["messages"]] == [
+        "stage: Risk officer is complete now; the request awaits Model risk committee"
+    ]
+    assert not request.decisions.filter(person=both).exists()

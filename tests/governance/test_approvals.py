@@ -11,11 +11,12 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from common.errors import Conflict, PermissionDenied, ValidationFailed
+from common.roles import Role
 from governance import selectors, services
 from governance.management.commands.demo_seed import ASSESSMENTS as ANSWERS
 from governance.models import Condition, Decision, RequestState, StageState
 from registry.models import VersionState
-from tests.factories import approve_with_condition, assessed_model, make_version, submitted
+from tests.factories import UserFactory, approve_with_condition, assessed_model, make_version, submitted
 
 
 def actions_since(event_id):
@@ -24,6 +25,26 @@ def actions_since(event_id):
 
 def last_event_id():
     return AuditEvent.objects.order_by("-seq").values_list("pk", flat=True).first() or 0
+
+
+def test_one_who_holds_the_roles_of_two_stages_names_the_one_they_sign(
+    developer, owner, assigned_validator, compliance, risk_officer, committee
+):
+    """Their approval, meant for the risk officer's step, is not counted towards the committee's
+    once that step has moved on: they name their stage, and a stage no longer open is a 409."""
+    both = UserFactory(username="ro-and-committee", groups=[Role.RISK_OFFICER, Role.COMMITTEE_MEMBER, "pricing"])
+    _, request = submitted(developer, owner, 1)
+    services.decision_record(actor=assigned_validator, request=request, outcome="approve")
+    services.decision_record(actor=compliance, request=request, outcome="approve")
+
+    with pytest.raises(ValidationFailed, match="you hold the roles of more than one stage of this request"):
+        services.decision_record(actor=both, request=request, outcome="approve")
+    services.decision_record(actor=risk_officer, request=request, outcome="approve")  # the step moves on
+    with pytest.raises(Conflict, match="Risk officer is complete now; the request awaits Model risk committee"):
+        services.decision_record(actor=both, request=request, outcome="approve", stage="Risk officer")
+    assert not Decision.objects.filter(person=both).exists()
+    services.decision_record(actor=both, request=request, outcome="approve", stage="Model risk committee")
+    assert Decision.objects.get(person=both).stage.name == "Model risk committee"
 
 
 def test_a_t1_version_goes_through_every_stage_to_approved(
