@@ -1,14 +1,14 @@
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.safestring import mark_safe
 
 from common.admin import ServiceBackedAdmin
 from monitoring import services
-from monitoring.models import MonitoredVersion, ThresholdOverride
+from monitoring.models import MonitoredVersion, Observation, ThresholdOverride
 from registry import selectors as registry_selectors
 
 
@@ -30,7 +30,8 @@ class MonitoredVersionAdmin(ReadOnly):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         visible = registry_selectors.versions_for(request.user)
-        return MonitoredVersion.objects.filter(pk__in=visible.values("pk"), observations__isnull=False).distinct()
+        monitored = Exists(Observation.objects.filter(version=OuterRef("pk")))
+        return MonitoredVersion.objects.filter(monitored, pk__in=visible.values("pk"))
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None

@@ -507,9 +507,16 @@ def evaluate_all(now: datetime | None = None) -> dict[str, int]:
 
 @transaction.atomic
 def _evaluate_version(version: ModelVersion, now: datetime) -> list[dict[str, Any]]:
-    metrics = set(Observation.objects.filter(version=version).values_list("metric", flat=True).distinct())
+    # ``order_by()``: the models' default ordering would join the version and add its columns to
+    # the DISTINCT, reading every window the version ever stored.
+    metrics = set(Observation.objects.filter(version=version).order_by().values_list("metric", flat=True).distinct())
     breaches = _metric_breaches([version], _latest([version], metrics)) if metrics else []
-    features = set(Distribution.objects.filter(version=version, reference=False).values_list("feature", flat=True))
+    features = set(
+        Distribution.objects.filter(version=version, reference=False)
+        .order_by()
+        .values_list("feature", flat=True)
+        .distinct()
+    )
     breaches += _distribution_breaches([version], _latest_distributions([version], features)) if features else []
     days = thresholds.stale_after_days(version.model)
     if days:
@@ -539,7 +546,12 @@ def charts(version: ModelVersion, limit: int = 500) -> list[str]:
 
     limits = thresholds.for_model(version.model, Measure.RELATIVE_CHANGE)
     drawn = []
-    series = Observation.objects.filter(version=version).values_list("metric", "segment", "deployment_id").distinct()
+    series = (
+        Observation.objects.filter(version=version)
+        .order_by()
+        .values_list("metric", "segment", "deployment_id")
+        .distinct()
+    )
     where = _environments({deployment for *_, deployment in series})
     for metric, segment, deployment in sorted(set(series), key=lambda s: (s[0], s[1], s[2] or 0)):
         rows = Observation.objects.filter(version=version, metric=metric, segment=segment, deployment_id=deployment)

@@ -117,7 +117,11 @@ class ConditionIn(StrictSerializer):
 class DecisionIn(StrictSerializer):
     outcome = serializers.ChoiceField(choices=Outcome.choices)
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=10_000)
-    stage = serializers.CharField(required=False, max_length=100, help_text="the stage you sign: needed if you hold the roles of more than one stage of the request")
+    stage = serializers.CharField(
+        required=False,
+        max_length=100,
+        help_text="the stage you sign: needed if you hold the roles of more than one stage of the request",
+    )
     conditions = serializers.ListField(
         child=ConditionIn(), required=False, default=list, max_length=services.MAX_CONDITIONS
     )

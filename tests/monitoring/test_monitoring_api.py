@@ -7,6 +7,9 @@ from datetime import timedelta
 from typing import Any
 
 import time_machine
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -14,7 +17,7 @@ from governance import services as governance
 from governance.models import Environment, Finding
 from monitoring import services
 from registry.models import ModelVersion, RiskTier
-from tests.factories import approved, assessed_model, make_version
+from tests.factories import UserFactory, approved, assessed_model, make_version
 
 WINDOW = {"window_start": "2026-11-01T00:00:00Z", "window_end": "2026-11-02T00:00:00Z"}
 BINS = ["<300", "300-600", "600-900", ">900"]
@@ -125,6 +128,34 @@ def test_the_periodic_evaluation_finds_silence_and_new_thresholds(api, developer
 
     with time_machine.travel(timezone.now() + timedelta(days=400), tick=False):
         assert services.evaluate_all()["stale"] == 0  # T4 sets no cadence
+
+
+def test_the_evaluation_reads_each_metric_once_not_every_window(api, developer, owner, risk_officer):
+    version, _ = approved(developer, owner, risk_officer, tier=4)
+    governance.deployment_record(actor=owner, version=version, environment=Environment.objects.get(name="production"))
+    points = [
+        {
+            "key": f"auc-{day}",
+            "model": version.model.name,
+            "version": version.number,
+            "metric": "auc",
+            "value": 0.8,
+            "window_start": f"2026-10-{day:02d}T00:00:00Z",
+            "window_end": f"2026-10-{day + 1:02d}T00:00:00Z",
+        }
+        for day in range(1, 21)
+    ]
+    posted = api(developer).post("/api/v1/monitoring/observations/", {"observations": points}, format="json")
+    assert posted.status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        services.evaluate_all()
+    distinct = [q["sql"] for q in queries.captured_queries if "DISTINCT" in q["sql"]]
+    assert distinct and not [sql for sql in distinct if "window_end" in sql]
+    page = Client()
+    page.force_login(UserFactory(username="root", is_superuser=True, is_staff=True))
+    with CaptureQueriesContext(connection) as queries:
+        assert page.get("/admin/monitoring/monitoredversion/").status_code == 200
+    assert not [q["sql"] for q in queries.captured_queries if "DISTINCT" in q["sql"]]
 
 
 def test_a_monitoring_finding_is_acknowledged_remediated_and_closed(api, developer, owner, validator, risk_officer):
