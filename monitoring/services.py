@@ -29,13 +29,12 @@ from governance import services as governance
 from governance.models import Deployment
 from monitoring import measures, policies, thresholds
 from monitoring.models import Distribution, Measure, Observation, ThresholdOverride
-from registry.models import ModelVersion, RegisteredModel, VersionState
+from registry.models import ModelStatus, ModelVersion, RegisteredModel, VersionState
 
 log = logging.getLogger(__name__)
 
 MAX_OBSERVATIONS = 5000
 MAX_DISTRIBUTIONS = 1000
-FROZEN_REFERENCE = (VersionState.APPROVED, VersionState.DEPLOYED, VersionState.SUSPENDED, VersionState.DEPRECATED)
 
 
 @dataclass
@@ -120,21 +119,36 @@ def _check_window(prefix: str, start: datetime, end: datetime) -> None:
         raise ValidationFailed.on(f"{prefix}.window_end", "must not be in the future")
 
 
-def _hold(items: Sequence[Item]) -> None:
+def _hold(items: Sequence[Item], name: str) -> None:
     """Share-lock the versions and deployments the batch's rows refer to, in id order, before
     anything else: the foreign keys are checked at commit, after the batch's audit event has
     taken the ledger's lock, and must not wait then for a writer (retiring a deployment, say)
-    who waits for the ledger."""
-    if connection.vendor != "postgresql":
-        return
+    who waits for the ledger. Then refuse what reports nothing more, as it stands now: a
+    decommissioned version, a retired deployment."""
     versions = sorted({item.version.pk for item in items})
     deployments = sorted({item.deployment.pk for item in items if item.deployment is not None})
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM registry_modelversion WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE", [versions])
-        if deployments:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT 1 FROM governance_deployment WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE", [deployments]
+                "SELECT id, state FROM registry_modelversion WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE", [versions]
             )
+            states = dict(cursor.fetchall())
+            cursor.execute(
+                "SELECT id FROM governance_deployment WHERE id = ANY(%s) AND retired_at IS NOT NULL "
+                "ORDER BY id FOR KEY SHARE",
+                [deployments],
+            )
+            retired = {row[0] for row in cursor.fetchall()}
+    else:
+        states = dict(ModelVersion.objects.filter(pk__in=versions).values_list("pk", "state"))
+        retired = set(
+            Deployment.objects.filter(pk__in=deployments, retired_at__isnull=False).values_list("pk", flat=True)
+        )
+    for index, item in enumerate(items):
+        if item.deployment is not None and item.deployment.pk in retired:
+            raise ValidationFailed.on(f"{name}[{index}].deployment", "was retired: it reports nothing more")
+        if states[item.version.pk] == VersionState.DECOMMISSIONED:
+            raise ValidationFailed.on(f"{name}[{index}].version", "is decommissioned: it reports nothing more")
 
 
 def _new(items: Sequence[Item], model: type[Observation] | type[Distribution]) -> list[Item]:
@@ -177,7 +191,7 @@ def observations_receive(*, actor: Any, items: Sequence[Item]) -> Received:
     _ensure_may_report(actor, items)
     for index, item in enumerate(items):
         _check_window(f"observations[{index}]", item.data["window_start"], item.data["window_end"])
-    _hold(items)
+    _hold(items, "observations")
     batch = uuid.uuid4()
     new = _new(items, Observation)
     fresh = [Observation(version=i.version, deployment=i.deployment, batch=batch, **i.data) for i in new]
@@ -317,16 +331,20 @@ def _breach(b: Breach) -> dict[str, Any]:
 
 @transaction.atomic
 def reference_capture(*, actor: Any, item: Item) -> Distribution:
-    """The distribution a version is approved against. Frozen once the version is approved."""
+    """The distribution a version is approved against: part of its content, so captured while
+    it is a draft, and frozen with the rest once it is submitted (its approvers judged it)."""
     version = (
         ModelVersion.objects.select_for_update(of=("self",), no_key=True)
         .select_related("model__team")
         .get(pk=item.version.pk)
     )
     policies.can_report(actor, version).ensure()
-    if version.state in FROZEN_REFERENCE:
-        raise Conflict.on("feature", f"version {version.number} is {version.state}: its reference is frozen")
-    _check_bins("reference", item.data["bins"], item.data["counts"])
+    if version.state != VersionState.DRAFT or version.model.status != ModelStatus.ACTIVE:
+        what = version.state if version.state != VersionState.DRAFT else f"a draft of a {version.model.status} model"
+        raise Conflict.on(
+            "version", f"version {version.number} is {what}: its reference is frozen with its content once submitted"
+        )
+    _check_bins("", item.data["bins"], item.data["counts"])
     feature = item.data["feature"]
     if Distribution.objects.filter(version=version, feature=feature, reference=True).exists():
         raise Conflict.on("feature", f"version {version.number} already has a reference for {feature!r}")
@@ -348,10 +366,13 @@ def reference_capture(*, actor: Any, item: Item) -> Distribution:
 
 
 def _check_bins(prefix: str, bins: list[Any], counts: list[Any]) -> None:
+    """``prefix``: where the row sits in the request (``distributions[3]``), or "" for a body
+    that is the row."""
+    field = f"{prefix}.counts" if prefix else "counts"
     if len(bins) != len(counts) or not counts:
-        raise ValidationFailed.on(f"{prefix}.counts", "one count per bin, at least one bin")
+        raise ValidationFailed.on(field, "one count per bin, at least one bin")
     if any(c < 0 for c in counts) or not 0 < sum(counts) < math.inf:
-        raise ValidationFailed.on(f"{prefix}.counts", "counts are not negative, not all zero, and sum to a number")
+        raise ValidationFailed.on(field, "counts are not negative, not all zero, and sum to a number")
 
 
 @transaction.atomic
@@ -376,7 +397,7 @@ def distributions_receive(*, actor: Any, items: Sequence[Item]) -> Received:
             raise ValidationFailed.on(f"{prefix}.feature", f"no reference distribution of {item.data['feature']!r}")
         if reference.bins != item.data["bins"]:
             raise ValidationFailed.on(f"{prefix}.bins", "must be the reference's bins")
-    _hold(items)
+    _hold(items, "distributions")
     batch = uuid.uuid4()
     new = _new(items, Distribution)
     fresh = [
@@ -457,7 +478,7 @@ def thresholds_override(
     if measure not in Measure.values:
         raise ValidationFailed.on("measure", f"one of: {', '.join(Measure.values)}")
     if not 0 < warn < critical:
-        raise ValidationFailed.on("critical", "thresholds satisfy 0 < warn < critical")
+        raise ValidationFailed.on("warn" if warn <= 0 else "critical", "thresholds satisfy 0 < warn < critical")
     reason = (reason or "").strip()
     if not reason:
         raise ValidationFailed.on("reason", "is required")

@@ -19,7 +19,7 @@ from monitoring import services
 from monitoring.api import serializers as s
 from monitoring.models import Observation
 from registry import selectors as registry_selectors
-from registry.models import ModelVersion, VersionState
+from registry.models import ModelVersion
 
 
 def _validated(serializer_class: type, request: Request) -> dict[str, Any]:
@@ -71,19 +71,18 @@ def _items(user: Any, name: str, rows: list[dict[str, Any]]) -> list[services.It
     items = []
     for index, row in enumerate(rows):
         row = dict(row)
+        at = f"{name}[{index}]." if name else ""  # a body that is the row names its fields plainly
         deployment = deployments.get(row.pop("deployment", None) or 0)
         if "model" in row:
             version = by_pair.get((row.pop("model"), row.pop("version")))
             if version is None:
-                raise ValidationFailed.on(f"{name}[{index}].version", "no such version that you may see")
+                raise ValidationFailed.on(f"{at}version", "no such version that you may see")
         elif deployment is None:
-            raise ValidationFailed.on(f"{name}[{index}].deployment", "no such deployment that you may see")
+            raise ValidationFailed.on(f"{at}deployment", "no such deployment that you may see")
         else:
             version = deployment.version
-        if deployment is not None and deployment.retired_at is not None:
-            raise ValidationFailed.on(f"{name}[{index}].deployment", "was retired: it reports nothing more")
-        if version.state == VersionState.DECOMMISSIONED:
-            raise ValidationFailed.on(f"{name}[{index}].version", "is decommissioned: it reports nothing more")
+        # What reports nothing more (a decommissioned version, a retired deployment) the service
+        # refuses, as it stands once locked.
         items.append(services.Item(version=version, deployment=deployment, data=row))
     return items
 
@@ -116,11 +115,11 @@ class ReferenceView(APIView):
     @extend_schema(
         request=s.ReferenceIn,
         responses={201: None},
-        summary="Capture a version's reference distribution (before it is approved)",
+        summary="Capture a version's reference distribution (while the version is a draft)",
     )
     def post(self, request: Request) -> Response:
         row = _validated(s.ReferenceIn, request)
-        (item,) = _items(request.user, "reference", [row])
+        (item,) = _items(request.user, "", [row])
         reference = services.reference_capture(actor=request.user, item=item)
         return Response({"id": reference.pk, "feature": reference.feature}, status=status.HTTP_201_CREATED)
 

@@ -196,6 +196,53 @@ def test_what_an_ingest_refuses(api, developer, owner, assigned_validator, risk_
     assert late.status_code == 400 and "was retired" in late.data["message"]
 
 
+def test_the_service_refuses_what_reports_nothing_more_whoever_calls_it(
+    api, developer, owner, assigned_validator, risk_officer
+):
+    """The refusals live in the service, read under its locks: a caller besides the API (the
+    demo's seed, a script) is held to them too."""
+    version = deployed_t2(developer, owner, assigned_validator, risk_officer)
+    deployment = version.deployments.get()
+    governance.deployment_retire(actor=owner, deployment=deployment, reason="moved to the new cluster")
+    now = timezone.now()
+    data = {"key": "k", "metric": "auc", "value": 0.8, "window_start": now - timedelta(days=2), "window_end": now}
+    late = services.Item(version=version, deployment=deployment, data=data)
+    with pytest.raises(ValidationFailed, match="was retired") as refused:
+        services.observations_receive(actor=developer, items=[late])
+    assert refused.value.fields == {"observations[0].deployment": ["was retired: it reports nothing more"]}
+    assert not Observation.objects.exists()
+
+
+def test_the_reference_and_threshold_endpoints_name_the_fields_sent(api, developer, owner, risk_officer):
+    version = make_version(developer, assessed_model(owner, 2))
+    body = {"key": "r", "model": version.model.name, "version": version.number, "feature": "score"}
+    wrong = api(developer).post(
+        "/api/v1/monitoring/references/", {**body, "bins": ["a", "b"], "counts": [1]}, format="json"
+    )
+    assert (wrong.status_code, list(wrong.data["fields"])) == (400, ["counts"])
+    url = f"/api/v1/models/{version.model.name}/monitoring/thresholds/"
+    zero = api(risk_officer).post(url, {"measure": "psi", "warn": 0, "critical": 0.2, "reason": "r"}, format="json")
+    assert (zero.status_code, list(zero.data["fields"])) == (400, ["warn"])
+
+
+def test_a_reference_is_captured_while_the_version_is_a_draft_only(api, developer, owner):
+    """It is what the version's approvers judge its drift against: frozen with its content."""
+    version = make_version(developer, assessed_model(owner, 2))
+    governance.request_submit(actor=owner, version=version)
+    body = {"key": "r", "model": version.model.name, "version": version.number, "feature": "score"}
+    refused = api(developer).post(
+        "/api/v1/monitoring/references/", {**body, "bins": ["a", "b"], "counts": [1, 2]}, format="json"
+    )
+    assert (refused.status_code, refused.data["fields"]) == (
+        409,
+        {
+            "version": [
+                f"version {version.number} is submitted: its reference is frozen with its content once submitted"
+            ]
+        },
+    )
+
+
 def test_a_change_too_large_for_a_float_is_critical(api, developer, owner, assigned_validator, risk_officer):
     version = deployed_t2(developer, owner, assigned_validator, risk_officer, auc=1e-300)
     answer = post(api, developer, version, 1e10, days_ago=1)
