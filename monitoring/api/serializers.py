@@ -6,6 +6,7 @@ from typing import Any
 from rest_framework import serializers
 
 from common.api import ModelAnswer, StrictSerializer
+from monitoring import services
 from monitoring.models import Measure, Observation, ThresholdOverride
 
 NAME = r"^[A-Za-z0-9_.\-/ ]+$"  # no ":", which the labels of PSI findings use
@@ -56,7 +57,7 @@ class ObservationIn(Subject):
 
 
 class ObservationBatchIn(StrictSerializer):
-    observations = serializers.ListField(child=ObservationIn(), min_length=1, max_length=5000)
+    observations = serializers.ListField(child=ObservationIn(), min_length=1, max_length=services.MAX_OBSERVATIONS)
 
 
 class Counts(serializers.ListField):
@@ -76,7 +77,7 @@ class DistributionIn(ReferenceIn):
 
 
 class DistributionBatchIn(StrictSerializer):
-    distributions = serializers.ListField(child=DistributionIn(), min_length=1, max_length=1000)
+    distributions = serializers.ListField(child=DistributionIn(), min_length=1, max_length=services.MAX_DISTRIBUTIONS)
 
 
 class BreachOut(serializers.Serializer):
