@@ -115,4 +115,4 @@ class ThresholdOut(ModelAnswer):
 class PointOut(ModelAnswer):
     class Meta:
         model = Observation
-        fields = ["window_start", "window_end", "value", "segment"]
+        fields = ["window_start", "window_end", "value", "segment", "deployment"]

@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common import validation
 from common.errors import ValidationFailed
 from governance.models import Deployment
 from monitoring import services
@@ -126,7 +127,11 @@ class ReferenceView(APIView):
 
 class SeriesView(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("metric", str, required=True), OpenApiParameter("segment", str)],
+        parameters=[
+            OpenApiParameter("metric", str, required=True),
+            OpenApiParameter("segment", str),
+            OpenApiParameter("deployment", int, description="one deployment's series (each point names its own)"),
+        ],
         responses={200: s.PointOut(many=True)},
         summary="A metric's observations for a version, oldest first (at most the last 1,000)",
     )
@@ -139,6 +144,11 @@ class SeriesView(APIView):
         if segment and (not re.fullmatch(s.NAME[1:-1], segment) or len(segment) > 100):
             raise ValidationFailed.on("segment", "a segment name (1-100 letters, digits, spaces or _ . - /)")
         points = Observation.objects.filter(version=version, metric=metric, segment=segment).order_by("-window_end")
+        deployment = request.query_params.get("deployment")
+        if deployment is not None:
+            if not validation.is_number(deployment):
+                raise ValidationFailed.on("deployment", "a deployment's id")
+            points = points.filter(deployment_id=int(deployment))
         return Response(s.PointOut(reversed(list(points[:1000])), many=True).data)
 
 

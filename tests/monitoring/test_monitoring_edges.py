@@ -243,6 +243,31 @@ def test_a_reference_is_captured_while_the_version_is_a_draft_only(api, develope
     )
 
 
+def test_a_metrics_series_tells_its_deployments_apart(api, developer, owner, assigned_validator, risk_officer):
+    version = deployed_t2(developer, owner, assigned_validator, risk_officer)
+    production = version.deployments.get()
+    staging = governance.deployment_record(
+        actor=owner, version=version, environment=Environment.objects.get(name="staging")
+    )
+    window = {"window_start": "2026-11-01T00:00:00Z", "window_end": "2026-11-02T00:00:00Z"}
+    rows = [
+        {"key": "p", "deployment": production.pk, "metric": "auc", "value": 0.79, **window},
+        {"key": "s", "deployment": staging.pk, "metric": "auc", "value": 0.81, **window},
+    ]
+    assert (
+        api(developer).post("/api/v1/monitoring/observations/", {"observations": rows}, format="json").status_code
+        == 200
+    )
+    url = f"/api/v1/models/{version.model.name}/versions/{version.number}/monitoring/"
+    both = api(developer).get(url, {"metric": "auc"}).data
+    assert sorted((p["deployment"], p["value"]) for p in both) == [(production.pk, 0.79), (staging.pk, 0.81)]
+    one = api(developer).get(url, {"metric": "auc", "deployment": staging.pk}).data
+    assert [(p["deployment"], p["value"]) for p in one] == [(staging.pk, 0.81)]
+    assert api(developer).get(url, {"metric": "auc", "deployment": "x"}).data["fields"] == {
+        "deployment": ["a deployment's id"]
+    }
+
+
 def test_a_change_too_large_for_a_float_is_critical(api, developer, owner, assigned_validator, risk_officer):
     version = deployed_t2(developer, owner, assigned_validator, risk_officer, auc=1e-300)
     answer = post(api, developer, version, 1e10, days_ago=1)
