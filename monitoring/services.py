@@ -100,11 +100,40 @@ def _named(versions: Iterable[ModelVersion], most: int = 20) -> dict[str, Any]:
     return {"count": len(names), "first": names[:most]}
 
 
-def _one_model(versions: Iterable[ModelVersion]) -> str:
-    """The model a batch is about, for its event (so a model's export holds it), or "" when the
-    batch spans several (the findings it raised name theirs)."""
-    names = {v.model.name for v in versions}
-    return names.pop() if len(names) == 1 else ""
+def _record_batch(
+    *,
+    actor: Any,
+    action: str,
+    object_type: str,
+    batch: uuid.UUID,
+    items: Sequence[Item],
+    stored: set[tuple[int, str]],
+    result: Received,
+) -> None:
+    """The batch's audit events: one for each model it reported on (so each model's history and
+    export hold it), with what of it was stored, its versions and its breaches, and the batch's
+    id, which its stored rows carry (``batch``)."""
+    by_model: dict[str, list[Item]] = {}
+    for item in items:
+        by_model.setdefault(item.version.model.name, []).append(item)
+    for name, mine in sorted(by_model.items()):
+        kept = {(i.version.pk, i.data["key"]) for i in mine} & stored
+        if not kept:
+            continue
+        audit_record(
+            actor=actor,
+            action=action,
+            object_type=object_type,
+            object_id=str(batch),
+            model_name=name,
+            after={
+                "batch": str(batch),
+                "stored": len(kept),
+                "duplicates": len(mine) - len(kept),
+                "versions": _named({i.version.pk: i.version for i in mine}.values()),
+                "breaches": [b for b in result.breaches if b["model"] == name],
+            },
+        )
 
 
 # A window may end this far ahead of the server's clock (the client's may be fast); later would
@@ -205,19 +234,15 @@ def observations_receive(*, actor: Any, items: Sequence[Item]) -> Received:
         if (o.version_id, o.key) in stored
     ]
     result.breaches = _act(_metric_breaches(list(versions.values()), windows))
-    if stored:
-        audit_record(
-            actor=actor,
-            action="monitoring.observations_received",
-            object_type="monitoring.observation",
-            model_name=_one_model(versions.values()),
-            after={
-                "stored": result.stored,
-                "duplicates": result.duplicates,
-                "versions": _named(versions.values()),
-                "breaches": result.breaches,
-            },
-        )
+    _record_batch(
+        actor=actor,
+        action="monitoring.observations_received",
+        object_type="monitoring.observation",
+        batch=batch,
+        items=items,
+        stored=stored,
+        result=result,
+    )
     return result
 
 
@@ -420,19 +445,15 @@ def distributions_receive(*, actor: Any, items: Sequence[Item]) -> Received:
         if (d.version_id, d.key) in stored
     ]
     result.breaches = _act(_distribution_breaches(list(versions.values()), windows))
-    if stored:
-        audit_record(
-            actor=actor,
-            action="monitoring.distributions_received",
-            object_type="monitoring.distribution",
-            model_name=_one_model(versions.values()),
-            after={
-                "stored": result.stored,
-                "duplicates": result.duplicates,
-                "versions": _named(versions.values()),
-                "breaches": result.breaches,
-            },
-        )
+    _record_batch(
+        actor=actor,
+        action="monitoring.distributions_received",
+        object_type="monitoring.distribution",
+        batch=batch,
+        items=items,
+        stored=stored,
+        result=result,
+    )
     return result
 
 

@@ -268,6 +268,28 @@ def test_a_metrics_series_tells_its_deployments_apart(api, developer, owner, ass
     }
 
 
+def test_a_batch_over_two_models_is_in_each_models_trail_naming_the_batch(
+    api, developer, owner, assigned_validator, risk_officer
+):
+    first = deployed_t2(developer, owner, assigned_validator, risk_officer)
+    second = deployed_t2(developer, owner, assigned_validator, risk_officer)
+    window = {"window_start": "2026-11-01T00:00:00Z", "window_end": "2026-11-02T00:00:00Z"}
+    rows = [
+        {"key": f"k{n}", "model": v.model.name, "version": v.number, "metric": "auc", "value": 0.8, **window}
+        for n, v in enumerate((first, first, second))
+    ]
+    assert (
+        api(developer).post("/api/v1/monitoring/observations/", {"observations": rows}, format="json").status_code
+        == 200
+    )
+    (batch,) = set(Observation.objects.values_list("batch", flat=True))
+    events = AuditEvent.objects.filter(action="monitoring.observations_received")
+    assert {e.model_name: (e.object_id, e.after["stored"], e.after["versions"]["count"]) for e in events} == {
+        first.model.name: (str(batch), 2, 1),
+        second.model.name: (str(batch), 1, 1),
+    }
+
+
 def test_a_change_too_large_for_a_float_is_critical(api, developer, owner, assigned_validator, risk_officer):
     version = deployed_t2(developer, owner, assigned_validator, risk_officer, auc=1e-300)
     answer = post(api, developer, version, 1e10, days_ago=1)
