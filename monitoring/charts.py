@@ -4,7 +4,7 @@ critical lines, breaches marked. No script, no external file."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from html import escape
 
 WIDTH, HEIGHT, PAD = 640, 220, 40
@@ -52,7 +52,7 @@ def line_chart(
         radius = 3 if level == "ok" else 5
         parts.append(
             f'<circle cx="{x(moment):.1f}" cy="{y(value):.1f}" r="{radius}" fill="{colours[level]}" '
-            f'class="point-{level}"><title>{moment:%Y-%m-%d %H:%M}: {value:.4g} ({level})</title></circle>'
+            f'class="point-{level}"><title>{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC: {value:.4g} ({level})</title></circle>'
         )
     parts.append(
         f'<text x="{PAD}" y="{HEIGHT - 12}" font-size="10">{points[0][0]:%Y-%m-%d}</text>'

@@ -15,7 +15,7 @@ import math
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
@@ -134,6 +134,12 @@ def _record_batch(
                 "breaches": [b for b in result.breaches if b["model"] == name],
             },
         )
+
+
+def _at(moment: datetime) -> str:
+    """A moment in a finding's or a breach's words: in UTC, and saying so, however it reached
+    us (read back from the database, or as the request gave it)."""
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
 
 # A window may end this far ahead of the server's clock (the client's may be fast); later would
@@ -293,7 +299,7 @@ def _metric_breaches(versions: Sequence[ModelVersion], windows: Sequence[tuple[A
         level = measures.level(change, limits.warn, limits.critical)
         label = f"{metric}[{segment}]" if segment else metric
         detail = (
-            f"{label} was {value:.4g}{where.get(deployment_id, '')} in the window ending {window_end:%Y-%m-%d %H:%M}, "
+            f"{label} was {value:.4g}{where.get(deployment_id, '')} in the window ending {_at(window_end)}, "
             f"{measures.as_percent(change)} from the approved {baseline:.4g}; "
             f"thresholds {limits.warn:.2%} / {limits.critical:.2%} ({limits.source})"
         )
@@ -475,7 +481,7 @@ def _distribution_breaches(versions: Sequence[ModelVersion], windows: Sequence[t
         level = measures.level(psi, limits.warn, limits.critical)
         detail = (
             f"PSI of {feature} was {psi:.3f}{where.get(deployment_id, '')} in the window ending "
-            f"{window_end:%Y-%m-%d %H:%M}; thresholds {limits.warn} / {limits.critical} ({limits.source})"
+            f"{_at(window_end)}; thresholds {limits.warn} / {limits.critical} ({limits.source})"
         )
         breach = Breach(version, f"psi:{feature}", level, "PSI", psi, detail, window_end)
         judged.setdefault((version_id, breach.metric), []).append(breach)
@@ -575,7 +581,7 @@ def _evaluate_version(version: ModelVersion, now: datetime) -> list[dict[str, An
         since = max((at for at in reported if at is not None), default=None)
         if since is not None and now - since > timedelta(days=days):
             silent = (now - since).days
-            detail = f"no monitoring data since {since:%Y-%m-%d %H:%M} ({silent} days; the tier allows {days})"
+            detail = f"no monitoring data since {_at(since)} ({silent} days; the tier allows {days})"
             breaches.append(Breach(version, "staleness", "warn", "days without data", float(silent), detail, since))
     return _act(breaches)
 

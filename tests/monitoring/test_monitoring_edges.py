@@ -290,6 +290,23 @@ def test_a_batch_over_two_models_is_in_each_models_trail_naming_the_batch(
     }
 
 
+def test_a_breach_names_its_window_in_utc_whatever_the_servers_time_zone(
+    api, developer, owner, assigned_validator, risk_officer, settings
+):
+    """Found on arrival (the time as the request gave it, read in TIME_ZONE) or by the hourly
+    evaluation (read back from the database), the words are the same."""
+    settings.TIME_ZONE = "Europe/Berlin"
+    version = deployed_t2(developer, owner, assigned_validator, risk_officer)
+    row = {"key": "k", "model": version.model.name, "version": version.number, "metric": "auc", "value": 0.6}
+    window = {"window_start": "2026-11-01T00:00:00Z", "window_end": "2026-11-02T00:00:00Z"}
+    posted = api(developer).post(
+        "/api/v1/monitoring/observations/", {"observations": [{**row, **window}]}, format="json"
+    )
+    assert len(posted.data["breaches"]) == 1
+    finding = Finding.objects.get(version=version, metric="auc")
+    assert "in the window ending 2026-11-02 00:00 UTC" in finding.description
+
+
 def test_a_change_too_large_for_a_float_is_critical(api, developer, owner, assigned_validator, risk_officer):
     version = deployed_t2(developer, owner, assigned_validator, risk_officer, auc=1e-300)
     answer = post(api, developer, version, 1e10, days_ago=1)
