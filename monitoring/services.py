@@ -283,15 +283,13 @@ def _metric_breaches(versions: Sequence[ModelVersion], windows: Sequence[tuple[A
     breaches go to governance, those of a metric in time order (``_to_judge``)."""
     by_id = {v.pk: v for v in versions}
     where = _environments({window[1] for window in windows})
-    limits_of: dict[int, thresholds.Thresholds | None] = {}
+    limits_of = thresholds.for_models({v.model for v in versions}, Measure.RELATIVE_CHANGE) if windows else {}
     judged: dict[tuple[int, str], list[Breach]] = {}
     for version_id, deployment_id, metric, segment, value, window_end in windows:
         version = by_id[version_id]
         baseline = (version.metrics or {}).get(metric)
         if not isinstance(baseline, int | float) or isinstance(baseline, bool):
             continue
-        if version.model_id not in limits_of:
-            limits_of[version.model_id] = thresholds.for_model(version.model, Measure.RELATIVE_CHANGE)
         limits = limits_of[version.model_id]
         change = measures.relative_change(value, float(baseline))
         if limits is None or change is None:
@@ -466,15 +464,13 @@ def distributions_receive(*, actor: Any, items: Sequence[Item]) -> Received:
 def _distribution_breaches(versions: Sequence[ModelVersion], windows: Sequence[tuple[Any, ...]]) -> list[Breach]:
     """``windows`` (version id, deployment id, feature, PSI, window end: a batch's, or each
     series' newest, ``_latest_distributions``) against the PSI thresholds in force, one lookup
-    of them per model; judged as ``_to_judge`` says."""
+    of them for the batch (``thresholds.for_models``); judged as ``_to_judge`` says."""
     by_id = {v.pk: v for v in versions}
     where = _environments({window[1] for window in windows})
-    limits_of: dict[int, thresholds.Thresholds | None] = {}
+    limits_of = thresholds.for_models({v.model for v in versions}, Measure.PSI) if windows else {}
     judged: dict[tuple[int, str], list[Breach]] = {}
     for version_id, deployment_id, feature, psi, window_end in windows:
         version = by_id[version_id]
-        if version.model_id not in limits_of:
-            limits_of[version.model_id] = thresholds.for_model(version.model, Measure.PSI)
         limits = limits_of[version.model_id]
         if psi is None or limits is None or window_end is None:
             continue

@@ -5,6 +5,7 @@ get: the policy's ``monitoring.stale_after_days``, else ``STALE_AFTER_DAYS`` by 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from governance import selectors
@@ -22,12 +23,33 @@ class Thresholds:
 
 
 def for_model(model: RegisteredModel, measure: str) -> Thresholds | None:
-    override = ThresholdOverride.objects.filter(model=model, measure=measure).first()
-    if override is not None:
-        return Thresholds(override.warn, override.critical, f"override #{override.pk}")
-    if model.risk_tier is None:
-        return None
-    policy = selectors.published_policy(model.risk_tier)
+    return for_models([model], measure)[model.pk]
+
+
+def for_models(models: Iterable[RegisteredModel], measure: str) -> dict[int, Thresholds | None]:
+    """``for_model`` of each of ``models``, by id: one query for their overrides (each model's
+    newest) and one for each tier's published policy, however many models a batch spans."""
+    models = {model.pk: model for model in models}
+    overrides: dict[int, ThresholdOverride] = {}
+    for override in ThresholdOverride.objects.filter(model__in=models, measure=measure):  # newest first
+        overrides.setdefault(override.model_id, override)
+    policies: dict[int, Thresholds | None] = {}
+    found: dict[int, Thresholds | None] = {}
+    for pk, model in models.items():
+        override = overrides.get(pk)
+        if override is not None:
+            found[pk] = Thresholds(override.warn, override.critical, f"override #{override.pk}")
+        elif model.risk_tier is None:
+            found[pk] = None
+        else:
+            if model.risk_tier not in policies:
+                policies[model.risk_tier] = _of_policy(model.risk_tier, measure)
+            found[pk] = policies[model.risk_tier]
+    return found
+
+
+def _of_policy(tier: int, measure: str) -> Thresholds | None:
+    policy = selectors.published_policy(tier)
     limits = (policy.monitoring if policy else {}).get("thresholds", {}).get(measure)
     if not limits:
         return None

@@ -6,6 +6,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from audit import ledger
@@ -305,6 +307,22 @@ def test_a_breach_names_its_window_in_utc_whatever_the_servers_time_zone(
     assert len(posted.data["breaches"]) == 1
     finding = Finding.objects.get(version=version, metric="auc")
     assert "in the window ending 2026-11-02 00:00 UTC" in finding.description
+
+
+def test_a_batch_over_many_models_reads_their_thresholds_once(api, developer, owner, assigned_validator, risk_officer):
+    """Their overrides in one query, and each tier's published policy once."""
+    versions = [deployed_t2(developer, owner, assigned_validator, risk_officer) for _ in range(5)]
+    window = {"window_start": "2026-11-01T00:00:00Z", "window_end": "2026-11-02T00:00:00Z"}
+    rows = [
+        {"key": "k", "model": v.model.name, "version": v.number, "metric": "auc", "value": 0.8, **window}
+        for v in versions
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        posted = api(developer).post("/api/v1/monitoring/observations/", {"observations": rows}, format="json")
+    assert posted.status_code == 200 and posted.data["stored"] == 5
+    read = [q["sql"] for q in queries.captured_queries]
+    assert sum("monitoring_thresholdoverride" in sql for sql in read) == 1
+    assert sum("governance_approvalpolicy" in sql for sql in read) == 1
 
 
 def test_a_change_too_large_for_a_float_is_critical(api, developer, owner, assigned_validator, risk_officer):
