@@ -29,16 +29,16 @@ def for_model(model: RegisteredModel, measure: str) -> Thresholds | None:
 def for_models(models: Iterable[RegisteredModel], measure: str) -> dict[int, Thresholds | None]:
     """``for_model`` of each of ``models``, by id: one query for their overrides (each model's
     newest) and one for each tier's published policy, however many models a batch spans."""
-    models = {model.pk: model for model in models}
+    by_id = {model.pk: model for model in models}
     overrides: dict[int, ThresholdOverride] = {}
-    for override in ThresholdOverride.objects.filter(model__in=models, measure=measure):  # newest first
-        overrides.setdefault(override.model_id, override)
+    for row in ThresholdOverride.objects.filter(model__in=by_id, measure=measure):  # newest first
+        overrides.setdefault(row.model_id, row)
     policies: dict[int, Thresholds | None] = {}
     found: dict[int, Thresholds | None] = {}
-    for pk, model in models.items():
-        override = overrides.get(pk)
-        if override is not None:
-            found[pk] = Thresholds(override.warn, override.critical, f"override #{override.pk}")
+    for pk, model in by_id.items():
+        newest = overrides.get(pk)
+        if newest is not None:
+            found[pk] = Thresholds(newest.warn, newest.critical, f"override #{newest.pk}")
         elif model.risk_tier is None:
             found[pk] = None
         else:
