@@ -439,7 +439,7 @@ def search_registered_models(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
         search.parse(p.get("filter"), keys=MODEL_KEYS),
         columns=MODEL_COLUMNS,
     )
-    order = search.ordering(p.get("order_by") or [], MODEL_ORDER, ["name ASC"])
+    order = search.ordering(p.get("order_by") or [], MODEL_ORDER, ["name ASC"], natural=["name ASC"])
     limit, offset = search.max_results(p.get("max_results"), 100, 1000), search.page_offset(p.get("page_token"))
     models = list(queryset.order_by(*order)[offset : offset + limit + 1])
     page, more = models[:limit], len(models) > limit
@@ -573,7 +573,9 @@ def delete_model_version(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
 def search_model_versions(actor: Any, p: dict[str, Any]) -> dict[str, Any]:
     clauses = search.parse(p.get("filter"), keys=VERSION_KEYS)
     default = ["last_updated_timestamp DESC", "name ASC", "version_number DESC"]
-    order = search.ordering(p.get("order_by") or [], VERSION_ORDER, default)
+    order = search.ordering(
+        p.get("order_by") or [], VERSION_ORDER, default, natural=["name ASC", "version_number DESC"]
+    )
     # Up to MLflow's default of 10,000 in a page: MlflowClient.search_model_versions reads one page.
     limit = search.max_results(p.get("max_results"), 10_000, 200_000, page_limit=10_000)
     offset = search.page_offset(p.get("page_token"))

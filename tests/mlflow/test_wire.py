@@ -11,6 +11,7 @@ import pytest
 from django.contrib.auth.models import Group
 from django.db import transaction
 from django.test import Client
+from django.utils import timezone
 
 from audit.models import AuditEvent
 from audit.services import audit_record
@@ -279,6 +280,14 @@ def test_search_orders_and_pages_with_an_opaque_token(mlflow, churn):
         "page_token: not a page token this server returned"
     )
     assert mlflow.call("GET", "registered-models/search", {"max_results": 1001})[0] == 400
+    # Ties come out as from MLflow: by name, then the newest version first, after what was asked.
+    ModelVersion.objects.filter(model__name="churn").update(created_at=timezone.now())  # all at one moment
+    _, body = mlflow.call(
+        "GET", "model-versions/search", {"filter": "name='churn'", "order_by": ["creation_timestamp ASC"]}
+    )
+    assert [v["version"] for v in body["model_versions"]] == ["3", "2", "1"]
+    status, body = mlflow.call("GET", "model-versions/search", {"order_by": ["name ASC", "name DESC"]})
+    assert (status, body["message"]) == (400, "order_by: name is named twice")
 
 
 def test_search_costs_the_same_queries_whatever_the_page(mlflow, churn, django_assert_max_num_queries):
