@@ -33,6 +33,7 @@ from governance.models import (
     Finding,
     Outcome,
     PolicyException,
+    RequestState,
     RiskAssessment,
     Scorecard,
     StageState,
@@ -163,7 +164,8 @@ class RequestAdminBase(ServiceBackedAdmin):
             "form": form,
             "conditions": conditions,
             "now": timezone.now(),
-            "can_withdraw": policies.can_withdraw(request.user, page.request) and page.request.state == "open",
+            "can_withdraw": policies.can_withdraw(request.user, page.request)
+            and page.request.state == RequestState.OPEN,
         }
         return TemplateResponse(request, "admin/governance/request_page.html", context)
 

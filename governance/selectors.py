@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from common import validation
 from common.errors import NotFound, ValidationFailed
-from governance import policies
+from governance import policies, workflow
 from governance.models import (
     APPROVAL_KINDS,
     ApprovalPolicy,
@@ -298,7 +298,7 @@ def dashboard(user: Any, *, now: datetime | None = None) -> Dashboard:
             state__in=[RequestState.APPROVED, RequestState.EXPIRED],
             kind__in=APPROVAL_KINDS,
             valid_until__lt=now + timedelta(days=30),
-            version__state__in=[VersionState.APPROVED, VersionState.DEPLOYED],
+            version__state__in=workflow.IN_FORCE,
         )
         .select_related("model", "version")
         .order_by("valid_until")[:DASHBOARD_ROWS]

@@ -78,8 +78,8 @@ MAX_COMMENT = 10_000
 # calendar's end has no day after it for the gate to close on).
 CONDITION_YEARS = 10
 # The states a version's approval is in force in: it is revalidated in them, and may replace
-# a version decommissioned.
-IN_FORCE = (VersionState.APPROVED, VersionState.DEPLOYED)
+# a version decommissioned (``workflow.IN_FORCE``).
+IN_FORCE = workflow.IN_FORCE
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -885,6 +885,7 @@ def deployment_retire(*, actor: Any, deployment: Deployment, reason: str) -> Dep
     _retire(deployment, version, actor=actor, reason=reason)
     live = Deployment.objects.filter(version=version, retired_at=None).exists()
     if version.state == VersionState.DEPLOYED and not live:
+        workflow.ensure_version_transition(_version_name(version), version.state, VersionState.APPROVED)
         registry_services.version_set_state(
             actor=actor, version=version, state=VersionState.APPROVED, reason="retired from every environment"
         )
@@ -1764,7 +1765,7 @@ def lifecycle_sweep(now: datetime | None = None) -> dict[str, int]:
     granted = ApprovalRequest.objects.filter(
         kind__in=APPROVAL_KINDS, state__in=[RequestState.APPROVED, RequestState.EXPIRED]
     )
-    live_version = Q(version__state__in=[VersionState.APPROVED, VersionState.DEPLOYED])
+    live_version = Q(version__state__in=IN_FORCE)
     superseded = ApprovalRequest.objects.filter(
         version=OuterRef("version"), kind__in=APPROVAL_KINDS, closed_at__gt=OuterRef("closed_at")
     ).exclude(state__in=[RequestState.OPEN, RequestState.WITHDRAWN])

@@ -44,6 +44,9 @@ VERSION_TRANSITIONS: Mapping[str, Mapping[str, str]] = {
     V.DECOMMISSIONED: {},
 }
 
+# A version whose approval is in force: approved, or deployed under it.
+IN_FORCE = (V.APPROVED, V.DEPLOYED)
+
 R = RequestState
 REQUEST_TRANSITIONS: Mapping[str, Mapping[str, str]] = {
     R.OPEN: {
