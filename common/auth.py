@@ -27,7 +27,11 @@ def _source(address: str | None) -> str:
     if not address:
         return ""
     ip = ipaddress.ip_address(address)
-    return str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else address
+    if ip.version == 4:
+        return address
+    if ip.ipv4_mapped is not None:  # an IPv4 client of a dual-stack listener
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{ip}/64", strict=False))
 
 
 def _counted(key: str) -> int:
@@ -35,10 +39,15 @@ def _counted(key: str) -> int:
     cannot all slip under the limit."""
     cache.add(key, 0, timeout=settings.LOGIN_FAILURE_WINDOW)
     try:
-        return cache.incr(key)
+        count = cache.incr(key)
     except ValueError:  # the window closed between add and incr
-        cache.set(key, 1, timeout=settings.LOGIN_FAILURE_WINDOW)
-        return 1
+        count = 1
+        cache.set(key, count, timeout=settings.LOGIN_FAILURE_WINDOW)
+    if count == 1:
+        # The window opens with the first attempt. (Redis's incr checks that the key exists and
+        # then adds, in two steps: a key that expired between them comes back with no expiry.)
+        cache.touch(key, settings.LOGIN_FAILURE_WINDOW)
+    return count
 
 
 class ThrottledModelBackend(ModelBackend):
@@ -65,7 +74,8 @@ class ThrottledModelBackend(ModelBackend):
         if user is not None:  # this attempt was no failure
             cache.delete(here)
             with contextlib.suppress(ValueError):  # the window closed meanwhile
-                cache.decr(everywhere)
+                if cache.decr(everywhere) <= 0:  # nothing left to count (nor a key without expiry)
+                    cache.delete(everywhere)
         return user
 
     @staticmethod

@@ -62,7 +62,7 @@ class Unavailable(DomainError):
 
 # PostgreSQL gave up on the transaction to let a concurrent one through (a deadlock, or a
 # serialisation failure): it rolled back whole, and the same request may simply be sent again.
-# The native API answers 409, the MLflow endpoints 503 (which the mlflow client resends), and
+# The native API answers 409, the MLflow endpoints 429 (which the mlflow client resends), and
 # the admin a message on the page (``common.admin.SendAgainMiddleware``).
 RETRY_CODES = frozenset({"40P01", "40001"})
 TRY_AGAIN = "Another change to the same records was made at the same moment; this one was not saved: send it again."

@@ -190,6 +190,8 @@ class RequestAdminBase(ServiceBackedAdmin):
             )
         except DomainError as exc:
             self.message_user(request, exc.message, messages.ERROR)
+            if "stage" in exc.fields:  # the request moved on: the page again, drawn as it stands now
+                return HttpResponseRedirect(request.get_full_path())
             return None
         label = Outcome(form.cleaned_data["outcome"]).label.lower()
         self.message_user(request, f"Recorded: you chose to {label} request #{subject.pk}.", messages.SUCCESS)

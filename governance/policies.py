@@ -180,7 +180,13 @@ def opens_check(actor: Any, kind: str) -> bool:
     a tier change or a decommission that Warden opens itself (on a critical breach, an
     approval's expiry) or a risk officer does. Decided as it opens and kept with it
     (``ApprovalRequest.opened_as_check``), whatever becomes of the opener's roles."""
-    return kind in CHECK_KINDS and (actor.get_username() == SYSTEM_USERNAME or has_role(actor, Role.RISK_OFFICER))
+    return kind in CHECK_KINDS and (is_system(actor) or has_role(actor, Role.RISK_OFFICER))
+
+
+def is_system(user: Any) -> bool:
+    """Warden's own account: its name, and never able to sign in (``services.system_actor``
+    refuses to act while a user of that name is active)."""
+    return user.get_username() == SYSTEM_USERNAME and not user.is_active
 
 
 def is_check(request: ApprovalRequest) -> bool:
@@ -193,9 +199,12 @@ def can_withdraw(user: Any, request: ApprovalRequest) -> Decision:
     if is_check(request):
         if has_role(user, Role.RISK_OFFICER):
             return _independent(user, request.model, request.version, "withdraw this request")
-        by_warden = request.submitted_by.get_username() == SYSTEM_USERNAME
-        opener = "Warden opened this request itself" if by_warden else "A risk officer opened this request"
-        return deny(f"{opener}: only a risk officer withdraws it.")
+        opener = (
+            "Warden opened this request itself"
+            if is_system(request.submitted_by)
+            else "A risk officer opened this request"
+        )
+        return deny(f"{opener}: only a risk officer independent of the model withdraws it.")
     if user.pk in (request.submitted_by_id, request.model.owner_id):
         return ALLOW
     return deny("Only the submitter or the model's owner withdraws a request.")

@@ -16,7 +16,6 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Exists, Max, OuterRef, Q, QuerySet
 from django.db.models.expressions import RawSQL
@@ -26,7 +25,7 @@ from guardian.shortcuts import assign_perm, get_user_perms, remove_perm
 
 from audit.models import AuditEvent
 from audit.services import audit_record
-from common.errors import Conflict, DomainError, ValidationFailed
+from common.errors import Conflict, DomainError, Unavailable, ValidationFailed
 from common.roles import Role, has_role, is_team, roles_of
 from governance import gate, policies, rules, selectors, tiering, workflow
 from governance.calendar import add_business_days, add_months
@@ -1163,7 +1162,7 @@ def _decommission(request: ApprovalRequest, *, actor: Any) -> None:
     model = request.model
     if request.replacement_id is not None:
         # Named when it was asked; it takes over only if it may still serve.
-        replacement = ModelVersion.objects.select_for_update().get(pk=request.replacement_id)
+        replacement = ModelVersion.objects.select_for_update(of=("self",), no_key=True).get(pk=request.replacement_id)
         if replacement.state not in IN_FORCE:
             raise Conflict.on(
                 "replacement",
@@ -1745,7 +1744,7 @@ def system_actor() -> Any:
         defaults={"is_active": False, "first_name": "Warden", "last_name": "(system)"},
     )
     if user.is_active:  # a person given the name, or the account switched on: it would act as them
-        raise ImproperlyConfigured(
+        raise Unavailable(
             f"The user {policies.SYSTEM_USERNAME!r} is active, and that name is Warden's own account, which "
             "acts for the clock and never signs in: rename that user, or make it inactive"
         )

@@ -158,8 +158,10 @@ def _hold(items: Sequence[Item], name: str) -> None:
     """Share-lock the versions and deployments the batch's rows refer to, in id order, before
     anything else: the foreign keys are checked at commit, after the batch's audit event has
     taken the ledger's lock, and must not wait then for a writer (retiring a deployment, say)
-    who waits for the ledger. Then refuse what reports nothing more, as it stands now: a
-    decommissioned version, a retired deployment."""
+    who waits for the ledger. Then refuse what reports nothing more, as it stands when locked: a
+    decommissioned version, a retired deployment. (These share locks do not hold off a
+    decommission or a retirement, which take no-key locks: one that commits after them is not
+    seen here, and the rows it no longer takes arrive with it as with any batch just before.)"""
     versions = sorted({item.version.pk for item in items})
     deployments = sorted({item.deployment.pk for item in items if item.deployment is not None})
     if connection.vendor == "postgresql":
@@ -169,11 +171,10 @@ def _hold(items: Sequence[Item], name: str) -> None:
             )
             states = dict(cursor.fetchall())
             cursor.execute(
-                "SELECT id FROM governance_deployment WHERE id = ANY(%s) AND retired_at IS NOT NULL "
-                "ORDER BY id FOR KEY SHARE",
+                "SELECT id, retired_at IS NOT NULL FROM governance_deployment WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE",
                 [deployments],
             )
-            retired = {row[0] for row in cursor.fetchall()}
+            retired = {pk for pk, was_retired in cursor.fetchall() if was_retired}
     else:
         states = dict(ModelVersion.objects.filter(pk__in=versions).values_list("pk", "state"))
         retired = set(

@@ -32,8 +32,13 @@ def _recorded(shown: dict[str, Any] | None) -> dict[str, Any] | None:
     if shown is None:
         return None
     url = urlsplit(shown["url"])
+    host = f"[{url.hostname}]" if ":" in (url.hostname or "") else url.hostname or ""
+    try:
+        port = f":{url.port}" if url.port else ""
+    except ValueError:  # not a port: left out with the rest
+        port = ""
     return shown | {
-        "url": f"{url.scheme}://{url.netloc}/…",
+        "url": f"{url.scheme}://{host}{port}/…",  # and no user name or password
         "url_sha256": hashlib.sha256(shown["url"].encode()).hexdigest(),
     }
 

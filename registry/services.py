@@ -784,6 +784,10 @@ def token_create(
     the one that made it, and is revoked with it (whoever holds a leaked token cannot keep a way
     in by minting another)."""
     owner = actor if owner is None else owner
+    if actor is not None and owner != actor:
+        raise PermissionDenied("A token is made for the one who asks for it.")
+    if via is not None and via.user_id != owner.pk:
+        raise PermissionDenied("A token is made with a token of its own user.")
     if not owner.is_active:
         raise PermissionDenied(f"{owner.get_username()} is inactive: an inactive user gets no token.")
     if not name.strip() or len(name) > 100:

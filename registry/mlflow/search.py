@@ -227,10 +227,10 @@ def ordering(order_by: list[str], columns: dict[str, str], default: list[str], n
     MLflow accepts to fields. Then, as MLflow's store does, the ``natural`` order's keys not
     named (ties come out as from MLflow), and the id, which keeps pages stable."""
     out: list[Any] = []
-    named: set[str] = set()
+    named: set[str] = set()  # the fields, as keys that name the same one count as one
     given = order_by or default
-    keys = {item.split()[0] for item in given if item.split()}
-    for item in [*given, *(n for n in natural if n.split()[0] not in keys)]:
+    keys = {columns.get(item.split()[0]) for item in given if item.split()}
+    for item in [*given, *(n for n in natural if columns[n.split()[0]] not in keys)]:
         parts = item.split()
         if not parts or len(parts) > 2 or parts[0] not in columns:
             raise ValidationFailed.on(
@@ -239,9 +239,9 @@ def ordering(order_by: list[str], columns: dict[str, str], default: list[str], n
         direction = parts[1].upper() if len(parts) == 2 else "ASC"
         if direction not in ("ASC", "DESC"):
             raise ValidationFailed.on("order_by", f"{item!r}: the direction is ASC or DESC")
-        if parts[0] in named:
-            raise ValidationFailed.on("order_by", f"{parts[0]} is named twice")
-        named.add(parts[0])
+        if columns[parts[0]] in named:
+            raise ValidationFailed.on("order_by", f"{parts[0]}: its field is named twice")
+        named.add(columns[parts[0]])
         field = F(columns[parts[0]])
         out.append(field.desc() if direction == "DESC" else field.asc())
     out.append(F("pk").asc())

@@ -59,6 +59,16 @@ def test_failures_from_one_ipv6_subnet_count_together(db):
     assert _admin_sign_in(client, PASSWORD, "2001:db8:0:2::1")  # another subscriber's /64
 
 
+def test_ipv4_clients_of_a_dual_stack_listener_count_apart(db):
+    """They arrive as ::ffff:a.b.c.d: each is counted as its IPv4 address, not all as ::/64."""
+    UserFactory(username="alice", is_staff=True)
+    client = Client()
+    for _ in range(settings.LOGIN_FAILURE_LIMIT):
+        assert not _admin_sign_in(client, "wrong", "::ffff:192.0.2.1")
+    assert not _admin_sign_in(client, PASSWORD, "192.0.2.1")
+    assert _admin_sign_in(client, PASSWORD, "::ffff:198.51.100.7")
+
+
 def test_failures_from_many_addresses_are_capped_for_the_account(db, settings):
     settings.LOGIN_FAILURE_ACCOUNT_LIMIT = 8
     UserFactory(username="alice", is_staff=True)

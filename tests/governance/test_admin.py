@@ -326,8 +326,10 @@ def test_the_page_signs_the_stage_it_showed_not_the_one_the_request_moved_on_to(
         },
     )
 
-    assert answer.status_code == 200
-    assert [str(m) for m in answer.context["messages"]] == [
+    assert answer.status_code == 302  # the page again, drawn as the request stands now
+    again = client.get(answer["Location"])
+    assert [str(m) for m in again.context["messages"]] == [
         "stage: Risk officer is complete now; the request awaits Model risk committee"
     ]
+    assert b'type="hidden" name="stage" value="Model risk committee"' in again.content
     assert not request.decisions.filter(person=both).exists()

@@ -150,7 +150,7 @@ def test_a_stricter_tier_a_risk_officer_asked_for_is_withdrawn_only_by_a_risk_of
     denied = api(owner).post(url, {"reason": "T3 is enough"}, format="json")
     assert (denied.status_code, denied.data["message"]) == (
         403,
-        "A risk officer opened this request: only a risk officer withdraws it.",
+        "A risk officer opened this request: only a risk officer independent of the model withdraws it.",
     )
     done = api(risk_officer_2).post(url, {"reason": "capital use ended"}, format="json")
     assert (done.status_code, done.data["state"]) == (200, "withdrawn")
@@ -179,7 +179,7 @@ def test_a_check_stays_one_when_its_opener_leaves_the_risk_officers(api, owner, 
     denied = api(owner).post(f"/api/v1/approval-requests/{request.pk}/withdraw/", {"reason": "gone"}, format="json")
     assert (denied.status_code, denied.data["message"]) == (
         403,
-        "A risk officer opened this request: only a risk officer withdraws it.",
+        "A risk officer opened this request: only a risk officer independent of the model withdraws it.",
     )
     opened = AuditEvent.objects.get(action="approval_request.submitted", object_id=str(request.pk))
     assert opened.after["check"] is True

@@ -12,11 +12,10 @@ from typing import Any
 
 import pytest
 import time_machine
-from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from common.errors import Conflict, ValidationFailed
+from common.errors import Conflict, Unavailable, ValidationFailed
 from governance import gate, selectors, services
 from governance.models import ApprovalRequest, Deployment, Environment, RequestKind, RequestState, StageState
 from notifications.models import Message
@@ -634,7 +633,7 @@ def test_the_clock_refuses_to_act_as_a_person_named_warden(developer, owner, ris
     expiries in their own name, and their own requests would count as Warden's checks."""
     _, release = approved(developer, owner, risk_officer)
     UserFactory(username="warden")
-    with pytest.raises(ImproperlyConfigured, match="The user 'warden' is active"):
+    with pytest.raises(Unavailable, match="The user 'warden' is active"):
         sweep_at(release.valid_until - timedelta(days=29))
     assert not ApprovalRequest.objects.filter(kind=RequestKind.REVALIDATION).exists()
 

@@ -287,7 +287,11 @@ def test_search_orders_and_pages_with_an_opaque_token(mlflow, churn):
     )
     assert [v["version"] for v in body["model_versions"]] == ["3", "2", "1"]
     status, body = mlflow.call("GET", "model-versions/search", {"order_by": ["name ASC", "name DESC"]})
-    assert (status, body["message"]) == (400, "order_by: name is named twice")
+    assert (status, body["message"]) == (400, "order_by: name: its field is named twice")
+    status, body = mlflow.call(
+        "GET", "model-versions/search", {"order_by": ["timestamp ASC", "creation_timestamp DESC"]}
+    )
+    assert (status, body["message"]) == (400, "order_by: creation_timestamp: its field is named twice")
 
 
 def test_search_costs_the_same_queries_whatever_the_page(mlflow, churn, django_assert_max_num_queries):

@@ -77,7 +77,10 @@ def test_the_revalidation_a_breach_opens_is_withdrawn_only_by_a_risk_officer(
     url = f"/api/v1/approval-requests/{revalidation.pk}/withdraw/"
     refused = api(owner).post(url, {"reason": "the drift is seasonal"}, format="json")
     assert refused.status_code == 403
-    assert refused.data["message"] == "Warden opened this request itself: only a risk officer withdraws it."
+    assert (
+        refused.data["message"]
+        == "Warden opened this request itself: only a risk officer independent of the model withdraws it."
+    )
     revalidation.refresh_from_db()
     assert revalidation.state == RequestState.OPEN
 

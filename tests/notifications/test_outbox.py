@@ -99,6 +99,16 @@ def test_the_trail_keeps_a_webhook_address_without_its_path_or_query(risk_office
     assert "s3cr3t" not in created.canonical and "n3w" not in changed.canonical and "abc" not in created.canonical
 
 
+def test_switching_off_an_old_webhook_with_a_password_in_its_address_keeps_it_out_of_the_trail(risk_officer):
+    """Addresses with a user name or password are refused now, but one saved before may remain."""
+    webhook = Webhook.objects.create(name="old", url="https://bot:hunter2@hooks.example.com:8443/x", secret=SECRET)
+    webhook.active = False
+    notify.webhook_save(actor=risk_officer, webhook=webhook, fields=["active"])
+    event = AuditEvent.objects.get(action="webhook.changed")
+    assert event.after["url"] == "https://hooks.example.com:8443/…"
+    assert "hunter2" not in event.canonical and "bot" not in event.canonical
+
+
 def test_a_webhook_only_gets_the_events_it_asked_for(developer, owner, risk_officer):
     hook(risk_officer, "https://hooks.example.com/warden", events=["version.deployed"])
     submitted(developer, owner, 4)

@@ -58,6 +58,15 @@ def test_the_command_makes_a_token_for_a_user_and_the_trail_names_whoever_ran_it
     assert event.reason.startswith("manage.py token_create, run by ") and " on " in event.reason
 
 
+def test_a_token_is_made_only_for_the_one_who_asks_and_with_their_own_token(developer, owner):
+    with pytest.raises(PermissionDenied, match="for the one who asks"):
+        services.token_create(actor=developer, owner=owner, name="ci")
+    theirs, _ = services.token_create(actor=owner, name="ci")
+    with pytest.raises(PermissionDenied, match="with a token of its own user"):
+        services.token_create(actor=developer, name="spare", via=theirs)
+    assert list(ApiToken.objects.values_list("user__username", flat=True)) == [owner.username]
+
+
 def test_an_inactive_user_gets_no_token(developer):
     developer.is_active = False
     developer.save()
