@@ -29,7 +29,8 @@ from governance import services as governance
 from governance.models import Deployment
 from monitoring import measures, policies, thresholds
 from monitoring.models import Distribution, Measure, Observation, ThresholdOverride
-from registry.models import ModelStatus, ModelVersion, RegisteredModel, VersionState
+from registry import services as registry_services
+from registry.models import ModelVersion, RegisteredModel, VersionState
 
 log = logging.getLogger(__name__)
 
@@ -369,11 +370,7 @@ def reference_capture(*, actor: Any, item: Item) -> Distribution:
         .get(pk=item.version.pk)
     )
     policies.can_report(actor, version).ensure()
-    if version.state != VersionState.DRAFT or version.model.status != ModelStatus.ACTIVE:
-        what = version.state if version.state != VersionState.DRAFT else f"a draft of a {version.model.status} model"
-        raise Conflict.on(
-            "version", f"version {version.number} is {what}: its reference is frozen with its content once submitted"
-        )
+    registry_services.ensure_content_open(version, "reference")
     _check_bins("", item.data["bins"], item.data["counts"])
     feature = item.data["feature"]
     if Distribution.objects.filter(version=version, feature=feature, reference=True).exists():

@@ -553,14 +553,21 @@ def _lock_draft_for_lineage(actor: Any, version: ModelVersion) -> ModelVersion:
         .get(pk=version.pk)
     )
     policies.can_edit_version(actor, version.model).ensure()
+    ensure_content_open(version, "lineage")
+    return version
+
+
+def ensure_content_open(version: ModelVersion, part: str) -> None:
+    """A version's content (its lineage, its monitoring reference: ``part``) is set while it is a
+    draft of an active model, and frozen with the rest once it is submitted: what its approvers
+    judged is what stays. Called with the version locked."""
     if version.model.status != ModelStatus.ACTIVE:
-        raise Conflict(f"Model {version.model.name} is {version.model.status}: its lineage is closed.")
+        raise Conflict(f"Model {version.model.name} is {version.model.status}: its {part} is closed.")
     if version.state != VersionState.DRAFT:
         raise Conflict(
             f"Version {version.number} of {version.model.name} is {version.state}: "
-            "its lineage is frozen with its content; register a new version."
+            f"its {part} is frozen with its content; register a new version."
         )
-    return version
 
 
 def _add_parent(*, actor: Any, child: ModelVersion, parent: ModelVersion, relation: str, field: str) -> None:

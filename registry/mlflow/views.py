@@ -108,6 +108,21 @@ def _tags(tags: dict[str, str], facts: dict[str, Any]) -> list[dict[str, str]]:
     return out
 
 
+# What Warden states about a model or a version as ``warden.`` tags; a create takes them back
+# (``_user_tags``).
+MODEL_FACT_KEYS = ("team", "risk_tier", "status")
+VERSION_FACT_KEYS = ("state", "artifact_sha256")
+
+
+def _model_facts(model: RegisteredModel) -> dict[str, Any]:
+    risk_tier = model.risk_tier and f"T{model.risk_tier}"
+    return dict(zip(MODEL_FACT_KEYS, (model.team.name, risk_tier, model.status), strict=True))
+
+
+def _version_facts(version: ModelVersion) -> dict[str, Any]:
+    return dict(zip(VERSION_FACT_KEYS, (version.state, version.artifact_sha256), strict=True))
+
+
 def version_json(version: ModelVersion, aliases: list[str]) -> dict[str, Any]:
     return {
         "name": version.model.name,
@@ -122,13 +137,13 @@ def version_json(version: ModelVersion, aliases: list[str]) -> dict[str, Any]:
         "run_link": version.source_pipeline_url,
         "status": "READY",
         "status_message": f"Warden state: {version.state}",
-        "tags": _tags(version.tags, {"state": version.state, "artifact_sha256": version.artifact_sha256}),
+        "tags": _tags(version.tags, _version_facts(version)),
         "aliases": aliases,
     }
 
 
 def model_json(model: RegisteredModel, latest: list[ModelVersion], aliases: list[ModelAlias]) -> dict[str, Any]:
-    facts = {"team": model.team.name, "risk_tier": model.risk_tier and f"T{model.risk_tier}", "status": model.status}
+    facts = _model_facts(model)
     by_version: dict[int, list[str]] = {}
     for alias in aliases:
         by_version.setdefault(alias.version_id, []).append(alias.name)
@@ -330,10 +345,10 @@ def _tag_list(value: Any) -> dict[str, str]:
     return {_text("tags.key", t.get("key")): _text("tags.value", t.get("value"), required=False) for t in value}
 
 
-# The facts Warden answers with as ``warden.`` tags, by what they are about (``version_json``,
-# ``model_json``), and the one each create reads as input.
-MODEL_FACTS = frozenset({TEAM_TAG, RESERVED + "risk_tier", RESERVED + "status"})
-VERSION_FACTS = frozenset({DIGEST_TAG, RESERVED + "state"})
+# The facts as their tags' keys (``warden.team`` and ``warden.artifact_sha256`` are also what
+# each create reads as input).
+MODEL_FACTS = frozenset(RESERVED + key for key in MODEL_FACT_KEYS)
+VERSION_FACTS = frozenset(RESERVED + key for key in VERSION_FACT_KEYS)
 
 
 def _user_tags(tags: dict[str, str], facts: frozenset[str]) -> dict[str, str]:

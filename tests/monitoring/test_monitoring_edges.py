@@ -238,13 +238,10 @@ def test_a_reference_is_captured_while_the_version_is_a_draft_only(api, develope
     refused = api(developer).post(
         "/api/v1/monitoring/references/", {**body, "bins": ["a", "b"], "counts": [1, 2]}, format="json"
     )
-    assert (refused.status_code, refused.data["fields"]) == (
+    assert (refused.status_code, refused.data["message"]) == (
         409,
-        {
-            "version": [
-                f"version {version.number} is submitted: its reference is frozen with its content once submitted"
-            ]
-        },
+        f"Version 1 of {version.model.name} is submitted: its reference is frozen with its content; "
+        "register a new version.",
     )
 
 
