@@ -116,7 +116,7 @@ def wait_until(condition: Any, timeout: float = 60) -> bool:
     return False
 
 
-def test_redis_down_loses_nothing_and_sends_nothing_twice(tmp_path: Path, api: Any) -> None:
+def test_redis_down_loses_nothing_and_sends_nothing_twice(tmp_path: Path, api: Any, caplog: Any) -> None:
     owner = UserFactory(username="owner", groups=[Role.MODEL_OWNER, "credit-risk"])
     risk = UserFactory(username="risk", groups=[Role.RISK_OFFICER], is_staff=True)
     admin = UserFactory(username="admin", is_superuser=True, is_staff=True)
@@ -137,6 +137,8 @@ def test_redis_down_loses_nothing_and_sends_nothing_twice(tmp_path: Path, api: A
         request_id = receiver.posts[0]["body"]["request"]
         response = api(risk).post(f"/api/v1/approval-requests/{request_id}/decisions/", {"outcome": "approve"})
         assert response.status_code == 201, response.data
+        # The kick after the commit gave up on the broker (bounded tries) and left them to the sweep.
+        assert "notification(s) deferred to the sweep" in caplog.text
         response = api(owner).post(f"/api/v1/models/{model.name}/versions/{second.number}/submit/", {})
         assert response.status_code == 201, response.data
         waiting = Delivery.objects.filter(channel="webhook", state=DeliveryState.PENDING)
