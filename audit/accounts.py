@@ -9,7 +9,12 @@ request (``audit.context.actor``), else "system", however the ORM makes it:
   on either side, deleting a user or a group;
 - the flags of an existing user (``user.flags_changed``, before and after): saved inside a
   transaction, as the admin does; saved outside one, the change is refused, since its event
-  could not go with it."""
+  could not go with it.
+
+On PostgreSQL a bypass guard (``install``) holds the rest, as ``registry.guards`` does for
+versions: a membership added, removed or changed, or a flag changed, by ``bulk_create``,
+``update()`` or raw SQL, without an event about the user in the same transaction, fails at
+commit."""
 
 from __future__ import annotations
 
@@ -111,3 +116,48 @@ def connect() -> None:
     pre_delete.connect(_user_deleted, sender=user, dispatch_uid="audit.accounts.user")
     pre_delete.connect(_group_deleted, sender=Group, dispatch_uid="audit.accounts.group")
     pre_save.connect(_flags_saved, sender=user, dispatch_uid="audit.accounts.flags")
+
+
+_GUARD = """
+CREATE OR REPLACE FUNCTION audit_account_check(changed bigint, what text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT warden_audit_written('auth.user', changed::text) THEN
+        RAISE EXCEPTION 'the % of user % changed without an audit event: change them through Warden (the admin, user.groups)', what, changed
+            USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+END $$;
+CREATE OR REPLACE FUNCTION audit_membership_requires_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM audit_account_check(CASE WHEN TG_OP = 'DELETE' THEN OLD.user_id ELSE NEW.user_id END, 'roles and teams');
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE FUNCTION audit_user_flags_require_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM audit_account_check(NEW.id, 'flags (superuser, staff, active)');
+    RETURN NULL;
+END $$;
+
+DROP TRIGGER IF EXISTS audit_membership_audited ON {memberships};
+CREATE CONSTRAINT TRIGGER audit_membership_audited AFTER INSERT OR UPDATE OR DELETE ON {memberships}
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION audit_membership_requires_audit();
+ALTER TABLE {memberships} ENABLE ALWAYS TRIGGER audit_membership_audited;
+
+DROP TRIGGER IF EXISTS audit_user_flags_audited ON {users};
+CREATE CONSTRAINT TRIGGER audit_user_flags_audited AFTER UPDATE OF is_superuser, is_staff, is_active ON {users}
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+    WHEN (OLD.is_superuser IS DISTINCT FROM NEW.is_superuser OR OLD.is_staff IS DISTINCT FROM NEW.is_staff
+          OR OLD.is_active IS DISTINCT FROM NEW.is_active)
+    EXECUTE FUNCTION audit_user_flags_require_audit();
+ALTER TABLE {users} ENABLE ALWAYS TRIGGER audit_user_flags_audited;
+"""
+
+
+def install(connection: Any) -> None:
+    """Idempotent; PostgreSQL only (SQLite, the embedded mode, has no roles to guard against)."""
+    if connection.vendor == "postgresql":
+        user = get_user_model()
+        sql = _GUARD.replace("{users}", user._meta.db_table).replace(
+            "{memberships}", user.groups.through._meta.db_table
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql)

@@ -7,11 +7,12 @@ import re
 
 import pytest
 from django.contrib.auth.models import Group
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.test import Client
 
 from audit.models import AuditEvent
 from common.roles import Role
+from tests.conftest import on_postgres
 from tests.factories import UserFactory
 
 
@@ -126,3 +127,32 @@ def test_a_flag_changed_outside_a_transaction_is_refused_not_left_out(teams):
     vera.refresh_from_db()
     assert vera.is_superuser is False
     assert not AuditEvent.objects.filter(action="user.flags_changed").exists()
+
+
+@pytest.mark.skipif(not on_postgres(), reason="the guard is PostgreSQL's constraint triggers")
+@pytest.mark.django_db(transaction=True)
+def test_roles_and_flags_changed_around_warden_fail_at_commit(teams):
+    """Bulk writes, ``update()`` and raw SQL skip the signals that record these changes: the
+    bypass guard refuses to commit them without their events, as it does a version's state."""
+    vera = UserFactory(username="vera", groups=["credit-risk"])
+    officers = Group.objects.get_or_create(name=Role.RISK_OFFICER.value)[0]
+    membership = vera.groups.through
+    refused = pytest.raises(
+        DatabaseError, match=rf"the roles and teams of user {vera.pk} changed without an audit event"
+    )
+    with refused, transaction.atomic():
+        membership.objects.bulk_create([membership(user=vera, group=officers)])
+    with refused, transaction.atomic():
+        membership.objects.filter(user=vera).delete()
+    flags = pytest.raises(DatabaseError, match=r"the flags \(superuser, staff, active\) of user \d+ changed")
+    with flags, transaction.atomic():
+        type(vera).objects.filter(pk=vera.pk).update(is_superuser=True)
+    vera.refresh_from_db()
+    assert (vera.is_superuser, sorted(vera.groups.values_list("name", flat=True))) == (False, ["credit-risk"])
+
+    with transaction.atomic():  # through Warden: recorded, and committed
+        vera.groups.add(officers)
+        vera.is_staff = True
+        vera.save()
+    assert vera.groups.filter(name=Role.RISK_OFFICER.value).exists()
+    assert AuditEvent.objects.filter(action="user.flags_changed", object_id=str(vera.pk)).exists()
