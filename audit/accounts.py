@@ -11,10 +11,13 @@ request (``audit.context.actor``), else "system", however the ORM makes it:
   transaction, as the admin does; saved outside one, the change is refused, since its event
   could not go with it.
 
+- a group's new name (``group.renamed``, about the group): a role is a group's name.
+
 On PostgreSQL a bypass guard (``install``) holds the rest, as ``registry.guards`` does for
-versions: a membership added, removed or changed, or a flag changed, by ``bulk_create``,
-``update()`` or raw SQL, without an event about the user in the same transaction, fails at
-commit."""
+versions: a membership added, removed or changed, a flag changed, or a group renamed, by
+``bulk_create``, ``update()`` or raw SQL, without an event about the user (or the group) in the
+same transaction, fails at commit. A new user is not an event of its own (``createsuperuser``
+saves outside a transaction); the groups it is given are."""
 
 from __future__ import annotations
 
@@ -110,30 +113,71 @@ def _flags_saved(sender: Any, instance: Any, update_fields: Any = None, **kwargs
     )
 
 
+def _group_saved(sender: Any, instance: Any, update_fields: Any = None, **kwargs: Any) -> None:
+    """Before an existing group is saved: record a new name. A role is a group's name
+    (``common.roles``): renaming one moves every member into or out of a role."""
+    if instance.pk is None or (update_fields is not None and "name" not in update_fields):
+        return
+    stored = sender.objects.filter(pk=instance.pk).values_list("name", flat=True).first()
+    if stored is None or stored == instance.name:
+        return
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError(
+            f"group {stored!r} renamed outside a transaction: rename it inside transaction.atomic(), so that its "
+            "audit event goes with it"
+        )
+    audit_record(
+        actor=context.actor(),
+        action="group.renamed",
+        object_type="auth.group",
+        object_id=instance.pk,
+        before={"group": stored, "kind": "team" if is_team(stored) else "role"},
+        after={"group": instance.name, "kind": "team" if is_team(instance.name) else "role"},
+    )
+
+
 def connect() -> None:
     user = get_user_model()
     m2m_changed.connect(_groups_changed, sender=user.groups.through, dispatch_uid="audit.accounts.groups")
     pre_delete.connect(_user_deleted, sender=user, dispatch_uid="audit.accounts.user")
     pre_delete.connect(_group_deleted, sender=Group, dispatch_uid="audit.accounts.group")
     pre_save.connect(_flags_saved, sender=user, dispatch_uid="audit.accounts.flags")
+    pre_save.connect(_group_saved, sender=Group, dispatch_uid="audit.accounts.group_name")
 
 
 _GUARD = """
-CREATE OR REPLACE FUNCTION audit_account_check(changed bigint, what text) RETURNS void LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION audit_account_check(about text, changed text, what text) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    IF NOT warden_audit_written('auth.user', changed::text) THEN
-        RAISE EXCEPTION 'the % of user % changed without an audit event: change them through Warden (the admin, user.groups)', what, changed
+    IF NOT warden_audit_written(about, changed) THEN
+        RAISE EXCEPTION 'the % of % % changed without an audit event: change them through Warden (the admin, user.groups)', what, about, changed
             USING ERRCODE = 'integrity_constraint_violation';
     END IF;
 END $$;
 CREATE OR REPLACE FUNCTION audit_membership_requires_audit() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM audit_account_check(CASE WHEN TG_OP = 'DELETE' THEN OLD.user_id ELSE NEW.user_id END, 'roles and teams');
+    IF TG_OP <> 'INSERT' THEN  -- the member who leaves, and on an UPDATE the one who joins
+        PERFORM audit_account_check('auth.user', OLD.{member}::text, 'roles and teams');
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        PERFORM audit_account_check('auth.user', NEW.{member}::text, 'roles and teams');
+    END IF;
     RETURN NULL;
 END $$;
+-- The columns are compared here, not in the triggers' definitions, which would make them depend
+-- on Django's own columns and stop its migrations from altering them.
 CREATE OR REPLACE FUNCTION audit_user_flags_require_audit() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM audit_account_check(NEW.id, 'flags (superuser, staff, active)');
+    IF OLD.is_superuser IS DISTINCT FROM NEW.is_superuser OR OLD.is_staff IS DISTINCT FROM NEW.is_staff
+       OR OLD.is_active IS DISTINCT FROM NEW.is_active THEN
+        PERFORM audit_account_check('auth.user', NEW.{user_pk}::text, 'flags (superuser, staff, active)');
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE FUNCTION audit_group_name_requires_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.name IS DISTINCT FROM NEW.name THEN
+        PERFORM audit_account_check('auth.group', NEW.id::text, 'name (a role is a group''s name)');
+    END IF;
     RETURN NULL;
 END $$;
 
@@ -143,21 +187,48 @@ CREATE CONSTRAINT TRIGGER audit_membership_audited AFTER INSERT OR UPDATE OR DEL
 ALTER TABLE {memberships} ENABLE ALWAYS TRIGGER audit_membership_audited;
 
 DROP TRIGGER IF EXISTS audit_user_flags_audited ON {users};
-CREATE CONSTRAINT TRIGGER audit_user_flags_audited AFTER UPDATE OF is_superuser, is_staff, is_active ON {users}
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
-    WHEN (OLD.is_superuser IS DISTINCT FROM NEW.is_superuser OR OLD.is_staff IS DISTINCT FROM NEW.is_staff
-          OR OLD.is_active IS DISTINCT FROM NEW.is_active)
-    EXECUTE FUNCTION audit_user_flags_require_audit();
+CREATE CONSTRAINT TRIGGER audit_user_flags_audited AFTER UPDATE ON {users}
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION audit_user_flags_require_audit();
 ALTER TABLE {users} ENABLE ALWAYS TRIGGER audit_user_flags_audited;
+
+DROP TRIGGER IF EXISTS audit_group_name_audited ON {groups};
+CREATE CONSTRAINT TRIGGER audit_group_name_audited AFTER UPDATE ON {groups}
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION audit_group_name_requires_audit();
+ALTER TABLE {groups} ENABLE ALWAYS TRIGGER audit_group_name_audited;
 """
+
+_UNGUARD = """
+DROP TRIGGER IF EXISTS audit_membership_audited ON {memberships};
+DROP TRIGGER IF EXISTS audit_user_flags_audited ON {users};
+DROP TRIGGER IF EXISTS audit_group_name_audited ON {groups};
+"""
+
+
+def _sql(template: str, connection: Any) -> str:
+    user = get_user_model()
+    through = user.groups.through
+    quote = connection.ops.quote_name
+    member = next(f for f in through._meta.concrete_fields if f.related_model is user)  # user_id for auth.User
+    names = {
+        "users": quote(user._meta.db_table),
+        "user_pk": quote(user._meta.pk.column),
+        "memberships": quote(through._meta.db_table),
+        "member": quote(member.column),
+        "groups": quote(Group._meta.db_table),
+    }
+    for name, value in names.items():
+        template = template.replace("{" + name + "}", value)
+    return template
 
 
 def install(connection: Any) -> None:
     """Idempotent; PostgreSQL only (SQLite, the embedded mode, has no roles to guard against)."""
     if connection.vendor == "postgresql":
-        user = get_user_model()
-        sql = _GUARD.replace("{users}", user._meta.db_table).replace(
-            "{memberships}", user.groups.through._meta.db_table
-        )
         with connection.cursor() as cursor:
-            cursor.execute(sql)
+            cursor.execute(_sql(_GUARD, connection))
+
+
+def uninstall(connection: Any) -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_sql(_UNGUARD, connection))

@@ -19,7 +19,7 @@ from django.utils.html import format_html
 
 from common import validation
 from common.admin import ServiceBackedAdmin
-from common.errors import DomainError, NotFound
+from common.errors import Conflict, DomainError, NotFound
 from common.policy import can_use_admin
 from governance import policies, selectors, services, tiering
 from governance.models import (
@@ -190,7 +190,7 @@ class RequestAdminBase(ServiceBackedAdmin):
             )
         except DomainError as exc:
             self.message_user(request, exc.message, messages.ERROR)
-            if "stage" in exc.fields:  # the request moved on: the page again, drawn as it stands now
+            if isinstance(exc, Conflict) and "stage" in exc.fields:  # the request moved on: drawn afresh
                 return HttpResponseRedirect(request.get_full_path())
             return None
         label = Outcome(form.cleaned_data["outcome"]).label.lower()

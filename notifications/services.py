@@ -27,8 +27,9 @@ def _shown(webhook: Webhook) -> dict[str, Any]:
 def _recorded(shown: dict[str, Any] | None) -> dict[str, Any] | None:
     """A webhook as its audit events hold it. The trail is immutable and goes to auditors, and
     many receivers put their credential in the address (``hooks.slack.com/services/…``), so the
-    address is kept as its scheme and host, with the SHA-256 of the whole of it: enough to tell
-    that it changed, and to confirm it against an address one already holds."""
+    address is kept as its scheme, host and port, with the SHA-256 of the whole of it but a user
+    name or password (which a hash would let one guess): enough to tell that it changed, and to
+    confirm it against an address one already holds."""
     if shown is None:
         return None
     url = urlsplit(shown["url"])
@@ -39,7 +40,7 @@ def _recorded(shown: dict[str, Any] | None) -> dict[str, Any] | None:
         port = ""
     return shown | {
         "url": f"{url.scheme}://{host}{port}/…",  # and no user name or password
-        "url_sha256": hashlib.sha256(shown["url"].encode()).hexdigest(),
+        "url_sha256": hashlib.sha256(url._replace(netloc=url.netloc.rpartition("@")[2]).geturl().encode()).hexdigest(),
     }
 
 

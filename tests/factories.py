@@ -56,12 +56,15 @@ def _unguarded(table: str, trigger: str) -> Iterator[None]:
         yield
         return
     with transaction.atomic(), connection.cursor() as cursor:
-        # A table with checks still due at commit cannot be altered: they are made now.
-        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        # A table with checks still due at commit cannot be altered: its own (its foreign keys'
+        # and the guard's) are made now, and deferred again after.
+        keys = [name for name, c in connection.introspection.get_constraints(cursor, table).items() if c["foreign_key"]]
+        due = ", ".join(connection.ops.quote_name(name) for name in [*keys, trigger])
+        cursor.execute(f"SET CONSTRAINTS {due} IMMEDIATE")
         cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER {trigger}")
         yield
         cursor.execute(f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {trigger}")
-        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+        cursor.execute(f"SET CONSTRAINTS {due} DEFERRED")
 
 
 def digest(seed: str | None = None) -> str:

@@ -138,13 +138,13 @@ def test_roles_and_flags_changed_around_warden_fail_at_commit(teams):
     officers = Group.objects.get_or_create(name=Role.RISK_OFFICER.value)[0]
     membership = vera.groups.through
     refused = pytest.raises(
-        DatabaseError, match=rf"the roles and teams of user {vera.pk} changed without an audit event"
+        DatabaseError, match=rf"the roles and teams of auth.user {vera.pk} changed without an audit event"
     )
     with refused, transaction.atomic():
         membership.objects.bulk_create([membership(user=vera, group=officers)])
     with refused, transaction.atomic():
         membership.objects.filter(user=vera).delete()
-    flags = pytest.raises(DatabaseError, match=r"the flags \(superuser, staff, active\) of user \d+ changed")
+    flags = pytest.raises(DatabaseError, match=r"the flags \(superuser, staff, active\) of auth.user \d+ changed")
     with flags, transaction.atomic():
         type(vera).objects.filter(pk=vera.pk).update(is_superuser=True)
     vera.refresh_from_db()
@@ -156,3 +156,36 @@ def test_roles_and_flags_changed_around_warden_fail_at_commit(teams):
         vera.save()
     assert vera.groups.filter(name=Role.RISK_OFFICER.value).exists()
     assert AuditEvent.objects.filter(action="user.flags_changed", object_id=str(vera.pk)).exists()
+
+
+@pytest.mark.skipif(not on_postgres(), reason="the guard is PostgreSQL's constraint triggers")
+@pytest.mark.django_db(transaction=True)
+def test_deleting_users_and_groups_and_renaming_a_group_through_warden_commit_with_their_events(teams):
+    vera = UserFactory(username="vera", groups=["credit-risk"])
+    officers = Group.objects.get_or_create(name=Role.RISK_OFFICER.value)[0]
+    vera.groups.add(officers)
+    ivan = UserFactory(username="ivan", groups=["credit-risk"])
+    ivan.delete()  # commits: its memberships' removal is recorded first
+    officers.delete()
+    assert sorted(
+        AuditEvent.objects.filter(action="membership.removed").values_list("after__user", "after__group")
+    ) == [
+        ("ivan", "credit-risk"),
+        ("vera", Role.RISK_OFFICER.value),
+    ]
+    pricing = Group.objects.get(name="pricing")
+    with transaction.atomic():
+        pricing.name = Role.RISK_OFFICER.value
+        pricing.save()
+    renamed = AuditEvent.objects.get(action="group.renamed")
+    assert (renamed.before, renamed.after) == (
+        {"group": "pricing", "kind": "team"},
+        {"group": Role.RISK_OFFICER.value, "kind": "role"},
+    )
+    refused = pytest.raises(DatabaseError, match=r"the name \(a role is a group's name\) of auth.group \d+ changed")
+    with refused, transaction.atomic():
+        Group.objects.filter(pk=pricing.pk).update(name="pricing")
+    moved = pytest.raises(DatabaseError, match=rf"the roles and teams of auth.user {vera.pk} changed")
+    with moved, transaction.atomic():
+        membership = vera.groups.through
+        membership.objects.filter(user=vera).update(user=UserFactory(username="walt"))

@@ -5,8 +5,10 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.core.cache import cache
 from django.test import Client
 
+from common import auth
 from common.errors import TRY_AGAIN
 from registry import services
 from registry.models import RegisteredModel
@@ -85,6 +87,14 @@ def test_a_successful_sign_in_does_not_count_against_the_account(db, settings):
         assert _admin_sign_in(Client(), PASSWORD, "192.0.2.1")
     assert not _admin_sign_in(Client(), "wrong", "192.0.2.2")
     assert _admin_sign_in(Client(), PASSWORD, "192.0.2.3")
+
+
+def test_a_successful_sign_in_leaves_no_count_behind(db):
+    """Its own attempt taken back, an account count at nothing is deleted, not kept (on Redis, a
+    key brought back by a decrement has no expiry, and would count for ever)."""
+    UserFactory(username="alice", is_staff=True)
+    assert _admin_sign_in(Client(), PASSWORD, "192.0.2.1")
+    assert cache.get(auth._key("alice")) is None and cache.get(auth._key("alice", "192.0.2.1")) is None
 
 
 def test_unknown_urls_under_the_api_answer_404_in_the_error_shape(api, developer):
