@@ -26,12 +26,8 @@ def _source(address: str | None) -> str:
     subscriber's usual share: counting each of its addresses apart would count nothing)."""
     if not address:
         return ""
-    ip = ipaddress.ip_address(address)
-    if ip.version == 4:
-        return address
-    if ip.ipv4_mapped is not None:  # an IPv4 client of a dual-stack listener
-        return str(ip.ipv4_mapped)
-    return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    ip = ipaddress.ip_address(address)  # normal already: an IPv4 client of a dual-stack listener is IPv4
+    return address if ip.version == 4 else str(ipaddress.ip_network(f"{ip}/64", strict=False))
 
 
 def _counted(key: str) -> int:

@@ -18,9 +18,17 @@ def client_address(request: HttpRequest | None) -> str | None:
 
 
 def normal_address(address: str | None) -> str | None:
-    """An IP address in its normal form (IPv6 compressed, lower case), as the database stores
-    and returns it; None for anything that is not an address."""
+    """An IP address in its normal form, as both databases store and return it: IPv6 compressed
+    and in lower case; an IPv4 client of a dual-stack listener (``::ffff:a.b.c.d``), or an IPv6
+    address holding IPv4 the old compatible way (``::a.b.c.d``), as that IPv4 address, which
+    PostgreSQL and Django would each print their own way. None for anything not an address."""
     try:
-        return ipaddress.ip_address(address or "").compressed
+        ip = ipaddress.ip_address(address or "")
     except ValueError:
         return None
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        if 2**16 <= int(ip) < 2**32:  # the range PostgreSQL prints as ::a.b.c.d
+            return str(ipaddress.IPv4Address(int(ip)))
+    return ip.compressed

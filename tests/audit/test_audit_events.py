@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.db import transaction
 from django.db.models import ProtectedError
 
 from audit.models import AuditEvent
 from audit.services import audit_record
+from audit.verify import INTACT, verify
 from registry import services
 from tests.factories import make_model
 
@@ -24,6 +27,26 @@ def test_every_registry_write_records_who_what_and_where(api, developer):
     assert event.source_ip == "10.1.2.3"
     assert event.request_id == response["X-Request-ID"]
     assert event.occurred_at is not None
+
+
+@pytest.mark.parametrize(
+    ("sent", "recorded"),
+    [
+        ("::ffff:10.1.2.3", "10.1.2.3"),  # an IPv4 client of a dual-stack listener
+        ("::10.1.2.3", "10.1.2.3"),  # the old compatible form
+        ("2001:DB8:0::1", "2001:db8::1"),
+        ("::2", "::2"),
+    ],
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_source_address_is_hashed_as_the_database_gives_it_back(api, developer, sent, recorded):
+    """Otherwise an intact row reads as tampered: PostgreSQL prints an address holding IPv4 in
+    dotted form, and Python and Django each in their own."""
+    api(developer).post("/api/v1/models/", {"name": "m1", "team": "credit-risk"}, format="json", REMOTE_ADDR=sent)
+    event = AuditEvent.objects.get()
+    assert event.source_ip == recorded
+    assert json.loads(event.canonical)["source_ip"] == recorded
+    assert verify().code == INTACT
 
 
 def test_audit_events_cannot_be_changed_or_deleted_through_the_orm(developer):
