@@ -9,7 +9,8 @@ disable them, which is why the application runs as a role that owns nothing
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -203,10 +204,21 @@ _SQLITE_TRIGGERS = [
 ]
 
 
+def qualified(sql: str, cursor: Any, tables: Iterable[str]) -> str:
+    """``sql`` with each of ``tables`` named by its schema (PostgreSQL). A session's temporary
+    tables come first in its search path: a function that names a table bare would read or write
+    a temporary one a session made with the same name, so that its appends, and the guards'
+    look for them, would go to a table of its own instead of the trail."""
+    cursor.execute("SELECT current_schema()")
+    schema = '"' + cursor.fetchone()[0].replace('"', '""') + '"'
+    names = "|".join(re.escape(table) for table in tables)
+    return re.sub(rf"(?<![\w.\"])({names})(?![\w\"])", rf"{schema}.\1", sql)
+
+
 def install(connection: Any) -> None:
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute(_POSTGRES)
+            cursor.execute(qualified(_POSTGRES, cursor, (EVENTS, HEAD, CHECKPOINTS, PENDING)))
         elif connection.vendor == "sqlite":
             for statement in _SQLITE:
                 cursor.execute(statement)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from audit.triggers import qualified
+
 # An edge of a version's lineage, added or removed, is about the version (the child).
 _LINEAGE = """
 CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -83,4 +85,4 @@ def install(connection: Any) -> None:
     """Idempotent; PostgreSQL only (SQLite, the embedded mode, has no roles to guard against)."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute(_GUARD)
+            cursor.execute(qualified(_GUARD, cursor, ("registry_registeredmodel",)))

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from governance import services
 from governance.models import ApprovalRequest, Decision, Deployment, Environment
+from registry.models import ModelVersion
 from tests.conftest import on_postgres
 from tests.factories import approved, assessed_model, submitted
 
@@ -68,3 +69,18 @@ def test_deployments_recorded_or_retired_outside_the_services_fail_at_commit(dev
     with refused, transaction.atomic():
         Deployment.objects.filter(pk=deployment.pk).update(retired_at=timezone.now())
     assert Deployment.objects.get(pk=deployment.pk).retired_at is None
+
+
+def test_a_temporary_table_named_as_the_trail_does_not_stand_in_for_it(developer, owner):
+    """A session's temporary tables come first in its search path: a pending 'event' written to
+    one must not satisfy the guard, nor an append go there instead of the trail."""
+    version, _ = submitted(developer, owner, 4)
+    connection.close()  # a fresh session: its functions have planned nothing yet
+    refused = pytest.raises(DatabaseError, match=r"model version \d+ changed state to approved without an audit event")
+    with refused, transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("CREATE TEMP TABLE audit_pending (txid bigint, object_type text, object_id text) ON COMMIT DROP")
+        cursor.execute(
+            "INSERT INTO audit_pending VALUES (txid_current(), 'registry.modelversion', %s)", [str(version.pk)]
+        )
+        ModelVersion.objects.filter(pk=version.pk).update(state="approved")
+    assert ModelVersion.objects.get(pk=version.pk).state == "submitted"
