@@ -27,6 +27,7 @@ def normal_address(address: str | None) -> str | None:
     except ValueError:
         return None
     if isinstance(ip, ipaddress.IPv6Address):
+        ip = ipaddress.IPv6Address(int(ip))  # without a zone (fe80::1%eth0), which inet does not take
         if ip.ipv4_mapped is not None:
             return str(ip.ipv4_mapped)
         if 2**16 <= int(ip) < 2**32:  # the range PostgreSQL prints as ::a.b.c.d

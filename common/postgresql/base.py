@@ -25,6 +25,16 @@ class DatabaseWrapper(base.DatabaseWrapper):
         checked = not self.health_check_enabled or self.health_check_done  # type: ignore[attr-defined,has-type]
         if self.connection is None or checked or self.pool:
             return
-        if self.connection.closed or select.select([self.connection], [], [], 0)[0]:
+        if self.connection.closed or self._readable():
             self.close()
         self.health_check_done = True
+
+    def _readable(self) -> bool:
+        """Whether the server has sent something unasked (it closed the connection, or is about
+        to): ``poll``, which any descriptor number suits (``select`` refuses those past 1023)."""
+        descriptor = self.connection.fileno()
+        if descriptor < 0:
+            return True
+        poller = select.poll()
+        poller.register(descriptor, select.POLLIN)
+        return bool(poller.poll(0))

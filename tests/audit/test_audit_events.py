@@ -36,6 +36,7 @@ def test_every_registry_write_records_who_what_and_where(api, developer):
         ("::10.1.2.3", "10.1.2.3"),  # the old compatible form
         ("2001:DB8:0::1", "2001:db8::1"),
         ("::2", "::2"),
+        ("fe80::1%eth0", "fe80::1"),  # a link-local peer: the zone is the server's, not the client's
     ],
 )
 @pytest.mark.django_db(transaction=True)
