@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import io
+import json
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -13,14 +13,15 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, JsonResponse, QueryDict
 from django.utils import timezone
 from django_filters.rest_framework import DjangoFilterBackend
-from rest_framework import ISO_8601, exceptions, pagination, parsers, relations, serializers, status
+from rest_framework import ISO_8601, exceptions, pagination, parsers, relations, renderers, serializers, status
 from rest_framework.fields import SkipField
 from rest_framework.relations import PKOnlyObject
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
+from rest_framework.utils import json as drf_json
 from rest_framework.utils.serializer_helpers import BindingDict
 
 from common import validation
@@ -167,21 +168,37 @@ class BodyTooLarge(exceptions.APIException):
 
 
 def _within_limit(parser_context: Any) -> None:
-    """Refuse a body longer than ``API_MAX_BODY_BYTES`` before reading it. DRF parses a body only
-    when the request gives its length, and reads no more than that, so the length is the one
-    thing to check. Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE`` does not apply here: DRF reads the
-    stream, not ``request.body``."""
+    """Refuse a body past the view's limit before reading it: ``API_MAX_BODY_BYTES`` for the
+    views that take batches (``takes_batches``), Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE``
+    everywhere else, so that no request to any other endpoint makes a worker hold a batch's
+    worth. The parsers below get the request's stream, unread (``_StreamParser``), and DRF
+    parses a body only when the request gives its length, reading no more than that: the length
+    is the one thing to check."""
+    batches = getattr(parser_context.get("view"), "takes_batches", False)
+    setting = "API_MAX_BODY_BYTES" if batches else "DATA_UPLOAD_MAX_MEMORY_SIZE"
+    limit = getattr(settings, setting)
     length = int(parser_context["request"].META.get("CONTENT_LENGTH") or 0)
-    if length > settings.API_MAX_BODY_BYTES:
-        raise BodyTooLarge(
-            f"The body is {length} bytes; the API takes at most {settings.API_MAX_BODY_BYTES} (API_MAX_BODY_BYTES)."
-        )
+    if limit is not None and length > limit:
+        raise BodyTooLarge(f"The body is {length} bytes; this endpoint takes at most {limit} ({setting}).")
 
 
-class FormParser(parsers.FormParser):
-    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
+class _StreamParser(parsers.BaseParser):
+    """DRF hands its own JSON and form parsers (and their subclasses) the whole body, read first
+    through Django's ``request.body``, which refuses one past ``DATA_UPLOAD_MAX_MEMORY_SIZE``
+    with a 400 page of its own; a parser of another class gets the stream, unread. So these are
+    not DRF's classes: they check the limit (``_within_limit``), then read."""
+
+    def _read(self, stream: Any, parser_context: Any) -> tuple[bytes, str]:
         _within_limit(parser_context)
-        return super().parse(stream, media_type, parser_context)
+        return stream.read(), parsers.get_encoding(parser_context)
+
+
+class FormParser(_StreamParser):
+    media_type = "application/x-www-form-urlencoded"
+
+    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
+        body, encoding = self._read(stream, parser_context)
+        return QueryDict(body, encoding=encoding)
 
 
 class MultiPartParser(parsers.MultiPartParser):
@@ -190,15 +207,21 @@ class MultiPartParser(parsers.MultiPartParser):
         return super().parse(stream, media_type, parser_context)
 
 
-class JSONParser(parsers.JSONParser):
-    """DRF's parser, plus: a body past the limit (``_within_limit``), absurdly nested documents,
-    and lone UTF-16 surrogates (which the database refuses) are bad input, not a server error."""
+class JSONParser(_StreamParser):
+    """JSON as DRF's parser reads it, plus: a body past the limit (``_within_limit``), absurdly
+    nested documents, and lone UTF-16 surrogates (which the database refuses) are bad input, not
+    a server error."""
+
+    media_type = "application/json"
+    renderer_class = renderers.JSONRenderer
+    strict = api_settings.STRICT_JSON
 
     def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
-        _within_limit(parser_context)
-        body = stream.read()
+        body, encoding = self._read(stream, parser_context)
         try:
-            data = super().parse(io.BytesIO(body), media_type, parser_context)
+            data = json.loads(body.decode(encoding), parse_constant=drf_json.strict_constant if self.strict else None)
+        except (ValueError, LookupError) as exc:  # not JSON, not in its encoding, or no such encoding
+            raise exceptions.ParseError(f"JSON parse error - {exc}") from None
         except RecursionError:
             raise exceptions.ParseError("JSON parse error - nested too deeply") from None
         field = validation.lone_surrogate(body, data)

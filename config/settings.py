@@ -207,9 +207,9 @@ GATE_GRACE_DAYS = env.integer("GATE_GRACE_DAYS", 0, minimum=0, maximum=3650)
 # writers share flushes (audit.services._release_early has the trade-off).
 AUDIT_CHAIN_AT_COMMIT = env.boolean("AUDIT_CHAIN_AT_COMMIT", True)
 AUDIT_EARLY_LOCK_RELEASE = env.boolean("AUDIT_EARLY_LOCK_RELEASE", True)
-# The longest request body the native API reads (the MLflow endpoints keep Django's
-# DATA_UPLOAD_MAX_MEMORY_SIZE, 2.5 MB): the largest monitoring batch the API accepts, 1,000
-# distributions of 1,000 bins with labels of 100 characters, fits.
+# The longest request body the monitoring ingest endpoints read: the largest batch they accept,
+# 1,000 distributions of 1,000 bins with labels of 100 characters, fits. Every other endpoint
+# keeps Django's DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB; common.api._within_limit).
 API_MAX_BODY_BYTES = env.integer("API_MAX_BODY_BYTES", 128 * 1024 * 1024, minimum=1024)
 # Only trust X-Forwarded-For for the audit trail's source address when a proxy sets it.
 AUDIT_TRUST_X_FORWARDED_FOR = env.boolean("AUDIT_TRUST_X_FORWARDED_FOR", False)

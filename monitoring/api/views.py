@@ -89,6 +89,8 @@ def _items(user: Any, name: str, rows: list[dict[str, Any]]) -> list[services.It
 
 
 class ObservationsView(APIView):
+    takes_batches = True  # its body may be up to API_MAX_BODY_BYTES (common.api)
+
     @extend_schema(
         request=s.ObservationBatchIn,
         responses={200: s.ReceivedOut},
@@ -101,6 +103,8 @@ class ObservationsView(APIView):
 
 
 class DistributionsView(APIView):
+    takes_batches = True
+
     @extend_schema(
         request=s.DistributionBatchIn,
         responses={200: s.ReceivedOut},

@@ -150,15 +150,15 @@ def test_a_form_with_more_fields_than_allowed_is_a_400_in_the_api_error_shape(ap
 
 
 def test_a_body_longer_than_the_api_takes_is_a_413_before_it_is_read(api, developer, settings):
-    settings.API_MAX_BODY_BYTES = 2048
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2048
     model = {"name": "m1", "team": "credit-risk"}
     long = {**model, "business_purpose": "x" * 2048}
     response = api(developer).post("/api/v1/models/", long, format="json")
     assert response.status_code == 413
-    length = len(response.wsgi_request.body)
+    length = int(response.wsgi_request.META["CONTENT_LENGTH"])
     assert response.json() == {
         "code": "too_large",
-        "message": f"The body is {length} bytes; the API takes at most 2048 (API_MAX_BODY_BYTES).",
+        "message": f"The body is {length} bytes; this endpoint takes at most 2048 (DATA_UPLOAD_MAX_MEMORY_SIZE).",
         "fields": {},
     }
     form = api(developer).post("/api/v1/models/", long, format="multipart")
@@ -170,6 +170,17 @@ def test_a_body_longer_than_the_api_takes_is_a_413_before_it_is_read(api, develo
     )
     assert not RegisteredModel.objects.exists()
     assert api(developer).post("/api/v1/models/", model, format="json").status_code == 201
+
+
+def test_only_monitoring_batches_may_be_longer_than_djangos_limit(api, developer):
+    """A batch endpoint takes up to API_MAX_BODY_BYTES; any other refuses more than Django's
+    DATA_UPLOAD_MAX_MEMORY_SIZE before reading, so that no endpoint makes a worker hold 128 MiB."""
+    padding = "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)
+    token = api(developer).post("/api/v1/tokens/", {"name": padding}, format="json")
+    assert (token.status_code, token.json()["code"]) == (413, "too_large")
+    rows = [{"key": padding, "model": "none", "version": 1, "metric": "m", "value": 1}]
+    batch = api(developer).post("/api/v1/monitoring/observations/", {"observations": rows}, format="json")
+    assert batch.status_code == 400 and "observations[0].key" in batch.json()["fields"]  # read, and judged
 
 
 def test_the_largest_monitoring_batch_fits_in_the_default_body_limit():
