@@ -379,8 +379,8 @@ def _same(cell: str, value: Any, name: str) -> bool:
         if cell == _ENCODE(value):  # as the canonical text writes it, most often
             return True
         try:
-            return _equal(json.loads(cell), value)
-        except ValueError:
+            return _equal(json.loads(cell, object_pairs_hook=_once), value)
+        except ValueError:  # not JSON, or a key given twice (a reader could take either)
             return False
     return cell == str(value)
 

@@ -30,6 +30,8 @@ from typing import Any
 
 import psycopg2
 from django.db import DataError, connection, transaction
+from django.db.models import TextField
+from django.db.models.functions import Cast
 
 from audit import ledger, merkle, signing
 from audit.checkpoints import body_hash, columns_signed, json_object, signature_problem, witness_read
@@ -42,6 +44,10 @@ GAP_OR_FORK = 3
 CHECKPOINT_DISAGREES = 4
 
 _COLUMNS = (*ledger.HASHED_FIELDS, "canonical", "entry_hash", "prev_hash", "chain_hash")
+# The documents as stored, beside their values: a key given twice in one object reads as its
+# last value, the same as the hashed one, while a person reading the column may take the first.
+_DOCUMENTS = ("before", "after")
+_DOCUMENT_TEXTS = {f"{name}_text": Cast(name, TextField()) for name in _DOCUMENTS}
 _HASH = re.compile("[0-9a-f]{64}")
 # More failing rows than this and the set-based walk hands over to the Python one: the ledger is
 # broadly damaged, and the streaming walk names every row without holding them all.
@@ -126,7 +132,7 @@ def verify(*, chunk_size: int = 5000, set_based: bool | None = None) -> Report:
 
 
 def _rows(chunk_size: int) -> Iterator[dict[str, Any]]:
-    queryset = AuditEvent.objects.order_by("seq").values(*_COLUMNS)
+    queryset = AuditEvent.objects.order_by("seq").values(*_COLUMNS, **_DOCUMENT_TEXTS)
     yield from queryset.iterator(chunk_size=chunk_size)
 
 
@@ -154,6 +160,11 @@ def _row_findings(row: dict[str, Any], before: _Before) -> list[Finding]:
     columns = _column_form(row)
     if ledger.canonical(columns) != row["canonical"]:
         findings.append(Finding(TAMPERED_ROW, seq, f"#{seq}: {_differences(columns, row['canonical'])}"))
+    twice = [name for name in _DOCUMENTS if _key_twice(row[f"{name}_text"])]
+    if twice:
+        findings.append(
+            Finding(TAMPERED_ROW, seq, f"#{seq}: column(s) {', '.join(twice)} give a key twice in one object")
+        )
     if ledger.entry_hash(row["canonical"]) != row["entry_hash"]:
         findings.append(Finding(TAMPERED_ROW, seq, f"#{seq}: entry_hash is not the SHA-256 of its canonical text"))
     not_hex = [name for name in ("prev_hash", "entry_hash", "chain_hash") if not _HASH.fullmatch(row[name] or "")]
@@ -177,6 +188,21 @@ def _checkpoint_findings(checkpoint: Checkpoint, seq: int, root: str | None, cha
             "rewritten since it was signed",
         )
     ]
+
+
+def _key_twice(text: str | None) -> bool:
+    def once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        if len({key for key, _ in pairs}) != len(pairs):
+            raise KeyError
+        return dict(pairs)
+
+    try:
+        json.loads(text or "null", object_pairs_hook=once)
+    except KeyError:
+        return True
+    except ValueError:  # not JSON at all: the values' comparison names it
+        return False
+    return False
 
 
 def _column_form(row: dict[str, Any]) -> dict[str, Any]:
@@ -380,7 +406,7 @@ def _marked_rows(sizes: list[int]) -> list[_Mark] | None:
 
 def _rows_by_id(ids: set[int]) -> dict[int, dict[str, Any]]:
     """The rows to recheck, read as the Python walk reads them."""
-    rows = AuditEvent.objects.filter(pk__in=ids).values("pk", *_COLUMNS)
+    rows = AuditEvent.objects.filter(pk__in=ids).values("pk", *_COLUMNS, **_DOCUMENT_TEXTS)
     return {row.pop("pk"): row for row in rows.iterator(chunk_size=1000)}
 
 
