@@ -1,7 +1,8 @@
 """Two database roles (PostgreSQL): the owner runs migrations and owns every table; the
 runtime role, which the application connects as, may read and write the registry but only
-append to the ledger. It cannot UPDATE, DELETE or TRUNCATE the audit tables, and as it owns
-nothing it cannot ALTER or DROP them or switch their triggers off."""
+append to the ledger, through ``warden_audit_chain``. It cannot INSERT an event of its own making,
+UPDATE, DELETE or TRUNCATE the audit tables, and as it owns nothing it cannot ALTER or DROP them
+or switch their triggers off."""
 
 from __future__ import annotations
 
@@ -20,12 +21,16 @@ def runtime_grants(role: str) -> list[str]:
         f"GRANT USAGE ON SCHEMA public TO {role}",
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
-        f"REVOKE UPDATE, DELETE, TRUNCATE, TRIGGER, REFERENCES ON {EVENTS} FROM {role}",
-        f"GRANT SELECT, INSERT ON {EVENTS} TO {role}",
+        # Events are appended by ``warden_audit_chain``, which runs with the owner's rights: the
+        # runtime role reads the trail and the head; it neither inserts an event nor moves the
+        # head (with a time of its choosing). Locking the head (``FOR UPDATE``, as a checkpoint
+        # does) needs an UPDATE privilege: on ``id`` alone, which the head's trigger refuses.
+        f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE, TRIGGER, REFERENCES ON {EVENTS} FROM {role}",
+        f"GRANT SELECT ON {EVENTS} TO {role}",
         f"REVOKE UPDATE, DELETE, TRUNCATE, TRIGGER, REFERENCES ON {CHECKPOINTS} FROM {role}",
         f"GRANT SELECT, INSERT ON {CHECKPOINTS} TO {role}",
-        f"REVOKE DELETE, TRUNCATE, TRIGGER, REFERENCES ON {HEAD} FROM {role}",
-        f"GRANT SELECT, UPDATE ON {HEAD} TO {role}",
+        f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE, TRIGGER, REFERENCES ON {HEAD} FROM {role}",
+        f"GRANT SELECT, UPDATE (id) ON {HEAD} TO {role}",
         # Events waiting for their transaction's commit to chain them (``audit.triggers``).
         f"REVOKE UPDATE, TRUNCATE, TRIGGER, REFERENCES ON {PENDING} FROM {role}",
         f"GRANT SELECT, INSERT, DELETE ON {PENDING} TO {role}",

@@ -36,7 +36,10 @@ GIVEN = tuple(
 # function's own work and never while a client computes or a round trip is on the wire. (Called
 # directly, it chains at once, for a caller that needs the event's place now.) ``early`` turns off
 # this transaction's wait for the WAL flush (``audit.services._release_early``). The pending table
-# is unlogged: its rows live only until their transaction ends.
+# is unlogged: its rows live only until their transaction ends. The function runs with its
+# owner's rights (``SECURITY DEFINER``, its search path fixed and its tables named by schema), so
+# that the application's runtime role appends through it alone: it may not insert an event or
+# move the head itself (``audit.privileges``), which would let it choose an event's time.
 _APPEND = f"""
 CREATE UNLOGGED TABLE IF NOT EXISTS {PENDING} (
     txid bigint NOT NULL DEFAULT txid_current(),
@@ -64,7 +67,7 @@ ALTER TABLE {PENDING} SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum
 CREATE OR REPLACE FUNCTION warden_audit_chain(
     early boolean, text_a text, text_b text, text_c text,
     {", ".join(f"p_{name} {EVENTS}.{name}%TYPE" for name in GIVEN)}
-) RETURNS {EVENTS} LANGUAGE plpgsql AS $$
+) RETURNS {EVENTS} LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     head record;
     moment timestamptz;

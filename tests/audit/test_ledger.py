@@ -11,6 +11,7 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from audit import ledger, triggers
+from audit.checkpoints import checkpoint_make
 from audit.models import AuditEvent, ChainHead
 from audit.verify import GAP_OR_FORK, TAMPERED_ROW, verify
 from registry import services
@@ -313,6 +314,12 @@ def runtime_role(db):
         "ALTER TABLE audit_auditevent DISABLE TRIGGER ALL",
         "DROP TABLE audit_auditevent",
         "DELETE FROM audit_chainhead",
+        # An event of its own making, dated as it likes, and the head moved to it.
+        "INSERT INTO audit_auditevent (seq, occurred_at, action, object_type, object_id, model_name, reason,"
+        " request_id, actor_name, canonical, entry_hash, prev_hash, chain_hash)"
+        " SELECT seq + 1, '2030-01-01', 'x', 'x', 'x', '', '', '', 'x', '{}', chain_hash, chain_hash, chain_hash"
+        " FROM audit_chainhead",
+        "UPDATE audit_chainhead SET occurred_at = '2030-01-01'",
     ],
 )
 def test_the_runtime_role_cannot_change_or_drop_the_trail(developer, runtime_role, statement):
@@ -340,6 +347,16 @@ def test_the_runtime_role_appends_at_commit(developer, runtime_role):
         assert not AuditEvent.objects.exists()
     assert list(AuditEvent.objects.values_list("seq", "action")) == [(1, "model.registered")]
     assert verify().findings == []
+
+
+@postgres_only
+def test_the_runtime_role_makes_a_checkpoint(developer, runtime_role, signing_key):
+    """It locks the head to make one (an UPDATE privilege on the head's id, which moves nothing)."""
+    make_model(developer, name="m1")
+    with transaction.atomic():
+        sql(f"SET LOCAL ROLE {runtime_role}")
+        made = checkpoint_make(force=True)
+    assert made is not None and made.size == AuditEvent.objects.count()
 
 
 def test_audit_grants_refuses_a_role_name_that_is_not_plain():
