@@ -163,6 +163,10 @@ def test_a_text_column_rewritten_as_its_own_escaped_form_is_named_the_same_both_
         ("DELETE FROM audit_auditevent WHERE seq = 7", "a signed checkpoint at #7 but the chain ends at #6: truncated"),
         ("UPDATE audit_auditevent SET seq = 0 WHERE seq = 1", "sequence gap: expected #1, found #0"),
         ("UPDATE audit_auditevent SET before = 'null' WHERE seq = 4", None),
+        (  # read as infinity, which has no canonical form: a tampered row, not a traceback
+            """UPDATE audit_auditevent SET after = '{"threshold": 1e400}' WHERE seq = 2""",
+            "#2: a column holds a value with no canonical form",
+        ),
         (  # the values are the hashed ones (the last of two keys wins); a reader may take the first
             """UPDATE audit_auditevent SET after = '{"threshold": 5, "threshold": 0.5}' WHERE seq = 2""",
             "#2: column(s) after give a key twice in one object",
