@@ -87,6 +87,15 @@ def _group_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
 FLAGS = ("is_superuser", "is_staff", "is_active")
 
 
+def _in_a_transaction(change: str) -> None:
+    """A change saved outside a transaction is refused: its event could not go with it."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError(
+            f"{change} outside a transaction: make the change inside transaction.atomic(), so that its audit "
+            "event goes with it"
+        )
+
+
 def _flags_saved(sender: Any, instance: Any, update_fields: Any = None, **kwargs: Any) -> None:
     """Before an existing user is saved: record the flags it changes (a new user has no event
     of its own; its groups do)."""
@@ -98,11 +107,7 @@ def _flags_saved(sender: Any, instance: Any, update_fields: Any = None, **kwargs
     changed = [flag for flag in FLAGS if stored[flag] != getattr(instance, flag)]
     if not changed:
         return
-    if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError(
-            f"{', '.join(changed)} of {instance.get_username()} changed outside a transaction: make the change "
-            "inside transaction.atomic(), so that its audit event goes with it"
-        )
+    _in_a_transaction(f"{', '.join(changed)} of {instance.get_username()} changed")
     audit_record(
         actor=context.actor(),
         action="user.flags_changed",
@@ -121,11 +126,7 @@ def _group_saved(sender: Any, instance: Any, update_fields: Any = None, **kwargs
     stored = sender.objects.filter(pk=instance.pk).values_list("name", flat=True).first()
     if stored is None or stored == instance.name:
         return
-    if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError(
-            f"group {stored!r} renamed outside a transaction: rename it inside transaction.atomic(), so that its "
-            "audit event goes with it"
-        )
+    _in_a_transaction(f"group {stored!r} renamed")
     audit_record(
         actor=context.actor(),
         action="group.renamed",
@@ -155,7 +156,7 @@ BEGIN
 END $$;
 CREATE OR REPLACE FUNCTION audit_membership_requires_audit() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP <> 'INSERT' THEN  -- the member who leaves, and on an UPDATE the one who joins
+    IF TG_OP <> 'INSERT' THEN  -- the member who leaves (a removal, or an update's old row)
         PERFORM audit_account_check('auth.user', OLD.{member}::text, 'roles and teams');
     END IF;
     IF TG_OP <> 'DELETE' THEN
