@@ -1,23 +1,25 @@
-"""Who may do what, outside the models' own rules: the groups a user is in (a role is a group,
-and so is a team: ``common.roles``) and the flags that give powers (a superuser sees every
-model and the whole trail; staff reach the admin; an inactive user signs in nowhere). Every
-change to them is recorded in the trail, in its transaction, by whoever is signed in to the
-request (``audit.context.actor``), else "system", however the ORM makes it:
+"""Who may do what, outside the models' own rules: the accounts, the groups a user is in (a role
+is a group, and so is a team: ``common.roles``) and the flags that give powers (a superuser sees
+every model and the whole trail; staff reach the admin; an inactive user signs in nowhere).
+Every change to them is recorded in the trail, in its transaction, by whoever is signed in to
+the request (``audit.context.actor``), else "system" with the reason the command gives
+(``audit.context.origin``), however the ORM makes it:
 
+- a new user (``user.created``, with its flags): the admin's "add user", ``createsuperuser``
+  (``audit.management.commands.createsuperuser``), ``User.objects.create_user``;
 - memberships, one event each (``membership.added``, ``membership.removed``, about the user):
   the admin's user page, ``user.groups.add``, ``group.user_set.remove``, ``set`` and ``clear``
   on either side, deleting a user or a group;
-- the flags of an existing user (``user.flags_changed``, before and after): saved inside a
-  transaction, as the admin does; saved outside one, the change is refused, since its event
-  could not go with it.
-
+- the flags of an existing user (``user.flags_changed``, before and after);
 - a group's new name (``group.renamed``, about the group): a role is a group's name.
 
+A user created, or flags changed or a group renamed, outside a transaction is refused, since
+the event could not go with the change.
+
 On PostgreSQL a bypass guard (``install``) holds the rest, as ``registry.guards`` does for
-versions: a membership added, removed or changed, a flag changed, or a group renamed, by
-``bulk_create``, ``update()`` or raw SQL, without an event about the user (or the group) in the
-same transaction, fails at commit. A new user is not an event of its own (``createsuperuser``
-saves outside a transaction); the groups it is given are."""
+versions: a user inserted, a membership added, removed or changed, a flag changed, or a group
+renamed, by ``bulk_create``, ``update()`` or raw SQL, without an event about the user (or the
+group) in the same transaction, fails at commit."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
-from django.db.models.signals import m2m_changed, pre_delete, pre_save
+from django.db.models.signals import m2m_changed, post_save, pre_delete, pre_save
 
 from audit import context
 from audit.services import audit_record
@@ -53,6 +55,7 @@ def _record(action: str, pairs: Iterable[tuple[int, int]]) -> None:
                 "group": groups[group_id],
                 "kind": "team" if is_team(groups[group_id]) else "role",
             },
+            reason=context.current().reason,
         )
 
 
@@ -96,10 +99,13 @@ def _in_a_transaction(change: str) -> None:
         )
 
 
-def _flags_saved(sender: Any, instance: Any, update_fields: Any = None, **kwargs: Any) -> None:
-    """Before an existing user is saved: record the flags it changes (a new user has no event
-    of its own; its groups do)."""
-    if instance.pk is None or (update_fields is not None and not set(update_fields) & set(FLAGS)):
+def _user_saving(sender: Any, instance: Any, update_fields: Any = None, **kwargs: Any) -> None:
+    """Before a user is saved: a new one only inside a transaction (``_user_created`` records
+    it); an existing one's changed flags are recorded."""
+    if instance._state.adding:
+        _in_a_transaction(f"user {instance.get_username()} created")
+        return
+    if update_fields is not None and not set(update_fields) & set(FLAGS):
         return  # a sign-in saves last_login alone
     stored = sender.objects.filter(pk=instance.pk).values(*FLAGS).first()
     if stored is None:
@@ -115,7 +121,20 @@ def _flags_saved(sender: Any, instance: Any, update_fields: Any = None, **kwargs
         object_id=instance.pk,
         before={"user": instance.get_username()} | {flag: stored[flag] for flag in changed},
         after={"user": instance.get_username()} | {flag: getattr(instance, flag) for flag in changed},
+        reason=context.current().reason,
     )
+
+
+def _user_created(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
+    if created:
+        audit_record(
+            actor=context.actor(),
+            action="user.created",
+            object_type="auth.user",
+            object_id=instance.pk,
+            after={"user": instance.get_username()} | {flag: getattr(instance, flag) for flag in FLAGS},
+            reason=context.current().reason,
+        )
 
 
 def _group_saved(sender: Any, instance: Any, update_fields: Any = None, **kwargs: Any) -> None:
@@ -134,6 +153,7 @@ def _group_saved(sender: Any, instance: Any, update_fields: Any = None, **kwargs
         object_id=instance.pk,
         before={"group": stored, "kind": "team" if is_team(stored) else "role"},
         after={"group": instance.name, "kind": "team" if is_team(instance.name) else "role"},
+        reason=context.current().reason,
     )
 
 
@@ -142,7 +162,8 @@ def connect() -> None:
     m2m_changed.connect(_groups_changed, sender=user.groups.through, dispatch_uid="audit.accounts.groups")
     pre_delete.connect(_user_deleted, sender=user, dispatch_uid="audit.accounts.user")
     pre_delete.connect(_group_deleted, sender=Group, dispatch_uid="audit.accounts.group")
-    pre_save.connect(_flags_saved, sender=user, dispatch_uid="audit.accounts.flags")
+    pre_save.connect(_user_saving, sender=user, dispatch_uid="audit.accounts.flags")
+    post_save.connect(_user_created, sender=user, dispatch_uid="audit.accounts.user_created")
     pre_save.connect(_group_saved, sender=Group, dispatch_uid="audit.accounts.group_name")
 
 
@@ -174,6 +195,14 @@ BEGIN
     END IF;
     RETURN NULL;
 END $$;
+CREATE OR REPLACE FUNCTION audit_user_created_requires_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT warden_audit_written('auth.user', NEW.{user_pk}::text) THEN
+        RAISE EXCEPTION 'the user % was created without an audit event: create users through Warden (the admin, manage.py createsuperuser, or the ORM inside a transaction)', NEW.{user_pk}
+            USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    RETURN NULL;
+END $$;
 CREATE OR REPLACE FUNCTION audit_group_name_requires_audit() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF OLD.name IS DISTINCT FROM NEW.name THEN
@@ -192,6 +221,11 @@ CREATE CONSTRAINT TRIGGER audit_user_flags_audited AFTER UPDATE ON {users}
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION audit_user_flags_require_audit();
 ALTER TABLE {users} ENABLE ALWAYS TRIGGER audit_user_flags_audited;
 
+DROP TRIGGER IF EXISTS audit_user_created_audited ON {users};
+CREATE CONSTRAINT TRIGGER audit_user_created_audited AFTER INSERT ON {users}
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION audit_user_created_requires_audit();
+ALTER TABLE {users} ENABLE ALWAYS TRIGGER audit_user_created_audited;
+
 DROP TRIGGER IF EXISTS audit_group_name_audited ON {groups};
 CREATE CONSTRAINT TRIGGER audit_group_name_audited AFTER UPDATE ON {groups}
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION audit_group_name_requires_audit();
@@ -201,6 +235,7 @@ ALTER TABLE {groups} ENABLE ALWAYS TRIGGER audit_group_name_audited;
 _UNGUARD = """
 DROP TRIGGER IF EXISTS audit_membership_audited ON {memberships};
 DROP TRIGGER IF EXISTS audit_user_flags_audited ON {users};
+DROP TRIGGER IF EXISTS audit_user_created_audited ON {users};
 DROP TRIGGER IF EXISTS audit_group_name_audited ON {groups};
 """
 

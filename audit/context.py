@@ -26,6 +26,7 @@ class Origin:
     request_id: str = ""
     source_ip: str | None = None
     request: HttpRequest | None = None  # the request being answered, for ``actor``
+    reason: str = ""  # why, for the changes recorded without a service to give one (``audit.accounts``)
 
 
 def actor() -> Any:
@@ -54,10 +55,12 @@ def current() -> Origin:
 
 
 @contextmanager
-def origin(request_id: str = "", source_ip: str | None = None, request: HttpRequest | None = None) -> Iterator[Origin]:
+def origin(
+    request_id: str = "", source_ip: str | None = None, request: HttpRequest | None = None, reason: str = ""
+) -> Iterator[Origin]:
     """Set the origin for code outside a request (commands, tasks). The address is kept in its
     normal form, so the hashed text and the stored column say the same."""
-    value = Origin(request_id or uuid.uuid4().hex, normal_address(source_ip), request)
+    value = Origin(request_id or uuid.uuid4().hex, normal_address(source_ip), request, reason)
     token = _origin.set(value)
     try:
         yield value

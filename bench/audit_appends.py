@@ -168,9 +168,10 @@ def _recreate_database() -> None:
 
 def _prepare_tables() -> None:
     from django.contrib.auth import get_user_model
-    from django.db import connection
+    from django.db import connection, transaction
 
-    get_user_model().objects.create_user(username=BENCH_USER)
+    with transaction.atomic():  # a new user is recorded with its event (audit.accounts)
+        get_user_model().objects.create_user(username=BENCH_USER)
     with connection.cursor() as cursor:
         cursor.execute(
             f"CREATE TABLE {PLAIN_TABLE} "

@@ -202,12 +202,14 @@ def start_warden(
 BENCH_USER = """
 from django.contrib.auth.models import Group
 from django.contrib.auth import get_user_model
+from django.db import transaction
 from common.roles import Role
 from registry import services
 team, _ = Group.objects.get_or_create(name="bench")
 role, _ = Group.objects.get_or_create(name=Role.MODEL_DEVELOPER.value)
-user = get_user_model().objects.create_user("bench")
-user.groups.add(team, role)
+with transaction.atomic():  # a new user is recorded with its event (audit.accounts)
+    user = get_user_model().objects.create_user("bench")
+    user.groups.add(team, role)
 print(services.token_create(actor=user, name="bench")[1])
 """
 

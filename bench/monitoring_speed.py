@@ -96,6 +96,7 @@ def _recreate_database() -> None:
 def _world() -> dict[str, Any]:
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
+    from django.db import transaction
 
     from common.roles import Role
     from governance import services as governance
@@ -106,9 +107,10 @@ def _world() -> dict[str, Any]:
 
     User = get_user_model()
     team = Group.objects.create(name="fleet")
-    developer = User.objects.create(username="pipeline")
+    with transaction.atomic():  # a new user is recorded with its event (audit.accounts)
+        developer = User.objects.create(username="pipeline")
+        risk = User.objects.create(username="risk")
     developer.groups.add(team, Group.objects.get(name=Role.MODEL_DEVELOPER))
-    risk = User.objects.create(username="risk")
     risk.groups.add(Group.objects.get(name=Role.RISK_OFFICER))
     model = registry.model_register(actor=developer, name="fleet-scorer", team=team)
     answers, flags = ASSESSMENTS[4]

@@ -28,6 +28,7 @@ USE_I18N = False
 LANGUAGE_CODE = "en-gb"
 
 INSTALLED_APPS = [
+    "audit",  # first, so that its createsuperuser (which records the account) is the one run
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -40,7 +41,6 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "guardian",
     "common",
-    "audit",
     "registry",
     "governance",
     "notifications",

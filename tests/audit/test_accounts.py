@@ -6,8 +6,10 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.db import DatabaseError, transaction
+from django.core.management import call_command
+from django.db import DatabaseError, connection, transaction
 from django.test import Client
 
 from audit.models import AuditEvent
@@ -26,6 +28,11 @@ def changes(since: int) -> list[tuple[str, str, str, str, str]]:
 def flag_changes(since: int) -> list[tuple[str, dict, dict]]:
     events = AuditEvent.objects.filter(pk__gt=since, action="user.flags_changed").order_by("seq")
     return [(e.actor_name, e.before, e.after) for e in events]
+
+
+def created(since: int) -> list[tuple[str, dict, str]]:
+    events = AuditEvent.objects.filter(pk__gt=since, action="user.created").order_by("seq")
+    return [(e.actor_name, e.after, e.reason) for e in events]
 
 
 def last_event() -> int:
@@ -63,6 +70,43 @@ def test_a_superuser_changing_someones_groups_in_the_admin_is_recorded_as_them(t
         ("membership.removed", "root", "vera", "credit-risk", "team"),
     ]
     assert flag_changes(start) == [("root", {"user": "vera", "is_staff": False}, {"user": "vera", "is_staff": True})]
+
+
+def test_a_user_added_in_the_admin_is_recorded_as_who_added_them_with_their_flags(teams):
+    root = UserFactory(username="root", is_staff=True, is_superuser=True)
+    client = Client()
+    client.force_login(root)
+    start = last_event()
+    added = client.post(
+        "/admin/auth/user/add/",
+        {"username": "nina", "password1": "a long enough passphrase", "password2": "a long enough passphrase"},
+    )
+    assert added.status_code == 302, added.content[:2000]
+    nina = get_user_model().objects.get(username="nina")
+    assert created(start) == [
+        ("root", {"user": "nina", "is_superuser": False, "is_staff": False, "is_active": True}, "")
+    ]
+    assert AuditEvent.objects.get(action="user.created").object_id == str(nina.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_createsuperuser_records_the_account_as_warden_with_who_ran_it_and_where(teams, monkeypatch):
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "a long enough passphrase")
+    call_command("createsuperuser", "--noinput", username="ada", email="ada@example.com", verbosity=0)
+    [(actor, after, reason)] = created(0)
+    assert (actor, after) == ("system", {"user": "ada", "is_superuser": True, "is_staff": True, "is_active": True})
+    assert re.fullmatch(r"manage\.py createsuperuser, run by .+ on .+", reason)
+    assert get_user_model().objects.get(username="ada").is_superuser
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_user_created_outside_a_transaction_is_refused_not_left_out(teams):
+    with pytest.raises(RuntimeError, match="user mallory created outside a transaction"):
+        get_user_model().objects.create_user("mallory", is_superuser=True)
+    assert not get_user_model().objects.filter(username="mallory").exists()
+    with transaction.atomic():
+        get_user_model().objects.create_user("mallory")
+    assert [after["user"] for _, after, _ in created(0)] == ["mallory"]
 
 
 def test_every_way_of_changing_a_membership_through_the_orm_is_recorded(teams):
@@ -149,6 +193,17 @@ def test_roles_and_flags_changed_around_warden_fail_at_commit(teams):
         type(vera).objects.filter(pk=vera.pk).update(is_superuser=True)
     vera.refresh_from_db()
     assert (vera.is_superuser, sorted(vera.groups.values_list("name", flat=True))) == (False, ["credit-risk"])
+
+    User = type(vera)
+    created_around = pytest.raises(DatabaseError, match=r"the user \d+ was created without an audit event")
+    with created_around, transaction.atomic():
+        User.objects.bulk_create([User(username="mallory", is_superuser=True)])
+    with created_around, transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {User._meta.db_table} (username, password, first_name, last_name, email, is_superuser, "
+            "is_staff, is_active, date_joined) VALUES ('mallory', '', '', '', '', true, true, true, now())"
+        )
+    assert not User.objects.filter(username="mallory").exists()
 
     with transaction.atomic():  # through Warden: recorded, and committed
         vera.groups.add(officers)
