@@ -191,12 +191,16 @@ LIFECYCLE_SWEEP_SECONDS = env.integer("LIFECYCLE_SWEEP_SECONDS", 900, minimum=10
 MONITORING_EVALUATE_SECONDS = env.integer("MONITORING_EVALUATE_SECONDS", 3600, minimum=10)
 
 # Periodic work. Celery beat runs it with Redis; without Redis, `manage.py serve` (make run)
-# runs the same entries in-process (common.scheduler).
+# runs the same entries in-process (common.scheduler). A run that has not started within its
+# interval expires: workers that were down come back to the next run, not to a backlog of them.
 CELERY_BEAT_SCHEDULE = {
-    "audit-checkpoint": {"task": "audit.tasks.checkpoint", "schedule": 60.0},
-    "notifications-sweep": {"task": "notifications.tasks.sweep", "schedule": float(NOTIFY_SWEEP_SECONDS)},
-    "lifecycle-sweep": {"task": "governance.tasks.lifecycle_sweep", "schedule": float(LIFECYCLE_SWEEP_SECONDS)},
-    "monitoring-evaluate": {"task": "monitoring.tasks.evaluate", "schedule": float(MONITORING_EVALUATE_SECONDS)},
+    name: {"task": task, "schedule": seconds, "options": {"expires": seconds}}
+    for name, task, seconds in [
+        ("audit-checkpoint", "audit.tasks.checkpoint", 60.0),
+        ("notifications-sweep", "notifications.tasks.sweep", float(NOTIFY_SWEEP_SECONDS)),
+        ("lifecycle-sweep", "governance.tasks.lifecycle_sweep", float(LIFECYCLE_SWEEP_SECONDS)),
+        ("monitoring-evaluate", "monitoring.tasks.evaluate", float(MONITORING_EVALUATE_SECONDS)),
+    ]
 }
 # Aliases that only point at a version passing the gate of an environment (alias=environment),
 # and the days after an approval's revalidation date before the gate refuses the version.

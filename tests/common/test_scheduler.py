@@ -86,3 +86,17 @@ def test_the_thread_runs_the_schedule_until_stopped():
         beat.stop()
         beat.join(timeout=5)
     assert not beat.is_alive()
+
+
+def test_celery_beat_sends_each_periodic_task_to_expire_after_its_interval():
+    """Workers that were down for hours do not come back to a backlog of the same sweep, run
+    once for each interval missed: a run not started within its interval is dropped, and the
+    next comes on schedule."""
+    from celery.beat import ScheduleEntry
+    from django.conf import settings
+
+    from config.celery import app
+
+    for name, config in settings.CELERY_BEAT_SCHEDULE.items():
+        entry = ScheduleEntry(name=name, app=app, **config)
+        assert entry.options["expires"] == entry.schedule.run_every.total_seconds() > 0, name
