@@ -48,6 +48,8 @@ _COLUMNS = (*ledger.HASHED_FIELDS, "canonical", "entry_hash", "prev_hash", "chai
 # last value, the same as the hashed one, while a person reading the column may take the first.
 _DOCUMENTS = ("before", "after")
 _DOCUMENT_TEXTS = {f"{name}_text": Cast(name, TextField()) for name in _DOCUMENTS}
+# The rows as the Python walk reads them: the documents as text only, read here (``_read``).
+_READ = tuple(name for name in _COLUMNS if name not in _DOCUMENTS)
 _HASH = re.compile("[0-9a-f]{64}")
 # More failing rows than this and the set-based walk hands over to the Python one: the ledger is
 # broadly damaged, and the streaming walk names every row without holding them all.
@@ -132,8 +134,24 @@ def verify(*, chunk_size: int = 5000, set_based: bool | None = None) -> Report:
 
 
 def _rows(chunk_size: int) -> Iterator[dict[str, Any]]:
-    queryset = AuditEvent.objects.order_by("seq").values(*_COLUMNS, **_DOCUMENT_TEXTS)
-    yield from queryset.iterator(chunk_size=chunk_size)
+    queryset = AuditEvent.objects.order_by("seq").values(*_READ, **_DOCUMENT_TEXTS)
+    for row in queryset.iterator(chunk_size=chunk_size):
+        yield _read(row)
+
+
+class _Unreadable:
+    """A document nested deeper than Python's reader goes, which no event could hold: it has no
+    canonical form, and the row is named as tampered."""
+
+
+def _read(row: dict[str, Any]) -> dict[str, Any]:
+    for name in _DOCUMENTS:
+        text = row[f"{name}_text"]
+        try:
+            row[name] = None if text is None else json.loads(text)
+        except RecursionError:
+            row[name] = _Unreadable()
+    return row
 
 
 def _walk_in_python(checkpoints: dict[int, Checkpoint], chunk_size: int) -> _Walk:
@@ -206,7 +224,7 @@ def _key_twice(text: str | None) -> bool:
         json.loads(text or "null", object_pairs_hook=once)
     except KeyError:
         return True
-    except ValueError:  # not JSON at all: the values' comparison names it
+    except (ValueError, RecursionError):  # not JSON, or too deep to read: the values' comparison names it
         return False
     return False
 
@@ -412,8 +430,8 @@ def _marked_rows(sizes: list[int]) -> list[_Mark] | None:
 
 def _rows_by_id(ids: set[int]) -> dict[int, dict[str, Any]]:
     """The rows to recheck, read as the Python walk reads them."""
-    rows = AuditEvent.objects.filter(pk__in=ids).values("pk", *_COLUMNS, **_DOCUMENT_TEXTS)
-    return {row.pop("pk"): row for row in rows.iterator(chunk_size=1000)}
+    rows = AuditEvent.objects.filter(pk__in=ids).values("pk", *_READ, **_DOCUMENT_TEXTS)
+    return {row.pop("pk"): _read(row) for row in rows.iterator(chunk_size=1000)}
 
 
 def _leaves_elsewhere(snapshot: str, count: int) -> Iterator[bytes]:
