@@ -1,5 +1,7 @@
 """The bypass guard (PostgreSQL): the registry's governed state — a version's state, its
-lineage (parents and datasets) and the aliases — may change only in a transaction that also writes the matching audit event. A
+lineage (parents and datasets), the aliases, and who is given a say over a model (object
+permissions: access to a restricted model, a validator's assignment to a model or to a team's
+models) — may change only in a transaction that also writes the matching audit event. A
 deferred constraint trigger checks at commit, so ``ModelVersion.objects.filter(…).update(
 state=…)`` or raw SQL outside the services fails loudly instead of passing silently.
 
@@ -27,7 +29,35 @@ BEGIN
 END $$;
 """
 
-_GUARD = """
+# A permission given, or moved to another holder or object, is about its object: the model for
+# the models' own tables (access, a validator's assignment), else the object django-guardian
+# names (a team, for a validator of its models). A permission taken away is not held to this:
+# deleting a user or a model takes theirs with it.
+_PERMISSION = """
+CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NOT warden_audit_written({old_type}, {old_id}) THEN
+        RAISE EXCEPTION 'a permission on % % was moved without an audit event: assign validators and grant access through Warden', {old_type}, {old_id}
+            USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    IF NOT warden_audit_written({new_type}, {new_id}) THEN
+        RAISE EXCEPTION 'a permission on % % was given without an audit event: assign validators and grant access through Warden', {new_type}, {new_id}
+            USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    RETURN NULL;
+END $$;
+"""
+_ON_MODEL = {"old_type": "'registry.registeredmodel'", "new_type": "'registry.registeredmodel'"}
+_ON_OBJECT = "(SELECT app_label || '.' || model FROM django_content_type WHERE id = {row}.content_type_id)"
+_PERMISSIONS = {
+    "registry_registeredmodeluserobjectpermission": "registry_model_permission_requires_audit",
+    "registry_registeredmodelgroupobjectpermission": "registry_model_permission_requires_audit",
+    "guardian_userobjectpermission": "registry_object_permission_requires_audit",
+    "guardian_groupobjectpermission": "registry_object_permission_requires_audit",
+}
+
+_GUARD = (
+    """
 CREATE OR REPLACE FUNCTION registry_version_requires_audit() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF NOT warden_audit_written('registry.modelversion', NEW.id::text) THEN
@@ -75,14 +105,38 @@ ALTER TABLE registry_modelversion ENABLE ALWAYS TRIGGER registry_version_created
 ALTER TABLE registry_modelversion ENABLE ALWAYS TRIGGER registry_version_state_audited;
 ALTER TABLE registry_alias ENABLE ALWAYS TRIGGER registry_alias_audited;
 """.replace(
-    "{lineage}",
-    _LINEAGE.format(function="registry_parent_requires_audit", column="child_id")
-    + _LINEAGE.format(function="registry_usage_requires_audit", column="version_id"),
+        "{lineage}",
+        _LINEAGE.format(function="registry_parent_requires_audit", column="child_id")
+        + _LINEAGE.format(function="registry_usage_requires_audit", column="version_id"),
+    )
+    + _PERMISSION.format(
+        function="registry_model_permission_requires_audit",
+        **_ON_MODEL,
+        old_id="OLD.content_object_id::text",
+        new_id="NEW.content_object_id::text",
+    )
+    + _PERMISSION.format(
+        function="registry_object_permission_requires_audit",
+        old_type=_ON_OBJECT.format(row="OLD"),
+        new_type=_ON_OBJECT.format(row="NEW"),
+        old_id="OLD.object_pk",
+        new_id="NEW.object_pk",
+    )
 )
+_PERMISSION_TRIGGER = """
+DROP TRIGGER IF EXISTS registry_permission_audited ON {table};
+CREATE CONSTRAINT TRIGGER registry_permission_audited AFTER INSERT OR UPDATE ON {table}
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {function}();
+ALTER TABLE {table} ENABLE ALWAYS TRIGGER registry_permission_audited;
+"""
 
 
 def install(connection: Any) -> None:
-    """Idempotent; PostgreSQL only (SQLite, the embedded mode, has no roles to guard against)."""
+    """Idempotent; PostgreSQL only (SQLite, the embedded mode, has no roles to guard against).
+    Guards the permission tables that exist (migrations call this as they arrive)."""
     if connection.vendor == "postgresql":
+        tables = set(connection.introspection.table_names())
         with connection.cursor() as cursor:
-            cursor.execute(qualified(_GUARD, cursor, ("registry_registeredmodel",)))
+            cursor.execute(qualified(_GUARD, cursor, ("registry_registeredmodel", "django_content_type")))
+            for table in sorted(tables & set(_PERMISSIONS)):
+                cursor.execute(_PERMISSION_TRIGGER.format(table=table, function=_PERMISSIONS[table]))

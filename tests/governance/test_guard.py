@@ -84,3 +84,37 @@ def test_a_temporary_table_named_as_the_trail_does_not_stand_in_for_it(developer
         )
         ModelVersion.objects.filter(pk=version.pk).update(state="approved")
     assert ModelVersion.objects.get(pk=version.pk).state == "submitted"
+
+
+def test_a_validator_assigned_or_access_given_outside_the_services_fails_at_commit(
+    developer, owner, risk_officer, validator, teams
+):
+    """Who may validate a model, or see a restricted one, is a grant of power: given with
+    django-guardian directly (or by raw SQL) it fails at commit; through Warden it commits with
+    its event."""
+    from guardian.shortcuts import assign_perm, get_users_with_perms
+
+    from governance import policies
+    from registry import policies as registry_policies
+    from registry import services as registry_services
+
+    model = assessed_model(owner, 4)
+    given = pytest.raises(DatabaseError, match=r"a permission on (registry\.registeredmodel|auth\.group) \d+ was given")
+    with given, transaction.atomic():
+        assign_perm(f"registry.{policies.VALIDATE_MODEL}", validator, model)
+    with given, transaction.atomic():
+        assign_perm(f"auth.{policies.VALIDATE_TEAM}", validator, teams["credit-risk"])
+    with given, transaction.atomic():
+        assign_perm(registry_policies.VIEW_PERMISSION, developer, model)
+    with given, transaction.atomic():
+        assign_perm(registry_policies.VIEW_PERMISSION, teams["pricing"], model)
+    assert list(get_users_with_perms(model, with_group_users=False)) == []
+
+    services.validator_assign(actor=risk_officer, validator=validator, model=model)
+    services.validator_assign(actor=risk_officer, validator=validator, team=teams["credit-risk"])
+    registry_services.model_grant_access(actor=owner, model=model, group=teams["pricing"])
+    assert policies.is_assigned_validator(validator, model)
+
+    moved = pytest.raises(DatabaseError, match=r"a permission on registry\.registeredmodel \d+ was moved")
+    with moved, transaction.atomic():
+        model.registeredmodeluserobjectpermission_set.update(user=developer)
