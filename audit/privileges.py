@@ -1,6 +1,7 @@
 """Two database roles (PostgreSQL): the owner runs migrations and owns every table; the
 runtime role, which the application connects as, may read and write the registry but only
-append to the ledger, through ``warden_audit_chain``. It cannot INSERT an event of its own making,
+append to the ledger, through ``warden_audit_chain``, and only read Django's permissions and
+content types. It cannot INSERT an event of its own making,
 UPDATE, DELETE or TRUNCATE the audit tables, and as it owns nothing it cannot ALTER or DROP them
 or switch their triggers off."""
 
@@ -34,6 +35,11 @@ def runtime_grants(role: str) -> list[str]:
         # Events waiting for their transaction's commit to chain them (``audit.triggers``).
         f"REVOKE UPDATE, TRUNCATE, TRIGGER, REFERENCES ON {PENDING} FROM {role}",
         f"GRANT SELECT, INSERT, DELETE ON {PENDING} TO {role}",
+        # What a permission means: object permissions are read by their codename, so renaming one
+        # would turn every access to a model into a validator's assignment, with no event and no
+        # guard. ``migrate``, as the owner, makes them; the application only reads them.
+        f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE, TRIGGER, REFERENCES ON auth_permission, django_content_type FROM {role}",
+        f"GRANT SELECT ON auth_permission, django_content_type TO {role}",
     ]
 
 

@@ -121,6 +121,17 @@ BEGIN
     RETURN EXISTS (SELECT 1 FROM {PENDING} WHERE txid = txid_current() AND object_type = about_type AND object_id = about_id)
         OR EXISTS (SELECT 1 FROM {EVENTS} WHERE txid = txid_current() AND object_type = about_type AND object_id = about_id);
 END $$;
+
+-- The same for an event of one of ``actions``: for the guards whose change has an event of its
+-- own kind (any event about a user does not stand for that user's creation).
+CREATE OR REPLACE FUNCTION warden_audit_recorded(about_type text, about_id text, actions text[]) RETURNS boolean
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN EXISTS (SELECT 1 FROM {PENDING} WHERE txid = txid_current() AND object_type = about_type
+                   AND object_id = about_id AND action = ANY(actions))
+        OR EXISTS (SELECT 1 FROM {EVENTS} WHERE txid = txid_current() AND object_type = about_type
+                   AND object_id = about_id AND action = ANY(actions));
+END $$;
 """
 
 _POSTGRES = f"""

@@ -236,7 +236,7 @@ def _column_form(row: dict[str, Any]) -> dict[str, Any]:
 def _differences(columns: dict[str, Any], canonical_text: str) -> str:
     try:
         hashed = json.loads(canonical_text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return "the canonical text is not JSON"
     changed = sorted(
         name

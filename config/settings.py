@@ -191,10 +191,11 @@ LIFECYCLE_SWEEP_SECONDS = env.integer("LIFECYCLE_SWEEP_SECONDS", 900, minimum=10
 MONITORING_EVALUATE_SECONDS = env.integer("MONITORING_EVALUATE_SECONDS", 3600, minimum=10)
 
 # Periodic work. Celery beat runs it with Redis; without Redis, `manage.py serve` (make run)
-# runs the same entries in-process (common.scheduler). A run that has not started within its
-# interval expires: workers that were down come back to the next run, not to a backlog of them.
+# runs the same entries in-process (common.scheduler). A run that has not started within twice
+# its interval (five minutes at least, so that a queue of emails or a skewed clock does not drop
+# every run) expires: workers that were down come back to the next run, not to a backlog.
 CELERY_BEAT_SCHEDULE = {
-    name: {"task": task, "schedule": seconds, "options": {"expires": seconds}}
+    name: {"task": task, "schedule": seconds, "options": {"expires": max(2 * seconds, 300.0)}}
     for name, task, seconds in [
         ("audit-checkpoint", "audit.tasks.checkpoint", 60.0),
         ("notifications-sweep", "notifications.tasks.sweep", float(NOTIFY_SWEEP_SECONDS)),

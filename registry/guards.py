@@ -1,7 +1,8 @@
 """The bypass guard (PostgreSQL): the registry's governed state — a version's state, its
 lineage (parents and datasets), the aliases, and who is given a say over a model (object
-permissions: access to a restricted model, a validator's assignment to a model or to a team's
-models) — may change only in a transaction that also writes the matching audit event. A
+permissions given or moved: access to a restricted model, a validator's assignment to a model or
+to a team's models) — may change only in a transaction that also writes the matching audit
+event. A
 deferred constraint trigger checks at commit, so ``ModelVersion.objects.filter(…).update(
 state=…)`` or raw SQL outside the services fails loudly instead of passing silently.
 
@@ -31,16 +32,17 @@ END $$;
 
 # A permission given, or moved to another holder or object, is about its object: the model for
 # the models' own tables (access, a validator's assignment), else the object django-guardian
-# names (a team, for a validator of its models). A permission taken away is not held to this:
-# deleting a user or a model takes theirs with it.
+# names (a team, for a validator of its models); its event is an assignment or a grant (or, for
+# where it moved from, their undoing). A permission taken away is not held to this: deleting a
+# user or a model takes theirs with it.
 _PERMISSION = """
 CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'UPDATE' AND NOT warden_audit_written({old_type}, {old_id}) THEN
+    IF TG_OP = 'UPDATE' AND NOT warden_audit_recorded({old_type}, {old_id}, ARRAY['validator.unassigned', 'model.access_revoked']) THEN
         RAISE EXCEPTION 'a permission on % % was moved without an audit event: assign validators and grant access through Warden', {old_type}, {old_id}
             USING ERRCODE = 'integrity_constraint_violation';
     END IF;
-    IF NOT warden_audit_written({new_type}, {new_id}) THEN
+    IF NOT warden_audit_recorded({new_type}, {new_id}, ARRAY['validator.assigned', 'model.access_granted']) THEN
         RAISE EXCEPTION 'a permission on % % was given without an audit event: assign validators and grant access through Warden', {new_type}, {new_id}
             USING ERRCODE = 'integrity_constraint_violation';
     END IF;

@@ -12,6 +12,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ("registry", "0008_lineage_guard"),
+        ("audit", "0009_new_users_and_permissions_guard"),
         ("guardian", "0003_remove_groupobjectpermission_guardian_gr_content_ae6aec_idx_and_more"),
         ("contenttypes", "0002_remove_content_type_name"),
     ]

@@ -7,7 +7,7 @@ import re
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 from django.test import Client
@@ -99,6 +99,75 @@ def test_createsuperuser_records_the_account_as_warden_with_who_ran_it_and_where
     assert get_user_model().objects.get(username="ada").is_superuser
 
 
+def permission_changes(since: int) -> list[tuple[str, str, dict]]:
+    events = AuditEvent.objects.filter(pk__gt=since, action__startswith="permission.").order_by("seq")
+    return [(e.action, e.actor_name, e.after) for e in events]
+
+
+def test_a_model_permission_given_in_the_admin_is_recorded_as_who_gave_it(teams):
+    """Warden's rules do not read Django's model permissions, but the admin's user pages do:
+    "can change user" lets a staff user move anyone into a role."""
+    root = UserFactory(username="root", is_staff=True, is_superuser=True)
+    vera = UserFactory(username="vera", is_staff=True)
+    change_user = Permission.objects.get(codename="change_user")
+    client = Client()
+    client.force_login(root)
+    page = client.get(f"/admin/auth/user/{vera.pk}/change/").content.decode()
+    joined = re.search(r'name="date_joined_0" value="([^"]+)".*?name="date_joined_1" value="([^"]+)"', page, re.S)
+    assert joined is not None
+    start = last_event()
+    saved = client.post(
+        f"/admin/auth/user/{vera.pk}/change/",
+        {
+            "username": "vera",
+            "email": "vera@example.com",
+            "is_active": "on",
+            "is_staff": "on",
+            "user_permissions": [str(change_user.pk)],
+            "date_joined_0": joined[1],
+            "date_joined_1": joined[2],
+        },
+    )
+    assert saved.status_code == 302, saved.content[:2000]
+    assert permission_changes(start) == [
+        ("permission.granted", "root", {"user": "vera", "permission": "auth.change_user"})
+    ]
+
+
+def test_every_way_of_changing_model_permissions_through_the_orm_is_recorded(teams):
+    vera = UserFactory(username="vera")
+    change_user, view_user = (Permission.objects.get(codename=c) for c in ("change_user", "view_user"))
+    pricing = teams["pricing"]
+    start = last_event()
+    with transaction.atomic():
+        vera.user_permissions.add(change_user, view_user)
+        change_user.user_set.remove(vera)
+        pricing.permissions.set([change_user])
+        view_user.group_set.add(pricing)
+        pricing.permissions.clear()
+        vera.user_permissions.clear()
+    granted, revoked = "permission.granted", "permission.revoked"
+    assert permission_changes(start) == [
+        (granted, "system", {"user": "vera", "permission": "auth.change_user"}),
+        (granted, "system", {"user": "vera", "permission": "auth.view_user"}),
+        (revoked, "system", {"user": "vera", "permission": "auth.change_user"}),
+        (granted, "system", {"group": "pricing", "permission": "auth.change_user"}),
+        (granted, "system", {"group": "pricing", "permission": "auth.view_user"}),
+        (revoked, "system", {"group": "pricing", "permission": "auth.change_user"}),
+        (revoked, "system", {"group": "pricing", "permission": "auth.view_user"}),
+        (revoked, "system", {"user": "vera", "permission": "auth.view_user"}),
+    ]
+    with transaction.atomic():  # deleting a holder or a permission takes it from everyone
+        vera.user_permissions.add(view_user)
+        pricing.permissions.add(view_user)
+        start = last_event()
+        view_user.delete()
+    assert permission_changes(start) == [
+        (revoked, "system", {"user": "vera", "permission": "auth.view_user"}),
+        (revoked, "system", {"group": "pricing", "permission": "auth.view_user"}),
+    ]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_user_created_outside_a_transaction_is_refused_not_left_out(teams):
     with pytest.raises(RuntimeError, match="user mallory created outside a transaction"):
@@ -162,6 +231,22 @@ def test_flags_changed_in_a_transaction_are_recorded_and_a_sign_in_is_not(teams)
     ]
 
 
+def test_flags_loaded_onto_an_existing_user_by_id_are_recorded(teams):
+    """``loaddata`` builds the user with its id and saves it: not a new user, but its flags."""
+    from django.core import serializers
+
+    vera = UserFactory(username="vera")
+    start = last_event()
+    fixture = serializers.serialize("json", [vera]).replace('"is_superuser": false', '"is_superuser": true')
+    with transaction.atomic():
+        for loaded in serializers.deserialize("json", fixture):
+            loaded.save()
+    assert flag_changes(start) == [
+        ("system", {"user": "vera", "is_superuser": False}, {"user": "vera", "is_superuser": True})
+    ]
+    assert created(start) == []
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_flag_changed_outside_a_transaction_is_refused_not_left_out(teams):
     vera = UserFactory(username="vera")
@@ -203,7 +288,28 @@ def test_roles_and_flags_changed_around_warden_fail_at_commit(teams):
             f"INSERT INTO {User._meta.db_table} (username, password, first_name, last_name, email, is_superuser, "
             "is_staff, is_active, date_joined) VALUES ('mallory', '', '', '', '', true, true, true, now())"
         )
+    with created_around, transaction.atomic():  # an event of another kind does not stand for it
+        [mallory] = User.objects.bulk_create([User(username="mallory", is_superuser=True)])
+        mallory.groups.add(officers)
     assert not User.objects.filter(username="mallory").exists()
+    change_user = Permission.objects.get(codename="change_user")
+    permissions = pytest.raises(DatabaseError, match=rf"the permissions of auth.user {vera.pk} changed without")
+    with permissions, transaction.atomic():
+        User.user_permissions.through.objects.bulk_create(
+            [User.user_permissions.through(user=vera, permission=change_user)]
+        )
+    with transaction.atomic():
+        vera.user_permissions.add(change_user)
+    with permissions, transaction.atomic():
+        User.user_permissions.through.objects.filter(user=vera).delete()
+    group_permissions = pytest.raises(DatabaseError, match=r"the permissions of auth.group \d+ changed without")
+    with group_permissions, transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {Group.permissions.through._meta.db_table} (group_id, permission_id) VALUES (%s, %s)",
+            [officers.pk, change_user.pk],
+        )
+    assert list(vera.user_permissions.all()) == [change_user]
+    assert not officers.permissions.exists()
 
     with transaction.atomic():  # through Warden: recorded, and committed
         vera.groups.add(officers)

@@ -320,6 +320,9 @@ def runtime_role(db):
         " SELECT seq + 1, '2030-01-01', 'x', 'x', 'x', '', '', '', 'x', '{}', chain_hash, chain_hash, chain_hash"
         " FROM audit_chainhead",
         "UPDATE audit_chainhead SET occurred_at = '2030-01-01'",
+        # What a permission means: renamed, every access to a model would be a validator's assignment.
+        "UPDATE auth_permission SET codename = 'validate_registeredmodel' WHERE codename = 'view_registeredmodel'",
+        "INSERT INTO django_content_type (app_label, model) VALUES ('registry', 'elsewhere')",
     ],
 )
 def test_the_runtime_role_cannot_change_or_drop_the_trail(developer, runtime_role, statement):

@@ -167,6 +167,10 @@ def test_a_text_column_rewritten_as_its_own_escaped_form_is_named_the_same_both_
             """UPDATE audit_auditevent SET after = '{"threshold": 1e400}' WHERE seq = 2""",
             "#2: a column holds a value with no canonical form",
         ),
+        (  # the hashed text itself deeper than Python's reader goes
+            ("UPDATE audit_auditevent SET canonical = %s WHERE seq = 2", ["[" * 3000 + "]" * 3000]),
+            "#2: the canonical text is not JSON",
+        ),
         pytest.param(  # deeper than Python's reader goes (SQLite's refuses it): a tampered row, not a traceback
             ("UPDATE audit_auditevent SET after = %s WHERE seq = 2", ["[" * 3000 + "]" * 3000]),
             "#2: a column holds a value with no canonical form",

@@ -102,6 +102,9 @@ def test_a_validator_assigned_or_access_given_outside_the_services_fails_at_comm
     given = pytest.raises(DatabaseError, match=r"a permission on (registry\.registeredmodel|auth\.group) \d+ was given")
     with given, transaction.atomic():
         assign_perm(f"registry.{policies.VALIDATE_MODEL}", validator, model)
+    with given, transaction.atomic():  # an event of another kind about the model does not stand for it
+        registry_services.model_update(actor=owner, model=model, changes={"description": "reviewed"})
+        assign_perm(f"registry.{policies.VALIDATE_MODEL}", validator, model)
     with given, transaction.atomic():
         assign_perm(f"auth.{policies.VALIDATE_TEAM}", validator, teams["credit-risk"])
     with given, transaction.atomic():

@@ -3,13 +3,15 @@ from django.db import migrations
 
 
 def install(apps, schema_editor):
-    from audit import accounts
+    from audit import accounts, triggers
 
+    triggers.install(schema_editor.connection)  # warden_audit_recorded, which the guards call
     accounts.install(schema_editor.connection)
 
 
 class Migration(migrations.Migration):
-    """PostgreSQL: a user is created only with its event (``user.created``)."""
+    """PostgreSQL: a user is created, and a model permission given or taken, only with its event;
+    each account guard asks for an event of its own kind."""
 
     dependencies = [
         ("audit", "0008_qualified_names"),
