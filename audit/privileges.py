@@ -1,6 +1,6 @@
 """Two database roles (PostgreSQL): the owner runs migrations and owns every table; the
 runtime role, which the application connects as, may read and write the registry but only
-append to the ledger, through ``warden_audit_chain``, and only read Django's permissions and
+append to the ledger, through ``warden_audit_chain``, and not rename Django's permissions or
 content types. It cannot INSERT an event of its own making,
 UPDATE, DELETE or TRUNCATE the audit tables, and as it owns nothing it cannot ALTER or DROP them
 or switch their triggers off."""
@@ -37,9 +37,10 @@ def runtime_grants(role: str) -> list[str]:
         f"GRANT SELECT, INSERT, DELETE ON {PENDING} TO {role}",
         # What a permission means: object permissions are read by their codename, so renaming one
         # would turn every access to a model into a validator's assignment, with no event and no
-        # guard. ``migrate``, as the owner, makes them; the application only reads them.
-        f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE, TRIGGER, REFERENCES ON auth_permission, django_content_type FROM {role}",
-        f"GRANT SELECT ON auth_permission, django_content_type TO {role}",
+        # guard. The application may add and remove them (a content type made on first use,
+        # ``remove_stale_contenttypes``, whose revocations are recorded), not rename them.
+        f"REVOKE UPDATE, TRUNCATE, TRIGGER, REFERENCES ON auth_permission, django_content_type FROM {role}",
+        f"GRANT SELECT, INSERT, DELETE ON auth_permission, django_content_type TO {role}",
     ]
 
 

@@ -96,11 +96,14 @@ BEGIN
     RETURN appended;
 END $$;
 
--- The pending rows about the same object go first, outside the head's lock: the guards that
--- look for them (``warden_audit_written``) find this event in the trail from here on.
+-- The pending row goes first, outside the head's lock: the guards that look for it
+-- (``warden_audit_written``) find this event in the trail from here on. Only this event's row (or
+-- one the same in every piece of its text): another event about the same object, not chained
+-- yet, is still there for the guards that ask for its kind (``warden_audit_recorded``).
 CREATE OR REPLACE FUNCTION warden_audit_chain_pending() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    DELETE FROM {PENDING} WHERE txid = NEW.txid AND object_type = NEW.object_type AND object_id = NEW.object_id;
+    DELETE FROM {PENDING} WHERE txid = NEW.txid AND object_type = NEW.object_type AND object_id = NEW.object_id
+        AND action = NEW.action AND text_a = NEW.text_a AND text_b = NEW.text_b AND text_c = NEW.text_c;
     PERFORM warden_audit_chain(NEW.early, NEW.text_a, NEW.text_b, NEW.text_c,
                                {", ".join(f"NEW.{name}" for name in GIVEN)});
     RETURN NULL;
@@ -122,15 +125,19 @@ BEGIN
         OR EXISTS (SELECT 1 FROM {EVENTS} WHERE txid = txid_current() AND object_type = about_type AND object_id = about_id);
 END $$;
 
--- The same for an event of one of ``actions``: for the guards whose change has an event of its
--- own kind (any event about a user does not stand for that user's creation).
-CREATE OR REPLACE FUNCTION warden_audit_recorded(about_type text, about_id text, actions text[]) RETURNS boolean
-LANGUAGE plpgsql STABLE AS $$
+-- The same for an event of one of ``actions`` (and, given ``keys``, whose document after the
+-- change names every one of them): for the guards whose change has an event of its own kind (any event
+-- about a user does not stand for that user's creation, nor a model's new description for its
+-- new team).
+CREATE OR REPLACE FUNCTION warden_audit_recorded(about_type text, about_id text, actions text[], keys text[] DEFAULT NULL)
+RETURNS boolean LANGUAGE plpgsql STABLE AS $$
 BEGIN
     RETURN EXISTS (SELECT 1 FROM {PENDING} WHERE txid = txid_current() AND object_type = about_type
-                   AND object_id = about_id AND action = ANY(actions))
+                   AND object_id = about_id AND action = ANY(actions)
+                   AND (keys IS NULL OR json_typeof(after) = 'object' AND after::jsonb ?& keys))
         OR EXISTS (SELECT 1 FROM {EVENTS} WHERE txid = txid_current() AND object_type = about_type
-                   AND object_id = about_id AND action = ANY(actions));
+                   AND object_id = about_id AND action = ANY(actions)
+                   AND (keys IS NULL OR json_typeof(after) = 'object' AND after::jsonb ?& keys));
 END $$;
 """
 

@@ -1,13 +1,14 @@
-"""The bypass guard (PostgreSQL): the registry's governed state — a version's state, its
-lineage (parents and datasets), the aliases, and who is given a say over a model (object
-permissions given or moved: access to a restricted model, a validator's assignment to a model or
-to a team's models) — may change only in a transaction that also writes the matching audit
-event. A
-deferred constraint trigger checks at commit, so ``ModelVersion.objects.filter(…).update(
-state=…)`` or raw SQL outside the services fails loudly instead of passing silently.
+"""The bypass guard (PostgreSQL): the registry's governed state — a model's owner, team,
+restriction, risk tier, status and name, a version's state, its lineage (parents and datasets),
+the aliases, and who is given a say over a model (object permissions given or moved: access to a
+restricted model, a validator's assignment to a model or to a team's models) — may change only
+in a transaction that also writes the matching audit event. A deferred constraint trigger checks
+at commit, so ``ModelVersion.objects.filter(…).update(state=…)`` or raw SQL outside the services
+fails loudly instead of passing silently.
 
 The event matches when it was written by the same top-level transaction about the same object
-(``warden_audit_written`` in ``audit.triggers``: chained already, or waiting for the commit).
+(``warden_audit_written`` in ``audit.triggers``: chained already, or waiting for the commit); for
+a model's fields and permissions, it must also be of the change's kind (``warden_audit_recorded``).
 """
 
 from __future__ import annotations
@@ -57,6 +58,46 @@ _PERMISSIONS = {
     "guardian_userobjectpermission": "registry_object_permission_requires_audit",
     "guardian_groupobjectpermission": "registry_object_permission_requires_audit",
 }
+
+# The model's own governed fields, each with the event that records its change: who owns it, the
+# team that holds it and whether it is restricted (who sees it, who validates it), its risk tier
+# (which approvals it needs), its status and its name.
+_MODEL = """
+CREATE OR REPLACE FUNCTION registry_model_requires_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    what text;
+    controls text[] := array_remove(ARRAY[
+        CASE WHEN OLD.owner_id IS DISTINCT FROM NEW.owner_id THEN 'owner' END,
+        CASE WHEN OLD.team_id IS DISTINCT FROM NEW.team_id THEN 'team' END,
+        CASE WHEN OLD.restricted IS DISTINCT FROM NEW.restricted THEN 'restricted' END], NULL);
+BEGIN
+    IF controls <> '{}' AND NOT warden_audit_recorded('registry.registeredmodel', NEW.id::text, ARRAY['model.updated'], controls) THEN
+        what := 'owner, team or restriction';
+    ELSIF OLD.risk_tier IS DISTINCT FROM NEW.risk_tier
+       AND NOT warden_audit_recorded('registry.registeredmodel', NEW.id::text, ARRAY['model.risk_tier_changed']) THEN
+        what := 'risk tier';
+    ELSIF OLD.status IS DISTINCT FROM NEW.status
+       AND NOT warden_audit_recorded('registry.registeredmodel', NEW.id::text, ARRAY['model.status_changed']) THEN
+        what := 'status';
+    ELSIF OLD.name IS DISTINCT FROM NEW.name
+       AND NOT warden_audit_recorded('registry.registeredmodel', NEW.id::text, ARRAY['model.renamed']) THEN
+        what := 'name';
+    END IF;
+    IF what IS NOT NULL THEN
+        RAISE EXCEPTION 'the % of model % changed without an audit event: change it through the services', what, NEW.id
+            USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    RETURN NULL;
+END $$;
+DROP TRIGGER IF EXISTS registry_model_audited ON registry_registeredmodel;
+CREATE CONSTRAINT TRIGGER registry_model_audited
+    AFTER UPDATE OF owner_id, team_id, restricted, risk_tier, status, name ON registry_registeredmodel
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+    WHEN ((OLD.owner_id, OLD.team_id, OLD.restricted, OLD.risk_tier, OLD.status, OLD.name)
+          IS DISTINCT FROM (NEW.owner_id, NEW.team_id, NEW.restricted, NEW.risk_tier, NEW.status, NEW.name))
+    EXECUTE FUNCTION registry_model_requires_audit();
+ALTER TABLE registry_registeredmodel ENABLE ALWAYS TRIGGER registry_model_audited;
+"""
 
 _GUARD = (
     """
@@ -111,6 +152,7 @@ ALTER TABLE registry_alias ENABLE ALWAYS TRIGGER registry_alias_audited;
         _LINEAGE.format(function="registry_parent_requires_audit", column="child_id")
         + _LINEAGE.format(function="registry_usage_requires_audit", column="version_id"),
     )
+    + _MODEL
     + _PERMISSION.format(
         function="registry_model_permission_requires_audit",
         **_ON_MODEL,

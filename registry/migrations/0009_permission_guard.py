@@ -8,7 +8,8 @@ def install(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    """PostgreSQL: access to a model and a validator's assignment are given only with their event."""
+    """PostgreSQL: access to a model and a validator's assignment are given, and a model's owner, team,
+    restriction, risk tier, status and name change, only with their event."""
 
     dependencies = [
         ("registry", "0008_lineage_guard"),

@@ -322,7 +322,7 @@ def runtime_role(db):
         "UPDATE audit_chainhead SET occurred_at = '2030-01-01'",
         # What a permission means: renamed, every access to a model would be a validator's assignment.
         "UPDATE auth_permission SET codename = 'validate_registeredmodel' WHERE codename = 'view_registeredmodel'",
-        "INSERT INTO django_content_type (app_label, model) VALUES ('registry', 'elsewhere')",
+        "UPDATE django_content_type SET model = 'elsewhere' WHERE model = 'registeredmodel'",
     ],
 )
 def test_the_runtime_role_cannot_change_or_drop_the_trail(developer, runtime_role, statement):

@@ -121,3 +121,38 @@ def test_a_validator_assigned_or_access_given_outside_the_services_fails_at_comm
     moved = pytest.raises(DatabaseError, match=r"a permission on registry\.registeredmodel \d+ was moved")
     with moved, transaction.atomic():
         model.registeredmodeluserobjectpermission_set.update(user=developer)
+
+
+def test_a_models_owner_team_restriction_tier_status_or_name_changed_outside_the_services_fails_at_commit(owner, teams):
+    """Each is governed: the team decides who validates, the restriction who sees, the tier which
+    approvals a version needs. Another event about the model does not stand for the change's own."""
+    from registry import services as registry_services
+    from registry.models import RegisteredModel
+
+    model = assessed_model(owner, 4)
+    models = RegisteredModel.objects.filter(pk=model.pk)
+    for change, what in [
+        ({"team": teams["pricing"]}, "owner, team or restriction"),
+        ({"restricted": True}, "owner, team or restriction"),
+        ({"risk_tier": 1}, "risk tier"),
+        ({"status": "decommissioned"}, "status"),
+        ({"name": "elsewhere"}, "name"),
+    ]:
+        with pytest.raises(DatabaseError, match=rf"the {what} of model {model.pk} changed"), transaction.atomic():
+            registry_services.model_update(actor=owner, model=model, changes={"description": "reviewed"})
+            models.update(**change)
+    assert models.values_list("team__name", "restricted", "risk_tier", "status", "name").get() == (
+        "credit-risk",
+        False,
+        4,
+        "active",
+        model.name,
+    )
+    team_too = pytest.raises(DatabaseError, match=rf"the owner, team or restriction of model {model.pk} changed")
+    with team_too, transaction.atomic():  # the restriction's event does not stand for a new team
+        registry_services.model_update(actor=owner, model=model, changes={"restricted": True})
+        models.update(team=teams["pricing"])
+    with transaction.atomic():  # two events about the model, each of its kind, in one transaction
+        registry_services.model_update(actor=owner, model=model, changes={"description": "reviewed"})
+        registry_services.model_update(actor=owner, model=model, changes={"restricted": True})
+    assert models.get().restricted

@@ -19,6 +19,7 @@ from governance import services as governance
 from notifications import services as notify
 from notifications.delivery import deliver_due
 from notifications.models import Attempt, Channel, Delivery, DeliveryState, Message, Webhook
+from registry import services as registry
 from tests.factories import approved, assessed_model, make_version, submitted
 from tests.receiver import receiving
 
@@ -72,8 +73,7 @@ def test_no_one_is_emailed_about_a_restricted_model_they_may_not_see(developer, 
     """The model's owner moved to another team: told of an open model, not of a restricted one."""
     version, _ = approved(developer, owner, risk_officer)
     secret, _ = approved(developer, owner, risk_officer)
-    secret.model.restricted = True
-    secret.model.save(update_fields=["restricted"])
+    registry.model_update(actor=owner, model=secret.model, changes={"restricted": True})
     owner.groups.remove(Group.objects.get(name="credit-risk"))
 
     for v in (version, secret):
@@ -211,8 +211,7 @@ def test_a_model_restricted_since_is_not_sent_again_to_a_webhook_that_leaves_the
         version, _ = submitted(developer, owner, 4)
         deliver_due()  # the first try fails
         [delivery] = Delivery.objects.filter(channel=Channel.WEBHOOK)
-        version.model.restricted = True
-        version.model.save(update_fields=["restricted"])
+        registry.model_update(actor=owner, model=version.model, changes={"restricted": True})
         Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
         deliver_due()
 

@@ -5,7 +5,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from audit.models import AuditEvent
-from registry import selectors
+from registry import selectors, services
 from registry.api import views
 from registry.models import DatasetUsage, ModelVersion, RegisteredModel, VersionParent
 from tests.factories import make_dataset_version, make_model, make_version
@@ -179,7 +179,8 @@ def test_a_draft_of_a_decommissioned_model_takes_no_lineage(api, developer):
     v1 = make_version(developer, make_model(developer, name="m1"))
     other = make_version(developer, make_model(developer, name="m2"))
     loans = make_dataset_version(developer, name="loans")
-    RegisteredModel.objects.filter(name="m1").update(status="decommissioned")
+    m1 = RegisteredModel.objects.get(name="m1")
+    services.model_set_status(actor=developer, model=m1, status="decommissioned", reason="replaced")
     client = api(developer)
     answers = [
         client.post(

@@ -26,10 +26,11 @@ class Command(createsuperuser.Command):
 
         def create_superuser(**fields: Any) -> Any:
             with origin("createsuperuser-command", reason=reason), transaction.atomic():
-                return type(manager).create_superuser(manager, **fields)  # type: ignore[attr-defined]
+                return type(manager).create_superuser(manager.db_manager(DEFAULT_DB_ALIAS), **fields)  # type: ignore[attr-defined]
 
         # Django's command calls ``_default_manager.db_manager(database).create_superuser``:
-        # ``db_manager`` copies the manager with what is set on it, this function included.
+        # ``db_manager`` copies the manager with what is set on it, this function included. Set on
+        # the process's one default manager while the command runs: a command runs alone.
         manager.create_superuser = create_superuser  # type: ignore[attr-defined]
         try:
             return super().handle(*args, **options)
