@@ -4,6 +4,7 @@ and so is a change to the flags that give a user powers."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -39,30 +40,24 @@ def last_event() -> int:
     return AuditEvent.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
 
 
+def save_in_the_admin(root: Any, user: Any, **fields: Any) -> Any:
+    """``root`` saves ``user``'s page in the admin: its name and e-mail, active and staff, and ``fields``."""
+    client = Client()
+    client.force_login(root)
+    page = client.get(f"/admin/auth/user/{user.pk}/change/").content.decode()
+    joined = re.search(r'name="date_joined_0" value="([^"]+)".*?name="date_joined_1" value="([^"]+)"', page, re.S)
+    assert joined is not None
+    form = {"username": user.username, "email": f"{user.username}@example.com", "is_active": "on", "is_staff": "on"}
+    form |= {"date_joined_0": joined[1], "date_joined_1": joined[2], **fields}
+    return client.post(f"/admin/auth/user/{user.pk}/change/", form)
+
+
 def test_a_superuser_changing_someones_groups_in_the_admin_is_recorded_as_them(teams):
     root = UserFactory(username="root", is_staff=True, is_superuser=True)
     vera = UserFactory(username="vera", groups=["credit-risk"])
     validators = Group.objects.get_or_create(name=Role.VALIDATOR.value)[0]
-    client = Client()
-    client.force_login(root)
-    page = client.get(f"/admin/auth/user/{vera.pk}/change/").content.decode()
-    joined = re.search(r'name="date_joined_0" value="([^"]+)".*?name="date_joined_1" value="([^"]+)"', page, re.S)
-    assert joined is not None
     start = last_event()
-
-    saved = client.post(
-        f"/admin/auth/user/{vera.pk}/change/",
-        {
-            "username": "vera",
-            "email": "vera@example.com",
-            "is_active": "on",
-            "is_staff": "on",
-            "groups": [str(validators.pk), str(teams["pricing"].pk)],
-            "date_joined_0": joined[1],
-            "date_joined_1": joined[2],
-        },
-    )
-
+    saved = save_in_the_admin(root, vera, groups=[str(validators.pk), str(teams["pricing"].pk)])
     assert saved.status_code == 302, saved.content[:2000]
     assert sorted(changes(start)) == [
         ("membership.added", "root", "vera", "Validators", "role"),
@@ -110,24 +105,8 @@ def test_a_model_permission_given_in_the_admin_is_recorded_as_who_gave_it(teams)
     root = UserFactory(username="root", is_staff=True, is_superuser=True)
     vera = UserFactory(username="vera", is_staff=True)
     change_user = Permission.objects.get(codename="change_user")
-    client = Client()
-    client.force_login(root)
-    page = client.get(f"/admin/auth/user/{vera.pk}/change/").content.decode()
-    joined = re.search(r'name="date_joined_0" value="([^"]+)".*?name="date_joined_1" value="([^"]+)"', page, re.S)
-    assert joined is not None
     start = last_event()
-    saved = client.post(
-        f"/admin/auth/user/{vera.pk}/change/",
-        {
-            "username": "vera",
-            "email": "vera@example.com",
-            "is_active": "on",
-            "is_staff": "on",
-            "user_permissions": [str(change_user.pk)],
-            "date_joined_0": joined[1],
-            "date_joined_1": joined[2],
-        },
-    )
+    saved = save_in_the_admin(root, vera, user_permissions=[str(change_user.pk)])
     assert saved.status_code == 302, saved.content[:2000]
     assert permission_changes(start) == [
         ("permission.granted", "root", {"user": "vera", "permission": "auth.change_user"})
