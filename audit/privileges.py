@@ -1,9 +1,8 @@
 """Two database roles (PostgreSQL): the owner runs migrations and owns every table; the
 runtime role, which the application connects as, may read and write the registry but only
 append to the ledger, through ``warden_audit_chain``, and not rename Django's permissions or
-content types. It cannot INSERT an event of its own making,
-UPDATE, DELETE or TRUNCATE the audit tables, and as it owns nothing it cannot ALTER or DROP them
-or switch their triggers off."""
+content types. It cannot INSERT an event of its own making, UPDATE, DELETE or TRUNCATE the audit
+tables, and as it owns nothing it cannot ALTER or DROP them or switch their triggers off."""
 
 from __future__ import annotations
 

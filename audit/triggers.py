@@ -126,9 +126,9 @@ BEGIN
 END $$;
 
 -- The same for an event of one of ``actions`` (and, given ``keys``, whose document after the
--- change names every one of them): for the guards whose change has an event of its own kind (any event
--- about a user does not stand for that user's creation, nor a model's new description for its
--- new team).
+-- change names every one of them): for the guards whose change has an event of its own kind
+-- (any event about a user does not stand for that user's creation, nor a model's new
+-- description for its new team).
 CREATE OR REPLACE FUNCTION warden_audit_recorded(about_type text, about_id text, actions text[], keys text[] DEFAULT NULL)
 RETURNS boolean LANGUAGE plpgsql STABLE AS $$
 BEGIN
