@@ -7,8 +7,9 @@ at commit, so ``ModelVersion.objects.filter(…).update(state=…)`` or raw SQL 
 fails loudly instead of passing silently.
 
 The event matches when it was written by the same top-level transaction about the same object
-(``warden_audit_written`` in ``audit.triggers``: chained already, or waiting for the commit); for
-a model's fields and permissions, it must also be of the change's kind (``warden_audit_recorded``).
+(``warden_audit_written`` in ``audit.triggers``: chained already, or waiting for the commit);
+but for an alias (every event about one is about where it points), it must also be of the
+change's kind (``warden_audit_recorded``): a version's new tags do not stand for its new state.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from typing import Any
 
 from audit.triggers import qualified
 
-# An edge of a version's lineage, added or removed, is about the version (the child).
+# An edge of a version's lineage, added or removed, is about the version (the child): added with
+# the version, or on its own ({added}); removed, which no service does, only by {removed}.
 _LINEAGE = """
 CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     changed bigint := CASE WHEN TG_OP = 'DELETE' THEN OLD.{column} ELSE NEW.{column} END;
 BEGIN
-    IF NOT warden_audit_written('registry.modelversion', changed::text) THEN
+    IF NOT warden_audit_recorded('registry.modelversion', changed::text, CASE WHEN TG_OP = 'INSERT'
+            THEN ARRAY['version.created', '{added}'] ELSE ARRAY['{removed}'] END) THEN
         RAISE EXCEPTION 'the lineage of model version % changed (%) without an audit event: change it through the services', changed, TG_OP
             USING ERRCODE = 'integrity_constraint_violation';
     END IF;
@@ -103,7 +106,8 @@ _GUARD = (
     """
 CREATE OR REPLACE FUNCTION registry_version_requires_audit() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF NOT warden_audit_written('registry.modelversion', NEW.id::text) THEN
+    IF NOT warden_audit_recorded('registry.modelversion', NEW.id::text,
+                                 ARRAY[CASE WHEN TG_OP = 'INSERT' THEN 'version.created' ELSE 'version.state_changed' END]) THEN
         RAISE EXCEPTION 'model version % changed state to % without an audit event: change it through the services', NEW.id, NEW.state
             USING ERRCODE = 'integrity_constraint_violation';
     END IF;
@@ -149,8 +153,18 @@ ALTER TABLE registry_modelversion ENABLE ALWAYS TRIGGER registry_version_state_a
 ALTER TABLE registry_alias ENABLE ALWAYS TRIGGER registry_alias_audited;
 """.replace(
         "{lineage}",
-        _LINEAGE.format(function="registry_parent_requires_audit", column="child_id")
-        + _LINEAGE.format(function="registry_usage_requires_audit", column="version_id"),
+        _LINEAGE.format(
+            function="registry_parent_requires_audit",
+            column="child_id",
+            added="lineage.parent_added",
+            removed="lineage.parent_removed",
+        )
+        + _LINEAGE.format(
+            function="registry_usage_requires_audit",
+            column="version_id",
+            added="lineage.dataset_added",
+            removed="lineage.dataset_removed",
+        ),
     )
     + _MODEL
     + _PERMISSION.format(

@@ -71,6 +71,17 @@ def test_deployments_recorded_or_retired_outside_the_services_fail_at_commit(dev
     assert Deployment.objects.get(pk=deployment.pk).retired_at is None
 
 
+def test_another_event_about_the_version_does_not_stand_for_its_new_state(developer, owner):
+    from registry import services as registry_services
+
+    version, _ = submitted(developer, owner, 4)
+    refused = pytest.raises(DatabaseError, match=r"model version \d+ changed state to approved without an audit event")
+    with refused, transaction.atomic():
+        registry_services.version_update(actor=developer, version=version, set_tags={"reviewed": "yes"})
+        ModelVersion.objects.filter(pk=version.pk).update(state="approved")
+    assert ModelVersion.objects.get(pk=version.pk).state == "submitted"
+
+
 def test_a_temporary_table_named_as_the_trail_does_not_stand_in_for_it(developer, owner):
     """A session's temporary tables come first in its search path: a pending 'event' written to
     one must not satisfy the guard, nor an append go there instead of the trail."""

@@ -124,7 +124,7 @@ def test_a_hidden_parent_gets_the_answer_a_missing_one_gets_before_any_other_che
     """Even on a version whose lineage is frozen, which is checked after the parent is read."""
     hidden = make_version(owner, make_model(owner, name="secret", restricted=True))
     mine = make_version(outsider, make_model(outsider, team="pricing", name="p1"))
-    ModelVersion.objects.filter(pk=mine.pk).update(state="submitted")
+    services.version_set_state(actor=outsider, version=mine, state="submitted")
     client = api(outsider)
     answers = [
         client.post(f"/api/v1/versions/{mine.pk}/parents/", {"version_id": pk, "relation": "copied"}, format="json")
@@ -229,8 +229,7 @@ def test_outsider_cannot_add_lineage_to_another_teams_version(api, owner, outsid
 def test_lineage_of_a_submitted_version_is_frozen(api, developer):
     v1, v2 = _chain(developer, make_model(developer, name="m1"), 2)
     loans = make_dataset_version(developer, name="loans")
-    # The governance workflow (submit for review) does not exist yet, so the state is set directly.
-    ModelVersion.objects.filter(pk=v1.pk).update(state="submitted")
+    services.version_set_state(actor=developer, version=v1, state="submitted")
     client = api(developer)
     response = client.post(
         f"/api/v1/versions/{v1.pk}/datasets/", {"dataset_version_id": loans.pk, "role": "training"}, format="json"
