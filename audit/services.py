@@ -49,8 +49,10 @@ def audit_record(
     things that are not rows. Appends are serialised on the chain head's row lock, which is
     held until the transaction ends, so callers lock their own rows first and the ledger last.
     On PostgreSQL the event is chained when the transaction commits (``audit.triggers``) and
-    nothing is returned; with ``now=True`` (or ``AUDIT_CHAIN_AT_COMMIT=false``) it is chained at
-    once, holding the head from then on, and the stored event is returned, as on SQLite.
+    nothing is returned; its pending row travels with the transaction's next statement or its
+    ``COMMIT`` (``statements.send_with_next``), which raises its error if it has one. With
+    ``now=True`` (or ``AUDIT_CHAIN_AT_COMMIT=false``) it is chained at once, holding the head
+    from then on, and the stored event is returned, as on SQLite.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("audit_record must run inside the transaction of the change it records")
@@ -88,8 +90,11 @@ def _append_postgres(fields: dict[str, Any], actor_name: str, *, now: bool) -> A
         given[document] = None if given[document] is None else ledger.encode(given[document])
     params = [early, *ledger.canonical_template(fields), *(given[name] for name in GIVEN)]
     with connection.cursor() as cursor:
-        statements.execute(cursor, _CHAIN_SQL if now else _PENDING_SQL, params)
-        row = cursor.fetchone() if now else None
+        if now:
+            statements.execute(cursor, _CHAIN_SQL, params)
+            row = cursor.fetchone()
+        elif not statements.send_with_next(cursor, _PENDING_SQL, params):  # with the COMMIT, usually
+            statements.execute(cursor, _PENDING_SQL, params)
     if early:
         _release_early()
     if not now:
@@ -129,7 +134,9 @@ def _release_early() -> None:
     appends run at the disk's flush rate, one at a time. Here the audited transaction commits
     without waiting for the flush (``synchronous_commit`` off, for this transaction only), so
     the next writer takes the head at once, and then, still before ``atomic`` returns to the
-    caller, a callback waits for the flush; concurrent writers' flushes share one disk write.
+    caller, waits for the flush; concurrent writers' flushes share one disk write. The wait is a
+    statement sent in the same message as the ``COMMIT`` (``common.postgresql``), or, when the
+    driver holds the transaction itself, a callback after it.
 
     What it gives up: another session can read the change for the time of one flush (about a
     millisecond) before it is durable. A crash in that window loses the change, its event and
@@ -137,6 +144,9 @@ def _release_early() -> None:
     trail stays gapless and unforked, and no caller was told it had succeeded. Set
     ``AUDIT_EARLY_LOCK_RELEASE=false`` to hold the head through the flush instead.
     """
+    sender = getattr(connection, "send_after_commit", None)
+    if sender is not None and sender(_WAIT_FOR_FLUSH):
+        return
     connection.audit_flush_pending = True  # type: ignore[attr-defined]
     # One callback per event: if a savepoint rolls back with an event, the callback registered
     # with it goes too, and a later event's still runs. The first to run does the waiting.

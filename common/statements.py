@@ -45,6 +45,19 @@ def execute(cursor: Any, sql: str, params: Sequence[Any] = ()) -> None:
     cursor.execute(run, params)
 
 
+def send_with_next(cursor: Any, sql: str, params: Sequence[Any] = ()) -> bool:
+    """Let ``sql``, once prepared on the session, travel in front of the transaction's next
+    statement or its ``COMMIT`` (``common.postgresql``: one round trip fewer); its error, if
+    any, is then raised there. False, and nothing done, when it cannot: run it with ``execute``."""
+    connection = cursor.db
+    send = getattr(connection, "send_with_next", None)
+    named = _NAMED.get(sql)
+    prepared = getattr(connection, "prepared_statements", None)
+    if send is None or named is None or prepared is None or prepared[0] is not connection.connection:
+        return False
+    return named[0] in prepared[1] and bool(send(cursor.mogrify(named[2], params).decode()))
+
+
 def prepared_text(sql: str) -> str:
     """What a captured ``EXECUTE warden_… (…)`` runs: the text it was prepared from (``$n`` for
     its parameters); any other SQL as it is. For tests and query logs."""
