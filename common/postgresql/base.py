@@ -25,17 +25,27 @@ for the next one in the same way (``send_with_next``: the audit trail's pending 
 trail's wait for durability, ``audit.services._release_early``). A version written through the
 API is then four round trips (its token, ``BEGIN`` with the model's lock, the version, and its
 event with ``COMMIT`` and the wait) instead of seven. A transaction that sent nothing ends
-without a word. Savepoints and everything else inside a transaction are unchanged;
-``set_autocommit(False)`` called directly still hands the transaction to the driver, as in
-Django's own backend.
+without a word; one whose statement failed, its error caught, is rolled back and its commit
+raises. ``set_autocommit(False)`` called directly still hands the transaction to the driver, as
+in Django's own backend.
+
+What differs inside a transaction: a server-side cursor (``QuerySet.iterator()``) is declared
+``WITH HOLD``, as Django declares it outside one, since psycopg2 declares no other kind in
+autocommit. So ``select_for_update().iterator()`` is refused, and a cursor left open at
+``COMMIT`` is computed to its end then. And if the wait sent after ``COMMIT`` fails (cancelled,
+or the connection lost), the commit is reported failed though it was made, as with a connection
+lost during any ``COMMIT``.
 """
 
 from __future__ import annotations
 
 import select
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg2.extensions
+from django.db import DatabaseError
 from django.db.backends.postgresql import base, operations
 from django.db.backends.postgresql.psycopg_any import IsolationLevel
 from django.db.backends.utils import debug_transaction
@@ -51,11 +61,28 @@ class _Connection(psycopg2.extensions.connection):
         super().__init__(*args, **kwargs)
         self.ahead = []
 
-    def take_ahead(self) -> str:
-        """What is waiting to be sent in front of the next statement, as one text; cleared."""
-        waiting = [self.begin, *self.ahead] if self.begin is not None else self.ahead
+    def waiting(self) -> str:
+        """What is to be sent in front of the next statement, as one text ("" if nothing)."""
+        return "; ".join([self.begin, *self.ahead] if self.begin is not None else self.ahead)
+
+    def take(self) -> str:
+        """What waits, taken to be sent."""
+        waiting = self.waiting()
         self.begin, self.ahead = None, []
-        return "; ".join(waiting)
+        return waiting
+
+    @contextmanager
+    def sending(self) -> Iterator[str]:
+        """Take what waits, for a message that carries it in front of a statement. If the
+        message fails with nothing of it run (a parse error, or the driver refusing it), the
+        transaction has not begun: what waited still waits, and the next statement brings it."""
+        begin, ahead = self.begin, self.ahead
+        try:
+            yield self.take()
+        except BaseException:
+            if begin is not None and self.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+                self.begin, self.ahead = begin, ahead
+            raise
 
 
 class _Cursor(psycopg2.extensions.cursor):
@@ -66,19 +93,21 @@ class _Cursor(psycopg2.extensions.cursor):
 
     def execute(self, query: Any, vars: Any = None) -> None:
         self.sent_first = ""
-        if self.connection.begin is not None or self.connection.ahead:
-            waiting = self.connection.take_ahead()
-            if self.name is None and isinstance(query, str):
-                # One message; with parameters, a ``%`` of the waiting text must stay itself.
-                self.sent_first = f"{waiting}; "
-                query = (self.sent_first if vars is None else self.sent_first.replace("%", "%%")) + query
-            else:  # a named cursor's DECLARE, or composed SQL: a message of its own
-                self.connection.cursor().execute(waiting)
-        super().execute(query, vars)
+        if not self.connection.waiting():
+            return super().execute(query, vars)
+        if self.name is not None or not isinstance(query, str):
+            self._send_ahead()  # a named cursor's DECLARE, or composed SQL: a message of its own
+            return super().execute(query, vars)
+        if vars is not None:  # the values put in first: a value the driver refuses takes nothing
+            query = self.mogrify(query, vars).decode()
+        with self.connection.sending() as waiting:
+            self.sent_first = f"{waiting}; "
+            return super().execute(self.sent_first + query)
 
     def _send_ahead(self) -> None:
-        if self.connection.begin is not None or self.connection.ahead:
-            self.connection.cursor().execute(self.connection.take_ahead())
+        if self.connection.waiting():
+            with self.connection.sending() as waiting:
+                psycopg2.extensions.cursor.execute(self.connection.cursor(), waiting)
 
     def executemany(self, query: Any, vars_list: Any) -> None:
         self._send_ahead()
@@ -155,25 +184,33 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def _end(self, verb: str) -> None:
         """Send ``COMMIT`` (with what waits ahead of it and what follows it) or ``ROLLBACK``;
-        nothing when the transaction sent nothing, or a failed ``COMMIT`` already ended it."""
+        nothing when the transaction sent nothing, or a failed ``COMMIT`` already ended it. A
+        transaction one of whose statements failed, its error caught, is rolled back and its
+        commit raises: PostgreSQL would answer its ``COMMIT`` with a silent rollback."""
         connection = self.connection
         assert connection is not None
         after, self.after_commit = self.after_commit, []
-        if connection.begin is not None and (verb == "ROLLBACK" or not connection.ahead):
-            connection.begin, connection.ahead = None, []
-            return
-        if (
-            connection.begin is None
-            and connection.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE
-        ):
+        status = connection.info.transaction_status
+        if connection.begin is not None:
+            if verb == "ROLLBACK" or not connection.ahead:
+                connection.begin, connection.ahead = None, []
+                return
+        elif status == psycopg2.extensions.TRANSACTION_STATUS_IDLE:
             connection.ahead = []
             return
-        if verb == "COMMIT":
-            sql = "; ".join(filter(None, [connection.take_ahead(), "COMMIT", *after]))
-        else:
-            connection.ahead, sql = [], "ROLLBACK"
-        with debug_transaction(self, sql), self.wrap_database_errors, connection.cursor() as cursor:
-            cursor.execute(sql)
+        failed = verb == "COMMIT" and status == psycopg2.extensions.TRANSACTION_STATUS_INERROR
+        if verb == "ROLLBACK" or failed:
+            connection.ahead = []
+            self._send("ROLLBACK")
+            if failed:
+                raise DatabaseError("not committed: a statement of the transaction failed, so it was rolled back")
+            return
+        self._send("; ".join(filter(None, [connection.take(), "COMMIT", *after])))
+
+    def _send(self, sql: str) -> None:
+        assert self.connection is not None
+        with debug_transaction(self, sql), self.wrap_database_errors, self.connection.cursor() as cursor:
+            psycopg2.extensions.cursor.execute(cursor, sql)
 
     def _commit(self) -> None:
         if self._ours():

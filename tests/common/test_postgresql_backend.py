@@ -8,7 +8,7 @@ import time
 import psycopg2.extensions
 import pytest
 from django.contrib.auth.models import Group
-from django.db import DataError, IntegrityError, connection, connections, transaction
+from django.db import DatabaseError, DataError, IntegrityError, ProgrammingError, connection, connections, transaction
 from django.db.backends.postgresql.psycopg_any import IsolationLevel
 from django.test.utils import CaptureQueriesContext
 
@@ -225,7 +225,7 @@ def test_turning_autocommit_off_still_hands_the_transaction_to_the_driver(watch,
     transaction.set_autocommit(False)
     try:
         Group.objects.create(name="quants")
-        assert watch()[1] == "idle in transaction"
+        assert watch()[0].startswith("INSERT") and watch()[1] == "idle in transaction"  # the driver sent BEGIN
         transaction.commit()
     finally:
         transaction.set_autocommit(True)
@@ -237,3 +237,36 @@ def test_logged_statements_are_the_callers_without_the_begin_sent_with_them(team
     with CaptureQueriesContext(connection) as captured, transaction.atomic():
         Group.objects.create(name="quants")
     assert [query["sql"].split(" ", 1)[0] for query in captured] == ["BEGIN", "INSERT", "COMMIT"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_statement_that_never_ran_leaves_the_transaction_to_begin_with_the_next(teams):
+    """Refused by the driver (a value it cannot send) or by the parser, the first statement ran
+    nothing, BEGIN included: the transaction still begins with the next one and rolls back whole."""
+    with pytest.raises(ZeroDivisionError), transaction.atomic():
+        with pytest.raises(ProgrammingError), connection.cursor() as cursor:
+            cursor.execute("SELECT %s", [object()])
+        with pytest.raises(ProgrammingError), connection.cursor() as cursor:
+            cursor.execute("SELEC 1")
+        Group.objects.create(name="quants")
+        raise ZeroDivisionError
+    assert not Group.objects.filter(name="quants").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_transaction_whose_statement_failed_and_was_caught_is_not_reported_committed(teams):
+    """A statement sent with the next one fails with it: here with a savepoint's, inside a
+    caller's ``try``. The transaction is then aborted, and its COMMIT raises instead of PostgreSQL
+    answering it with a silent rollback."""
+    with pytest.raises(DatabaseError, match="not committed"), transaction.atomic():
+        Group.objects.create(name="quants")
+        connection.send_with_next("SELECT 1/0")
+        try:
+            with transaction.atomic():
+                Group.objects.create(name="desk")
+        except DataError:
+            pass
+    assert not Group.objects.filter(name__in=["quants", "desk"]).exists()
+    with transaction.atomic():
+        Group.objects.create(name="quants")
+    assert Group.objects.filter(name="quants").exists()
