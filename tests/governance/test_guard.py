@@ -167,3 +167,50 @@ def test_a_models_owner_team_restriction_tier_status_or_name_changed_outside_the
         registry_services.model_update(actor=owner, model=model, changes={"description": "reviewed"})
         registry_services.model_update(actor=owner, model=model, changes={"restricted": True})
     assert models.get().restricted
+
+
+def test_another_event_about_the_row_does_not_stand_for_the_changes_own(developer, owner, risk_officer):
+    """Each change asks for its own kind of event: a request moved to a state by the event of
+    another state, a decision by an event of another kind, a deployment retired by its
+    recording's event, all fail at commit."""
+    from audit.services import audit_record
+
+    _, request = submitted(developer, owner, 4)
+    refused = pytest.raises(
+        DatabaseError,
+        match=r"governance\.approvalrequest \d+ was written \(UPDATE\) without an audit event "
+        r"\(approval_request\.rejected\)",
+    )
+    with refused, transaction.atomic():
+        audit_record(actor=owner, action="approval_request.approved", obj=request, model_name="m")
+        ApprovalRequest.objects.filter(pk=request.pk).update(state="rejected")
+    assert ApprovalRequest.objects.get(pk=request.pk).state == "open"
+
+    refused = pytest.raises(
+        DatabaseError,
+        match=r"governance\.decision \d+ was written \(INSERT\) without an audit event \(decision\.recorded\)",
+    )
+    with refused, transaction.atomic():
+        decision = Decision.objects.create(
+            request=request, stage=request.stages.get(), person=risk_officer, outcome="approve"
+        )
+        audit_record(actor=risk_officer, action="approval_request.approved", obj=decision, model_name="m")
+    assert not Decision.objects.exists()
+
+    version, _ = approved(developer, owner, risk_officer)
+    deployment = services.deployment_record(
+        actor=owner, version=version, environment=Environment.objects.get(name="production")
+    )
+    refused = pytest.raises(
+        DatabaseError,
+        match=r"governance\.deployment \d+ was written \(UPDATE\) without an audit event \(deployment\.retired\)",
+    )
+    with refused, transaction.atomic():
+        audit_record(actor=owner, action="deployment.recorded", obj=deployment, model_name="m")
+        Deployment.objects.filter(pk=deployment.pk).update(retired_at=timezone.now())
+    assert Deployment.objects.get(pk=deployment.pk).retired_at is None
+
+    with transaction.atomic():  # its own kind of event lets the change through
+        audit_record(actor=owner, action="approval_request.withdrawn", obj=request, model_name="m")
+        ApprovalRequest.objects.filter(pk=request.pk).update(state="withdrawn")
+    assert ApprovalRequest.objects.get(pk=request.pk).state == "withdrawn"

@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import time_machine
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -24,17 +25,30 @@ from tests.factories import approved, assessed_model, make_version
 
 
 def deployed_t2(
-    developer: Any, owner: Any, assigned_validator: Any, risk_officer: Any, auc: float = 0.80
+    developer: Any,
+    owner: Any,
+    assigned_validator: Any,
+    risk_officer: Any,
+    auc: float = 0.80,
+    deployed_days_ago: int = 0,
 ) -> ModelVersion:
-    """A T2 version (thresholds 5% / 10%, findings high) with auc 0.80, in production."""
+    """A T2 version (thresholds 5% / 10%, findings high) with auc 0.80, in production (deployed
+    that many days ago: a deployment's time is governed, not to be changed after)."""
     from tests.factories import assessed_model
 
     version = make_version(developer, assessed_model(owner, 2), metrics={"auc": auc})
     request = governance.request_submit(actor=owner, version=version)
     governance.decision_record(actor=assigned_validator, request=request, outcome="approve")
     governance.decision_record(actor=risk_officer, request=request, outcome="approve")
-    governance.deployment_record(actor=owner, version=version, environment=Environment.objects.get(name="production"))
+    deploy(owner, version, "production", days_ago=deployed_days_ago)
     return ModelVersion.objects.select_related("model").get(pk=version.pk)
+
+
+def deploy(owner: Any, version: ModelVersion, environment: str, days_ago: int = 0) -> None:
+    with time_machine.travel(timezone.now() - timedelta(days=days_ago), tick=False):
+        governance.deployment_record(
+            actor=owner, version=version, environment=Environment.objects.get(name=environment)
+        )
 
 
 def post(api: Any, user: Any, version: ModelVersion, value: float, days_ago: int, **extra: Any) -> Any:
@@ -399,8 +413,7 @@ def test_a_version_reporting_only_distributions_is_not_stale(api, developer, own
     request = governance.request_submit(actor=owner, version=version)
     governance.decision_record(actor=assigned_validator, request=request, outcome="approve")
     governance.decision_record(actor=risk_officer, request=request, outcome="approve")
-    governance.deployment_record(actor=owner, version=version, environment=Environment.objects.get(name="production"))
-    Deployment.objects.filter(version=version).update(deployed_at=timezone.now() - timedelta(days=10))
+    deploy(owner, version, "production", days_ago=10)
     end = timezone.now() - timedelta(hours=2)
     window = {"window_start": (end - timedelta(days=1)).isoformat(), "window_end": end.isoformat()}
     distribution = {"model": version.model.name, "version": 1, "key": "d1", "feature": "score", "bins": ["a", "b"]}
@@ -585,8 +598,7 @@ def test_each_deployment_is_a_series_of_its_own_so_staging_does_not_hide_product
 def test_a_deployment_added_later_does_not_restart_the_clock_of_a_silent_one(
     developer, owner, assigned_validator, risk_officer
 ):
-    version = deployed_t2(developer, owner, assigned_validator, risk_officer)
-    Deployment.objects.filter(version=version).update(deployed_at=timezone.now() - timedelta(days=20))
+    version = deployed_t2(developer, owner, assigned_validator, risk_officer, deployed_days_ago=20)
     governance.deployment_record(actor=owner, version=version, environment=Environment.objects.get(name="staging"))
     assert services.evaluate_all()["stale"] == 1
 
