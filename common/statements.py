@@ -8,7 +8,11 @@ and the lookup costs the run and the round trip: 0.45 → 0.15 ms for the model 
 
 Prepared statements belong to the database session and outlive its transactions, rolled back or
 not. A pooler in front of PostgreSQL must therefore keep sessions (PgBouncer's session mode),
-as the audit trail's prepared appends already require. Other databases run the text as it is.
+as the audit trail's prepared appends already require. A session that loses them all the same
+(``DEALLOCATE ALL``, ``DISCARD ALL``, a pooler's reset query) is noticed at the first statement
+that finds its name unknown: what the connection took as prepared is forgotten and prepared again,
+at once outside a transaction, and from the next statement on inside one (whose statement failed,
+so the transaction fails). Other databases run the text as it is.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
+from django.db import DatabaseError
+
+UNKNOWN_STATEMENT = "26000"  # invalid_sql_statement_name: the session has no statement of that name
 _NAMED: dict[str, tuple[str, str, str]] = {}  # text → (name, PREPARE, EXECUTE)
 
 
@@ -42,7 +49,17 @@ def execute(cursor: Any, sql: str, params: Sequence[Any] = ()) -> None:
     if name not in prepared[1]:
         cursor.execute(prepare)
         prepared[1].add(name)
-    cursor.execute(run, params)
+    try:
+        cursor.execute(run, params)
+    except DatabaseError as error:
+        if getattr(error.__cause__, "pgcode", None) != UNKNOWN_STATEMENT:
+            raise
+        prepared[1].clear()  # the session lost what was prepared on it: prepare each again
+        if connection.in_atomic_block:
+            raise  # the transaction failed with this statement
+        cursor.execute(prepare)
+        prepared[1].add(name)
+        cursor.execute(run, params)
 
 
 def send_with_next(cursor: Any, sql: str, params: Sequence[Any] = ()) -> bool:

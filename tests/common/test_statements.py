@@ -40,3 +40,34 @@ def test_it_is_prepared_once_per_session_and_outlives_a_rollback():
 
     connection.close()  # a new session has nothing prepared: it is prepared there again
     assert _run(5, 6) == 11 and name in _prepared()
+
+
+@pytest.mark.skipif(not on_postgres(), reason="other databases run the text as it is")
+@pytest.mark.django_db(transaction=True)
+def test_a_session_that_lost_its_statements_prepares_them_again(developer):
+    """``DEALLOCATE ALL`` or ``DISCARD ALL`` (a pooler's reset, an operator) empties the session:
+    outside a transaction the statement is prepared again at once; inside one the transaction
+    fails, and the next statement finds the session healed."""
+    from django.db import DatabaseError
+
+    assert _run(1, 2) == 3
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+    assert _run(2, 3) == 5 and statements._NAMED[SQL][0] in _prepared()
+
+    with connection.cursor() as cursor:
+        cursor.execute("DISCARD ALL")
+    with pytest.raises(DatabaseError, match="does not exist"), transaction.atomic():
+        _run(3, 4)
+    with transaction.atomic():
+        assert _run(4, 5) == 9
+
+    from rest_framework.test import APIClient
+
+    from registry import services
+
+    client = APIClient(HTTP_AUTHORIZATION=f"Bearer {services.token_create(actor=developer, name='t')[1]}")
+    assert client.get("/api/v1/models/").status_code == 200  # the token's lookup, prepared
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+    assert client.get("/api/v1/models/").status_code == 200
