@@ -1,7 +1,7 @@
 """Where one request's time goes, in process: the side-by-side workload's requests, against both
 of Warden's APIs, through Django's WSGI handler (no HTTP, no gunicorn), on a fresh PostgreSQL
 database. Prints CPU ms (of the cheapest of three passes) and SQL statements per request for
-each kind; ``--profile KIND`` adds the functions that spent it (cProfile, by own time) and
+each kind; ``--profile KIND`` adds the functions that spent it (cProfile on CPU time, by own time) and
 ``--sql KIND`` one request's statements.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/warden_profile \\
@@ -136,7 +136,7 @@ def main() -> None:
                     shown[0] = True
                     call(20)
                     shown[0] = False
-                profiler = cProfile.Profile() if f"{api}:{kind}" in args.profile else None
+                profiler = cProfile.Profile(time.process_time) if f"{api}:{kind}" in args.profile else None
                 statements[0] = 0
                 runs = []  # (CPU, wall) of each pass; the least disturbed pass is reported
                 for _ in range(args.passes):

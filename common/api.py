@@ -17,10 +17,11 @@ from django.http import Http404, HttpRequest, JsonResponse, QueryDict
 from django.utils import timezone
 from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import ISO_8601, exceptions, pagination, parsers, relations, renderers, serializers, status
-from rest_framework.fields import SkipField
+from rest_framework.fields import SkipField, empty
 from rest_framework.relations import PKOnlyObject
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
+from rest_framework.utils import html
 from rest_framework.utils import json as drf_json
 from rest_framework.utils.serializer_helpers import BindingDict
 
@@ -290,7 +291,23 @@ class StrictSerializer(serializers.Serializer):
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
                 raise serializers.ValidationError({name: [self.unknown_field_message(name)] for name in unknown})
+            if not html.is_html_input(data):
+                self._given = data.keys()
         return super().to_internal_value(data)
+
+    @property
+    def _writable_fields(self) -> Any:
+        """DRF's, less the optional fields without a default that a JSON body leaves out: DRF
+        would only find each absent and skip it (its ``SkipField``), at a few microseconds a
+        field, and a version takes fourteen fields of which a client sends one or two. A form's
+        fields (a ``QueryDict``) are all walked, as DRF reads some from other keys."""
+        given = self.__dict__.get("_given")
+        for field in self.fields.values():
+            if field.read_only or (
+                given is not None and field.field_name not in given and not field.required and field.default is empty
+            ):
+                continue
+            yield field
 
     def unknown_field_message(self, name: str) -> str:
         return "unknown field, or one that cannot be set here"

@@ -33,6 +33,37 @@ def test_serializers_of_one_class_get_fields_of_their_own(developer):
     assert good.fields["artifact_uri"].parent is good and bad.fields["artifact_uri"].parent is bad
 
 
+def test_a_json_body_is_validated_as_drf_validates_it_with_optional_fields_left_out():
+    # common.api.StrictSerializer skips the optional fields a JSON body leaves out: what comes
+    # out must be what DRF's own walk over every field gives, for a body and for a form.
+    from django.http import QueryDict
+
+    from common.api import StrictSerializer
+
+    class Plain(serializers.Serializer):
+        name = serializers.CharField()
+        note = serializers.CharField(required=False)
+        count = serializers.IntegerField(default=3)
+        labels = serializers.DictField(child=serializers.CharField(), required=False)
+
+    class Strict(StrictSerializer, Plain):
+        pass
+
+    for data in (
+        {"name": "a"},
+        {"name": "a", "note": "n", "labels": {"k": "v"}},
+        {"note": "n"},
+        {"name": "a", "count": "x"},
+        QueryDict("name=a&count=5"),
+        QueryDict("note=n"),
+    ):
+        plain, strict = Plain(data=data), Strict(data=data)
+        assert plain.is_valid() == strict.is_valid(), data
+        assert (dict(strict.validated_data), strict.errors) == (dict(plain.validated_data), plain.errors), data
+    strict = Strict(data={"name": "a"})
+    assert strict.is_valid() and dict(strict.validated_data) == {"name": "a", "count": 3}
+
+
 def test_answers_of_one_class_are_made_from_their_own_instances(developer):
 
     model = make_model(developer, name="m1")
