@@ -291,9 +291,12 @@ class StrictSerializer(serializers.Serializer):
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
                 raise serializers.ValidationError({name: [self.unknown_field_message(name)] for name in unknown})
-            if not html.is_html_input(data):
-                self._given = data.keys()
-        return super().to_internal_value(data)
+        # While this serializer reads ``data`` (not after: ``_writable_fields`` has other readers).
+        self._given = data.keys() if isinstance(data, dict) and not html.is_html_input(data) else None
+        try:
+            return super().to_internal_value(data)
+        finally:
+            self._given = None
 
     @property
     def _writable_fields(self) -> Any:

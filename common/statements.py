@@ -9,10 +9,13 @@ and the lookup costs the run and the round trip: 0.45 → 0.15 ms for the model 
 Prepared statements belong to the database session and outlive its transactions, rolled back or
 not. A pooler in front of PostgreSQL must therefore keep sessions (PgBouncer's session mode),
 as the audit trail's prepared appends already require. A session that loses them all the same
-(``DEALLOCATE ALL``, ``DISCARD ALL``, a pooler's reset query) is noticed at the first statement
-that finds its name unknown: what the connection took as prepared is forgotten and prepared again,
-at once outside a transaction, and from the next statement on inside one (whose statement failed,
-so the transaction fails). Other databases run the text as it is.
+(``DEALLOCATE``, ``DISCARD ALL``, a pooler's reset query) is noticed by Warden's backend at the
+first statement that names one it lost (``common.postgresql``): the next statement here clears
+the session's prepared statements and prepares each again as it comes. A statement that found its
+name lost outside a transaction is then run again at once; inside one, the transaction has failed.
+
+The names prepared on a session are kept on the driver's connection, which Warden's backend
+gives them; on another backend, and on other databases, the text is run as it is.
 """
 
 from __future__ import annotations
@@ -22,18 +25,31 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.db import DatabaseError
+from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 
-UNKNOWN_STATEMENT = "26000"  # invalid_sql_statement_name: the session has no statement of that name
 _NAMED: dict[str, tuple[str, str, str]] = {}  # text → (name, PREPARE, EXECUTE)
 
 
 def execute(cursor: Any, sql: str, params: Sequence[Any] = ()) -> None:
     """Run ``sql`` (``%s`` placeholders, as for ``cursor.execute``) on ``cursor``, a cursor of
     Django's connection, prepared on its session the first time it runs there."""
-    connection = cursor.db
-    if connection.vendor != "postgresql":
+    session = cursor.db.connection  # the driver's connection, with the names prepared on it
+    if getattr(session, "prepared", None) is None:
         cursor.execute(sql, params)
         return
+    name, prepare, run = _named(sql)
+    _prepare(cursor, session, name, prepare)
+    try:
+        cursor.execute(run, params)
+    except DatabaseError:
+        if not session.lost_statements or session.info.transaction_status != TRANSACTION_STATUS_IDLE:
+            raise
+        _prepare(cursor, session, name, prepare)  # lost outside a transaction: nothing ran, so again
+        cursor.execute(run, params)
+
+
+def _named(sql: str) -> tuple[str, str, str]:
+    """(name, PREPARE, EXECUTE) of ``sql``; the name is a hash of its text."""
     if sql not in _NAMED:
         assert "%%" not in sql, "a prepared statement's text takes no literal %"
         pieces = sql.split("%s")
@@ -41,25 +57,17 @@ def execute(cursor: Any, sql: str, params: Sequence[Any] = ()) -> None:
         text = "".join(piece + (f"${n}" if n < len(pieces) else "") for n, piece in enumerate(pieces, start=1))
         slots = f" ({', '.join(['%s'] * (len(pieces) - 1))})" if len(pieces) > 1 else ""
         _NAMED[sql] = (name, f"PREPARE {name} AS {text}", f"EXECUTE {name}{slots}")
-    name, prepare, run = _NAMED[sql]
-    session = connection.connection  # the driver's connection: a new one has none prepared
-    prepared = getattr(connection, "prepared_statements", None)
-    if prepared is None or prepared[0] is not session:
-        prepared = connection.prepared_statements = (session, set[str]())
-    if name not in prepared[1]:
+    return _NAMED[sql]
+
+
+def _prepare(cursor: Any, session: Any, name: str, prepare: str) -> None:
+    if session.lost_statements:  # start afresh: preparing a name the session still holds would fail
+        cursor.execute("DEALLOCATE ALL")
+        session.prepared.clear()
+        session.lost_statements = False
+    if name not in session.prepared:
         cursor.execute(prepare)
-        prepared[1].add(name)
-    try:
-        cursor.execute(run, params)
-    except DatabaseError as error:
-        if getattr(error.__cause__, "pgcode", None) != UNKNOWN_STATEMENT:
-            raise
-        prepared[1].clear()  # the session lost what was prepared on it: prepare each again
-        if connection.in_atomic_block:
-            raise  # the transaction failed with this statement
-        cursor.execute(prepare)
-        prepared[1].add(name)
-        cursor.execute(run, params)
+        session.prepared.add(name)
 
 
 def send_with_next(cursor: Any, sql: str, params: Sequence[Any] = ()) -> bool:
@@ -67,12 +75,10 @@ def send_with_next(cursor: Any, sql: str, params: Sequence[Any] = ()) -> bool:
     statement or its ``COMMIT`` (``common.postgresql``: one round trip fewer); its error, if
     any, is then raised there. False, and nothing done, when it cannot: run it with ``execute``."""
     connection = cursor.db
-    send = getattr(connection, "send_with_next", None)
-    named = _NAMED.get(sql)
-    prepared = getattr(connection, "prepared_statements", None)
-    if send is None or named is None or prepared is None or prepared[0] is not connection.connection:
+    session, named = connection.connection, _NAMED.get(sql)
+    if named is None or named[0] not in (getattr(session, "prepared", None) or ()) or session.lost_statements:
         return False
-    return named[0] in prepared[1] and bool(send(cursor.mogrify(named[2], params).decode()))
+    return bool(connection.send_with_next(cursor.mogrify(named[2], params).decode()))
 
 
 def prepared_text(sql: str) -> str:

@@ -29,6 +29,11 @@ without a word; one whose statement failed, its error caught, is rolled back and
 raises. ``set_autocommit(False)`` called directly still hands the transaction to the driver, as
 in Django's own backend.
 
+**Prepared statements lost.** The server's answer that a prepared statement does not exist (the
+session lost them to ``DEALLOCATE`` or ``DISCARD ALL``) is noticed on the driver's connection,
+which also keeps the names ``common.statements`` has prepared on it, so that they are prepared
+again.
+
 What differs inside a transaction: a server-side cursor (``QuerySet.iterator()``) is declared
 ``WITH HOLD``, as Django declares it outside one, since psycopg2 declares no other kind in
 autocommit. So ``select_for_update().iterator()`` is refused, and a cursor left open at
@@ -44,6 +49,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import psycopg2.errorcodes
 import psycopg2.extensions
 from django.db import DatabaseError
 from django.db.backends.postgresql import base, operations
@@ -56,10 +62,23 @@ class _Connection(psycopg2.extensions.connection):
 
     begin: str | None = None  # "BEGIN …", when the transaction has sent nothing yet
     ahead: list[str]  # statements of the transaction not yet sent (``DatabaseWrapper.send_with_next``)
+    prepared: set[str]  # names of the statements prepared on this session (``common.statements``)
+    lost_statements = False  # the server named one of them unknown: DEALLOCATE, DISCARD ALL
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.ahead = []
+        self.ahead, self.prepared = [], set()
+
+    @contextmanager
+    def noticing(self) -> Iterator[None]:
+        """Notice the server saying that a prepared statement does not exist: the session lost
+        what was prepared on it, and ``common.statements`` prepares it all again."""
+        try:
+            yield
+        except psycopg2.Error as error:
+            if error.pgcode == psycopg2.errorcodes.INVALID_SQL_STATEMENT_NAME:
+                self.lost_statements = True
+            raise
 
     def waiting(self) -> str:
         """What is to be sent in front of the next statement, as one text ("" if nothing)."""
@@ -92,6 +111,10 @@ class _Cursor(psycopg2.extensions.cursor):
     sent_first = ""  # what the last ``execute`` sent in front of the query it was given
 
     def execute(self, query: Any, vars: Any = None) -> None:
+        with self.connection.noticing():
+            self._execute(query, vars)
+
+    def _execute(self, query: Any, vars: Any) -> None:
         self.sent_first = ""
         if not self.connection.waiting():
             return super().execute(query, vars)
@@ -106,7 +129,7 @@ class _Cursor(psycopg2.extensions.cursor):
 
     def _send_ahead(self) -> None:
         if self.connection.waiting():
-            with self.connection.sending() as waiting:
+            with self.connection.noticing(), self.connection.sending() as waiting:
                 psycopg2.extensions.cursor.execute(self.connection.cursor(), waiting)
 
     def executemany(self, query: Any, vars_list: Any) -> None:
@@ -209,7 +232,13 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def _send(self, sql: str) -> None:
         assert self.connection is not None
-        with debug_transaction(self, sql), self.wrap_database_errors, self.connection.cursor() as cursor:
+        connection = self.connection
+        with (
+            debug_transaction(self, sql),
+            self.wrap_database_errors,
+            connection.noticing(),
+            connection.cursor() as cursor,
+        ):
             psycopg2.extensions.cursor.execute(cursor, sql)
 
     def _commit(self) -> None:

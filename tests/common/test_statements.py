@@ -45,15 +45,24 @@ def test_it_is_prepared_once_per_session_and_outlives_a_rollback():
 @pytest.mark.skipif(not on_postgres(), reason="other databases run the text as it is")
 @pytest.mark.django_db(transaction=True)
 def test_a_session_that_lost_its_statements_prepares_them_again(developer):
-    """``DEALLOCATE ALL`` or ``DISCARD ALL`` (a pooler's reset, an operator) empties the session:
+    """``DEALLOCATE`` or ``DISCARD ALL`` (a pooler's reset, an operator) empties the session:
     outside a transaction the statement is prepared again at once; inside one the transaction
-    fails, and the next statement finds the session healed."""
+    fails, and the next statement finds the session healed. So do the audit trail's appends,
+    sent with the ``COMMIT``, and a request's token lookup."""
     from django.db import DatabaseError
+    from rest_framework.test import APIClient
+
+    from audit.models import AuditEvent
+    from audit.services import audit_record
+    from audit.verify import INTACT, verify
+    from registry import services
 
     assert _run(1, 2) == 3
-    with connection.cursor() as cursor:
-        cursor.execute("DEALLOCATE ALL")
-    assert _run(2, 3) == 5 and statements._NAMED[SQL][0] in _prepared()
+    name = statements._NAMED[SQL][0]
+    for lost in ("DEALLOCATE ALL", f"DEALLOCATE {name}"):
+        with connection.cursor() as cursor:
+            cursor.execute(lost)
+        assert _run(2, 3) == 5 and name in _prepared()
 
     with connection.cursor() as cursor:
         cursor.execute("DISCARD ALL")
@@ -62,9 +71,23 @@ def test_a_session_that_lost_its_statements_prepares_them_again(developer):
     with transaction.atomic():
         assert _run(4, 5) == 9
 
-    from rest_framework.test import APIClient
+    def append(action: str) -> None:
+        with transaction.atomic():
+            audit_record(actor=developer, action=action, object_type="test.thing", object_id="1")
 
-    from registry import services
+    append("test.first")  # its statement is prepared, and later sent with the COMMIT
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+    with pytest.raises(DatabaseError, match="does not exist"):
+        append("test.lost")
+    append("test.again")
+    assert list(
+        AuditEvent.objects.filter(object_type="test.thing").order_by("seq").values_list("action", flat=True)
+    ) == [
+        "test.first",
+        "test.again",
+    ]
+    assert verify().code == INTACT
 
     client = APIClient(HTTP_AUTHORIZATION=f"Bearer {services.token_create(actor=developer, name='t')[1]}")
     assert client.get("/api/v1/models/").status_code == 200  # the token's lookup, prepared
