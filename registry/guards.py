@@ -7,9 +7,10 @@ at commit, so ``ModelVersion.objects.filter(…).update(state=…)`` or raw SQL 
 fails loudly instead of passing silently.
 
 The event matches when it was written by the same top-level transaction about the same object
-(``warden_audit_written`` in ``audit.triggers``: chained already, or waiting for the commit);
-but for an alias (every event about one is about where it points), it must also be of the
-change's kind (``warden_audit_recorded``): a version's new tags do not stand for its new state.
+(chained already, or waiting for the commit) and is of the change's kind
+(``warden_audit_recorded`` in ``audit.triggers``): a version's new tags do not stand for its new
+state. An alias takes any event about it (``warden_audit_written``): every event about an alias
+is about where it points.
 """
 
 from __future__ import annotations
