@@ -231,7 +231,7 @@ class JSONParser(_StreamParser):
         return data
 
 
-def _fields_once(serializer: Any, build: Any) -> BindingDict:
+def _fields_once(serializer: Any, build: Any) -> _Fields:
     """The serializer's fields: copies (``_copied``) of its class's, with itself as parent.
 
     DRF builds a serializer's fields for every serializer it makes, by deep-copying the declared
@@ -239,12 +239,41 @@ def _fields_once(serializer: Any, build: Any) -> BindingDict:
     built again under it) or by working them out from the model, and binds each to it: 0.3-0.5
     ms for a version's twenty, in every request. Binding sets a field's name, label and source
     from its name, the same for every serializer of the class, and its parent: so the class's
-    fields are built and bound once (``_class_fields``), and each serializer gets copies."""
-    fields = BindingDict(serializer)
-    for name, field in _class_fields(serializer, build).items():
-        fields.fields[name] = fresh = _copied(field)
-        fresh.parent = serializer
-    return fields
+    fields are built and bound once (``_class_fields``), and each serializer gets copies, each
+    made when first asked for (``_Fields``)."""
+    return _Fields(serializer, _class_fields(serializer, build))
+
+
+class _Fields(BindingDict):
+    """A serializer's fields, as DRF's ``BindingDict`` holds them, each copied from the class's
+    the first time it is asked for: a body gives an input serializer a few of its fields
+    (``StrictSerializer._writable_fields``), and an answer shows most with the class's own
+    (``ModelAnswer``), so most are never copied. A class's fields are fixed."""
+
+    def __init__(self, serializer: Any, built: dict[str, Any]):
+        super().__init__(serializer)
+        self.built = built
+
+    def __getitem__(self, key: str) -> Any:
+        field = self.fields.get(key)
+        if field is None:
+            field = self.fields[key] = _copied(self.built[key])
+            field.parent = self.serializer
+        return field
+
+    def __setitem__(self, key: str, field: Any) -> None:
+        raise TypeError("a serializer's fields are its class's")
+
+    __delitem__ = __setitem__  # type: ignore[assignment]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.built
+
+    def __iter__(self) -> Any:
+        return iter(self.built)
+
+    def __len__(self) -> int:
+        return len(self.built)
 
 
 def _class_fields(serializer: Any, build: Any) -> dict[str, Any]:
@@ -283,7 +312,7 @@ class StrictSerializer(serializers.Serializer):
     silently ignoring them (a client that sends ``name`` in a PATCH must learn it cannot)."""
 
     @cached_property
-    def fields(self) -> BindingDict:  # type: ignore[override]
+    def fields(self) -> _Fields:  # type: ignore[override]
         return _fields_once(self, self.get_fields)
 
     def to_internal_value(self, data: Any) -> Any:
@@ -304,13 +333,24 @@ class StrictSerializer(serializers.Serializer):
         would only find each absent and skip it (its ``SkipField``), at a few microseconds a
         field, and a version takes fourteen fields of which a client sends one or two. A form's
         fields (a ``QueryDict``) are all walked, as DRF reads some from other keys."""
-        given = self.__dict__.get("_given")
-        for field in self.fields.values():
+        given, fields = self.__dict__.get("_given"), self.fields
+        for name, field in fields.built.items():  # the class's: a copy is made for each one used
             if field.read_only or (
-                given is not None and field.field_name not in given and not field.required and field.default is empty
+                given is not None and name not in given and not field.required and field.default is empty
             ):
                 continue
-            yield field
+            yield fields[name]
+
+    def _read_only_defaults(self) -> dict[str, Any]:
+        """DRF's, deciding on the class's fields, so that it copies only those with a default."""
+        fields, defaults = self.fields, {}
+        for name, field in fields.built.items():
+            if field.read_only and field.default is not empty and field.source != "*" and "." not in field.source:
+                try:
+                    defaults[field.source] = fields[name].get_default()
+                except SkipField:
+                    continue
+        return defaults
 
     def unknown_field_message(self, name: str) -> str:
         return "unknown field, or one that cannot be set here"

@@ -228,85 +228,82 @@ class Insert(Generic[M]):
     def _values(self, instance: M, connection: Any) -> list[Any]:
         return [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in self.fields]
 
-    def _run(
-        self,
-        instance: M,
-        using: str,
-        extra: Sequence[Any] = (),
-        *,
-        before: Sequence[Any] = (),
-        values: list[Any] | None = None,
-    ) -> tuple[Any, ...] | None:
-        """``before``: parameters of the statement's text ahead of the row's ``values``."""
+    def _run(self, instance: M, using: str, values: list[Any] | None = None) -> bool:
         connection = connections[using]
         if using not in self._sql:
             self._sql[using] = self._text(connection)
         values = self._values(instance, connection) if values is None else values
         with connection.cursor() as cursor:
-            statements.execute(cursor, self._sql[using], [*before, *values, *extra])
+            statements.execute(cursor, self._sql[using], values)
             returned = cursor.fetchone()
         if returned is None:  # the unique value was taken
-            return None
+            return False
         instance.pk = returned[0]
         instance._state.adding, instance._state.db = False, using
-        return returned
+        return True
 
     def save(self, instance: M, using: str = "default") -> bool:
         """Insert ``instance``; False (and nothing written) if its ``unique`` value was taken."""
-        return self._run(instance, using) is not None
+        return self._run(instance, using)
 
 
 class NumberedInsert(Insert[M]):
-    """``NumberedInsert(ModelVersion, "number", within="model").save(version)``: insert
-    ``version`` in one plain statement that also numbers it, 1 + the highest ``number`` of the rows
-    with the same ``model`` (1 for the first), and set its primary key and number, as
-    ``save(force_insert=True)`` would have with the number taken by a query of its own first.
+    """``NumberedInsert(ModelVersion, "number", within="model", count="last_number").save(version)``:
+    insert ``version``, numbered by the caller, and set its model's ``last_number`` to its number,
+    in one statement that nobody waits for where it can be: on PostgreSQL, when the caller has
+    also taken the row's primary key, it travels with the transaction's next statement or its
+    ``COMMIT`` (``statements.send_with_next``), which raises its error if it has one. Elsewhere
+    the row is inserted at once, its primary key coming back set, and then the parent updated.
 
-    The caller holds a lock that keeps anyone else from numbering rows under the same parent (the
-    model's row, for versions); the unique constraint on (parent, number) is the backstop. As
+    The caller holds the parent's lock, under which it read the count it numbered the row from;
+    the unique constraint on (parent, number) is the backstop. ``touch=("updated_at",
+    "created_at")`` also sets the parent's ``updated_at`` to the new row's ``created_at``. As
     ``Insert``: ``pre_save`` and the database's adaptation apply; no signals are sent."""
 
-    def __init__(self, model: type[M], number: str, *, within: str, touch: tuple[str, str] | None = None):
-        """``touch=("updated_at", "created_at")``: also set the parent's ``updated_at`` to the new
-        row's ``created_at`` (on PostgreSQL in the same statement, as a data-modifying CTE)."""
+    def __init__(self, model: type[M], number: str, *, within: str, count: str, touch: tuple[str, str] | None = None):
         super().__init__(model)
         self.number: Any = model._meta.get_field(number)
         self.within: Any = model._meta.get_field(within)
-        self.fields = [f for f in self.fields if f is not self.number]
         parent: Any = self.within.related_model
+        self.count: Any = parent._meta.get_field(count)
         self.touch: tuple[Any, Any] | None = (
             (parent._meta.get_field(touch[0]), model._meta.get_field(touch[1])) if touch else None
         )
 
-    def _text(self, connection: Any) -> str:
-        quote, table = connection.ops.quote_name, connection.ops.quote_name(self.model._meta.db_table)
-        number, within = quote(self.number.column), quote(self.within.column)
-        columns = ", ".join(quote(f.column) for f in [*self.fields, self.number])
-        values = ", ".join(["%s"] * len(self.fields))
-        following = f"(SELECT COALESCE(MAX({number}), 0) + 1 FROM {table} WHERE {within} = %s)"
-        pk = quote(self.model._meta.pk.column)  # type: ignore[union-attr]
-        insert = f"INSERT INTO {table} ({columns}) VALUES ({values}, {following}) RETURNING {pk}, {number}"
-        if self.touch is None or connection.vendor != "postgresql":
-            return insert
-        return f"WITH touched AS ({self._touch_text(connection)}) {insert}"
-
-    def _touch_text(self, connection: Any) -> str:
-        assert self.touch is not None
+    def _parent_text(self, connection: Any) -> str:
         parent, quote = self.within.related_model._meta, connection.ops.quote_name
-        return f"UPDATE {quote(parent.db_table)} SET {quote(self.touch[0].column)} = %s WHERE {quote(parent.pk.column)} = %s"
+        columns = [self.count, *([self.touch[0]] if self.touch else [])]
+        assignments = ", ".join(f"{quote(f.column)} = %s" for f in columns)
+        return f"UPDATE {quote(parent.db_table)} SET {assignments} WHERE {quote(parent.pk.column)} = %s"
+
+    def _keyed_text(self, connection: Any) -> str:
+        """The parent's update and the row's insert, primary key included, as one statement."""
+        quote, pk = connection.ops.quote_name, self.model._meta.pk
+        columns = ", ".join(quote(f.column) for f in [pk, *self.fields])  # type: ignore[list-item]
+        values = ", ".join(["%s"] * (len(self.fields) + 1))
+        insert = f"INSERT INTO {quote(self.model._meta.db_table)} ({columns}) VALUES ({values})"
+        return f"WITH parent AS ({self._parent_text(connection)}) {insert}"
 
     def save(self, instance: M, using: str = "default") -> bool:
         connection, parent_id = connections[using], getattr(instance, self.within.attname)
         values = self._values(instance, connection)
-        # The parent takes the row's own value, as adapted for the database.
-        touching = [values[self.fields.index(self.touch[1])], parent_id] if self.touch else []
-        in_one = connection.vendor == "postgresql"
-        returned = self._run(instance, using, [parent_id], before=touching if in_one else (), values=values)
-        assert returned is not None, "a numbered insert takes no unique column"
-        setattr(instance, self.number.attname, returned[1])
-        if touching and not in_one:
+        # The parent takes the row's own values, as adapted for the database.
+        parent = [values[self.fields.index(self.number)]]
+        parent += [values[self.fields.index(self.touch[1])]] if self.touch else []
+        parent.append(parent_id)
+        if instance.pk is None or connection.vendor != "postgresql":
+            self._run(instance, using, values)
             with connection.cursor() as cursor:
-                cursor.execute(self._touch_text(connection), touching)
+                statements.execute(cursor, self._parent_text(connection), parent)
+            return True
+        key = f"{using}:keyed"
+        if key not in self._sql:
+            self._sql[key] = self._keyed_text(connection)
+        params = [*parent, instance.pk, *values]
+        with connection.cursor() as cursor:
+            if not statements.send_with_next(cursor, self._sql[key], params):
+                statements.execute(cursor, self._sql[key], params)
+        instance._state.adding, instance._state.db = False, using
         return True
 
 

@@ -59,6 +59,9 @@ class RegisteredModel(models.Model):
     status = models.CharField(max_length=20, choices=ModelStatus.choices, default=ModelStatus.ACTIVE)
     restricted = models.BooleanField(default=False)
     risk_tier = models.PositiveSmallIntegerField(choices=RiskTier.choices, null=True, blank=True)
+    # The number of its newest version (0 before the first): versions are never deleted, so the
+    # next one is this plus one, read under the model's lock (``services.version_create``).
+    last_number = models.PositiveIntegerField(default=0, editable=False)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)

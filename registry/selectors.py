@@ -41,18 +41,23 @@ def models_for(user: Any) -> QuerySet[RegisteredModel]:
 _MODELS_BY_NAME = JoinedRow(RegisteredModel, ("owner", "team"), ("name",))
 
 
-def model_named(user: Any, name: str, *, lock: bool = False) -> RegisteredModel | None:
+def model_named(
+    user: Any, name: str, *, lock: bool = False, read: JoinedRow[RegisteredModel] = _MODELS_BY_NAME
+) -> RegisteredModel | None:
     """The model named ``name`` with its owner and team, if the user may see it. Checked with
     ``can_view_model`` once fetched, which needs no query for an unrestricted model; read on most
     requests, so through ``common.rows``. ``lock``: also lock the model's row, in the same
-    statement, for a write in the transaction around it (``services``)."""
-    model = _MODELS_BY_NAME.get(name, lock=lock)
+    statement, for a write in the transaction around it (``services``). ``read``: a statement
+    that reads the model by name and something more with it (``services.version_create``)."""
+    model = read.get(name, lock=lock)
     return model if model is not None and policies.can_view_model(user, model) else None
 
 
-def model_get(user: Any, name: str, *, lock: bool = False) -> RegisteredModel:
+def model_get(
+    user: Any, name: str, *, lock: bool = False, read: JoinedRow[RegisteredModel] = _MODELS_BY_NAME
+) -> RegisteredModel:
     """Fetch and authorise in one call: a model the user may not see does not exist for them."""
-    model = model_named(user, name, lock=lock)
+    model = model_named(user, name, lock=lock, read=read)
     if model is None:
         raise NotFound(f"No model named {name!r}.")
     return model

@@ -127,19 +127,37 @@ _TARGET_AND_CURRENT = (
     f" UNION ALL SELECT {columns(ModelVersion, 'v')}, a.id FROM {Alias._meta.db_table} a"
     f" JOIN {ModelVersion._meta.db_table} v ON v.id = a.version_id WHERE a.model_id = %s AND a.name = %s"
 )
-# Every version is created with its number in one statement (``common.rows``), under the model's lock.
-# A new version also marks its model updated (MLflow's last_updated_timestamp), in the same statement.
-_NEW_VERSIONS = NumberedInsert(ModelVersion, "number", within="model", touch=("updated_at", "created_at"))
+
+
+def _new_version_id(connection: Any) -> str:
+    """A new version's id, taken from its sequence with the model's lock on PostgreSQL, so that
+    its insert needs no answer; elsewhere the insert gives it."""
+    if connection.vendor != "postgresql":
+        return "NULL"
+    return f"nextval(pg_get_serial_sequence('{ModelVersion._meta.db_table}', 'id'))"
+
+
+# A new version's model (by name or id), read and locked with an id for the version; the number
+# is the model's count plus one. The version's insert, which also counts it on the model and
+# marks the model updated (MLflow's last_updated_timestamp), then travels with the audit event
+# and the COMMIT (``common.rows.NumberedInsert``).
+_FOR_NEW_VERSION = {
+    key: JoinedRow(RegisteredModel, ("owner", "team"), (key,), extra={"new_version_id": _new_version_id})
+    for key in ("name", "pk")
+}
+_NEW_VERSIONS = NumberedInsert(
+    ModelVersion, "number", within="model", count="last_number", touch=("updated_at", "created_at")
+)
 # A model is registered in one statement that also refuses a name already taken.
 _NEW_MODELS = Insert(RegisteredModel, unique="name")
 _ALIAS_MOVES = Update(Alias, ("version", "updated_by", "updated_at"))
 
 
-def _locked(pk: int) -> RegisteredModel:
+def _locked(pk: int, read: JoinedRow[RegisteredModel] = _MODEL_ROWS) -> RegisteredModel:
     """The model's row, with its owner and team, locked until the transaction ends: every change
     to a model or its versions and aliases takes this lock first. A plain statement
-    (``common.rows``), as writes take it on every call."""
-    model = _MODEL_ROWS.get(pk, lock=True)
+    (``common.rows``), as writes take it on every call; ``read`` one that reads more with it."""
+    model = read.get(pk, lock=True)
     if model is None:
         raise RegisteredModel.DoesNotExist(f"no model {pk}")
     return model
@@ -382,14 +400,19 @@ def version_create(
     the actor may not see is NotFound, as ``selectors.model_get`` has it."""
     if parents:
         _pg_lock(LINEAGE_LOCK)  # before any row lock: the lineage lock is always taken first
-    model = selectors.model_get(actor, model, lock=True) if isinstance(model, str) else _locked(model.pk)
+    if isinstance(model, str):
+        model = selectors.model_get(actor, model, lock=True, read=_FOR_NEW_VERSION["name"])
+    else:
+        model = _locked(model.pk, read=_FOR_NEW_VERSION["pk"])
     policies.can_add_version(actor, model).ensure()
     if model.status != ModelStatus.ACTIVE:
         raise Conflict(f"Model {model.name} is {model.status}: it takes no new versions.")
     digest = validation.sha256_digest("artifact_sha256", artifact_sha256) if artifact_sha256 else ""
     _check_metrics(metrics or {})
     version = ModelVersion(
+        id=model.new_version_id,  # type: ignore[attr-defined]
         model=model,
+        number=model.last_number + 1,
         artifact_uri=artifact_uri,
         artifact_sha256=digest,
         framework=framework,
@@ -411,6 +434,7 @@ def version_create(
     _once([parent.pk for parent, _ in parents], "parents[{}].version_id")
     _once([(dataset_version.pk, role) for dataset_version, role in datasets], "datasets[{}].dataset_version_id")
     _NEW_VERSIONS.save(version)
+    model.last_number = version.number
     for index, (parent, relation) in enumerate(parents):
         _add_parent(actor=actor, child=version, parent=parent, relation=relation, field=f"parents[{index}].version_id")
     for index, (dataset_version, role) in enumerate(datasets):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.services import audit_record
@@ -10,6 +10,7 @@ from common.rows import Insert, JoinedRow, NumberedInsert, Update, columns, rows
 from notifications.models import Message, Webhook
 from registry import services
 from registry.models import Alias, ApiToken, DatasetUsage, ModelVersion, VersionParent
+from tests.conftest import on_postgres
 from tests.factories import make_model, make_version
 
 TOKENS = JoinedRow(ApiToken, ("user",), ("key_hash",))
@@ -58,24 +59,33 @@ def test_keys_may_name_a_related_row_and_flags_say_whether_rows_point_here(devel
     assert versions.get("m1", 3) is None and versions.get("m2", 1) is None
 
 
-def test_a_numbered_insert_stores_the_row_the_orm_would_with_the_next_number(developer):
+def test_a_numbered_insert_stores_the_row_the_orm_would_and_counts_it_on_its_parent(developer):
     model, other = make_model(developer, name="m1"), make_model(developer, name="m2")
     make_version(developer, model)
     make_version(developer, model)
-    inserts = NumberedInsert(ModelVersion, "number", within="model")
-
-    version = ModelVersion(
-        model=model, artifact_uri="s3://b/3", tags={"k": "v"}, metrics={"auc": 0.9}, created_by=developer
+    inserts = NumberedInsert(
+        ModelVersion, "number", within="model", count="last_number", touch=("updated_at", "created_at")
     )
-    first_of_other = ModelVersion(model=other, artifact_uri="s3://b/1", created_by=developer)
-    for new in (version, first_of_other):
+    version = ModelVersion(
+        model=model, number=3, artifact_uri="s3://b/3", tags={"k": "v"}, metrics={"auc": 0.9}, created_by=developer
+    )
+    # With its key taken first (as the registry does on PostgreSQL, where the insert then travels
+    # with the next statement), or given by the insert.
+    keyed = ModelVersion(model=other, number=1, artifact_uri="s3://b/1", created_by=developer)
+    if on_postgres():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT nextval(pg_get_serial_sequence('registry_modelversion', 'id'))")
+            keyed.pk = cursor.fetchone()[0]
+    for new in (version, keyed):
         with transaction.atomic():  # with its audit event, as the bypass guard requires
             inserts.save(new)
             audit_record(actor=developer, action="version.created", obj=new)
 
-    assert (version.number, first_of_other.number) == (3, 1)
-    assert not version._state.adding and version.created_at is not None
-    assert _fields(version) == _fields(ModelVersion.objects.get(pk=version.pk))
+    assert not version._state.adding and version.created_at is not None and keyed.pk is not None
+    for new in (version, keyed):
+        assert _fields(new) == _fields(ModelVersion.objects.get(pk=new.pk))
+        new.model.refresh_from_db()
+        assert (new.model.last_number, new.model.updated_at) == (new.number, new.created_at)
 
 
 def test_an_insert_stores_the_row_the_orm_would_and_sets_its_key(db):

@@ -14,12 +14,16 @@ CLIENTS = 8
 
 
 @pytest.mark.django_db(transaction=True)
-def test_eight_clients_creating_versions_at_once_get_1_to_8_with_no_gap_and_no_error(developer):
+@pytest.mark.parametrize("by_name", [False, True], ids=["model", "name"])  # services; the APIs
+def test_eight_clients_creating_versions_at_once_get_1_to_8_with_no_gap_and_no_error(developer, by_name):
     model = make_model(developer, name="contended")
 
     def create(i: int) -> None:
         services.version_create(
-            actor=developer, model=model, artifact_uri=f"s3://m/{i}", artifact_sha256=digest(f"c{i}")
+            actor=developer,
+            model="contended" if by_name else model,
+            artifact_uri=f"s3://m/{i}",
+            artifact_sha256=digest(f"c{i}"),
         )
 
     assert run_at_once(CLIENTS, create) == []
