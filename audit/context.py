@@ -75,9 +75,13 @@ class RequestContextMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        given = request.headers.get("X-Request-ID", "")
-        request_id = given if _REQUEST_ID_RE.match(given) else uuid.uuid4().hex
-        with origin(request_id, client_address(request), request):
+        # From the environ itself: ``request.headers`` would first make a map of every header.
+        given = request.META.get("HTTP_X_REQUEST_ID", "")
+        request_id = given if _REQUEST_ID_RE.match(given) else os.urandom(16).hex()
+        token = _origin.set(Origin(request_id, client_address(request), request))
+        try:
             response = self.get_response(request)
+        finally:
+            _origin.reset(token)
         response["X-Request-ID"] = request_id
         return response

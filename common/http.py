@@ -1,4 +1,5 @@
 import ipaddress
+from functools import lru_cache
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -17,6 +18,7 @@ def client_address(request: HttpRequest | None) -> str | None:
     return normal_address(address)
 
 
+@lru_cache(maxsize=4096)  # asked on every request, mostly for the same few clients or proxies
 def normal_address(address: str | None) -> str | None:
     """An IP address in its normal form, as both databases store and return it: IPv6 compressed
     and in lower case; an IPv4 client of a dual-stack listener (``::ffff:a.b.c.d``), or an IPv6

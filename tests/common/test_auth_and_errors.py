@@ -216,3 +216,37 @@ def test_a_change_postgresql_rolled_back_for_a_deadlock_is_a_409_to_send_again(a
     response = api(owner).patch("/api/v1/models/m1/", {"description": "d"}, format="json")
     assert response.status_code == 409
     assert response.data == {"code": "conflict", "message": TRY_AGAIN, "fields": {}}
+
+
+@pytest.mark.parametrize(
+    ("accept", "query", "answered_as"),
+    [
+        (None, "", "application/json"),
+        ("*/*", "", "application/json"),
+        ("application/json", "", "application/json"),
+        ("text/html", "", "text/html; charset=utf-8"),
+        ("*/*", "?format=api", "text/html; charset=utf-8"),
+        ("*/*", "?owner=x&format=json", "application/json"),
+    ],
+)
+def test_answers_come_in_the_type_asked_for(api, developer, accept, query, answered_as):
+    headers = {} if accept is None else {"HTTP_ACCEPT": accept}
+    response = api(developer).get(f"/api/v1/models/{query}", **headers)
+    assert response.status_code == 200 and response["Content-Type"] == answered_as
+
+
+def test_a_type_the_api_cannot_answer_in_is_a_406(api, developer):
+    response = api(developer).get("/api/v1/models/", HTTP_ACCEPT="application/xml")
+    assert response.status_code == 406 and response.json()["code"] == "not_acceptable"
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8"])
+def test_a_json_body_is_read_whatever_its_stated_charset(api, developer, content_type):
+    body = json.dumps({"name": "m1", "team": "credit-risk"})
+    response = api(developer).post("/api/v1/models/", body, content_type=content_type)
+    assert response.status_code == 201 and response.json()["name"] == "m1"
+
+
+def test_a_body_of_another_type_is_a_415(api, developer):
+    response = api(developer).post("/api/v1/models/", "name=m1", content_type="text/plain")
+    assert response.status_code == 415 and response.json()["code"] == "unsupported_media_type"

@@ -17,7 +17,8 @@ def _migrate(target: tuple[str, str]) -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_models_registered_before_they_counted_their_versions_go_on_from_their_newest(developer):
-    counted, empty = make_model(developer, name="counted"), make_model(developer, name="empty")
+    counted = make_model(developer, name="counted")
+    make_model(developer, name="empty")
     for _ in range(3):
         make_version(developer, counted)
 
