@@ -252,7 +252,8 @@ class NumberedInsert(Insert[M]):
     insert ``version``, numbered by the caller, and set its model's ``last_number`` to its number,
     in one statement that nobody waits for where it can be: on PostgreSQL, when the caller has
     also taken the row's primary key, it travels with the transaction's next statement or its
-    ``COMMIT`` (``statements.send_with_next``), which raises its error if it has one. Elsewhere
+    ``COMMIT`` (``statements.send_with_next``), which raises its error if it has one (its first
+    run on a connection, which prepares it, and Django's own backend run it at once). Elsewhere
     the row is inserted at once, its primary key coming back set, and then the parent updated.
 
     The caller holds the parent's lock, under which it read the count it numbered the row from;

@@ -23,8 +23,8 @@ message in order, and stops at the first error). A statement whose answer nobody
 for the next one in the same way (``send_with_next``: the audit trail's pending event), and
 ``COMMIT`` carries what waits ahead of it and what must follow it (``send_after_commit``: the
 trail's wait for durability, ``audit.services._release_early``). A version written through the
-API is then four round trips (its token, ``BEGIN`` with the model's lock, the version, and its
-event with ``COMMIT`` and the wait) instead of seven. A transaction that sent nothing ends
+API is then three round trips (its token; ``BEGIN`` with the model's lock; the version's insert,
+which needs no answer either, its event, ``COMMIT`` and the wait) instead of seven. A transaction that sent nothing ends
 without a word; one whose statement failed, its error caught, is rolled back and its commit
 raises. ``set_autocommit(False)`` called directly still hands the transaction to the driver, as
 in Django's own backend.
